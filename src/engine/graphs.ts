@@ -1,0 +1,218 @@
+/**
+ * ModelSpec → ONNX graphs. The model is split into one graph per decoder block plus a head
+ * graph (final norm → lm_head), so a caller can start at any block from cached block inputs
+ * and stop early (COSMIC's scores only read a few layers). Hook points are graph inputs:
+ *
+ *   block input:  x ← x − (x·u_pre) u_pre + c_pre      (ablation, activation addition, ACE)
+ *   attn output:  o ← o − (o·u_attn) u_attn             (ablation)
+ *   mlp output:   m ← m − (m·u_mlp) u_mlp               (ablation)
+ *
+ * with one u/c row per batch row; zeros switch a hook off, so one compiled graph serves every
+ * intervention and every candidate direction.
+ */
+import { ModelSpec } from "../formats/config.js";
+import { GraphBuilder } from "./onnx/builder.js";
+
+/** Where weights come from: float32 values of a checkpoint tensor by HF name. */
+export type WeightSource = (name: string) => Float32Array;
+
+/** [rows, cols] → [cols, rows], so MatMul sees HF's Linear weight as x·Wᵀ. */
+export function transpose2d(w: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let c = c0; c < c1; c++) out[c * rows + r] = w[base + c];
+      }
+    }
+  }
+  return out;
+}
+
+/** Stack several [rows_i, cols] weights and transpose: one MatMul for q/k/v or gate/up. */
+function fusedT(parts: Float32Array[], rowsEach: number[], cols: number): Float32Array {
+  const rows = rowsEach.reduce((a, b) => a + b, 0);
+  const stacked = new Float32Array(rows * cols);
+  let off = 0;
+  for (const p of parts) {
+    stacked.set(p, off);
+    off += p.length;
+  }
+  return transpose2d(stacked, rows, cols);
+}
+
+function concatVec(parts: Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
+
+/** Norm weight as the graph multiplies by it: Gemma's (1 + w) is folded in here, in float32. */
+function normWeight(spec: ModelSpec, w: Float32Array): Float32Array {
+  if (spec.norm.kind !== "rms_one_plus") return w;
+  const out = new Float32Array(w.length);
+  for (let i = 0; i < w.length; i++) out[i] = Math.fround(1 + w[i]);
+  return out;
+}
+
+function rmsNorm(g: GraphBuilder, x: string, weight: string, eps: number): string {
+  const ms = g.op("ReduceMean", [g.mul(x, x)], { axes: [-1], keepdims: 1 });
+  const inv = g.op("Reciprocal", [g.op("Sqrt", [g.add(ms, g.f32(eps))])]);
+  return g.mul(g.mul(x, inv), weight);
+}
+
+/** x − (x·u)u for u of shape [B, 1, d] (u = 0 leaves x unchanged). */
+function project(g: GraphBuilder, x: string, u: string): string {
+  const coef = g.reduceSumLast(g.mul(x, u));
+  return g.sub(x, g.mul(coef, u));
+}
+
+function activation(g: GraphBuilder, spec: ModelSpec, x: string): string {
+  if (spec.activation === "silu") return g.mul(x, g.op("Sigmoid", [x]));
+  if (spec.activation === "gelu") {
+    const erf = g.op("Erf", [g.mul(x, g.f32(Math.SQRT1_2))]);
+    return g.mul(g.mul(x, g.f32(0.5)), g.add(erf, g.f32(1)));
+  }
+  // tanh approximation (gelu_pytorch_tanh)
+  const x3 = g.mul(g.mul(x, x), x);
+  const inner = g.mul(g.add(x, g.mul(x3, g.f32(0.044715))), g.f32(Math.sqrt(2 / Math.PI)));
+  return g.mul(g.mul(x, g.f32(0.5)), g.add(g.op("Tanh", [inner]), g.f32(1)));
+}
+
+/** HF's rotate_half RoPE on the first rotaryDim features of x [B, heads, T, hd]. */
+function rope(g: GraphBuilder, spec: ModelSpec, x: string, cos: string, sin: string): string {
+  const hd = spec.headDim;
+  const rd = spec.rope.rotaryDim;
+  const half = rd / 2;
+  let rot = x;
+  let pass: string | null = null;
+  if (rd < hd) [rot, pass] = g.split(x, [rd, hd - rd], -1);
+  const [x1, x2] = g.split(rot, [half, half], -1);
+  const rotated = g.concat([g.op("Neg", [x2]), x1], -1);
+  const out = g.add(g.mul(rot, cos), g.mul(rotated, sin));
+  return pass ? g.concat([out, pass], -1) : out;
+}
+
+export const BLOCK_INPUTS = ["hidden", "cos", "sin", "mask", "past_key", "past_value", "pre_dir", "pre_add", "attn_dir", "mlp_dir"] as const;
+export const BLOCK_OUTPUTS = ["hidden_out", "present_key", "present_value"] as const;
+
+/** One decoder block `l` as an ONNX model. */
+export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Uint8Array {
+  const g = new GraphBuilder(`block_${l}`);
+  const d = spec.hiddenSize;
+  const H = spec.numHeads;
+  const K = spec.numKvHeads;
+  const hd = spec.headDim;
+  const rep = H / K;
+  const I = spec.intermediateSize;
+  const p = `model.layers.${l}`;
+
+  const hidden = g.input("hidden", ["batch", "seq", d]);
+  const cos = g.input("cos", ["batch", "seq", spec.rope.rotaryDim]);
+  const sin = g.input("sin", ["batch", "seq", spec.rope.rotaryDim]);
+  const mask = g.input("mask", ["batch", 1, "seq", "total"]);
+  const pastK = g.input("past_key", ["batch", K, "past", hd]);
+  const pastV = g.input("past_value", ["batch", K, "past", hd]);
+  const preDir = g.unsqueeze(g.input("pre_dir", ["batch", d]), [1]);
+  const preAdd = g.unsqueeze(g.input("pre_add", ["batch", d]), [1]);
+  const attnDir = g.unsqueeze(g.input("attn_dir", ["batch", d]), [1]);
+  const mlpDir = g.unsqueeze(g.input("mlp_dir", ["batch", d]), [1]);
+
+  // Block-input hook (TransformerLens: hook_resid_pre).
+  const x = g.add(project(g, hidden, preDir), preAdd);
+
+  // Self-attention.
+  const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(`${p}.input_layernorm.weight`)), [d]), spec.norm.eps);
+  const qDim = H * hd;
+  const kvDim = K * hd;
+  const qkvW = spec.fusedQkv
+    ? transpose2d(w(`${p}.self_attn.qkv_proj.weight`), qDim + 2 * kvDim, d)
+    : fusedT([w(`${p}.self_attn.q_proj.weight`), w(`${p}.self_attn.k_proj.weight`), w(`${p}.self_attn.v_proj.weight`)], [qDim, kvDim, kvDim], d);
+  let qkv = g.matmul(xn, g.weight("w_qkv", qkvW, [d, qDim + 2 * kvDim]));
+  if (spec.qkvBias) {
+    const b = concatVec([w(`${p}.self_attn.q_proj.bias`), w(`${p}.self_attn.k_proj.bias`), w(`${p}.self_attn.v_proj.bias`)]);
+    qkv = g.add(qkv, g.weight("b_qkv", b, [qDim + 2 * kvDim]));
+  }
+  let [q, k, v] = g.split(qkv, [qDim, kvDim, kvDim], -1);
+  q = g.reshape(q, [0, 0, H, hd]);
+  k = g.reshape(k, [0, 0, K, hd]);
+  v = g.reshape(v, [0, 0, K, hd]);
+  if (spec.qkNorm) {
+    q = rmsNorm(g, q, g.weight("q_norm", normWeight(spec, w(`${p}.self_attn.q_norm.weight`)), [hd]), spec.norm.eps);
+    k = rmsNorm(g, k, g.weight("k_norm", normWeight(spec, w(`${p}.self_attn.k_norm.weight`)), [hd]), spec.norm.eps);
+  }
+  q = g.transpose(q, [0, 2, 1, 3]); // [B, H, T, hd]
+  k = g.transpose(k, [0, 2, 1, 3]); // [B, K, T, hd]
+  v = g.transpose(v, [0, 2, 1, 3]);
+  const cos4 = g.unsqueeze(cos, [1]);
+  const sin4 = g.unsqueeze(sin, [1]);
+  q = rope(g, spec, q, cos4, sin4);
+  k = rope(g, spec, k, cos4, sin4);
+  const kAll = g.concat([pastK, k], 2);
+  const vAll = g.concat([pastV, v], 2);
+  g.output(kAll, "present_key", ["batch", K, "total", hd]);
+  g.output(vAll, "present_value", ["batch", K, "total", hd]);
+
+  // Grouped-query attention without copying K/V: query head h uses KV head h / rep, so
+  // [B, H, T, hd] regroups as [B, K, rep·T, hd].
+  const qg = g.reshape(q, [0, K, -1, hd]);
+  let scores = g.mul(g.matmul(qg, g.transpose(kAll, [0, 1, 3, 2])), g.f32(spec.attnScale));
+  scores = g.op("Reshape", [scores, g.i64([0, H, -1, 0])]); // [B, H, T, S]
+  if (spec.attnSoftcap !== null) {
+    const c = g.f32(spec.attnSoftcap);
+    scores = g.mul(g.op("Tanh", [g.div(scores, c)]), c);
+  }
+  scores = g.add(scores, mask);
+  const probs = g.op("Softmax", [scores], { axis: -1 });
+  const ctx = g.matmul(g.reshape(probs, [0, K, -1, 0]), vAll); // [B, K, rep·T, hd]
+  const ctxT = g.reshape(g.transpose(g.reshape(ctx, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, qDim]);
+  let attnOut = g.matmul(ctxT, g.weight("w_o", transpose2d(w(`${p}.self_attn.o_proj.weight`), d, qDim), [qDim, d]));
+  if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${p}.self_attn.o_proj.bias`), [d]));
+  attnOut = project(g, attnOut, attnDir); // hook_attn_out
+  if (spec.sandwichNorms) {
+    attnOut = rmsNorm(g, attnOut, g.weight("ln_post_attn", normWeight(spec, w(`${p}.post_attention_layernorm.weight`)), [d]), spec.norm.eps);
+  }
+  const x2 = g.add(x, attnOut);
+
+  // MLP (gated).
+  const ln2Name = spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`;
+  const xn2 = rmsNorm(g, x2, g.weight("ln2", normWeight(spec, w(ln2Name)), [d]), spec.norm.eps);
+  const guW = spec.fusedGateUp
+    ? transpose2d(w(`${p}.mlp.gate_up_proj.weight`), 2 * I, d)
+    : fusedT([w(`${p}.mlp.gate_proj.weight`), w(`${p}.mlp.up_proj.weight`)], [I, I], d);
+  let gu = g.matmul(xn2, g.weight("w_gate_up", guW, [d, 2 * I]));
+  if (spec.mlpBias) gu = g.add(gu, g.weight("b_gate_up", concatVec([w(`${p}.mlp.gate_proj.bias`), w(`${p}.mlp.up_proj.bias`)]), [2 * I]));
+  const [gate, up] = g.split(gu, [I, I], -1);
+  const h = g.mul(activation(g, spec, gate), up);
+  let mlpOut = g.matmul(h, g.weight("w_down", transpose2d(w(`${p}.mlp.down_proj.weight`), d, I), [I, d]));
+  if (spec.mlpBias) mlpOut = g.add(mlpOut, g.weight("b_down", w(`${p}.mlp.down_proj.bias`), [d]));
+  mlpOut = project(g, mlpOut, mlpDir); // hook_mlp_out
+  if (spec.sandwichNorms) {
+    mlpOut = rmsNorm(g, mlpOut, g.weight("ln_post_ff", normWeight(spec, w(`${p}.post_feedforward_layernorm.weight`)), [d]), spec.norm.eps);
+  }
+  g.output(g.add(x2, mlpOut), "hidden_out", ["batch", "seq", d]);
+  return g.encode();
+}
+
+/** Final norm → lm_head (→ soft-capping) on last-position hidden states [B, d]. */
+export function buildHeadGraph(spec: ModelSpec, w: WeightSource): Uint8Array {
+  const g = new GraphBuilder("head");
+  const d = spec.hiddenSize;
+  const V = spec.vocabSize;
+  const hidden = g.input("hidden", ["batch", d]);
+  const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w("model.norm.weight")), [d]), spec.norm.eps);
+  g.output(normed, "final_hidden", ["batch", d]);
+  const lm = w(spec.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  let logits = g.matmul(normed, g.weight("w_lm", transpose2d(lm, V, d), [d, V]));
+  if (spec.finalSoftcap !== null) {
+    const c = g.f32(spec.finalSoftcap);
+    logits = g.mul(g.op("Tanh", [g.div(logits, c)]), c);
+  }
+  g.output(logits, "logits", ["batch", V]);
+  return g.encode();
+}

@@ -1,0 +1,239 @@
+/**
+ * config.json → one normalised ModelSpec. Everything the engine needs to know about an
+ * architecture is here, so the graph builder never looks at family names for numbers.
+ */
+import { fileError } from "../errors.js";
+
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"] as const;
+export type Family = (typeof SUPPORTED_MODEL_TYPES)[number];
+
+export type Activation = "silu" | "gelu_tanh" | "gelu";
+
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+
+export interface ModelSpec {
+  family: Family;
+  architecture: string;
+  numLayers: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositionEmbeddings: number;
+  /** "rms": x/rms·w; "rms_one_plus": x/rms·(1+w) (Gemma) */
+  norm: { kind: "rms" | "rms_one_plus"; eps: number };
+  rope: { theta: number; scaling: RopeScaling | null; rotaryDim: number };
+  /** q/k/v projections have biases */
+  qkvBias: boolean;
+  /** o_proj has a bias */
+  oBias: boolean;
+  /** gate/up/down projections have biases */
+  mlpBias: boolean;
+  /** per-head RMSNorm on q and k before RoPE (Qwen3) */
+  qkNorm: boolean;
+  /** fused qkv_proj / gate_up_proj (Phi-3) */
+  fusedQkv: boolean;
+  fusedGateUp: boolean;
+  /** norms after attention and MLP as well as before (Gemma 2) */
+  sandwichNorms: boolean;
+  tieWordEmbeddings: boolean;
+  /** embeddings are multiplied by this (Gemma: √hidden), or 1 */
+  embeddingScale: number;
+  /** attention scores are multiplied by this */
+  attnScale: number;
+  attnSoftcap: number | null;
+  finalSoftcap: number | null;
+  /** sliding window per layer (null = full causal attention) */
+  slidingWindow: (number | null)[];
+  activation: Activation;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  padTokenId: number | null;
+}
+
+type Json = Record<string, unknown>;
+
+function num(cfg: Json, file: string, key: string, fallback?: number): number {
+  const v = cfg[key];
+  if (v === undefined || v === null) {
+    if (fallback !== undefined) return fallback;
+    throw fileError(file, `missing "${key}"`);
+  }
+  if (typeof v !== "number" || !Number.isFinite(v)) throw fileError(file, `"${key}" must be a number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function posInt(cfg: Json, file: string, key: string, fallback?: number): number {
+  const v = num(cfg, file, key, fallback);
+  if (!Number.isInteger(v) || v <= 0) throw fileError(file, `"${key}" must be a positive integer, got ${v}`);
+  return v;
+}
+
+function ids(v: unknown): number[] {
+  if (typeof v === "number") return [v];
+  if (Array.isArray(v)) return v.filter((x): x is number => typeof x === "number");
+  return [];
+}
+
+function activationOf(name: unknown, file: string): Activation {
+  switch (name) {
+    case "silu":
+    case "swish":
+      return "silu";
+    case "gelu_pytorch_tanh":
+    case "gelu_new":
+    case "gelu_fast":
+      return "gelu_tanh";
+    case "gelu":
+      return "gelu";
+    default:
+      throw fileError(file, `unsupported activation ${JSON.stringify(name)} (supported: silu, gelu, gelu_pytorch_tanh)`);
+  }
+}
+
+function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
+  const rs = cfg.rope_scaling as Json | null | undefined;
+  if (!rs) return null;
+  const type = (rs.rope_type ?? rs.type) as string | undefined;
+  if (type === undefined || type === "default") return null;
+  if (type === "linear") return { type: "linear", factor: num(rs, file, "factor") };
+  if (type === "llama3") {
+    return {
+      type: "llama3",
+      factor: num(rs, file, "factor"),
+      lowFreqFactor: num(rs, file, "low_freq_factor"),
+      highFreqFactor: num(rs, file, "high_freq_factor"),
+      originalMaxPositionEmbeddings: num(rs, file, "original_max_position_embeddings"),
+    };
+  }
+  throw fileError(file, `unsupported rope_scaling type "${type}" (supported: default, linear, llama3)`);
+}
+
+/** Parse a config.json object (already read from `file`) into a ModelSpec. */
+export function parseConfig(cfg: unknown, file: string): ModelSpec {
+  if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg)) throw fileError(file, "is not a JSON object");
+  const c = cfg as Json;
+  const mt = c.model_type;
+  if (typeof mt !== "string" || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
+    throw fileError(file, `unsupported model_type ${JSON.stringify(mt ?? null)} (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
+  }
+  const family = mt as Family;
+  const hiddenSize = posInt(c, file, "hidden_size");
+  const numHeads = posInt(c, file, "num_attention_heads");
+  const numKvHeads = posInt(c, file, "num_key_value_heads", numHeads);
+  if (numHeads % numKvHeads !== 0) throw fileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  const headDim = c.head_dim == null ? hiddenSize / numHeads : posInt(c, file, "head_dim");
+  if (!Number.isInteger(headDim)) throw fileError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
+  const numLayers = posInt(c, file, "num_hidden_layers");
+  const isGemma = family === "gemma" || family === "gemma2";
+  const attentionBias = c.attention_bias === true;
+  const partial = num(c, file, "partial_rotary_factor", 1);
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim % 2 !== 0 || rotaryDim <= 0) throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
+
+  let sliding: (number | null)[] = new Array(numLayers).fill(null);
+  const sw = typeof c.sliding_window === "number" ? c.sliding_window : null;
+  if (sw !== null) {
+    if (family === "gemma2") sliding = sliding.map((_, l) => (l % 2 === 0 ? sw : null));
+    else if (family === "mistral" || family === "phi3") sliding = sliding.map(() => sw);
+    else if ((family === "qwen2" || family === "qwen3") && c.use_sliding_window === true) {
+      const maxWindow = typeof c.max_window_layers === "number" ? c.max_window_layers : numLayers;
+      sliding = sliding.map((_, l) => (l >= maxWindow ? sw : null));
+    }
+  }
+
+  const eps = num(c, file, "rms_norm_eps", 1e-6);
+  const actName = isGemma ? (c.hidden_activation ?? c.hidden_act ?? "gelu_pytorch_tanh") : (c.hidden_act ?? "silu");
+  const arch = Array.isArray(c.architectures) && typeof c.architectures[0] === "string" ? c.architectures[0] : `${family}ForCausalLM`;
+  return {
+    family,
+    architecture: arch,
+    numLayers,
+    hiddenSize,
+    intermediateSize: posInt(c, file, "intermediate_size"),
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize: posInt(c, file, "vocab_size"),
+    maxPositionEmbeddings: posInt(c, file, "max_position_embeddings", 4096),
+    norm: { kind: isGemma ? "rms_one_plus" : "rms", eps },
+    rope: { theta: num(c, file, "rope_theta", 10000), scaling: ropeScalingOf(c, file), rotaryDim },
+    qkvBias: family === "qwen2" || ((family === "llama" || family === "gemma" || family === "gemma2" || family === "qwen3" || family === "mistral") && attentionBias),
+    oBias: (family === "llama" || family === "gemma" || family === "gemma2" || family === "qwen3" || family === "mistral") && attentionBias,
+    mlpBias: family === "llama" && c.mlp_bias === true,
+    qkNorm: family === "qwen3",
+    fusedQkv: family === "phi3",
+    fusedGateUp: family === "phi3",
+    sandwichNorms: family === "gemma2",
+    tieWordEmbeddings: c.tie_word_embeddings === undefined ? isGemma : c.tie_word_embeddings === true,
+    // HF multiplies by a float32 tensor of √hidden, so round it to float32 here too.
+    embeddingScale: isGemma ? Math.fround(Math.sqrt(hiddenSize)) : 1,
+    attnScale: family === "gemma2" ? num(c, file, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
+    attnSoftcap: family === "gemma2" && typeof c.attn_logit_softcapping === "number" ? c.attn_logit_softcapping : null,
+    finalSoftcap: family === "gemma2" && typeof c.final_logit_softcapping === "number" ? c.final_logit_softcapping : null,
+    slidingWindow: sliding,
+    activation: activationOf(actName, file),
+    bosTokenId: typeof c.bos_token_id === "number" ? c.bos_token_id : null,
+    eosTokenIds: ids(c.eos_token_id),
+    padTokenId: typeof c.pad_token_id === "number" ? c.pad_token_id : null,
+  };
+}
+
+export interface ExpectedTensor {
+  name: string;
+  shape: number[];
+}
+
+/** The tensors a checkpoint of this spec must hold, with their shapes. */
+export function expectedTensors(s: ModelSpec): ExpectedTensor[] {
+  const out: ExpectedTensor[] = [];
+  const d = s.hiddenSize;
+  const q = s.numHeads * s.headDim;
+  const kv = s.numKvHeads * s.headDim;
+  const add = (name: string, shape: number[]) => out.push({ name, shape });
+  add("model.embed_tokens.weight", [s.vocabSize, d]);
+  for (let l = 0; l < s.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    add(`${p}.input_layernorm.weight`, [d]);
+    add(`${p}.post_attention_layernorm.weight`, [d]);
+    if (s.sandwichNorms) {
+      add(`${p}.pre_feedforward_layernorm.weight`, [d]);
+      add(`${p}.post_feedforward_layernorm.weight`, [d]);
+    }
+    if (s.fusedQkv) add(`${p}.self_attn.qkv_proj.weight`, [q + 2 * kv, d]);
+    else {
+      add(`${p}.self_attn.q_proj.weight`, [q, d]);
+      add(`${p}.self_attn.k_proj.weight`, [kv, d]);
+      add(`${p}.self_attn.v_proj.weight`, [kv, d]);
+      if (s.qkvBias) {
+        add(`${p}.self_attn.q_proj.bias`, [q]);
+        add(`${p}.self_attn.k_proj.bias`, [kv]);
+        add(`${p}.self_attn.v_proj.bias`, [kv]);
+      }
+    }
+    add(`${p}.self_attn.o_proj.weight`, [d, q]);
+    if (s.oBias) add(`${p}.self_attn.o_proj.bias`, [d]);
+    if (s.qkNorm) {
+      add(`${p}.self_attn.q_norm.weight`, [s.headDim]);
+      add(`${p}.self_attn.k_norm.weight`, [s.headDim]);
+    }
+    if (s.fusedGateUp) add(`${p}.mlp.gate_up_proj.weight`, [2 * s.intermediateSize, d]);
+    else {
+      add(`${p}.mlp.gate_proj.weight`, [s.intermediateSize, d]);
+      add(`${p}.mlp.up_proj.weight`, [s.intermediateSize, d]);
+    }
+    add(`${p}.mlp.down_proj.weight`, [d, s.intermediateSize]);
+    if (s.mlpBias) {
+      add(`${p}.mlp.gate_proj.bias`, [s.intermediateSize]);
+      add(`${p}.mlp.up_proj.bias`, [s.intermediateSize]);
+      add(`${p}.mlp.down_proj.bias`, [d]);
+    }
+  }
+  add("model.norm.weight", [d]);
+  if (!s.tieWordEmbeddings) add("lm_head.weight", [s.vocabSize, d]);
+  return out;
+}

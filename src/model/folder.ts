@@ -1,0 +1,70 @@
+/**
+ * A Hugging Face chat-model folder: config.json → ModelSpec, the safetensors checkpoint
+ * (checked against the spec), the tokenizer with its chat template, and generation_config.json.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileError } from "../errors.js";
+import { ModelSpec, parseConfig, expectedTensors } from "../formats/config.js";
+import { readJsonFile } from "../formats/files.js";
+import { Checkpoint } from "../formats/safetensors.js";
+import { ChatTokenizer } from "../tokenize/chat.js";
+
+export class ModelFolder {
+  readonly dir: string;
+  readonly spec: ModelSpec;
+  readonly checkpoint: Checkpoint;
+  readonly tokenizer: ChatTokenizer;
+  /** token ids that end generation */
+  readonly eosTokenIds: number[];
+  readonly rawConfig: Record<string, unknown>;
+
+  private constructor(dir: string, spec: ModelSpec, ck: Checkpoint, tok: ChatTokenizer, eos: number[], raw: Record<string, unknown>) {
+    this.dir = dir;
+    this.spec = spec;
+    this.checkpoint = ck;
+    this.tokenizer = tok;
+    this.eosTokenIds = eos;
+    this.rawConfig = raw;
+  }
+
+  static open(dir: string): ModelFolder {
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw fileError(dir, "is not a model folder");
+    const cfgPath = path.join(dir, "config.json");
+    if (!fs.existsSync(cfgPath)) throw fileError(cfgPath, "missing: not a Hugging Face model folder");
+    const raw = readJsonFile<Record<string, unknown>>(cfgPath);
+    const spec = parseConfig(raw, cfgPath);
+    const ck = Checkpoint.openFolder(dir);
+    checkWeights(spec, ck);
+    const tok = new ChatTokenizer(dir);
+    let eos: number[] = [];
+    const genPath = path.join(dir, "generation_config.json");
+    if (fs.existsSync(genPath)) {
+      const g = readJsonFile<Record<string, unknown>>(genPath);
+      const e = g?.eos_token_id;
+      eos = typeof e === "number" ? [e] : Array.isArray(e) ? e.filter((x): x is number => typeof x === "number") : [];
+    }
+    if (eos.length === 0) eos = spec.eosTokenIds;
+    if (eos.length === 0 && tok.eosToken) {
+      const id = tok.tokenToId(tok.eosToken);
+      if (id !== undefined) eos = [id];
+    }
+    return new ModelFolder(dir, spec, ck, tok, eos, raw);
+  }
+
+  /** A short, stable name for outputs: the folder's base name. */
+  get name(): string {
+    return path.basename(path.resolve(this.dir));
+  }
+}
+
+/** Every tensor the spec needs must be present with the right shape. */
+export function checkWeights(spec: ModelSpec, ck: Checkpoint): void {
+  for (const t of expectedTensors(spec)) {
+    if (!ck.has(t.name)) throw fileError(ck.files.length === 1 ? ck.files[0].path : path.dirname(ck.files[0].path), `missing tensor "${t.name}" (expected shape [${t.shape}])`);
+    const info = ck.info(t.name);
+    if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
+      throw fileError(ck.fileOf(t.name).path, `tensor "${t.name}" has shape [${info.shape}], expected [${t.shape}] from config.json`);
+    }
+  }
+}
