@@ -8,6 +8,7 @@ import path from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { fileError } from "../errors.js";
 import { Rng } from "../util/random.js";
+import { describeJsonError } from "../formats/json-errors.js";
 
 export interface PromptRecord {
   instruction: string;
@@ -34,22 +35,12 @@ function fromValue(v: unknown, file: string, where: string): PromptRecord {
   throw fileError(file, `${where}: expected a string or an object with an "instruction" field, got ${JSON.stringify(v)?.slice(0, 40)}`);
 }
 
-/** Line number (1-based) of a character offset, for JSON errors. */
-function lineOf(text: string, pos: number): number {
-  let line = 1;
-  for (let i = 0; i < pos && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
-  return line;
-}
-
 function parseJsonArray(text: string, file: string): PromptRecord[] {
   let data: unknown;
   try {
     data = JSON.parse(text);
-  } catch (e) {
-    const msg = (e as Error).message;
-    const m = /position (\d+)/.exec(msg);
-    const where = m ? `line ${lineOf(text, Number(m[1]))}: ` : "";
-    throw fileError(file, `${where}invalid JSON (${msg})`);
+  } catch {
+    throw fileError(file, describeJsonError(text));
   }
   if (!Array.isArray(data)) throw fileError(file, "expected a JSON array of instructions");
   return data.map((v, i) => fromValue(v, file, `item ${i}`));
@@ -62,8 +53,8 @@ function parseJsonl(text: string, file: string): PromptRecord[] {
     let v: unknown;
     try {
       v = JSON.parse(line);
-    } catch (e) {
-      throw fileError(file, `line ${i + 1}: invalid JSON (${(e as Error).message})`);
+    } catch {
+      throw fileError(file, `line ${i + 1}: ${describeJsonError(line).replace(/^line 1, /, "")}`);
     }
     out.push(fromValue(v, file, `line ${i + 1}`));
   });

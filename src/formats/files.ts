@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileError } from "../errors.js";
+import { describeJsonError } from "./json-errors.js";
 
 /** Read and parse a JSON file; any failure names the file. */
 export function readJsonFile<T = unknown>(file: string): T {
@@ -12,8 +13,8 @@ export function readJsonFile<T = unknown>(file: string): T {
   }
   try {
     return JSON.parse(text) as T;
-  } catch (e) {
-    throw fileError(file, `invalid JSON (${(e as Error).message})`);
+  } catch {
+    throw fileError(file, describeJsonError(text));
   }
 }
 

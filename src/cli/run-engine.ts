@@ -1,0 +1,114 @@
+/** `cosmic capture` and `cosmic generate`. */
+import path from "node:path";
+import { CosmicError } from "../errors.js";
+import { writeFileAtomic } from "../formats/files.js";
+import { writeSafetensors } from "../formats/safetensors.js";
+import { capture } from "../engine/forward.js";
+import { generate } from "../engine/generate.js";
+import { loadPrompts, selectPrompts } from "../data/prompts.js";
+import { ModelFolder } from "../model/folder.js";
+import { EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode } from "./common.js";
+import { progressBar } from "./progress.js";
+
+export interface PromptFlags {
+  model: string;
+  prompts: string;
+  system?: string;
+  limit?: number;
+  seed: number;
+  batchSize: number;
+  out: string;
+  quiet?: boolean;
+  jsonProgress?: boolean;
+}
+
+function checkOut(out: string, ext: string): void {
+  if (path.extname(out).toLowerCase() !== ext) throw new CosmicError(`--out must name a ${ext} file, got "${out}"`);
+}
+
+function formatted(folder: ModelFolder, f: PromptFlags) {
+  const recs = selectPrompts(loadPrompts(f.prompts), f.limit, f.seed);
+  return recs.map((r) => {
+    const prompt = folder.tokenizer.formatPrompt(r.instruction, f.system);
+    return { instruction: r.instruction, prompt, ids: folder.tokenizer.encode(prompt) };
+  });
+}
+
+export async function captureCommand(f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number }): Promise<void> {
+  checkOut(f.out, ".safetensors");
+  const folder = ModelFolder.open(f.model);
+  const { intervention, description } = interventionFromFlags(f, folder);
+  const items = formatted(folder, f);
+  const eoi = folder.tokenizer.eoiTokens(f.system);
+  const N = f.positions ?? eoi.ids.length;
+  const mode = progressMode(f);
+  const engine = await loadEngine(folder, f, mode);
+  const bar = progressBar("capture", items.length, mode);
+  const c = await capture(engine, items.map((i) => i.ids), {
+    intervention,
+    residPrePositions: N,
+    residPost: true,
+    finalHidden: true,
+    logits: true,
+    batchSize: f.batchSize,
+    onBatch: (d) => bar.update(d),
+  });
+  bar.stop();
+  const n = items.length;
+  const L = c.layers;
+  const d = c.width;
+  writeSafetensors(
+    f.out,
+    [
+      { name: "resid_pre", dtype: "F32", shape: [n, L, N, d], data: c.residPre! },
+      { name: "resid_post", dtype: "F32", shape: [n, L, d], data: c.residPost! },
+      { name: "final_hidden", dtype: "F32", shape: [n, d], data: c.finalHidden! },
+      { name: "logits_last", dtype: "F32", shape: [n, engine.spec.vocabSize], data: c.logits! },
+    ],
+    {
+      model: path.resolve(f.model),
+      prompts: path.resolve(f.prompts),
+      count: String(n),
+      positions: String(N),
+      eoi_token_ids: JSON.stringify(eoi.ids),
+      eoi_text: eoi.text,
+      seed: String(f.seed),
+      ...(f.limit !== undefined ? { limit: String(f.limit) } : {}),
+      ...(f.system !== undefined ? { system: f.system } : {}),
+      intervention: JSON.stringify(description),
+    },
+  );
+  await engine.release();
+  if (!f.quiet) process.stderr.write(`wrote ${f.out}: ${n} prompts × ${L} layers × ${N} positions × ${d}\n`);
+}
+
+export async function generateCommand(
+  f: PromptFlags & EngineFlags & InterventionFlags & { maxNewTokens: number; temperature: number; topP: number },
+): Promise<void> {
+  checkOut(f.out, ".json");
+  const folder = ModelFolder.open(f.model);
+  const { intervention, description } = interventionFromFlags(f, folder);
+  const items = formatted(folder, f);
+  const mode = progressMode(f);
+  const engine = await loadEngine(folder, f, mode);
+  const bar = progressBar("generate", items.length, mode);
+  const gens = await generate(engine, items.map((i) => i.ids), {
+    maxNewTokens: f.maxNewTokens,
+    intervention,
+    temperature: f.temperature,
+    topP: f.topP,
+    seed: f.seed,
+    batchSize: f.batchSize,
+    onBatch: (d) => bar.update(d),
+  });
+  bar.stop();
+  const eos = new Set(folder.eosTokenIds);
+  const out = items.map((it, i) => {
+    const toks = gens[i].tokens;
+    const body = gens[i].stopped && eos.has(toks[toks.length - 1]) ? toks.slice(0, -1) : toks;
+    return { instruction: it.instruction, prompt: it.prompt, response: folder.tokenizer.decode(body, true), tokens: toks };
+  });
+  writeFileAtomic(f.out, JSON.stringify(out, null, 2) + "\n");
+  await engine.release();
+  if (!f.quiet) process.stderr.write(`wrote ${f.out}: ${out.length} completions (${JSON.stringify(description)}, seed ${f.seed})\n`);
+}

@@ -1,0 +1,22 @@
+/** cosmic as a library: model folders, the engine, interventions and captures. */
+export { CosmicError } from "./errors.js";
+export { SafetensorsFile, Checkpoint, writeSafetensors } from "./formats/safetensors.js";
+export type { TensorInfo, TensorToWrite } from "./formats/safetensors.js";
+export type { DType } from "./formats/dtype.js";
+export { parseConfig, expectedTensors, SUPPORTED_MODEL_TYPES } from "./formats/config.js";
+export type { ModelSpec, Family } from "./formats/config.js";
+export { readDirection, writeDirection } from "./formats/direction.js";
+export type { DirectionFile } from "./formats/direction.js";
+export { ChatTokenizer } from "./tokenize/chat.js";
+export type { ChatMessage, EoiTokens } from "./tokenize/chat.js";
+export { loadPrompts, selectPrompts } from "./data/prompts.js";
+export type { PromptRecord } from "./data/prompts.js";
+export { ModelFolder } from "./model/folder.js";
+export { Engine, DEVICES } from "./engine/engine.js";
+export type { Device, EngineOptions } from "./engine/engine.js";
+export { capture } from "./engine/forward.js";
+export type { CaptureOptions, Captured } from "./engine/forward.js";
+export { generate } from "./engine/generate.js";
+export type { GenerateOptions, Generation } from "./engine/generate.js";
+export { ablation, activationAddition, affineEdit, combine, noIntervention, unit } from "./engine/interventions.js";
+export type { Intervention } from "./engine/interventions.js";

@@ -1,0 +1,124 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { SafetensorsFile, writeSafetensors } from "../src/formats/safetensors.js";
+import { FAMILIES, FIXTURES, ROOT } from "./helpers.js";
+
+const BIN = path.join(ROOT, "bin", "cosmic.js");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-cli-"));
+
+function cosmic(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A user mistake: non-zero exit, one line on stderr that names `file`, no stack trace. */
+function assertUserError(r: ReturnType<typeof cosmic>, pattern: RegExp): void {
+  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
+  const lines = r.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, `one line, got: ${r.stderr}`);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(r.stderr, /\s+at \S+ \(/);
+}
+
+test("inspect --json reports family, layers and width for every fixture", () => {
+  for (const fam of FAMILIES) {
+    const r = cosmic("inspect", "--model", path.join(FIXTURES, fam), "--json");
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout);
+    assert.equal(j.spec.family, fam);
+    assert.equal(j.spec.numLayers, 4);
+    assert.equal(j.spec.hiddenSize, 64);
+    assert.ok(j.eoi.ids.length > 0);
+    assert.ok(j.renderedPrompt.includes(j.sampleInstruction));
+  }
+  const text = cosmic("inspect", "--model", path.join(FIXTURES, "llama"));
+  assert.match(text.stdout, /EOI tokens/);
+});
+
+function copyFixture(fam: string): string {
+  const dir = fs.mkdtempSync(path.join(tmp, `${fam}-`));
+  for (const f of fs.readdirSync(path.join(FIXTURES, fam))) {
+    if (f !== "expected") fs.copyFileSync(path.join(FIXTURES, fam, f), path.join(dir, f));
+    fs.chmodSync(path.join(dir, f === "expected" ? "." : f), 0o755);
+  }
+  return dir;
+}
+
+test("corrupted copies of a fixture fail inspect with a one-line message naming the file", () => {
+  const cases: [string, (dir: string) => string, RegExp][] = [
+    ["truncated weights", (d) => { const p = path.join(d, "model.safetensors"); const b = fs.readFileSync(p); fs.writeFileSync(p, b.subarray(0, b.length / 2)); return p; }, /out of range/],
+    ["header length past the end", (d) => { const p = path.join(d, "model.safetensors"); const b = fs.readFileSync(p); b.writeBigUInt64LE(BigInt(b.length * 2)); fs.writeFileSync(p, b); return p; }, /header length/],
+    ["invalid config.json", (d) => { const p = path.join(d, "config.json"); fs.writeFileSync(p, "{ nope"); return p; }, /invalid JSON/],
+    ["invalid tokenizer_config.json", (d) => { const p = path.join(d, "tokenizer_config.json"); fs.writeFileSync(p, "{"); return p; }, /invalid JSON/],
+    ["invalid tokenizer.json", (d) => { const p = path.join(d, "tokenizer.json"); fs.writeFileSync(p, "[1,"); return p; }, /invalid JSON/],
+    ["missing tokenizer", (d) => { const p = path.join(d, "tokenizer.json"); fs.rmSync(p); return p; }, /missing/],
+    ["unsupported model_type", (d) => { const p = path.join(d, "config.json"); const c = JSON.parse(fs.readFileSync(p, "utf8")); fs.writeFileSync(p, JSON.stringify({ ...c, model_type: "falcon" })); return p; }, /unsupported model_type "falcon"/],
+  ];
+  for (const [name, mutate, re] of cases) {
+    const dir = copyFixture("llama");
+    const file = mutate(dir);
+    const r = cosmic("inspect", "--model", dir);
+    assertUserError(r, re);
+    assert.ok(r.stderr.includes(file), `${name}: message names ${file}: ${r.stderr}`);
+  }
+  const sharded = copyFixture("qwen2");
+  const shard = path.join(sharded, "model-00002-of-00002.safetensors");
+  fs.rmSync(shard);
+  assertUserError(cosmic("inspect", "--model", sharded), /lists shard "model-00002-of-00002\.safetensors", which does not exist/);
+});
+
+test("capture writes the documented tensors and metadata", () => {
+  const fx = path.join(FIXTURES, "llama");
+  const out = path.join(tmp, "cap.safetensors");
+  const r = cosmic("capture", "--model", fx, "--prompts", path.join(fx, "expected", "prompts.json"), "--out", out, "--quiet");
+  assert.equal(r.code, 0, r.stderr);
+  const st = SafetensorsFile.open(out);
+  const P = JSON.parse(st.metadata.eoi_token_ids).length;
+  assert.deepEqual(st.info("resid_pre").shape, [4, 4, P, 64]);
+  assert.deepEqual(st.info("resid_post").shape, [4, 4, 64]);
+  assert.deepEqual(st.info("final_hidden").shape, [4, 64]);
+  assert.deepEqual(st.info("logits_last").shape, [4, 261]);
+  assert.equal(st.metadata.seed, "42");
+  assert.equal(st.metadata.positions, String(P));
+});
+
+test("generate with a direction file writes instruction, prompt, response and tokens", () => {
+  const fx = path.join(FIXTURES, "gemma2");
+  const out = path.join(tmp, "gen.json");
+  const r = cosmic("generate", "--model", fx, "--prompts", path.join(fx, "expected", "prompts.json"), "--out", out, "--quiet",
+    "--max-new-tokens", "4", "--direction", path.join(fx, "expected", "direction.safetensors"), "--intervention", "ace-actadd");
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(fs.readFileSync(out, "utf8"));
+  assert.equal(j.length, 4);
+  for (const row of j) {
+    assert.equal(typeof row.instruction, "string");
+    assert.ok(row.prompt.includes(row.instruction));
+    assert.equal(typeof row.response, "string");
+    assert.ok(row.tokens.length >= 1 && row.tokens.length <= 4);
+  }
+});
+
+test("engine bad input: wrong width, layer out of range, empty prompts, long prompts; nothing written", () => {
+  const fx = path.join(FIXTURES, "llama");
+  const prompts = path.join(fx, "expected", "prompts.json");
+  const wide = path.join(tmp, "wide.safetensors");
+  writeSafetensors(wide, [{ name: "direction", dtype: "F32", shape: [32], data: Float32Array.from({ length: 32 }, (_, i) => i + 1) }], { layer: "1" });
+  const out = path.join(tmp, "never.json");
+  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--direction", wide), /wide\.safetensors: direction has width 32, but .* has hidden size 64/);
+  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--direction", path.join(fx, "expected", "direction.safetensors"), "--intervention", "actadd", "--layer", "7"), /layer 7 is out of range/);
+  const empty = path.join(tmp, "empty.json");
+  fs.writeFileSync(empty, "[]");
+  assertUserError(cosmic("generate", "--model", fx, "--prompts", empty, "--out", out), /empty\.json: holds no instructions/);
+  const long = path.join(tmp, "long.json");
+  fs.writeFileSync(long, JSON.stringify(["x".repeat(2100)]));
+  assertUserError(cosmic("capture", "--model", fx, "--prompts", long, "--out", path.join(tmp, "never.safetensors")), /longer than the model's context of 2048/);
+  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "tpu"), /--device must be one of cpu, webgpu, cuda/);
+  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "cuda"), /device "cuda" is not available .*available: cpu/);
+  assert.ok(!fs.existsSync(out));
+  assert.ok(!fs.existsSync(path.join(tmp, "never.safetensors")));
+  assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.endsWith(".tmp")), []);
+});

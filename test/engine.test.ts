@@ -1,0 +1,93 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { ModelFolder } from "../src/model/folder.js";
+import { Engine } from "../src/engine/engine.js";
+import { capture } from "../src/engine/forward.js";
+import { generate } from "../src/engine/generate.js";
+import { SafetensorsFile } from "../src/formats/safetensors.js";
+import { readJsonFile } from "../src/formats/files.js";
+import { ablation, activationAddition, affineEdit, Intervention } from "../src/engine/interventions.js";
+import { FAMILIES, FIXTURES, relErr } from "./helpers.js";
+
+const TOL = 1e-4;
+
+interface GenJson {
+  tie_margin: number;
+  [k: string]: unknown;
+}
+interface GenRow { prompt_index: number; tokens: number[]; margins: number[]; text: string }
+
+for (const fam of FAMILIES) {
+  test(`${fam}: activations, logits, interventions and greedy generations match the PyTorch reference`, async () => {
+    const dir = path.join(FIXTURES, fam);
+    const m = ModelFolder.open(dir);
+    const engine = await Engine.load(m);
+    const inp = readJsonFile<{ prompts: { input_ids: number[] }[] }>(path.join(dir, "expected", "input.json"));
+    const toks = inp.prompts.map((p) => p.input_ids);
+    const ex = SafetensorsFile.open(path.join(dir, "expected", "expected.safetensors"));
+    const dirFile = SafetensorsFile.open(path.join(dir, "expected", "direction.safetensors"));
+    const r = dirFile.readF32("direction");
+    const mu = dirFile.readF32("reference");
+    const L = m.spec.numLayers;
+
+    const c = await capture(engine, toks, { residPrePositions: 5, residPost: true, finalHidden: true, logits: true });
+    assert.ok(relErr(c.residPre!, ex.readF32("resid_pre")) <= TOL, "resid_pre");
+    assert.ok(relErr(c.residPost!, ex.readF32("resid_post")) <= TOL, "resid_post");
+    assert.ok(relErr(c.logits!, ex.readF32("logits_last")) <= TOL, "logits_last");
+    if (ex.has("final_hidden")) assert.ok(relErr(c.finalHidden!, ex.readF32("final_hidden")) <= TOL, "final_hidden");
+
+    const ivs: Record<string, Intervention | undefined> = {
+      baseline: undefined,
+      ablation: ablation(r, L),
+      actadd: activationAddition(r, 1, 1.0, L),
+      ace: affineEdit(r, mu, 2, 0.0, L),
+    };
+    const logitName: Record<string, string> = { ablation: "ablated_logits_last", actadd: "actadd_logits_last", ace: "ace_logits_last" };
+    for (const [k, iv] of Object.entries(ivs)) {
+      if (k !== "baseline") {
+        const got = await capture(engine, toks, { intervention: iv, logits: true });
+        const err = relErr(got.logits!, ex.readF32(logitName[k]));
+        assert.ok(err <= TOL, `${k} logits: relative error ${err}`);
+      }
+      const gens = readJsonFile<GenJson>(path.join(dir, "expected", "generations.json"));
+      const want = gens[k] as GenRow[];
+      const got = await generate(engine, toks, { maxNewTokens: 8, intervention: iv, stopAtEos: false, batchSize: 4 });
+      for (const w of want) {
+        const g = got[w.prompt_index].tokens;
+        // Compare up to (and including) the first step whose reference margin is a near-tie.
+        let upto = w.tokens.length;
+        const tie = w.margins.findIndex((x) => x < gens.tie_margin);
+        if (tie >= 0) upto = tie;
+        assert.deepEqual(g.slice(0, upto), w.tokens.slice(0, upto), `${k} generation of prompt ${w.prompt_index}`);
+        if (upto === w.tokens.length) assert.equal(m.tokenizer.decode(g), w.text, `${k} text of prompt ${w.prompt_index}`);
+      }
+    }
+
+    // Batched = one prompt at a time (left padding must not change anything).
+    for (let i = 0; i < toks.length; i++) {
+      const one = await capture(engine, [toks[i]], { residPrePositions: 5, residPost: true, logits: true, intervention: ivs.ablation });
+      const all = await capture(engine, toks, { residPrePositions: 5, residPost: true, logits: true, intervention: ivs.ablation });
+      const V = m.spec.vocabSize;
+      assert.ok(relErr(one.logits!, all.logits!.subarray(i * V, (i + 1) * V)) <= 1e-6, `batched logits of prompt ${i}`);
+      const n = L * 5 * 64;
+      assert.ok(relErr(one.residPre!, all.residPre!.subarray(i * n, (i + 1) * n)) <= 1e-6, `batched resid_pre of prompt ${i}`);
+    }
+    await engine.release();
+  });
+}
+
+test("greedy generation stops at EOS, sampling is reproducible from the seed", async () => {
+  const m = ModelFolder.open(path.join(FIXTURES, "qwen3"));
+  const engine = await Engine.load(m);
+  const toks = [m.tokenizer.encode(m.tokenizer.formatPrompt("Hi!"))];
+  const greedy = await generate(engine, toks, { maxNewTokens: 6, stopAtEos: false, margins: true });
+  const first = greedy[0].tokens[0];
+  const stopped = await generate(engine, toks, { maxNewTokens: 6, eosTokenIds: [first] });
+  assert.deepEqual(stopped[0].tokens, [first]);
+  assert.ok(stopped[0].stopped);
+  const s1 = await generate(engine, toks, { maxNewTokens: 6, temperature: 1.5, topP: 0.9, seed: 7, stopAtEos: false });
+  const s2 = await generate(engine, toks, { maxNewTokens: 6, temperature: 1.5, topP: 0.9, seed: 7, stopAtEos: false });
+  assert.deepEqual(s1, s2);
+  await engine.release();
+});
