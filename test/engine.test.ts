@@ -74,6 +74,15 @@ for (const fam of FAMILIES) {
       assert.ok(relErr(one.residPre!, all.residPre!.subarray(i * n, (i + 1) * n)) <= 1e-6, `batched resid_pre of prompt ${i}`);
     }
     await engine.release();
+
+    // Row-chunked block calls (with the KV cache split and rejoined) give the same results.
+    const chunked = await Engine.load(m, { tokensPerCall: 40 });
+    const a = await capture(chunked, toks, { residPrePositions: 5, residPost: true, logits: true, intervention: ivs.ablation });
+    assert.ok(relErr(a.logits!, ex.readF32("ablated_logits_last")) <= TOL, "chunked ablated logits");
+    const gens = readJsonFile<GenJson>(path.join(dir, "expected", "generations.json"));
+    const gotGen = await generate(chunked, toks, { maxNewTokens: 8, stopAtEos: false, intervention: ivs.actadd });
+    for (const w of gens.actadd as GenRow[]) assert.deepEqual(gotGen[w.prompt_index].tokens, w.tokens, "chunked generation");
+    await chunked.release();
   });
 }
 

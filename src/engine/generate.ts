@@ -2,13 +2,11 @@
  * Batched generation with a KV cache: greedy, or temperature / top-p sampling from a seeded
  * generator. Interventions apply at every position, prompt and generated tokens alike.
  */
-import * as ort from "onnxruntime-node";
+import type * as ort from "onnxruntime-node";
 import { CosmicError } from "../errors.js";
 import { Rng } from "../util/random.js";
 import { Engine, lastPosition } from "./engine.js";
 import { Intervention } from "./interventions.js";
-import { attentionMask, ropeTables } from "./rope.js";
-import { inverseFrequencies } from "./rope.js";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -85,7 +83,6 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
   const temperature = opts.temperature ?? 0;
   const topP = opts.topP ?? 1;
   const rng = new Rng(opts.seed ?? 0);
-  const inv = inverseFrequencies(spec);
   const d = spec.hiddenSize;
   const V = spec.vocabSize;
   const L = spec.numLayers;
@@ -130,14 +127,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
       for (const kv of keyValid) kv.push(1);
       const positions = nextPos.map((p) => [p]);
       nextPos.forEach((_, b) => nextPos[b]++);
-      const { cos, sin } = ropeTables(inv, positions);
-      const rd = spec.rope.rotaryDim;
-      const kvArr = keyValid.map((v) => Uint8Array.from(v));
-      const masks = new Map<string, ort.Tensor>();
-      for (const win of new Set(spec.slidingWindow)) {
-        masks.set(String(win ?? "full"), new ort.Tensor("float32", attentionMask(kvArr, past, 1, win), [B, 1, 1, past + 1]));
-      }
-      const ctx = { size: B, length: 1, cos: new ort.Tensor("float32", cos, [B, 1, rd]), sin: new ort.Tensor("float32", sin, [B, 1, rd]), masks };
+      const ctx = engine.stepContext(keyValid.map((v) => Uint8Array.from(v)), positions, past);
       let x: Float32Array = new Float32Array(B * d);
       for (let b = 0; b < B; b++) engine.embedTokens([next[b]], x, b);
       for (let l = 0; l < L; l++) {

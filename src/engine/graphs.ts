@@ -199,7 +199,11 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Ui
   return g.encode();
 }
 
-/** Final norm → lm_head (→ soft-capping) on last-position hidden states [B, d]. */
+/**
+ * Final norm → lm_head (→ soft-capping) on last-position hidden states [B, d]. The lm_head
+ * (often the tied embedding, the largest matrix) stays in HF's [vocab, d] layout under
+ * Gemm(transB): no transposed copy is ever made.
+ */
 export function buildHeadGraph(spec: ModelSpec, w: WeightSource): Uint8Array {
   const g = new GraphBuilder("head");
   const d = spec.hiddenSize;
@@ -208,7 +212,7 @@ export function buildHeadGraph(spec: ModelSpec, w: WeightSource): Uint8Array {
   const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w("model.norm.weight")), [d]), spec.norm.eps);
   g.output(normed, "final_hidden", ["batch", d]);
   const lm = w(spec.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
-  let logits = g.matmul(normed, g.weight("w_lm", transpose2d(lm, V, d), [d, V]));
+  let logits = g.op("Gemm", [normed, g.weight("w_lm", lm, [V, d])], { transB: 1 });
   if (spec.finalSoftcap !== null) {
     const c = g.f32(spec.finalSoftcap);
     logits = g.mul(g.op("Tanh", [g.div(logits, c)]), c);

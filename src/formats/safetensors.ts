@@ -95,6 +95,12 @@ export class SafetensorsFile {
     return t;
   }
 
+  /** Absolute byte offset and length of a tensor's data in the file. */
+  location(name: string): { offset: number; length: number } {
+    const t = this.info(name);
+    return { offset: this.dataStart + t.begin, length: t.end - t.begin };
+  }
+
   /** Raw bytes of one tensor, read from disk on demand. */
   readBytes(name: string): Uint8Array {
     const t = this.info(name);

@@ -1,0 +1,67 @@
+/**
+ * A random checkpoint with the shape of Qwen2.5-0.5B-Instruct (24 layers, width 896, 14 heads /
+ * 2 KV heads, MLP 4864, vocab 151936, tied embeddings), BF16 on disk, written locally.
+ * The tokenizer files are borrowed from the qwen2 fixture: the bench feeds token ids directly.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { writeSafetensors, TensorToWrite } from "../src/formats/safetensors.js";
+import { expectedTensors, parseConfig } from "../src/formats/config.js";
+import { Rng } from "../src/util/random.js";
+
+export const QWEN05_CONFIG = {
+  architectures: ["Qwen2ForCausalLM"],
+  model_type: "qwen2",
+  hidden_size: 896,
+  intermediate_size: 4864,
+  num_hidden_layers: 24,
+  num_attention_heads: 14,
+  num_key_value_heads: 2,
+  vocab_size: 151936,
+  max_position_embeddings: 32768,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000.0,
+  tie_word_embeddings: true,
+  hidden_act: "silu",
+  use_sliding_window: false,
+  sliding_window: 32768,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  torch_dtype: "bfloat16",
+};
+
+/** Write the checkpoint into `dir` unless it is already there; returns the folder. */
+export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: string) => void): string {
+  const done = path.join(dir, ".complete");
+  if (fs.existsSync(done)) return dir;
+  fs.mkdirSync(dir, { recursive: true });
+  const spec = parseConfig(QWEN05_CONFIG, "bench config");
+  const rng = new Rng(1234);
+  const t0 = performance.now();
+  const tensors: TensorToWrite[] = expectedTensors(spec).map((t) => ({
+    name: t.name,
+    dtype: "BF16",
+    shape: t.shape,
+    data: () => {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      const out = new Uint16Array(n);
+      if (t.name.endsWith("norm.weight")) out.fill(0x3f80); // 1.0
+      else {
+        // Uniform in ±√3·σ with σ = 0.02: a realistic scale, and cheap to draw.
+        const f = new Float32Array(1);
+        const u = new Uint32Array(f.buffer);
+        for (let i = 0; i < n; i++) {
+          f[0] = (rng.next() * 2 - 1) * 0.0346;
+          out[i] = u[0] >>> 16;
+        }
+      }
+      return new Uint8Array(out.buffer);
+    },
+  }));
+  writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(QWEN05_CONFIG, null, 2));
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]) fs.copyFileSync(path.join(tokenizerFrom, f), path.join(dir, f));
+  fs.writeFileSync(done, "");
+  log(`wrote a Qwen2.5-0.5B-shaped random checkpoint to ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return dir;
+}

@@ -1,0 +1,49 @@
+/**
+ * `npm run bench`: engine speed on a Qwen2.5-0.5B-shaped random checkpoint, each figure next to
+ * the ceiling it is measured against in the same run.
+ */
+import { spawnSync } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ensureQwenShaped } from "./checkpoint.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "..", "..");
+const shared = path.resolve(root, "..", "shared");
+
+function child(script: string, args: string[]): Record<string, number | string> {
+  const r = spawnSync(process.execPath, [path.join(here, script), ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 });
+  if (r.status !== 0) throw new Error(`${script} failed (exit ${r.status})`);
+  const line = r.stdout.trim().split("\n").pop()!;
+  return JSON.parse(line);
+}
+
+function row(cells: string[]): string {
+  return `| ${cells.join(" | ")} |`;
+}
+
+async function main(): Promise<void> {
+  const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
+  const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
+  const qwen = ensureQwenShaped(path.join(cacheDir, "qwen2.5-0.5b-shaped"), path.join(shared, "fixtures", "qwen2"), (s) => console.error(s));
+  console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
+  const e = child("engine-bench.js", [qwen, device]);
+  const n = (k: string) => e[k] as number;
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const lines = [
+    `## Engine, Qwen2.5-0.5B-shaped random checkpoint (BF16 on disk, fp32 compute), ${device}, ${os.cpus().length} CPUs`,
+    "",
+    row(["measure", "achieved", "ceiling / limit", "ratio"]),
+    row(["---", "---", "---", "---"]),
+    row(["prefill 32 prompts × 64 tokens", `${n("prefillGflops").toFixed(0)} GFLOP/s (${n("prefillSeconds").toFixed(2)} s)`, `${n("matmulCeilingGflops").toFixed(0)} GFLOP/s bare MatMul 2048×896×4864`, `${((100 * n("prefillGflops")) / n("matmulCeilingGflops")).toFixed(0)} % (target ≥ 50 %)`]),
+    row(["(same, per-call shape)", "", `${n("matmulPerCallGflops").toFixed(0)} GFLOP/s bare MatMul 256×896×4864`, `${((100 * n("prefillGflops")) / n("matmulPerCallGflops")).toFixed(0)} %`]),
+    row(["decode, batch 1", `${n("decode1").toFixed(1)} tokens/s`, "", ""]),
+    row(["decode, batch 32", `${n("decode32").toFixed(1)} tokens/s`, "", ""]),
+    row(["session build", `${n("buildSeconds").toFixed(1)} s`, "", ""]),
+    row(["peak RSS", gib(n("peakRss")), `${gib(1.5 * n("fp32WeightBytes"))} (1.5 × fp32 weights)`, `${(n("peakRss") / n("fp32WeightBytes")).toFixed(2)} × fp32 weights (target ≤ 1.5)`]),
+  ];
+  console.log(lines.join("\n"));
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
