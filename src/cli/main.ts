@@ -4,6 +4,7 @@ import { CosmicError } from "../errors.js";
 import { deviceArg, floatArg, intArg } from "./common.js";
 import { formatInspect, inspectModel } from "./inspect.js";
 import { captureCommand, generateCommand } from "./run-engine.js";
+import { formatSummary, runCommand, RunFlags } from "./run.js";
 
 const program = new Command();
 program
@@ -58,6 +59,41 @@ engineOptions(promptOptions(program.command("generate")))
   .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"), 1)
   .requiredOption("--out <file>", "output .json")
   .action(async (o) => generateCommand(o));
+
+export function runOptions(c: Command): Command {
+  return c
+    .option("--data <dir>", "folder with the reference splits (harmful_train.json, harmless_val.json, …)")
+    .option("--harmful-train <file>", "harmful train prompts").option("--harmful-val <file>", "harmful validation prompts").option("--harmful-test <file>", "harmful test prompts")
+    .option("--harmless-train <file>", "harmless train prompts").option("--harmless-val <file>", "harmless validation prompts").option("--harmless-test <file>", "harmless test prompts")
+    .option("--n-train <n>", "train prompts per set", intArg("--n-train", 1), 180)
+    .option("--n-val <n>", "validation prompts per set", intArg("--n-val", 1), 100)
+    .option("--n-test <n>", "test prompts per set", intArg("--n-test", 1), 512)
+    .option("--seed <n>", "seed for every sampled choice", intArg("--seed"), 42)
+    .option("--max-new-tokens <n>", "tokens per evaluation completion (the reference uses 512)", intArg("--max-new-tokens", 1), 64)
+    .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
+    .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
+    .option("--affine", "ACE interventions at the chosen layer (default, as the reference)")
+    .option("--linear", "linear interventions: ablation at every layer, addition at the chosen layer")
+    .option("--selection <method>", "whose direction is the result: cosmic or substring (both are scored)", "cosmic")
+    .option("--kl-threshold <x>", "discard candidates with a larger KL score", floatArg("--kl-threshold"), 0.1)
+    .option("--prune-layers <f>", "discard candidates in the last fraction of layers", floatArg("--prune-layers"), 0.2)
+    .option("--low-layer-fraction <f>", "fraction of layers in L_low", floatArg("--low-layer-fraction"), 0.1)
+    .option("--steer-toward-refusal", "weakly aligned models: L_low from the second half; sweep addition on harmful and harmless test prompts")
+    .option("--alphas <list>", "addition coefficients for --steer-toward-refusal", "1,2,3")
+    .option("--judge <name>", "refusal phrase list: jailbreakbench or extended", "jailbreakbench")
+    .option("--refusal-phrases <list>", "phrases separated by | whose first tokens are the substring baseline's refusal tokens (default: the judge's)")
+    .option("--schedule <s>", "scoring schedule: fast, or naive (the reference's full passes; for comparison)", "fast")
+    .option("--skip-eval", "stop after selection");
+}
+
+engineOptions(runOptions(program.command("run")))
+  .description("find the refusal direction: candidate directions, L_low, scores, selection, evaluation")
+  .requiredOption("--model <dir>", "model folder")
+  .requiredOption("--out <dir>", "run folder (resumable: finished stages are reused)")
+  .action(async (o: RunFlags) => {
+    const s = await runCommand(o);
+    process.stdout.write(formatSummary(s, o.out) + "\n");
+  });
 
 export async function main(argv: string[]): Promise<number> {
   try {

@@ -104,10 +104,12 @@ export class Engine {
   private readonly head: ort.InferenceSession;
   private readonly embedding: Embedding;
   private readonly invFreq: Float32Array;
-  private readonly zeroRow: Float32Array;
   /** seconds spent building sessions */
   readonly buildSeconds: number;
   readonly tokensPerCall: number;
+  /** forward-pass FLOPs spent so far (matrix products and attention; see countBlockFlops) */
+  flops = 0;
+  private readonly blockParams: number;
 
   private constructor(folder: ModelFolder, device: Device, blocks: ort.InferenceSession[], head: ort.InferenceSession, buildSeconds: number, tokensPerCall: number) {
     this.tokensPerCall = tokensPerCall;
@@ -119,7 +121,10 @@ export class Engine {
     this.buildSeconds = buildSeconds;
     this.embedding = new Embedding(folder.checkpoint, this.spec.vocabSize, this.spec.hiddenSize, this.spec.embeddingScale);
     this.invFreq = inverseFrequencies(this.spec);
-    this.zeroRow = new Float32Array(this.spec.hiddenSize);
+    const sp = this.spec;
+    const q = sp.numHeads * sp.headDim;
+    const kv = sp.numKvHeads * sp.headDim;
+    this.blockParams = sp.hiddenSize * (q + 2 * kv) + q * sp.hiddenSize + 3 * sp.hiddenSize * sp.intermediateSize;
   }
 
   static async load(folder: ModelFolder, opts: EngineOptions = {}): Promise<Engine> {
@@ -288,12 +293,15 @@ export class Engine {
       mlp_dir: this.hookTensor(rowIvs, (iv) => iv.mlpDir[l]),
     };
     const out = await this.blocks[l].run(feeds);
+    // Weight products for every token plus QKᵀ and PV over all S keys.
+    this.flops += 2 * this.blockParams * n * T + 4 * n * this.spec.numHeads * T * S * hd;
     return { hidden: out.hidden_out.data as Float32Array, key: out.present_key, value: out.present_value };
   }
 
   /** Final norm and logits for last-position hidden states [B, d]. */
   async runHead(last: Float32Array, B: number): Promise<{ finalHidden: Float32Array; logits: Float32Array }> {
     const out = await this.head.run({ hidden: new ort.Tensor("float32", last, [B, this.spec.hiddenSize]) });
+    this.flops += 2 * B * this.spec.hiddenSize * this.spec.vocabSize;
     return { finalHidden: out.final_hidden.data as Float32Array, logits: out.logits.data as Float32Array };
   }
 

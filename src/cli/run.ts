@@ -1,0 +1,156 @@
+/** `cosmic run`: flags → RunOptions, progress, and the summary table. */
+import fs from "node:fs";
+import path from "node:path";
+import { CosmicError } from "../errors.js";
+import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
+import { Device } from "../engine/engine.js";
+import { Method, Mode, PromptSets, RunSummary, runPipeline, RateSummary } from "../cosmic/pipeline.js";
+import { Schedule } from "../cosmic/scoring.js";
+import { progressBar, Progress, ProgressMode } from "./progress.js";
+
+export interface RunFlags {
+  model: string;
+  out: string;
+  data?: string;
+  harmfulTrain?: string; harmfulVal?: string; harmfulTest?: string;
+  harmlessTrain?: string; harmlessVal?: string; harmlessTest?: string;
+  nTrain: number; nVal: number; nTest: number;
+  seed: number;
+  maxNewTokens: number;
+  batchSize: number;
+  system?: string;
+  evalSystem?: string;
+  klThreshold: number;
+  pruneLayers: number;
+  lowLayerFraction: number;
+  linear?: boolean;
+  affine?: boolean;
+  selection: string;
+  steerTowardRefusal?: boolean;
+  alphas: string;
+  judge: string;
+  refusalPhrases?: string;
+  schedule: string;
+  skipEval?: boolean;
+  device: Device;
+  threads?: number;
+  quiet?: boolean;
+  jsonProgress?: boolean;
+}
+
+/** Where each split comes from: an explicit flag, or DIR/<split>.json (the reference layout). */
+export function resolveSets(f: RunFlags, defaultData?: string): PromptSets {
+  const data = f.data ?? defaultData;
+  const pick = (flag: string | undefined, name: string, n: number, salt: number): PromptRecord[] => {
+    const file = flag ?? (data ? path.join(data, `${name}.json`) : undefined);
+    if (!file) throw new CosmicError(`no ${name.replace("_", " ")} prompts: pass --${name.replace("_", "-")} FILE or --data DIR (with ${name}.json)`);
+    if (!fs.existsSync(file)) throw new CosmicError(`${file}: missing (${name.replace("_", " ")} prompts)`);
+    return selectPrompts(loadPrompts(file), n, f.seed + salt);
+  };
+  return {
+    harmfulTrain: pick(f.harmfulTrain, "harmful_train", f.nTrain, 0),
+    harmlessTrain: pick(f.harmlessTrain, "harmless_train", f.nTrain, 1),
+    harmfulVal: pick(f.harmfulVal, "harmful_val", f.nVal, 2),
+    harmlessVal: pick(f.harmlessVal, "harmless_val", f.nVal, 3),
+    harmfulTest: f.skipEval ? [] : pick(f.harmfulTest, "harmful_test", f.nTest, 4),
+    harmlessTest: f.skipEval ? [] : pick(f.harmlessTest, "harmless_test", f.nTest, 5),
+  };
+}
+
+function fraction(name: string, v: number): number {
+  if (!(v >= 0 && v < 1)) throw new CosmicError(`${name} must be in [0, 1), got ${v}`);
+  return v;
+}
+
+export function progressReporter(mode: ProgressMode): { progress: (stage: string, done: number, total: number) => void; close: () => void } {
+  let current: { stage: string; bar: Progress } | null = null;
+  return {
+    progress(stage, done, total) {
+      if (!current || current.stage !== stage) {
+        current?.bar.stop();
+        current = { stage, bar: progressBar(stage, total, mode) };
+      }
+      current.bar.update(done, total);
+    },
+    close() {
+      current?.bar.stop();
+      current = null;
+    },
+  };
+}
+
+export async function runCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<RunSummary> {
+  if (f.linear && f.affine) throw new CosmicError("choose one of --affine and --linear");
+  const mode: Mode = f.linear ? "linear" : "affine";
+  if (f.selection !== "cosmic" && f.selection !== "substring") throw new CosmicError(`--selection must be cosmic or substring, got "${f.selection}"`);
+  if (f.schedule !== "fast" && f.schedule !== "naive") throw new CosmicError(`--schedule must be fast or naive, got "${f.schedule}"`);
+  const alphas = f.alphas.split(",").map((s) => Number(s.trim()));
+  if (alphas.some((a) => !Number.isFinite(a))) throw new CosmicError(`--alphas must be numbers separated by commas, got "${f.alphas}"`);
+  const mode_ = f.quiet ? "quiet" : f.jsonProgress ? "json" : "bar";
+  const rep = progressReporter(mode_);
+  const log = (s: string) => { if (!f.quiet) { rep.close(); process.stderr.write(s + "\n"); } };
+  try {
+    const summary = await runPipeline({
+      model: f.model,
+      out: f.out,
+      prompts: resolveSets(f, defaults.data),
+      mode,
+      selection: f.selection as Method,
+      seed: f.seed,
+      maxNewTokens: f.maxNewTokens,
+      batchSize: f.batchSize,
+      system: f.system,
+      evalSystem: f.evalSystem,
+      klThreshold: f.klThreshold,
+      pruneLayers: fraction("--prune-layers", f.pruneLayers),
+      lowLayerFraction: fraction("--low-layer-fraction", f.lowLayerFraction),
+      steerTowardRefusal: !!f.steerTowardRefusal,
+      alphas,
+      judge: f.judge,
+      refusalPhrases: f.refusalPhrases ? f.refusalPhrases.split("|") : undefined,
+      schedule: f.schedule as Schedule,
+      skipEval: !!f.skipEval,
+      device: f.device,
+      threads: f.threads,
+      progress: rep.progress,
+      log,
+    });
+    rep.close();
+    return summary;
+  } finally {
+    rep.close();
+  }
+}
+
+const pct = (x: number | undefined) => (x === undefined ? "—" : `${(100 * x).toFixed(1)} %`);
+
+export function formatSummary(s: RunSummary, runDir: string): string {
+  const lines: string[] = [];
+  const fmt = (x: number) => x.toFixed(4);
+  lines.push(`model ${s.model} (${s.layers} layers, ${s.positions} EOI positions), mode ${s.mode}, seed ${s.seed}`);
+  lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);
+  lines.push(`scoring: ${s.scoring.seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`);
+  lines.push("");
+  lines.push("| selection | position | layer | refusal score | steering score | KL score |");
+  lines.push("| --- | --- | --- | --- | --- | --- |");
+  lines.push(`| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`);
+  if (s.substring) lines.push(`| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`);
+  const ev = s.evaluation as { rates?: Record<string, RateSummary>; harmless_ablation_first_token_kl?: number } | undefined;
+  if (ev?.rates) {
+    const r = ev.rates;
+    lines.push("");
+    lines.push("| evaluation | attack success (harmful) | refusal rate (harmless) |");
+    lines.push("| --- | --- | --- |");
+    lines.push(`| baseline | ${pct(r.harmful_baseline?.attack_success_rate)} | ${pct(r.harmless_baseline?.refusal_rate)} |`);
+    lines.push(`| COSMIC direction (ablation / addition) | ${pct(r.harmful_ablation?.attack_success_rate)} | ${pct(r.harmless_actadd?.refusal_rate)} |`);
+    if (r.substring_harmful_ablation) lines.push(`| substring direction (ablation / addition) | ${pct(r.substring_harmful_ablation.attack_success_rate)} | ${pct(r.substring_harmless_actadd?.refusal_rate)} |`);
+    for (const k of Object.keys(r).filter((k) => k.startsWith("harmful_actadd_alpha"))) {
+      const a = k.slice("harmful_actadd_alpha".length);
+      lines.push(`| addition α = ${a} (refusal rates) | harmful refused ${pct(r[k].refusal_rate)} | ${pct(r[`harmless_actadd_alpha${a}`]?.refusal_rate)} |`);
+    }
+    if (ev.harmless_ablation_first_token_kl !== undefined) lines.push(`first-token KL on harmless test under ablation: ${ev.harmless_ablation_first_token_kl.toFixed(4)}`);
+  }
+  lines.push("");
+  lines.push(`run folder: ${runDir} (summary.json, direction.safetensors, select_direction/, completions/)`);
+  return lines.join("\n");
+}

@@ -1,0 +1,23 @@
+/**
+ * The evaluation layers L_low (algorithm §2): layers ranked by ascending cosine similarity of the
+ * harmful and harmless mean last-token outputs; the first floor(fraction·L) of them, at least one
+ * (the reference returns none below 10 layers).
+ */
+import { cosine } from "./vec.js";
+
+export interface LayerRanking {
+  /** cosine similarity per layer */
+  similarity: number[];
+  /** layers by ascending similarity */
+  ranked: number[];
+  /** the chosen evaluation layers, in ranked order */
+  low: number[];
+}
+
+export function rankLayers(harmfulOut: Float64Array, harmlessOut: Float64Array, L: number, d: number, fraction: number, secondHalfOnly = false): LayerRanking {
+  const similarity = Array.from({ length: L }, (_, l) => cosine(harmfulOut.subarray(l * d, (l + 1) * d), harmlessOut.subarray(l * d, (l + 1) * d)));
+  const eligible = Array.from({ length: L }, (_, l) => l).filter((l) => !secondHalfOnly || l >= Math.floor(L / 2));
+  const ranked = [...eligible].sort((a, b) => similarity[a] - similarity[b] || a - b);
+  const k = Math.max(1, Math.floor(fraction * L));
+  return { similarity, ranked, low: ranked.slice(0, Math.min(k, ranked.length)) };
+}

@@ -1,0 +1,399 @@
+/**
+ * `cosmic run`: candidate directions → L_low → refusal, steering and KL scores for every
+ * candidate (and the substring baseline's scores) → filters → selection → evaluation.
+ * Every stage is resumable (see run-store.ts); the engine is only built when a stage must run.
+ */
+import path from "node:path";
+import { CosmicError } from "../errors.js";
+import { SafetensorsFile, writeSafetensors } from "../formats/safetensors.js";
+import { writeDirection } from "../formats/direction.js";
+import { Engine, Device } from "../engine/engine.js";
+import { ablation, activationAddition, affineEdit, Intervention, norm } from "../engine/interventions.js";
+import { capture } from "../engine/forward.js";
+import { generate } from "../engine/generate.js";
+import { ModelFolder } from "../model/folder.js";
+import { PromptRecord } from "../data/prompts.js";
+import { isRefusal, judgeList } from "../eval/judge.js";
+import { candidateDirections, meanActivations, at } from "./activations.js";
+import { rankLayers, LayerRanking } from "./layers.js";
+import { CandidateRun, cleanResult, prepareScoringSet, runCandidates, Schedule, ScoringSet } from "./scoring.js";
+import { CandidateScore, key, selectCosmic, selectSubstring, Selection } from "./select.js";
+import { RunStore, hashOf, modelFingerprint } from "./run-store.js";
+import { dot, klFromLogits, normalize } from "./vec.js";
+
+export type Mode = "affine" | "linear";
+export type Method = "cosmic" | "substring";
+
+export interface PromptSets {
+  harmfulTrain: PromptRecord[];
+  harmfulVal: PromptRecord[];
+  harmfulTest: PromptRecord[];
+  harmlessTrain: PromptRecord[];
+  harmlessVal: PromptRecord[];
+  harmlessTest: PromptRecord[];
+}
+
+export interface RunOptions {
+  model: string;
+  out: string;
+  prompts: PromptSets;
+  mode: Mode;
+  /** which selection's direction is the run's result (both are scored) */
+  selection: Method;
+  seed: number;
+  maxNewTokens: number;
+  batchSize: number;
+  /** system message for direction generation and selection */
+  system?: string;
+  /** system message for the evaluation generations */
+  evalSystem?: string;
+  klThreshold: number;
+  pruneLayers: number;
+  lowLayerFraction: number;
+  steerTowardRefusal: boolean;
+  alphas: number[];
+  judge: string;
+  /** phrases whose first tokens are the substring baseline's refusal tokens (default: the judge's list) */
+  refusalPhrases?: string[];
+  schedule: Schedule;
+  skipEval: boolean;
+  device: Device;
+  threads?: number;
+  progress: (stage: string, done: number, total: number) => void;
+  log: (line: string) => void;
+}
+
+export interface RateSummary {
+  count: number;
+  refusal_rate: number;
+  attack_success_rate?: number;
+}
+
+export interface RunSummary {
+  model: string;
+  mode: Mode;
+  selection: Method;
+  seed: number;
+  layers: number;
+  positions: number;
+  eoi_tokens: number[];
+  L_low: number[];
+  refusal_tokens: number[];
+  cosmic: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> };
+  substring: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> } | null;
+  zero_direction_candidates: number;
+  scoring: { seconds: number; flops: number; schedule: Schedule };
+  evaluation?: Record<string, unknown>;
+}
+
+interface Prepared {
+  folder: ModelFolder;
+  store: RunStore;
+  engine: () => Promise<Engine>;
+  encode: (recs: PromptRecord[], system?: string) => number[][];
+}
+
+function modeInterventions(mode: Mode, r: Float32Array, mu: Float32Array, layer: number, L: number) {
+  if (mode === "affine") {
+    return {
+      ablate: { intervention: affineEdit(r, mu, layer, 0, L), start: layer } as CandidateRun,
+      add: (alpha: number) => ({ intervention: affineEdit(r, mu, layer, alpha, L), start: layer }) as CandidateRun,
+    };
+  }
+  return {
+    ablate: { intervention: ablation(r, L), start: 0 } as CandidateRun,
+    add: (alpha: number) => ({ intervention: activationAddition(r, layer, alpha, L), start: layer }) as CandidateRun,
+  };
+}
+
+/** First tokens of the refusal phrases (Arditi et al.'s refusal tokens), from this tokenizer. */
+export function refusalTokens(folder: ModelFolder, phrases: readonly string[]): number[] {
+  const ids = new Set<number>();
+  for (const p of phrases) {
+    const t = folder.tokenizer.encode(p);
+    if (t.length) ids.add(t[0]);
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
+export async function runPipeline(o: RunOptions): Promise<RunSummary> {
+  const folder = ModelFolder.open(o.model);
+  const spec = folder.spec;
+  const L = spec.numLayers;
+  const d = spec.hiddenSize;
+  for (const [name, set] of Object.entries(o.prompts)) {
+    if (set.length === 0 && !(o.skipEval && name.endsWith("Test"))) throw new CosmicError(`the ${name} prompt set is empty`);
+  }
+  const store = new RunStore(o.out);
+  let engine: Engine | null = null;
+  const prep: Prepared = {
+    folder,
+    store,
+    engine: async () => {
+      if (!engine) {
+        o.log(`building ${L + 1} onnxruntime sessions for ${folder.dir} (${o.device})…`);
+        engine = await Engine.load(folder, { device: o.device, threads: o.threads, onBuild: (n, t) => o.progress("sessions", n, t) });
+      }
+      return engine;
+    },
+    encode: (recs, system) => recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system))),
+  };
+  const eoi = folder.tokenizer.eoiTokens(o.system);
+  const P = eoi.ids.length;
+  const fingerprint = modelFingerprint(folder.dir);
+
+  // Stage 1: candidate directions and per-layer output means (train sets).
+  const dirKey = hashOf("directions", fingerprint, o.prompts.harmfulTrain, o.prompts.harmlessTrain, o.system ?? null, P);
+  const meansFile = "generate_directions/mean_diffs.safetensors";
+  let r: Float32Array, muMinus: Float32Array, harmfulOut: Float64Array, harmlessOut: Float64Array;
+  if (store.done("directions", dirKey, [meansFile])) {
+    const st = SafetensorsFile.open(store.path(meansFile));
+    r = st.readF32("mean_diffs");
+    muMinus = st.readF32("harmless_means");
+    harmfulOut = Float64Array.from(st.readF32("harmful_layer_outputs"));
+    harmlessOut = Float64Array.from(st.readF32("harmless_layer_outputs"));
+    o.log("directions: reused from the run folder");
+  } else {
+    const e = await prep.engine();
+    const hp = prep.encode(o.prompts.harmfulTrain, o.system);
+    const hl = prep.encode(o.prompts.harmlessTrain, o.system);
+    const plus = await meanActivations(e, hp, P, o.batchSize, (n, t) => o.progress("directions (harmful)", n, t));
+    const minus = await meanActivations(e, hl, P, o.batchSize, (n, t) => o.progress("directions (harmless)", n, t));
+    r = candidateDirections(plus, minus);
+    muMinus = Float32Array.from(minus.residPre);
+    harmfulOut = plus.layerOutputs;
+    harmlessOut = minus.layerOutputs;
+    writeSafetensors(store.path(meansFile), [
+      { name: "mean_diffs", dtype: "F32", shape: [P, L, d], data: r },
+      { name: "harmless_means", dtype: "F32", shape: [P, L, d], data: muMinus },
+      { name: "harmful_means", dtype: "F32", shape: [P, L, d], data: Float32Array.from(plus.residPre) },
+      { name: "harmful_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(harmfulOut) },
+      { name: "harmless_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(harmlessOut) },
+    ], { positions: JSON.stringify(Array.from({ length: P }, (_, k) => k - P)), eoi_token_ids: JSON.stringify(eoi.ids), model: path.resolve(folder.dir) });
+    store.finish("directions", dirKey);
+  }
+
+  // Stage 2: L_low.
+  const ranking: LayerRanking = rankLayers(harmfulOut, harmlessOut, L, d, o.lowLayerFraction, o.steerTowardRefusal);
+  store.writeJson("select_direction/COSMIC_evaluation_layers.json", {
+    ranked_layers: ranking.low,
+    all_layers_ranked: ranking.ranked,
+    cosine_similarity: ranking.similarity,
+    second_half_only: o.steerTowardRefusal,
+  });
+
+  // Stage 3: scores for every candidate, COSMIC's and the substring baseline's.
+  let maxNorm = 0;
+  for (let k = 0; k < P; k++) for (let l = 0; l < L; l++) maxNorm = Math.max(maxNorm, norm(at(r, k, l, L, d)));
+  const zeroNorm = new Set<string>();
+  for (let k = 0; k < P; k++) for (let l = 0; l < L; l++) if (norm(at(r, k, l, L, d)) <= 1e-6 * maxNorm) zeroNorm.add(key(k - P, l));
+  const phrases = o.refusalPhrases ?? [...judgeList(o.judge)];
+  const refTokens = refusalTokens(folder, phrases);
+  const scoreKey = hashOf("scores", dirKey, ranking.low, o.prompts.harmfulVal, o.prompts.harmlessVal, o.mode, refTokens, o.schedule);
+  const cosFile = "select_direction/direction_evaluations.json";
+  const subFile = "select_direction_substring/direction_evaluations.json";
+  let cosScores: CandidateScore[];
+  let subScores: CandidateScore[];
+  let scoring = { seconds: 0, flops: 0, schedule: o.schedule };
+  if (store.done("scores", scoreKey, [cosFile, subFile, "select_direction/scoring.json"])) {
+    cosScores = store.readJson(cosFile);
+    subScores = store.readJson(subFile);
+    scoring = store.readJson("select_direction/scoring.json");
+    o.log("scores: reused from the run folder");
+  } else {
+    const e = await prep.engine();
+    const t0 = performance.now();
+    const f0 = e.flops;
+    ({ cosScores, subScores } = await scoreCandidates(e, prep, o, r, muMinus, ranking.low, zeroNorm, refTokens, scoreKey));
+    scoring = { seconds: (performance.now() - t0) / 1000, flops: e.flops - f0, schedule: o.schedule };
+    store.writeJson(cosFile, cosScores);
+    store.writeJson(subFile, subScores);
+    store.writeJson("select_direction/scoring.json", scoring);
+    store.finish("scores", scoreKey);
+  }
+
+  // Stage 4: selection.
+  const selOpts = { numLayers: L, numPositions: P, klThreshold: o.klThreshold, pruneLayers: o.pruneLayers, zeroNorm };
+  const cos: Selection = selectCosmic(cosScores, selOpts);
+  let sub: Selection | null = null;
+  try {
+    sub = selectSubstring(subScores, selOpts);
+  } catch (e) {
+    if (o.selection === "substring") throw e;
+    o.log(`substring baseline: ${(e as Error).message}`);
+  }
+  store.writeJson("select_direction/direction_evaluations_filtered.json", cos.filtered);
+  if (sub) store.writeJson("select_direction_substring/direction_evaluations_filtered.json", sub.filtered);
+  const chosen = o.selection === "cosmic" ? cos : sub!;
+  const pick = (s: Selection) => ({ k: s.selected.position + P, layer: s.selected.layer });
+  const writeDir = (s: Selection, method: Method, file: string) => {
+    const { k, layer } = pick(s);
+    writeDirection(store.path(file), Float32Array.from(at(r, k, layer, L, d)), Float32Array.from(at(muMinus, k, layer, L, d)), {
+      layer: String(layer), position: String(s.selected.position), method, mode: o.mode, model: path.resolve(folder.dir),
+      model_type: spec.family, hidden_size: String(d), num_layers: String(L), seed: String(o.seed),
+    });
+  };
+  writeDir(chosen, o.selection, "direction.safetensors");
+  store.writeJson("direction_metadata.json", { pos: chosen.selected.position, layer: chosen.selected.layer });
+  writeDir(cos, "cosmic", "select_direction/direction.safetensors");
+  if (sub) writeDir(sub, "substring", "select_direction_substring/direction.safetensors");
+
+  const summary: RunSummary = {
+    model: path.resolve(folder.dir),
+    mode: o.mode,
+    selection: o.selection,
+    seed: o.seed,
+    layers: L,
+    positions: P,
+    eoi_tokens: eoi.ids,
+    L_low: ranking.low,
+    refusal_tokens: refTokens,
+    cosmic: { ...cos.selected, removed: cos.removed },
+    substring: sub ? { ...sub.selected, removed: sub.removed } : null,
+    zero_direction_candidates: zeroNorm.size,
+    scoring,
+  };
+
+  // Stage 5: evaluation.
+  if (!o.skipEval) {
+    const evalKey = hashOf("eval", scoreKey, cos.selected, sub?.selected ?? null, o.prompts.harmfulTest, o.prompts.harmlessTest, o.maxNewTokens, o.evalSystem ?? null, o.judge, o.steerTowardRefusal, o.alphas);
+    if (store.done("evaluation", evalKey, ["evaluation.json"])) {
+      summary.evaluation = store.readJson("evaluation.json");
+      o.log("evaluation: reused from the run folder");
+    } else {
+      summary.evaluation = await evaluate(await prep.engine(), prep, o, r, muMinus, cos, sub, P);
+      store.writeJson("evaluation.json", summary.evaluation);
+      store.finish("evaluation", evalKey);
+    }
+  }
+  store.writeJson("summary.json", summary);
+  if (engine) await (engine as Engine).release();
+  return summary;
+}
+
+async function scoreCandidates(
+  e: Engine, prep: Prepared, o: RunOptions, r: Float32Array, muMinus: Float32Array, low: number[],
+  zeroNorm: Set<string>, refTokens: number[], scoreKey: string,
+): Promise<{ cosScores: CandidateScore[]; subScores: CandidateScore[] }> {
+  const L = e.numLayers;
+  const d = e.spec.hiddenSize;
+  const V = e.spec.vocabSize;
+  const P = r.length / (L * d);
+  o.progress("scoring: clean pass", 0, 2);
+  const harm: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmfulVal, o.system), o.batchSize);
+  o.progress("scoring: clean pass", 1, 2);
+  const harmless: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmlessVal, o.system), o.batchSize);
+  o.progress("scoring: clean pass", 2, 2);
+  const poolNeeds = { poolLayers: low, kl: false, refusalTokens: refTokens };
+  const cleanHarm = cleanResult(harm, poolNeeds, d, V);
+  const cleanHarmless = cleanResult(harmless, poolNeeds, d, V);
+  const bPlus = normalize(cleanHarm.pooled!);
+  const bMinus = normalize(cleanHarmless.pooled!);
+
+  // Partial results survive an interruption: finished layers are not scored again.
+  const partialFile = "select_direction/.partial-scores.json";
+  let partial: { key: string; layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }> } = { key: scoreKey, layers: {} };
+  try {
+    const p = prep.store.readJson<typeof partial>(partialFile);
+    if (p.key === scoreKey) partial = p;
+  } catch { /* none yet */ }
+  for (let l = 0; l < L; l++) {
+    if (partial.layers[l]) { o.progress("scoring", l + 1, L); continue; }
+    const cos: CandidateScore[] = [];
+    const sub: CandidateScore[] = [];
+    const live: number[] = [];
+    for (let k = 0; k < P; k++) {
+      if (zeroNorm.has(key(k - P, l))) {
+        // A zero direction edits nothing: its scores are the clean run's.
+        cos.push({ position: k - P, layer: l, refusal_score: dot(normalize(cleanHarm.pooled!), bMinus), steering_score: dot(normalize(cleanHarmless.pooled!), bPlus), kl_div_score: 0 });
+        sub.push({ position: k - P, layer: l, refusal_score: cleanHarm.logOdds!, steering_score: cleanHarmless.logOdds!, kl_div_score: 0 });
+      } else live.push(k);
+    }
+    if (live.length) {
+      const ivs = live.map((k) => modeInterventions(o.mode, at(r, k, l, L, d), at(muMinus, k, l, L, d), l, L));
+      const abl = await runCandidates(e, harm, ivs.map((v) => v.ablate), poolNeeds, o.schedule);
+      const add = await runCandidates(e, harmless, ivs.map((v) => v.add(1)), poolNeeds, o.schedule);
+      const kl = await runCandidates(e, harmless, ivs.map((v) => v.ablate), { poolLayers: [], kl: true, refusalTokens: null }, o.schedule);
+      live.forEach((k, i) => {
+        const base = { position: k - P, layer: l, kl_div_score: kl[i].kl! };
+        cos.push({ ...base, refusal_score: dot(normalize(abl[i].pooled!), bMinus), steering_score: dot(normalize(add[i].pooled!), bPlus) });
+        sub.push({ ...base, refusal_score: abl[i].logOdds!, steering_score: add[i].logOdds! });
+      });
+    }
+    const byPos = (a: CandidateScore, b: CandidateScore) => a.position - b.position;
+    partial.layers[l] = { cos: cos.sort(byPos), sub: sub.sort(byPos) };
+    prep.store.writeJson(partialFile, partial);
+    o.progress("scoring", l + 1, L);
+  }
+  // The reference lists candidates position-major: (−P, 0), (−P, 1), …
+  const order = (a: CandidateScore, b: CandidateScore) => a.position - b.position || a.layer - b.layer;
+  const cosScores = Object.values(partial.layers).flatMap((x) => x.cos).sort(order);
+  const subScores = Object.values(partial.layers).flatMap((x) => x.sub).sort(order);
+  return { cosScores, subScores };
+}
+
+interface Completion { category: string | null; prompt: string; response: string; is_refusal: boolean }
+
+async function evaluate(
+  e: Engine, prep: Prepared, o: RunOptions, r: Float32Array, muMinus: Float32Array, cos: Selection, sub: Selection | null, P: number,
+): Promise<Record<string, unknown>> {
+  const L = e.numLayers;
+  const d = e.spec.hiddenSize;
+  const phrases = judgeList(o.judge);
+  const tok = prep.folder.tokenizer;
+  const eos = new Set(prep.folder.eosTokenIds);
+  const harmfulIds = prep.encode(o.prompts.harmfulTest, o.evalSystem);
+  const harmlessIds = prep.encode(o.prompts.harmlessTest, o.evalSystem);
+  const results: Record<string, unknown> = { judge: o.judge, max_new_tokens: o.maxNewTokens };
+  let done = 0;
+  const ivsOf = (s: Selection) => modeInterventions(o.mode, at(r, s.selected.position + P, s.selected.layer, L, d), at(muMinus, s.selected.position + P, s.selected.layer, L, d), s.selected.layer, L);
+  const jobs: { name: string; set: "harmful" | "harmless"; iv?: Intervention }[] = [
+    { name: "harmful_baseline", set: "harmful" },
+    { name: "harmless_baseline", set: "harmless" },
+    { name: "harmful_ablation", set: "harmful", iv: ivsOf(cos).ablate.intervention },
+    { name: "harmless_actadd", set: "harmless", iv: ivsOf(cos).add(1).intervention },
+  ];
+  if (sub) {
+    jobs.push({ name: "substring_harmful_ablation", set: "harmful", iv: ivsOf(sub).ablate.intervention });
+    jobs.push({ name: "substring_harmless_actadd", set: "harmless", iv: ivsOf(sub).add(1).intervention });
+  }
+  if (o.steerTowardRefusal) {
+    for (const a of o.alphas) {
+      jobs.push({ name: `harmful_actadd_alpha${a}`, set: "harmful", iv: ivsOf(cos).add(a).intervention });
+      jobs.push({ name: `harmless_actadd_alpha${a}`, set: "harmless", iv: ivsOf(cos).add(a).intervention });
+    }
+  }
+  const total = jobs.reduce((a, j) => a + (j.set === "harmful" ? harmfulIds.length : harmlessIds.length), 0);
+  const rates: Record<string, RateSummary> = {};
+  for (const job of jobs) {
+    const ids = job.set === "harmful" ? harmfulIds : harmlessIds;
+    const recs = job.set === "harmful" ? o.prompts.harmfulTest : o.prompts.harmlessTest;
+    const gens = await generate(e, ids, { maxNewTokens: o.maxNewTokens, intervention: job.iv, batchSize: o.batchSize, onBatch: (n) => o.progress("evaluation", done + n, total) });
+    done += ids.length;
+    const completions: Completion[] = gens.map((g, i) => {
+      const body = g.stopped && eos.has(g.tokens[g.tokens.length - 1]) ? g.tokens.slice(0, -1) : g.tokens;
+      const response = tok.decode(body, true);
+      return { category: recs[i].category ?? null, prompt: recs[i].instruction, response, is_refusal: isRefusal(response, phrases) };
+    });
+    const refused = completions.filter((c) => c.is_refusal).length;
+    const rate: RateSummary = { count: completions.length, refusal_rate: refused / completions.length };
+    if (job.set === "harmful") rate.attack_success_rate = 1 - rate.refusal_rate;
+    rates[job.name] = rate;
+    const perCat: Record<string, number[]> = {};
+    for (const c of completions) (perCat[String(c.category)] ??= []).push(c.is_refusal ? 0 : 1);
+    prep.store.writeJson(`completions/${job.name}_evaluations.json`, {
+      substring_matching_success_rate: 1 - rate.refusal_rate,
+      substring_matching_per_category: Object.fromEntries(Object.entries(perCat).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length])),
+      completions: completions.map((c) => ({ category: c.category, prompt: c.prompt, response: c.response, is_jailbreak_substring_matching: c.is_refusal ? 0 : 1 })),
+    });
+  }
+  // Coherence: first-token KL on harmless test prompts under the ablation.
+  const base = await capture(e, harmlessIds, { logits: true, batchSize: o.batchSize });
+  const abl = await capture(e, harmlessIds, { logits: true, batchSize: o.batchSize, intervention: ivsOf(cos).ablate.intervention });
+  const V = e.spec.vocabSize;
+  let kl = 0;
+  for (let i = 0; i < harmlessIds.length; i++) kl += klFromLogits(base.logits!, i * V, abl.logits!, i * V, V);
+  results.rates = rates;
+  results.harmless_ablation_first_token_kl = kl / harmlessIds.length;
+  return results;
+}

@@ -1,0 +1,171 @@
+/**
+ * Running candidate interventions on a validation set and reducing what the scores need:
+ * the last-token outputs pooled over prompts × L_low (COSMIC), the KL of the next-token
+ * distribution against the clean run, and the mean refusal-token log-odds (the substring baseline).
+ *
+ * The fast schedule exploits that an intervention first editing block `start` leaves blocks
+ * before it unchanged: it starts from the clean run's cached block inputs at `start`, and stops
+ * after the last layer it must read (max L_low) unless logits are needed. The naive schedule is the
+ * reference's: a full forward pass from the embeddings through the head, per candidate.
+ */
+import { Engine, PaddedBatch, lastPosition } from "../engine/engine.js";
+import { Intervention } from "../engine/interventions.js";
+import { klFromLogits, refusalLogOdds } from "./vec.js";
+
+export interface ScoringBatch {
+  tokens: number[][];
+  batch: PaddedBatch;
+  /** clean block inputs [B, T, d] per layer */
+  inputs: Float32Array[];
+  /** clean last-token outputs [B, d] per layer, HF convention (last = after the final norm) */
+  outputs: Float32Array[];
+  /** clean last-position logits [B, V] */
+  logits: Float32Array;
+}
+
+export interface ScoringSet {
+  count: number;
+  batches: ScoringBatch[];
+}
+
+/** One clean pass over a set, caching what the fast schedule restarts from. */
+export async function prepareScoringSet(engine: Engine, prompts: number[][], batchSize: number): Promise<ScoringSet> {
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
+  const batches: ScoringBatch[] = [];
+  for (let s = 0; s < prompts.length; s += batchSize) {
+    const tokens = prompts.slice(s, s + batchSize);
+    const batch = engine.pad(tokens);
+    const rows = engine.rowsOf(undefined, tokens.length);
+    const inputs: Float32Array[] = [];
+    const outputs: Float32Array[] = [];
+    let h = engine.embed(batch);
+    for (let l = 0; l < L; l++) {
+      inputs.push(h);
+      h = (await engine.runBlock(l, h, batch, rows)).hidden;
+      outputs.push(lastPosition(h, tokens.length, batch.length, d));
+    }
+    const head = await engine.runHead(outputs[L - 1], tokens.length);
+    outputs[L - 1] = head.finalHidden;
+    batches.push({ tokens, batch, inputs, outputs, logits: head.logits });
+  }
+  return { count: prompts.length, batches };
+}
+
+export interface CandidateRun {
+  intervention: Intervention;
+  /** the first block whose computation the intervention changes */
+  start: number;
+}
+
+export interface RunNeeds {
+  /** pool last-token outputs over these layers (empty: no pooling) */
+  poolLayers: number[];
+  kl: boolean;
+  /** refusal tokens for the mean log-odds (null: not needed) */
+  refusalTokens: number[] | null;
+}
+
+export interface RunResult {
+  /** mean over prompts × poolLayers of last-token outputs, float64 [d] */
+  pooled: Float64Array | null;
+  kl: number | null;
+  logOdds: number | null;
+}
+
+export type Schedule = "fast" | "naive";
+
+/** Clean-run results of a set (what a no-op intervention gives). */
+export function cleanResult(set: ScoringSet, needs: RunNeeds, d: number, V: number): RunResult {
+  const pooled = needs.poolLayers.length ? new Float64Array(d) : null;
+  let logOdds = 0;
+  for (const sb of set.batches) {
+    const B = sb.tokens.length;
+    if (pooled) for (const j of needs.poolLayers) for (let i = 0; i < B * d; i++) pooled[i % d] += sb.outputs[j][i];
+    if (needs.refusalTokens) for (let b = 0; b < B; b++) logOdds += refusalLogOdds(sb.logits, b * V, V, needs.refusalTokens);
+  }
+  if (pooled) for (let i = 0; i < d; i++) pooled[i] /= set.count * needs.poolLayers.length;
+  return { pooled, kl: needs.kl ? 0 : null, logOdds: needs.refusalTokens ? logOdds / set.count : null };
+}
+
+/**
+ * Run several candidates over a set. Candidates are stacked as batch rows (candidate-major), so
+ * one block call serves many candidates.
+ */
+export async function runCandidates(engine: Engine, set: ScoringSet, cands: CandidateRun[], needs: RunNeeds, schedule: Schedule): Promise<RunResult[]> {
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
+  const V = engine.spec.vocabSize;
+  const C = cands.length;
+  const wantLogits = needs.kl || needs.refusalTokens !== null;
+  const maxPool = needs.poolLayers.length ? Math.max(...needs.poolLayers) : -1;
+  const needHead = wantLogits || maxPool === L - 1;
+  const pooled = needs.poolLayers.length ? cands.map(() => new Float64Array(d)) : null;
+  const kl = new Float64Array(C);
+  const logOdds = new Float64Array(C);
+  const pool = new Set(needs.poolLayers);
+  for (const sb of set.batches) {
+    const B = sb.tokens.length;
+    const T = sb.batch.length;
+    // Candidates are grouped by start layer: each group restarts from its own cached input.
+    const groups = new Map<number, number[]>();
+    cands.forEach((c, i) => {
+      const s = schedule === "naive" ? 0 : c.start;
+      groups.set(s, [...(groups.get(s) ?? []), i]);
+    });
+    for (const [start, idx] of groups) {
+      const n = idx.length;
+      const stop = schedule === "naive" || needHead ? L - 1 : maxPool;
+      // Pooled layers before `start` keep their clean outputs.
+      for (const j of needs.poolLayers) {
+        if (j >= start) continue;
+        for (const ci of idx) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += sb.outputs[j][i];
+      }
+      if (start > stop) {
+        // Nothing the scores read is downstream of the edit.
+        continue;
+      }
+      const rows: Intervention[] = [];
+      const tokens: number[][] = [];
+      for (const ci of idx) for (let b = 0; b < B; b++) { rows.push(cands[ci].intervention); tokens.push(sb.tokens[b]); }
+      const ctx = engine.pad(tokens);
+      let h: Float32Array;
+      if (start === 0) h = engine.embed(ctx);
+      else {
+        h = new Float32Array(n * B * T * d);
+        for (let k = 0; k < n; k++) h.set(sb.inputs[start], k * B * T * d);
+      }
+      for (let l = start; l <= stop; l++) {
+        h = (await engine.runBlock(l, h, ctx, rows)).hidden;
+        if (pool.has(l) && l < L - 1) {
+          const last = lastPosition(h, n * B, T, d);
+          for (let k = 0; k < n; k++) {
+            const acc = pooled![idx[k]];
+            for (let i = 0; i < B * d; i++) acc[i % d] += last[k * B * d + i];
+          }
+        }
+      }
+      if (needHead && stop === L - 1) {
+        const head = await engine.runHead(lastPosition(h, n * B, T, d), n * B);
+        for (let k = 0; k < n; k++) {
+          const ci = idx[k];
+          if (pool.has(L - 1)) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += head.finalHidden[k * B * d + i];
+          for (let b = 0; b < B; b++) {
+            const row = (k * B + b) * V;
+            if (needs.kl) kl[ci] += klFromLogits(sb.logits, b * V, head.logits, row, V);
+            if (needs.refusalTokens) logOdds[ci] += refusalLogOdds(head.logits, row, V, needs.refusalTokens);
+          }
+        }
+      }
+    }
+  }
+  const norm = set.count * Math.max(1, needs.poolLayers.length);
+  return cands.map((_, ci) => {
+    if (pooled) for (let i = 0; i < d; i++) pooled[ci][i] /= norm;
+    return {
+      pooled: pooled ? pooled[ci] : null,
+      kl: needs.kl ? kl[ci] / set.count : null,
+      logOdds: needs.refusalTokens ? logOdds[ci] / set.count : null,
+    };
+  });
+}

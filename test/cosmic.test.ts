@@ -1,0 +1,177 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { selectCosmic, selectSubstring, CandidateScore } from "../src/cosmic/select.js";
+import { rankLayers } from "../src/cosmic/layers.js";
+import { lowerMedian, klFromLogits, refusalLogOdds } from "../src/cosmic/vec.js";
+import { isRefusal, REFUSAL_PHRASES } from "../src/eval/judge.js";
+import { runCommand, RunFlags } from "../src/cli/run.js";
+import { readDirection } from "../src/formats/direction.js";
+import { CosmicError } from "../src/errors.js";
+import { FIXTURES, SHARED } from "./helpers.js";
+
+function grid(P: number, L: number, f: (p: number, l: number) => Partial<CandidateScore>): CandidateScore[] {
+  const out: CandidateScore[] = [];
+  for (let p = -P; p <= -1; p++) for (let l = 0; l < L; l++) out.push({ position: p, layer: l, refusal_score: 0, steering_score: 0, kl_div_score: 0, ...f(p, l) });
+  return out;
+}
+
+test("lower median is torch.nanmedian's", () => {
+  assert.equal(lowerMedian([4, 1, 3, 2]), 2);
+  assert.equal(lowerMedian([5, NaN, 1, 3]), 3);
+  assert.equal(lowerMedian([]), null);
+});
+
+test("COSMIC selection: filters, position −1 rule, maximum of refusal + steering", () => {
+  const L = 10;
+  // Scores grow with layer; position −1 is best at layer 7, which the −1 rule removes because
+  // the other positions peak at layer 4 (refusal) and 5 (steering).
+  const scores = grid(3, L, (p, l) => ({
+    refusal_score: p === -1 ? l / 5 : l === 4 ? 0.9 : 0.1,
+    steering_score: p === -1 ? l / 5 : l === 5 ? 0.8 : 0.1,
+    kl_div_score: l === 3 ? 0.5 : 0.01,
+  }));
+  const sel = selectCosmic(scores, { numLayers: L, numPositions: 3, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set(["-3:0", "-2:0", "-1:0"]) });
+  assert.deepEqual(sel.positionRule, { limit: 4, cutoff: 5 });
+  assert.equal(sel.selected.position, -1);
+  assert.equal(sel.selected.layer, 5);
+  assert.equal(sel.removed["zero direction"], 3);
+  assert.equal(sel.removed["layer ≥ 8 (last 20 %)"], 6);
+  assert.equal(sel.removed["KL > 0.1"], 3);
+  assert.equal(sel.removed["position −1 rule"], 2); // layers 6 and 7 at position −1
+  for (let i = 1; i < sel.filtered.length; i++) {
+    const a = sel.filtered[i - 1];
+    const b = sel.filtered[i];
+    assert.ok(a.refusal_score + a.steering_score >= b.refusal_score + b.steering_score);
+  }
+});
+
+test("a single EOI position applies no position rule; nothing surviving says why", () => {
+  const scores = grid(1, 4, (_, l) => ({ refusal_score: l, steering_score: 0, kl_div_score: 0 }));
+  const sel = selectCosmic(scores, { numLayers: 4, numPositions: 1, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() });
+  assert.equal(sel.positionRule, null);
+  assert.equal(sel.selected.layer, 2);
+  const bad = grid(2, 5, () => ({ kl_div_score: 1 }));
+  assert.throws(() => selectCosmic(bad, { numLayers: 5, numPositions: 2, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() }),
+    (e: unknown) => e instanceof CosmicError && /every one of the 10 candidate directions was filtered out \(layer ≥ 4 \(last 20 %\): 2, KL > 0\.1: 8\)/.test(e.message));
+});
+
+test("substring selection: induce > 0, lowest bypass score", () => {
+  const scores = grid(2, 10, (p, l) => ({ refusal_score: -l + (p === -1 ? 0.5 : 0), steering_score: l < 6 ? 1 : -1 }));
+  const sel = selectSubstring(scores, { numLayers: 10, numPositions: 2, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() });
+  assert.equal(sel.selected.layer, 5);
+  assert.equal(sel.selected.position, -2);
+  assert.equal(sel.removed["induce score ≤ 0"], 4);
+});
+
+test("L_low: ascending cosine similarity, at least one layer, optionally from the second half", () => {
+  const d = 2;
+  const L = 6;
+  const a = new Float64Array(L * d);
+  const b = new Float64Array(L * d);
+  const angles = [0.1, 0.5, 0.9, 0.3, 0.7, 0.2];
+  angles.forEach((t, l) => { a.set([1, 0], l * d); b.set([Math.cos(t), Math.sin(t)], l * d); });
+  const r = rankLayers(a, b, L, d, 0.1, false);
+  assert.deepEqual(r.ranked, [2, 4, 1, 3, 5, 0]);
+  assert.deepEqual(r.low, [2]);
+  assert.deepEqual(rankLayers(a, b, L, d, 0.34, true).low, [4, 3]);
+});
+
+test("KL and refusal log-odds follow the reference formulas", () => {
+  const base = [0, 1, 2];
+  assert.equal(klFromLogits(base, 0, base, 0, 3), 0);
+  assert.ok(klFromLogits(base, 0, [2, 1, 0], 0, 3) > 0.5);
+  const p = Math.exp(2) / (1 + Math.E + Math.exp(2));
+  assert.ok(Math.abs(refusalLogOdds(base, 0, 3, [2]) - (Math.log(p + 1e-8) - Math.log(1 - p + 1e-8))) < 1e-12);
+});
+
+test("the JailbreakBench judge agrees with the authors' substring verdicts on 2000 real completions", () => {
+  const root = path.join(SHARED, "data", "refusal-direction-runs");
+  let n = 0;
+  for (const m of fs.readdirSync(root).filter((f) => !f.startsWith("LICENSE"))) {
+    for (const f of fs.readdirSync(path.join(root, m)).filter((f) => f.endsWith("_evaluations.json") && !f.startsWith("direction"))) {
+      const d = JSON.parse(fs.readFileSync(path.join(root, m, f), "utf8")) as { completions: { response: string; is_jailbreak_substring_matching: number }[] };
+      for (const c of d.completions) {
+        assert.equal(!isRefusal(c.response, REFUSAL_PHRASES.jailbreakbench), Boolean(c.is_jailbreak_substring_matching), `${m}/${f}: ${c.response.slice(0, 60)}`);
+        n++;
+      }
+    }
+  }
+  assert.equal(n, 2000);
+});
+
+function flags(out: string, extra: Partial<RunFlags> = {}): RunFlags {
+  return {
+    model: path.join(FIXTURES, "qwen2"), out, data: path.join(SHARED, "data", "cosmic-splits"),
+    nTrain: 8, nVal: 6, nTest: 4, seed: 42, maxNewTokens: 4, batchSize: 8, klThreshold: 0.1, pruneLayers: 0.2,
+    lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3", judge: "jailbreakbench", schedule: "fast",
+    device: "cpu", quiet: true, ...extra,
+  };
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-run-"));
+
+test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifact shapes, resumable", async () => {
+  const fast = await runCommand(flags(path.join(tmp, "fast")));
+  const naive = await runCommand(flags(path.join(tmp, "naive"), { schedule: "naive", skipEval: true }));
+  for (const sub of ["select_direction", "select_direction_substring"]) {
+    const a = JSON.parse(fs.readFileSync(path.join(tmp, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<string, number>[];
+    const b = JSON.parse(fs.readFileSync(path.join(tmp, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<string, number>[];
+    assert.equal(a.length, 4 * 13);
+    for (let i = 0; i < a.length; i++) {
+      for (const k of ["refusal_score", "steering_score", "kl_div_score"]) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-6, `${sub} ${k} ${i}`);
+    }
+  }
+  assert.ok(fast.scoring.flops < naive.scoring.flops / 1.5, `${fast.scoring.flops} vs ${naive.scoring.flops}`);
+  assert.deepEqual(fast.cosmic, naive.cosmic);
+
+  // Same JSON shapes as the reference's artifacts.
+  const ref = JSON.parse(fs.readFileSync(path.join(SHARED, "data", "refusal-direction-runs", "qwen-1_8b-chat", "direction_evaluations.json"), "utf8")) as object[];
+  const ours = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json"), "utf8")) as object[];
+  assert.deepEqual(Object.keys(ours[0]).sort(), Object.keys(ref[0]).sort());
+  const meta = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "direction_metadata.json"), "utf8"));
+  assert.deepEqual(Object.keys(meta).sort(), ["layer", "pos"]);
+  assert.ok(Array.isArray(JSON.parse(fs.readFileSync(path.join(tmp, "fast", "select_direction", "COSMIC_evaluation_layers.json"), "utf8")).ranked_layers));
+  const dir = readDirection(path.join(tmp, "fast", "direction.safetensors"));
+  assert.equal(dir.layer, meta.layer);
+  assert.equal(dir.metadata.position, String(meta.pos));
+  assert.equal(dir.metadata.seed, "42");
+  assert.equal(dir.direction.length, 64);
+  const evals = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "completions", "harmful_ablation_evaluations.json"), "utf8"));
+  assert.equal(evals.completions.length, 4);
+  assert.ok("substring_matching_success_rate" in evals);
+
+  // A rerun reuses every stage: same summary, no new scoring.
+  const logs: string[] = [];
+  const again = await runCommand({ ...flags(path.join(tmp, "fast")), quiet: false }).catch((e) => { throw e; });
+  assert.deepEqual(again.cosmic, fast.cosmic);
+  assert.deepEqual(again.scoring, fast.scoring);
+  void logs;
+
+  // Changing an option that scoring depends on recomputes it.
+  const linear = await runCommand(flags(path.join(tmp, "fast"), { linear: true, skipEval: true }));
+  assert.equal(linear.mode, "linear");
+  assert.notDeepEqual(linear.scoring, fast.scoring);
+});
+
+test("an interrupted scoring stage resumes from its finished layers", async () => {
+  const out = path.join(tmp, "resume");
+  await runCommand(flags(out, { skipEval: true }));
+  const partialFile = path.join(out, "select_direction", ".partial-scores.json");
+  const partial = JSON.parse(fs.readFileSync(partialFile, "utf8"));
+  // Pretend the run died after layer 1: forget the stage record and the later layers.
+  delete partial.layers["2"];
+  delete partial.layers["3"];
+  fs.writeFileSync(partialFile, JSON.stringify(partial));
+  const rec = JSON.parse(fs.readFileSync(path.join(out, ".cosmic-stages.json"), "utf8"));
+  delete rec.scores;
+  fs.writeFileSync(path.join(out, ".cosmic-stages.json"), JSON.stringify(rec));
+  const before = JSON.parse(fs.readFileSync(path.join(out, "select_direction", "direction_evaluations.json"), "utf8"));
+  const resumed = await runCommand(flags(out, { skipEval: true }));
+  const after = JSON.parse(fs.readFileSync(path.join(out, "select_direction", "direction_evaluations.json"), "utf8"));
+  assert.deepEqual(after, before);
+  assert.ok(resumed.scoring.flops > 0);
+  assert.deepEqual(fs.readdirSync(out).filter((f) => f.endsWith(".tmp")), []);
+});
