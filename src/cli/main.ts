@@ -5,6 +5,9 @@ import { deviceArg, floatArg, intArg } from "./common.js";
 import { formatInspect, inspectModel } from "./inspect.js";
 import { captureCommand, generateCommand } from "./run-engine.js";
 import { formatSummary, runCommand, RunFlags } from "./run.js";
+import { organismEvalCommand, organismTrainCommand, TrainFlags } from "./organism.js";
+import { organismPromptDir } from "../organism/info.js";
+import { abliterateCommand, controlVectorCommand, directionCommand } from "./export.js";
 
 const program = new Command();
 program
@@ -91,9 +94,62 @@ engineOptions(runOptions(program.command("run")))
   .requiredOption("--model <dir>", "model folder")
   .requiredOption("--out <dir>", "run folder (resumable: finished stages are reused)")
   .action(async (o: RunFlags) => {
-    const s = await runCommand(o);
+    const s = await runCommand(o, { data: organismPromptDir(o.model) });
     process.stdout.write(formatSummary(s, o.out) + "\n");
   });
+
+const organism = program.command("organism").description("the model organism: a small chat model cosmic trains itself, which really refuses");
+organism
+  .command("train")
+  .description("train a Llama-architecture chat model on generated chats and write a Hugging Face folder")
+  .requiredOption("--out <dir>", "output model folder")
+  .option("--seed <n>", "seed for data, initialisation and batches", intArg("--seed"), 0)
+  .option("--alignment <kind>", "strong (refuses harmful requests) or weak (refuses only some categories)", "strong")
+  .option("--steps <n>", "optimiser steps", intArg("--steps", 1), 600)
+  .option("--batch-size <n>", "chats per step", intArg("--batch-size", 1), 32)
+  .option("--lr <x>", "peak learning rate", floatArg("--lr"), 3e-3)
+  .option("--harmful <file>", "train on your own harmful instructions (with --harmless)")
+  .option("--harmless <file>", "train on your own harmless instructions (with --harmful)")
+  .option("--force", "replace an existing organism folder")
+  .option("--threads <n>", "onnxruntime threads", intArg("--threads", 1))
+  .option("--quiet", "no progress")
+  .option("--json-progress", "progress as JSON lines on stderr")
+  .action(async (o: TrainFlags) => organismTrainCommand(o));
+organism
+  .command("eval")
+  .description("refusal rates on held-out harmful and harmless prompts, with and without the adversarial system prompt")
+  .requiredOption("--model <dir>", "organism folder")
+  .option("--limit <n>", "at most n prompts per set", intArg("--limit", 1))
+  .option("--json", "print JSON")
+  .option("--quiet", "no progress")
+  .action(async (o: { model: string; json?: boolean; quiet?: boolean; limit?: number }) => organismEvalCommand(o));
+
+const exp = program.command("export").description("take a direction elsewhere: an orthogonalised checkpoint, a llama.cpp control vector, a plain file");
+exp
+  .command("abliterate")
+  .description("write the weight-orthogonalised checkpoint (directional ablation baked into the weights)")
+  .requiredOption("--model <dir>", "source model folder")
+  .requiredOption("--direction <file>", "direction safetensors")
+  .requiredOption("--out <dir>", "output model folder")
+  .option("--dtype <dtype>", "original (each tensor's own) or f32", "original")
+  .option("--force", "replace an existing output folder")
+  .action((o) => abliterateCommand(o));
+exp
+  .command("control-vector")
+  .description("write a llama.cpp control vector (GGUF) that adds α·r at the direction's layer")
+  .requiredOption("--direction <file>", "direction safetensors")
+  .option("--coeff <alpha>", "scale α", floatArg("--coeff"), 1)
+  .option("--layers <range>", "block inputs to add at, cosmic's 0-based convention (default: the direction's layer), e.g. 10-14")
+  .requiredOption("--out <file>", "output .gguf")
+  .option("--force", "replace an existing file")
+  .action((o) => controlVectorCommand(o));
+exp
+  .command("direction")
+  .description("a run's direction as safetensors, npy or json")
+  .requiredOption("--run <dir>", "run folder of cosmic run")
+  .option("--format <format>", "safetensors, npy or json", "json")
+  .option("--out <file>", "output file (default: RUN_DIR/direction.<format>)")
+  .action((o) => directionCommand(o));
 
 export async function main(argv: string[]): Promise<number> {
   try {

@@ -1,0 +1,38 @@
+/** `cosmic export abliterate | control-vector | direction`. */
+import { CosmicError } from "../errors.js";
+import { readDirection } from "../formats/direction.js";
+import { ModelFolder } from "../model/folder.js";
+import { abliterate } from "../export/abliterate.js";
+import { controlVectorOptions, writeControlVector } from "../export/control-vector.js";
+import { DirectionFormat, exportDirection } from "../export/direction.js";
+import fs from "node:fs";
+import path from "node:path";
+
+export function abliterateCommand(o: { model: string; direction: string; out: string; dtype: string; force?: boolean }): void {
+  if (o.dtype !== "original" && o.dtype !== "f32") throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
+  const folder = ModelFolder.open(o.model);
+  const r = abliterate(folder, readDirection(o.direction), o.out, { dtype: o.dtype, force: !!o.force });
+  process.stdout.write(
+    `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
+      (r.exact ? "" : `note: ${folder.spec.family} has norms after its output projections, so the result only approximates directional ablation\n`),
+  );
+}
+
+export function controlVectorCommand(o: { direction: string; coeff: number; layers?: string; out: string; force?: boolean }): void {
+  if (path.extname(o.out) !== ".gguf") throw new CosmicError(`--out must name a .gguf file, got "${o.out}"`);
+  if (fs.existsSync(o.out) && !o.force) throw new CosmicError(`${o.out}: exists: pass --force to replace it`);
+  const dir = readDirection(o.direction);
+  const cv = controlVectorOptions(dir, o.coeff, o.layers);
+  writeControlVector(o.out, dir, cv);
+  process.stdout.write(
+    `wrote ${o.out}: ${cv.layers.length} vector(s) × ${o.coeff} for ${cv.modelHint}, added to the input of block(s) ${cv.layers.join(", ")} ` +
+      `(llama.cpp tensors ${cv.layers.map((l) => `direction.${l - 1}`).join(", ")})\n` +
+      `use: llama-cli -m MODEL.gguf --control-vector ${o.out}\n`,
+  );
+}
+
+export function directionCommand(o: { run: string; format: string; out?: string }): void {
+  if (!["safetensors", "npy", "json"].includes(o.format)) throw new CosmicError(`--format must be safetensors, npy or json, got "${o.format}"`);
+  const target = exportDirection(o.run, o.format as DirectionFormat, o.out);
+  process.stdout.write(`wrote ${target}\n`);
+}

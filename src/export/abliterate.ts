@@ -1,0 +1,142 @@
+/**
+ * Weight orthogonalisation ("abliteration"): W ← W − r̂ r̂ᵀ W for every matrix and bias that
+ * writes to the residual stream — the token embeddings, each attention output projection and
+ * each MLP down projection. Run unmodified, the result behaves like the original model under
+ * directional ablation. A tied lm_head is untied (kept as the original embedding) so that the
+ * output layer is unchanged. Gemma 2's post-attention/post-MLP norms sit between these
+ * projections and the residual stream, so for gemma2 the equivalence is approximate.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { CosmicError, fileError } from "../errors.js";
+import { DType, decodeToF32 } from "../formats/dtype.js";
+import { DirectionFile } from "../formats/direction.js";
+import { readJsonFile } from "../formats/files.js";
+import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
+import { ModelFolder } from "../model/folder.js";
+
+export interface AbliterateOptions {
+  dtype: "original" | "f32";
+  force: boolean;
+}
+
+export interface AbliterateResult {
+  edited: string[];
+  untied: boolean;
+  exact: boolean;
+  out: string;
+}
+
+/** A direction must come from this model: width, and family/layers when the file says. */
+export function checkDirectionFits(dir: DirectionFile, folder: ModelFolder): void {
+  const s = folder.spec;
+  if (dir.direction.length !== s.hiddenSize) throw fileError(dir.path, `direction has width ${dir.direction.length}, but ${folder.dir} has hidden size ${s.hiddenSize}: it comes from another model`);
+  const m = dir.metadata;
+  if (m.model_type && m.model_type !== s.family) throw fileError(dir.path, `direction was found on a ${m.model_type} model, but ${folder.dir} is ${s.family}`);
+  if (m.num_layers && Number(m.num_layers) !== s.numLayers) throw fileError(dir.path, `direction was found on a ${m.num_layers}-layer model, but ${folder.dir} has ${s.numLayers} layers`);
+}
+
+/** Refuse an output that would overwrite the source or an existing folder without --force. */
+export function checkOutputDir(out: string, source: string, force: boolean): void {
+  const o = path.resolve(out);
+  const s = path.resolve(source);
+  if (o === s || o.startsWith(s + path.sep)) throw new CosmicError(`${out}: the output must not be inside the source model folder ${source}`);
+  if (fs.existsSync(o) && fs.readdirSync(o).length > 0 && !force) throw fileError(out, "exists: pass --force to replace it");
+}
+
+function projectRows(w: Float32Array, rows: number, cols: number, u: Float64Array): void {
+  // Each row is a d-vector written to the residual stream (embeddings): v ← v − (v·u)u.
+  for (let r = 0; r < rows; r++) {
+    let c = 0;
+    for (let i = 0; i < cols; i++) c += w[r * cols + i] * u[i];
+    for (let i = 0; i < cols; i++) w[r * cols + i] -= c * u[i];
+  }
+}
+
+function projectColumns(w: Float32Array, rows: number, cols: number, u: Float64Array): void {
+  // [d, in] matrices: W ← W − u (uᵀ W).
+  const c = new Float64Array(cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) c[j] += u[i] * w[i * cols + j];
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) w[i * cols + j] -= u[i] * c[j];
+}
+
+export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string, o: AbliterateOptions): AbliterateResult {
+  checkDirectionFits(dir, folder);
+  checkOutputDir(out, folder.dir, o.force);
+  const s = folder.spec;
+  const d = s.hiddenSize;
+  let n = 0;
+  for (const x of dir.direction) n += x * x;
+  n = Math.sqrt(n) + 1e-8;
+  const u = Float64Array.from(dir.direction, (x) => x / n);
+  const ck = folder.checkpoint;
+  const edited: string[] = [];
+  const untie = s.tieWordEmbeddings;
+  const isRowWriter = (name: string) => name === "model.embed_tokens.weight";
+  const isMatrixWriter = (name: string) => /^model\.layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$/.test(name);
+  const isBiasWriter = (name: string) => /^model\.layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.bias$/.test(name);
+
+  const tmp = `${path.resolve(out)}.${process.pid}.tmp`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  try {
+    const weightMap: Record<string, string> = {};
+    let totalSize = 0;
+    for (const file of ck.files) {
+      const base = path.basename(file.path);
+      const tensors: TensorToWrite[] = [];
+      const names = [...file.tensors.keys()].sort((a, b) => file.tensors.get(a)!.begin - file.tensors.get(b)!.begin);
+      for (const name of names) {
+        const info = file.info(name);
+        const dtype: DType = o.dtype === "f32" ? "F32" : info.dtype;
+        const edit = isRowWriter(name) || isMatrixWriter(name) || isBiasWriter(name);
+        const data = () => {
+          if (!edit && dtype === info.dtype) return file.readBytes(name);
+          const w = decodeToF32(file.readBytes(name), info.dtype);
+          if (isRowWriter(name)) projectRows(w, info.shape[0], d, u);
+          else if (isMatrixWriter(name)) projectColumns(w, d, info.shape[1], u);
+          else if (isBiasWriter(name)) projectRows(w, 1, d, u);
+          return w;
+        };
+        if (edit) edited.push(name);
+        tensors.push({ name, dtype, shape: info.shape, data });
+        weightMap[name] = base;
+        totalSize += info.shape.reduce((a, b) => a * b, 1) * (dtype === "F32" ? 4 : 2);
+        if (untie && name === "model.embed_tokens.weight") {
+          // The output layer keeps the original embedding.
+          tensors.push({ name: "lm_head.weight", dtype, shape: info.shape, data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)) });
+          weightMap["lm_head.weight"] = base;
+          totalSize += info.shape.reduce((a, b) => a * b, 1) * (dtype === "F32" ? 4 : 2);
+        }
+      }
+      const meta: Record<string, string> = {
+        ...file.metadata,
+        format: file.metadata.format ?? "pt",
+        cosmic_abliterated: "true",
+        cosmic_direction_file: path.resolve(dir.path),
+        cosmic_direction_unit: JSON.stringify(Array.from(u, (x) => Number(x.toPrecision(9)))),
+        ...Object.fromEntries(Object.entries(dir.metadata).map(([k, v]) => [`cosmic_direction_${k}`, v])),
+      };
+      writeSafetensors(path.join(tmp, base), tensors, meta);
+    }
+    for (const f of fs.readdirSync(folder.dir)) {
+      const p = path.join(folder.dir, f);
+      if (!fs.statSync(p).isFile() || f.endsWith(".safetensors")) continue;
+      if (f === "config.json") {
+        const cfg = readJsonFile<Record<string, unknown>>(p);
+        if (untie) cfg.tie_word_embeddings = false;
+        if (o.dtype === "f32") cfg.torch_dtype = "float32";
+        fs.writeFileSync(path.join(tmp, f), JSON.stringify(cfg, null, 2) + "\n");
+      } else if (f === "model.safetensors.index.json") {
+        const idx = readJsonFile<Record<string, unknown>>(p);
+        fs.writeFileSync(path.join(tmp, f), JSON.stringify({ ...idx, metadata: { ...((idx.metadata as object) ?? {}), total_size: totalSize }, weight_map: weightMap }, null, 2) + "\n");
+      } else fs.copyFileSync(p, path.join(tmp, f));
+    }
+    fs.rmSync(out, { recursive: true, force: true });
+    fs.renameSync(tmp, out);
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return { edited, untied: untie, exact: !s.sandwichNorms, out };
+}
