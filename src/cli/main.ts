@@ -8,6 +8,9 @@ import { formatSummary, runCommand, RunFlags } from "./run.js";
 import { organismEvalCommand, organismTrainCommand, TrainFlags } from "./organism.js";
 import { organismPromptDir } from "../organism/info.js";
 import { abliterateCommand, controlVectorCommand, directionCommand } from "./export.js";
+import { writeReport } from "../report/report.js";
+import { demoCommand } from "./demo.js";
+import { chatCommand, ChatFlags } from "./chat.js";
 
 const program = new Command();
 program
@@ -150,6 +153,38 @@ exp
   .option("--format <format>", "safetensors, npy or json", "json")
   .option("--out <file>", "output file (default: RUN_DIR/direction.<format>)")
   .action((o) => directionCommand(o));
+
+program
+  .command("report")
+  .description("write RUN_DIR/report/report.html (self-contained) and the plots as SVG files")
+  .argument("<run_dir>", "run folder of cosmic run")
+  .action((dir: string) => {
+    const r = writeReport(dir);
+    process.stdout.write(`wrote ${r.html} and ${r.svgs.length} SVG plots\n`);
+  });
+
+program
+  .command("demo")
+  .description("the whole method on the built-in strong organism, with the report (a few minutes on a CPU)")
+  .option("--out <dir>", "run folder", "runs/demo")
+  .option("--model <dir>", "another model folder with a prompts/ folder (default: the committed strong organism)")
+  .option("--quiet", "no progress")
+  .option("--json-progress", "progress as JSON lines on stderr")
+  .action(async (o: { out: string; model?: string; quiet?: boolean; jsonProgress?: boolean }) => demoCommand(o));
+
+program
+  .command("chat")
+  .description("chat with a model in the terminal, toggling the intervention (/ablate, /add α, /off)")
+  .requiredOption("--model <dir>", "model folder")
+  .option("--direction <file>", "direction safetensors")
+  .option("--intervention <kind>", "start with: ablate | actadd | ace-ablate | ace-actadd")
+  .option("--layer <n>", "layer for addition (default: the direction file's)", intArg("--layer"))
+  .option("--coeff <alpha>", "α for addition", floatArg("--coeff"))
+  .option("--system <text>", "system message")
+  .option("--max-new-tokens <n>", "tokens per reply", intArg("--max-new-tokens", 1), 128)
+  .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
+  .option("--seed <n>", "sampling seed", intArg("--seed"), 0)
+  .action(async (o: ChatFlags) => chatCommand(o));
 
 export async function main(argv: string[]): Promise<number> {
   try {

@@ -1,0 +1,102 @@
+/**
+ * `cosmic chat`: an interactive terminal chat that streams tokens and can switch the
+ * intervention on and off, so a person can feel the difference.
+ */
+import readline from "node:readline";
+import { CosmicError } from "../errors.js";
+import { readDirection } from "../formats/direction.js";
+import { ModelFolder } from "../model/folder.js";
+import { Engine } from "../engine/engine.js";
+import { generate } from "../engine/generate.js";
+import { ablation, activationAddition, affineEdit, Intervention } from "../engine/interventions.js";
+import { ChatMessage } from "../tokenize/chat.js";
+import { checkDirectionFits } from "../export/abliterate.js";
+
+export interface ChatFlags {
+  model: string;
+  direction?: string;
+  intervention?: string;
+  layer?: number;
+  coeff?: number;
+  system?: string;
+  maxNewTokens: number;
+  temperature: number;
+  seed: number;
+}
+
+const HELP = "commands: /ablate  /add α  /off  /reset  /help  /quit";
+
+export async function chatCommand(f: ChatFlags): Promise<void> {
+  const folder = ModelFolder.open(f.model);
+  const dir = f.direction ? readDirection(f.direction) : null;
+  if (dir) checkDirectionFits(dir, folder);
+  const L = folder.spec.numLayers;
+  const layer = f.layer ?? dir?.layer ?? null;
+  const affine = f.intervention?.startsWith("ace") ?? (dir?.metadata.mode === "affine" && dir.reference !== null);
+  const make = (kind: "ablate" | "add", alpha: number): Intervention => {
+    if (!dir) throw new CosmicError("this chat has no --direction: /ablate and /add need one");
+    if (kind === "ablate" && !affine) return ablation(dir.direction, L);
+    if (layer === null) throw new CosmicError("--layer is needed (the direction file has no layer)");
+    if (affine && dir.reference) return affineEdit(dir.direction, dir.reference, layer, kind === "ablate" ? 0 : alpha, L);
+    return activationAddition(dir.direction, layer, alpha, L);
+  };
+  let current: { iv?: Intervention; label: string } = { label: "off" };
+  const kind = f.intervention ?? (dir ? "ablate" : undefined);
+  if (kind === "ablate" || kind === "ace-ablate") current = { iv: make("ablate", 0), label: "ablation" };
+  else if (kind === "actadd" || kind === "ace-actadd") current = { iv: make("add", f.coeff ?? 1), label: `addition α=${f.coeff ?? 1}` };
+  else if (kind !== undefined) throw new CosmicError(`--intervention must be ablate, actadd, ace-ablate or ace-actadd, got "${kind}"`);
+  process.stderr.write(`loading ${folder.dir}…\n`);
+  const engine = await Engine.load(folder);
+  process.stderr.write(`${HELP}\nintervention: ${current.label}\n`);
+  let history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
+  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
+  const ask = () => new Promise<string | null>((res) => {
+    rl.question(`[${current.label}] you> `, (a) => res(a));
+    rl.once("close", () => res(null));
+  });
+  for (;;) {
+    const line = await ask();
+    if (line === null) break;
+    const text = line.trim();
+    if (!text) continue;
+    try {
+      if (text === "/quit" || text === "/exit") break;
+      if (text === "/help") { process.stdout.write(HELP + "\n"); continue; }
+      if (text === "/off") { current = { label: "off" }; process.stdout.write("intervention off\n"); continue; }
+      if (text === "/reset") { history = f.system ? [{ role: "system", content: f.system }] : []; process.stdout.write("conversation cleared\n"); continue; }
+      if (text === "/ablate") { current = { iv: make("ablate", 0), label: "ablation" }; process.stdout.write("ablating the direction\n"); continue; }
+      if (text.startsWith("/add")) {
+        const a = text.split(/\s+/)[1] === undefined ? 1 : Number(text.split(/\s+/)[1]);
+        if (!Number.isFinite(a)) { process.stdout.write("usage: /add α (a number)\n"); continue; }
+        current = { iv: make("add", a), label: `addition α=${a}` };
+        process.stdout.write(`adding the direction, α = ${a}\n`);
+        continue;
+      }
+      if (text.startsWith("/")) { process.stdout.write(`unknown command ${text}; ${HELP}\n`); continue; }
+    } catch (e) {
+      if (e instanceof CosmicError) { process.stdout.write(e.message + "\n"); continue; }
+      throw e;
+    }
+    history.push({ role: "user", content: text });
+    const ids = folder.tokenizer.encode(folder.tokenizer.renderMessages(history, true));
+    const eos = new Set(folder.eosTokenIds);
+    const toks: number[] = [];
+    let shown = "";
+    process.stdout.write("model> ");
+    await generate(engine, [ids], {
+      maxNewTokens: f.maxNewTokens, intervention: current.iv, temperature: f.temperature, seed: f.seed,
+      onToken: (_, t) => {
+        if (eos.has(t)) return;
+        toks.push(t);
+        const s = folder.tokenizer.decode(toks, true);
+        // Print only what is new (a token may complete a multi-byte character).
+        if (s.startsWith(shown)) process.stdout.write(s.slice(shown.length));
+        shown = s;
+      },
+    });
+    process.stdout.write("\n");
+    history.push({ role: "assistant", content: shown });
+  }
+  rl.close();
+  await engine.release();
+}

@@ -1,0 +1,30 @@
+/**
+ * `cosmic demo`: the whole method on the committed strong organism, sized to finish in a few
+ * minutes on a laptop CPU, then the report.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { CosmicError } from "../errors.js";
+import { writeReport } from "../report/report.js";
+import { formatSummary, runCommand, RunFlags } from "./run.js";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
+export const DEFAULT_ORGANISM = path.join(ROOT, "organisms", "strong");
+
+export async function demoCommand(o: { out: string; model?: string; quiet?: boolean; jsonProgress?: boolean }): Promise<void> {
+  const model = o.model ?? DEFAULT_ORGANISM;
+  if (!fs.existsSync(path.join(model, "config.json"))) throw new CosmicError(`${model}: the demo model is missing (train one with: cosmic organism train --out ${model})`);
+  const flags: RunFlags = {
+    model, out: o.out, data: path.join(model, "prompts"),
+    nTrain: 180, nVal: 100, nTest: 200, seed: 42, maxNewTokens: 24, batchSize: 32,
+    klThreshold: 0.1, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3",
+    judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: o.quiet, jsonProgress: o.jsonProgress,
+  };
+  const t0 = performance.now();
+  const s = await runCommand(flags);
+  const rep = writeReport(o.out);
+  process.stdout.write(formatSummary(s, o.out) + "\n");
+  process.stdout.write(`report: ${rep.html} (${rep.svgs.length} plots, also as SVG files beside it)\n`);
+  process.stdout.write(`demo finished in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}

@@ -1,0 +1,50 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+import { runCommand } from "../src/cli/run.js";
+import { writeReport } from "../src/report/report.js";
+import { FIXTURES, SHARED } from "./helpers.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+
+test("the report renders every plot in headless Chromium with no console errors and no network", { skip: fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (.ci/run installs it)` }, async () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-report-"));
+  await runCommand({
+    model: path.join(FIXTURES, "llama"), out, data: path.join(SHARED, "data", "cosmic-splits"), nTrain: 6, nVal: 4, nTest: 3, seed: 1,
+    maxNewTokens: 3, batchSize: 8, klThreshold: 10, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2",
+    judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: true, steerTowardRefusal: true,
+  });
+  const r = writeReport(out);
+  assert.ok(r.svgs.length >= 6, `${r.svgs.length} plots`);
+  for (const f of r.svgs) assert.match(fs.readFileSync(f, "utf8"), /^<\?xml[^]*<svg[^]*<\/svg>\s*$/);
+  const html = fs.readFileSync(r.html, "utf8");
+  assert.doesNotMatch(html, /<script|(src|href)=["']?https?:|url\(/, "self-contained: no scripts, no remote resources");
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    const requests: string[] = [];
+    page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("request", (q) => { if (!q.url().startsWith("file://")) requests.push(q.url()); });
+    await page.goto(`file://${r.html}`);
+    const boxes = await page.$$eval("svg.plot", (els) => els.map((e) => { const b = e.getBoundingClientRect(); return { id: e.id, w: b.width, h: b.height, shapes: e.querySelectorAll("rect,polyline,circle,path").length }; }));
+    assert.equal(boxes.length, r.svgs.length);
+    for (const b of boxes) {
+      assert.ok(b.w > 100 && b.h > 100, `${b.id} rendered at ${b.w}×${b.h}`);
+      assert.ok(b.shapes > 3, `${b.id} has ${b.shapes} shapes`);
+    }
+    assert.ok(boxes.some((b) => b.id === "alpha-sweep"), "α sweep plotted");
+    assert.equal(await page.locator("circle.selected").count(), 3, "the selected candidate is circled on the three COSMIC heatmaps");
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, []);
+  } finally {
+    await browser.close();
+  }
+});
