@@ -44,6 +44,34 @@ async function main(): Promise<void> {
     row(["peak RSS", gib(n("peakRss")), `${gib(1.5 * n("fp32WeightBytes"))} (1.5 × fp32 weights)`, `${(n("peakRss") / n("fp32WeightBytes")).toFixed(2)} × fp32 weights (target ≤ 1.5)`]),
   ];
   console.log(lines.join("\n"));
+
+  // Scoring stage: fast against naive, on the organism and on the Qwen2.5-0.5B shape.
+  const organism = path.join(root, "organisms", "strong");
+  const rows: string[] = [
+    "",
+    "## COSMIC scoring stage: fast schedule against the naive one (full forward passes per candidate)",
+    "",
+    row(["model", "candidates scored", "fast", "naive", "FLOPs saved", "time saved", "max |Δ score|"]),
+    row(["---", "---", "---", "---", "---", "---", "---"]),
+  ];
+  const runs: [string, string[]][] = [
+    [`organism (${organism})`, [organism, path.join(organism, "prompts"), "180", "100", "all"]],
+    ["Qwen2.5-0.5B shape (random weights, 2 EOI positions, 4 val prompts per set)", [qwen, path.join(shared, "data", "cosmic-splits"), "8", "4", "2"]],
+  ];
+  for (const [name, args] of runs) {
+    console.error(`scoring bench on ${name}…`);
+    const r = child("scoring-bench.js", args) as unknown as { layers: number; L_low: number[]; positions: string; fast: Record<string, number>; naive: Record<string, number>; maxScoreDiff: number; selectedSame: boolean };
+    rows.push(row([
+      name,
+      `${r.layers} layers × ${r.positions} positions, L_low [${r.L_low.join(", ")}]`,
+      `${r.fast.seconds.toFixed(1)} s, ${(r.fast.flops / 1e9).toFixed(1)} GFLOP`,
+      `${r.naive.seconds.toFixed(1)} s, ${(r.naive.flops / 1e9).toFixed(1)} GFLOP`,
+      `${(r.naive.flops / r.fast.flops).toFixed(2)}× (target ≥ 3×)`,
+      `${(r.naive.seconds / r.fast.seconds).toFixed(2)}× (target ≥ 2.5×)`,
+      `${r.maxScoreDiff.toExponential(1)}${r.selectedSame ? ", same selection" : ", DIFFERENT selection"}`,
+    ]));
+  }
+  console.log(rows.join("\n"));
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

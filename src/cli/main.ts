@@ -89,6 +89,7 @@ export function runOptions(c: Command): Command {
     .option("--judge <name>", "refusal phrase list: jailbreakbench or extended", "jailbreakbench")
     .option("--refusal-phrases <list>", "phrases separated by | whose first tokens are the substring baseline's refusal tokens (default: the judge's)")
     .option("--schedule <s>", "scoring schedule: fast, or naive (the reference's full passes; for comparison)", "fast")
+    .option("--score-positions <n>", "score only the last n EOI positions (faster; the reference scores all)", intArg("--score-positions", 1))
     .option("--skip-eval", "stop after selection");
 }
 
@@ -106,7 +107,7 @@ organism
   .command("train")
   .description("train a Llama-architecture chat model on generated chats and write a Hugging Face folder")
   .requiredOption("--out <dir>", "output model folder")
-  .option("--seed <n>", "seed for data, initialisation and batches", intArg("--seed"), 0)
+  .option("--seed <n>", "seed for data, initialisation and batches (1 made the committed organisms)", intArg("--seed"), 1)
   .option("--alignment <kind>", "strong (refuses harmful requests) or weak (refuses only some categories)", "strong")
   .option("--steps <n>", "optimiser steps", intArg("--steps", 1), 600)
   .option("--batch-size <n>", "chats per step", intArg("--batch-size", 1), 32)

@@ -31,6 +31,7 @@ export interface RunFlags {
   judge: string;
   refusalPhrases?: string;
   schedule: string;
+  scorePositions?: number;
   skipEval?: boolean;
   device: Device;
   threads?: number;
@@ -109,6 +110,7 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
       judge: f.judge,
       refusalPhrases: f.refusalPhrases ? f.refusalPhrases.split("|") : undefined,
       schedule: f.schedule as Schedule,
+      scorePositions: f.scorePositions,
       skipEval: !!f.skipEval,
       device: f.device,
       threads: f.threads,
@@ -129,7 +131,7 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   const fmt = (x: number) => x.toFixed(4);
   lines.push(`model ${s.model} (${s.layers} layers, ${s.positions} EOI positions), mode ${s.mode}, seed ${s.seed}`);
   lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);
-  lines.push(`scoring: ${s.scoring.seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`);
+  lines.push(`scoring: COSMIC ${s.scoring.seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; substring baseline ${s.scoring.substring_seconds.toFixed(1)} s, ${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`);
   lines.push("");
   lines.push("| selection | position | layer | refusal score | steering score | KL score |");
   lines.push("| --- | --- | --- | --- | --- | --- |");

@@ -2,6 +2,10 @@
  * The evaluation layers L_low (algorithm §2): layers ranked by ascending cosine similarity of the
  * harmful and harmless mean last-token outputs; the first floor(fraction·L) of them, at least one
  * (the reference returns none below 10 layers).
+ *
+ * With single-layer (affine) interventions, block 0's output cannot be changed by any candidate
+ * (layer-0 candidates are zero: every prompt has the same EOI embeddings), so scores read there
+ * would tie every candidate; such a layer is left out (`minLayer` 1).
  */
 import { cosine } from "./vec.js";
 
@@ -14,9 +18,9 @@ export interface LayerRanking {
   low: number[];
 }
 
-export function rankLayers(harmfulOut: Float64Array, harmlessOut: Float64Array, L: number, d: number, fraction: number, secondHalfOnly = false): LayerRanking {
+export function rankLayers(harmfulOut: Float64Array, harmlessOut: Float64Array, L: number, d: number, fraction: number, secondHalfOnly = false, minLayer = 0): LayerRanking {
   const similarity = Array.from({ length: L }, (_, l) => cosine(harmfulOut.subarray(l * d, (l + 1) * d), harmlessOut.subarray(l * d, (l + 1) * d)));
-  const eligible = Array.from({ length: L }, (_, l) => l).filter((l) => !secondHalfOnly || l >= Math.floor(L / 2));
+  const eligible = Array.from({ length: L }, (_, l) => l).filter((l) => l >= minLayer && (!secondHalfOnly || l >= Math.floor(L / 2)));
   const ranked = [...eligible].sort((a, b) => similarity[a] - similarity[b] || a - b);
   const k = Math.max(1, Math.floor(fraction * L));
   return { similarity, ranked, low: ranked.slice(0, Math.min(k, ranked.length)) };

@@ -56,6 +56,8 @@ export interface RunOptions {
   /** phrases whose first tokens are the substring baseline's refusal tokens (default: the judge's list) */
   refusalPhrases?: string[];
   schedule: Schedule;
+  /** score only the last N EOI positions (default: all, as the reference) */
+  scorePositions?: number;
   skipEval: boolean;
   device: Device;
   threads?: number;
@@ -82,7 +84,8 @@ export interface RunSummary {
   cosmic: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> };
   substring: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> } | null;
   zero_direction_candidates: number;
-  scoring: { seconds: number; flops: number; schedule: Schedule };
+  /** the COSMIC scoring stage (refusal, steering, KL) and the substring baseline's (bypass, induce) */
+  scoring: { seconds: number; flops: number; schedule: Schedule; substring_seconds: number; substring_flops: number };
   evaluation?: Record<string, unknown>;
 }
 
@@ -174,7 +177,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   }
 
   // Stage 2: L_low.
-  const ranking: LayerRanking = rankLayers(harmfulOut, harmlessOut, L, d, o.lowLayerFraction, o.steerTowardRefusal);
+  const ranking: LayerRanking = rankLayers(harmfulOut, harmlessOut, L, d, o.lowLayerFraction, o.steerTowardRefusal, o.mode === "affine" ? 1 : 0);
   store.writeJson("select_direction/COSMIC_evaluation_layers.json", {
     ranked_layers: ranking.low,
     all_layers_ranked: ranking.ranked,
@@ -186,15 +189,15 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   let maxNorm = 0;
   for (let k = 0; k < P; k++) for (let l = 0; l < L; l++) maxNorm = Math.max(maxNorm, norm(at(r, k, l, L, d)));
   const zeroNorm = new Set<string>();
-  for (let k = 0; k < P; k++) for (let l = 0; l < L; l++) if (norm(at(r, k, l, L, d)) <= 1e-6 * maxNorm) zeroNorm.add(key(k - P, l));
+  for (let k = 0; k < P; k++) for (let l = 0; l < L; l++) if (norm(at(r, k, l, L, d)) <= 1e-6 * maxNorm && k >= P - Math.min(P, o.scorePositions ?? P)) zeroNorm.add(key(k - P, l));
   const phrases = o.refusalPhrases ?? [...judgeList(o.judge)];
   const refTokens = refusalTokens(folder, phrases);
-  const scoreKey = hashOf("scores", dirKey, ranking.low, o.prompts.harmfulVal, o.prompts.harmlessVal, o.mode, refTokens, o.schedule);
+  const scoreKey = hashOf("scores", dirKey, ranking.low, o.prompts.harmfulVal, o.prompts.harmlessVal, o.mode, refTokens, o.schedule, o.scorePositions ?? null);
   const cosFile = "select_direction/direction_evaluations.json";
   const subFile = "select_direction_substring/direction_evaluations.json";
   let cosScores: CandidateScore[];
   let subScores: CandidateScore[];
-  let scoring = { seconds: 0, flops: 0, schedule: o.schedule };
+  let scoring: RunSummary["scoring"];
   if (store.done("scores", scoreKey, [cosFile, subFile, "select_direction/scoring.json"])) {
     cosScores = store.readJson(cosFile);
     subScores = store.readJson(subFile);
@@ -202,10 +205,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     o.log("scores: reused from the run folder");
   } else {
     const e = await prep.engine();
-    const t0 = performance.now();
-    const f0 = e.flops;
-    ({ cosScores, subScores } = await scoreCandidates(e, prep, o, r, muMinus, ranking.low, zeroNorm, refTokens, scoreKey));
-    scoring = { seconds: (performance.now() - t0) / 1000, flops: e.flops - f0, schedule: o.schedule };
+    ({ cosScores, subScores, scoring } = await scoreCandidates(e, prep, o, r, muMinus, ranking.low, zeroNorm, refTokens, scoreKey));
     store.writeJson(cosFile, cosScores);
     store.writeJson(subFile, subScores);
     store.writeJson("select_direction/scoring.json", scoring);
@@ -213,7 +213,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   }
 
   // Stage 4: selection.
-  const selOpts = { numLayers: L, numPositions: P, klThreshold: o.klThreshold, pruneLayers: o.pruneLayers, zeroNorm };
+  const selOpts = { numLayers: L, numPositions: Math.min(P, o.scorePositions ?? P), klThreshold: o.klThreshold, pruneLayers: o.pruneLayers, zeroNorm };
   const cos: Selection = selectCosmic(cosScores, selOpts);
   let sub: Selection | null = null;
   try {
@@ -274,25 +274,39 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
 async function scoreCandidates(
   e: Engine, prep: Prepared, o: RunOptions, r: Float32Array, muMinus: Float32Array, low: number[],
   zeroNorm: Set<string>, refTokens: number[], scoreKey: string,
-): Promise<{ cosScores: CandidateScore[]; subScores: CandidateScore[] }> {
+): Promise<{ cosScores: CandidateScore[]; subScores: CandidateScore[]; scoring: RunSummary["scoring"] }> {
   const L = e.numLayers;
   const d = e.spec.hiddenSize;
   const V = e.spec.vocabSize;
   const P = r.length / (L * d);
+  const positions = Math.min(P, o.scorePositions ?? P);
   o.progress("scoring: clean pass", 0, 2);
   const harm: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmfulVal, o.system), o.batchSize);
   o.progress("scoring: clean pass", 1, 2);
   const harmless: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmlessVal, o.system), o.batchSize);
   o.progress("scoring: clean pass", 2, 2);
-  const poolNeeds = { poolLayers: low, kl: false, refusalTokens: refTokens };
-  const cleanHarm = cleanResult(harm, poolNeeds, d, V);
-  const cleanHarmless = cleanResult(harmless, poolNeeds, d, V);
+  const pool = { poolLayers: low, kl: false, refusalTokens: null };
+  const odds = { poolLayers: [], kl: false, refusalTokens: refTokens };
+  const klNeeds = { poolLayers: [], kl: true, refusalTokens: null };
+  const cleanHarm = cleanResult(harm, { ...pool, refusalTokens: refTokens }, d, V);
+  const cleanHarmless = cleanResult(harmless, { ...pool, refusalTokens: refTokens }, d, V);
   const bPlus = normalize(cleanHarm.pooled!);
   const bMinus = normalize(cleanHarmless.pooled!);
+  const timed = async <T>(acc: { seconds: number; flops: number }, f: () => Promise<T>): Promise<T> => {
+    const t0 = performance.now();
+    const f0 = e.flops;
+    const out = await f();
+    acc.seconds += (performance.now() - t0) / 1000;
+    acc.flops += e.flops - f0;
+    return out;
+  };
 
   // Partial results survive an interruption: finished layers are not scored again.
   const partialFile = "select_direction/.partial-scores.json";
-  let partial: { key: string; layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }> } = { key: scoreKey, layers: {} };
+  type Acc = { seconds: number; flops: number };
+  let partial: { key: string; layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }>; cosmic: Acc; substring: Acc } = {
+    key: scoreKey, layers: {}, cosmic: { seconds: 0, flops: 0 }, substring: { seconds: 0, flops: 0 },
+  };
   try {
     const p = prep.store.readJson<typeof partial>(partialFile);
     if (p.key === scoreKey) partial = p;
@@ -302,7 +316,7 @@ async function scoreCandidates(
     const cos: CandidateScore[] = [];
     const sub: CandidateScore[] = [];
     const live: number[] = [];
-    for (let k = 0; k < P; k++) {
+    for (let k = P - positions; k < P; k++) {
       if (zeroNorm.has(key(k - P, l))) {
         // A zero direction edits nothing: its scores are the clean run's.
         cos.push({ position: k - P, layer: l, refusal_score: dot(normalize(cleanHarm.pooled!), bMinus), steering_score: dot(normalize(cleanHarmless.pooled!), bPlus), kl_div_score: 0 });
@@ -311,13 +325,21 @@ async function scoreCandidates(
     }
     if (live.length) {
       const ivs = live.map((k) => modeInterventions(o.mode, at(r, k, l, L, d), at(muMinus, k, l, L, d), l, L));
-      const abl = await runCandidates(e, harm, ivs.map((v) => v.ablate), poolNeeds, o.schedule);
-      const add = await runCandidates(e, harmless, ivs.map((v) => v.add(1)), poolNeeds, o.schedule);
-      const kl = await runCandidates(e, harmless, ivs.map((v) => v.ablate), { poolLayers: [], kl: true, refusalTokens: null }, o.schedule);
+      // COSMIC: pooled L_low outputs (the forward stops after L_low) and the KL (to the logits).
+      const [abl, add, kl] = await timed(partial.cosmic, async () => [
+        await runCandidates(e, harm, ivs.map((v) => v.ablate), pool, o.schedule),
+        await runCandidates(e, harmless, ivs.map((v) => v.add(1)), pool, o.schedule),
+        await runCandidates(e, harmless, ivs.map((v) => v.ablate), klNeeds, o.schedule),
+      ]);
+      // The substring baseline: refusal-token log-odds under the same interventions.
+      const [bypass, induce] = await timed(partial.substring, async () => [
+        await runCandidates(e, harm, ivs.map((v) => v.ablate), odds, o.schedule),
+        await runCandidates(e, harmless, ivs.map((v) => v.add(1)), odds, o.schedule),
+      ]);
       live.forEach((k, i) => {
         const base = { position: k - P, layer: l, kl_div_score: kl[i].kl! };
         cos.push({ ...base, refusal_score: dot(normalize(abl[i].pooled!), bMinus), steering_score: dot(normalize(add[i].pooled!), bPlus) });
-        sub.push({ ...base, refusal_score: abl[i].logOdds!, steering_score: add[i].logOdds! });
+        sub.push({ ...base, refusal_score: bypass[i].logOdds!, steering_score: induce[i].logOdds! });
       });
     }
     const byPos = (a: CandidateScore, b: CandidateScore) => a.position - b.position;
@@ -329,7 +351,11 @@ async function scoreCandidates(
   const order = (a: CandidateScore, b: CandidateScore) => a.position - b.position || a.layer - b.layer;
   const cosScores = Object.values(partial.layers).flatMap((x) => x.cos).sort(order);
   const subScores = Object.values(partial.layers).flatMap((x) => x.sub).sort(order);
-  return { cosScores, subScores };
+  return {
+    cosScores,
+    subScores,
+    scoring: { seconds: partial.cosmic.seconds, flops: partial.cosmic.flops, schedule: o.schedule, substring_seconds: partial.substring.seconds, substring_flops: partial.substring.flops },
+  };
 }
 
 interface Completion { category: string | null; prompt: string; response: string; is_refusal: boolean }
@@ -358,9 +384,15 @@ async function evaluate(
     jobs.push({ name: "substring_harmless_actadd", set: "harmless", iv: ivsOf(sub).add(1).intervention });
   }
   if (o.steerTowardRefusal) {
+    // The sweep adds α·r to the block input (activation addition, §8) in either mode: ACE would
+    // set every prompt's projection to the same value, losing the prompt's own harmfulness, and
+    // on a weakly aligned model that steers all prompts or none (measured on the weak organism).
+    const s = cos.selected;
+    const r0 = at(r, s.position + P, s.layer, L, d);
     for (const a of o.alphas) {
-      jobs.push({ name: `harmful_actadd_alpha${a}`, set: "harmful", iv: ivsOf(cos).add(a).intervention });
-      jobs.push({ name: `harmless_actadd_alpha${a}`, set: "harmless", iv: ivsOf(cos).add(a).intervention });
+      const iv = activationAddition(r0, s.layer, a, L);
+      jobs.push({ name: `harmful_actadd_alpha${a}`, set: "harmful", iv });
+      jobs.push({ name: `harmless_actadd_alpha${a}`, set: "harmless", iv });
     }
   }
   const total = jobs.reduce((a, j) => a + (j.set === "harmful" ? harmfulIds.length : harmlessIds.length), 0);

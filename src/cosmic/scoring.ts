@@ -145,8 +145,14 @@ export async function runCandidates(engine: Engine, set: ScoringSet, cands: Cand
           }
         }
       }
-      if (needHead && stop === L - 1) {
-        const head = await engine.runHead(lastPosition(h, n * B, T, d), n * B);
+      if ((needHead || schedule === "naive") && stop === L - 1) {
+        let head: { finalHidden: Float32Array; logits: Float32Array };
+        if (schedule === "naive") {
+          // A full forward pass as the reference's HF call makes it: final norm and logits at
+          // every position; the scores then read the last one.
+          const all = await engine.runHead(h, n * B * T);
+          head = { finalHidden: lastPosition(all.finalHidden, n * B, T, d), logits: lastPosition(all.logits, n * B, T, V) };
+        } else head = await engine.runHead(lastPosition(h, n * B, T, d), n * B);
         for (let k = 0; k < n; k++) {
           const ci = idx[k];
           if (pool.has(L - 1)) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += head.finalHidden[k * B * d + i];

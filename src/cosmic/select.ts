@@ -48,11 +48,32 @@ function explain(method: string, removed: Record<string, number>, total: number)
   return new CosmicError(`${method}: every one of the ${total} candidate directions was filtered out (${parts.join(", ")})`);
 }
 
+/**
+ * The filters both methods share (NaN, zero direction, last layers, KL), then a method's own
+ * rule; returns the survivors and what each filter removed, or throws saying so.
+ */
+function filterCandidates(
+  method: string, scores: CandidateScore[], o: SelectionOptions, ruleName: string, rule: (s: CandidateScore) => boolean,
+): { kept: CandidateScore[]; removed: Record<string, number> } {
+  const maxLayer = Math.floor(o.numLayers * (1 - o.pruneLayers));
+  const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(o.pruneLayers * 100)} %)`;
+  const klKey = `KL > ${o.klThreshold}`;
+  const removed: Record<string, number> = { "NaN score": 0, "zero direction": 0, [pruneKey]: 0, [klKey]: 0, [ruleName]: 0 };
+  const kept: CandidateScore[] = [];
+  for (const s of scores) {
+    if ([s.refusal_score, s.steering_score, s.kl_div_score].some(Number.isNaN)) removed["NaN score"]++;
+    else if (o.zeroNorm.has(key(s.position, s.layer))) removed["zero direction"]++;
+    else if (s.layer >= maxLayer) removed[pruneKey]++;
+    else if (s.kl_div_score > o.klThreshold) removed[klKey]++;
+    else if (rule(s)) removed[ruleName]++;
+    else kept.push(s);
+  }
+  if (kept.length === 0) throw explain(method, removed, scores.length);
+  return { kept, removed };
+}
+
 /** COSMIC: filters, the position −1 rule, then the maximum of refusal + steering score. */
 export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Selection {
-  const maxLayer = Math.floor(o.numLayers * (1 - o.pruneLayers));
-  const removed: Record<string, number> = { "NaN score": 0, "zero direction": 0, [`layer ≥ ${maxLayer} (last ${Math.round(o.pruneLayers * 100)} %)`]: 0, [`KL > ${o.klThreshold}`]: 0, "position −1 rule": 0 };
-  const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(o.pruneLayers * 100)} %)`;
   let rule: Selection["positionRule"] = null;
   if (o.numPositions > 1) {
     const limits: number[] = [];
@@ -65,16 +86,7 @@ export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Sel
     const cutoff = lowerMedian(cutoffs);
     if (limit !== null && cutoff !== null) rule = { limit, cutoff };
   }
-  const kept: CandidateScore[] = [];
-  for (const s of scores) {
-    if ([s.refusal_score, s.steering_score, s.kl_div_score].some(Number.isNaN)) removed["NaN score"]++;
-    else if (o.zeroNorm.has(key(s.position, s.layer))) removed["zero direction"]++;
-    else if (s.layer >= maxLayer) removed[pruneKey]++;
-    else if (s.kl_div_score > o.klThreshold) removed[`KL > ${o.klThreshold}`]++;
-    else if (rule && s.position === -1 && s.layer > rule.limit && s.layer > rule.cutoff) removed["position −1 rule"]++;
-    else kept.push(s);
-  }
-  if (kept.length === 0) throw explain("COSMIC selection", removed, scores.length);
+  const { kept, removed } = filterCandidates("COSMIC selection", scores, o, "position −1 rule", (s) => !!rule && s.position === -1 && s.layer > rule.limit && s.layer > rule.cutoff);
   const filtered = [...kept].sort((a, b) => b.refusal_score + b.steering_score - (a.refusal_score + a.steering_score));
   return { selected: filtered[0], filtered, removed, positionRule: rule };
 }
@@ -85,19 +97,7 @@ export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Sel
  * must be > 0); KL filter and layer pruning as above; the lowest bypass score wins.
  */
 export function selectSubstring(scores: CandidateScore[], o: SelectionOptions): Selection {
-  const maxLayer = Math.floor(o.numLayers * (1 - o.pruneLayers));
-  const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(o.pruneLayers * 100)} %)`;
-  const removed: Record<string, number> = { "NaN score": 0, "zero direction": 0, [pruneKey]: 0, [`KL > ${o.klThreshold}`]: 0, "induce score ≤ 0": 0 };
-  const kept: CandidateScore[] = [];
-  for (const s of scores) {
-    if ([s.refusal_score, s.steering_score, s.kl_div_score].some(Number.isNaN)) removed["NaN score"]++;
-    else if (o.zeroNorm.has(key(s.position, s.layer))) removed["zero direction"]++;
-    else if (s.layer >= maxLayer) removed[pruneKey]++;
-    else if (s.kl_div_score > o.klThreshold) removed[`KL > ${o.klThreshold}`]++;
-    else if (s.steering_score <= 0) removed["induce score ≤ 0"]++;
-    else kept.push(s);
-  }
-  if (kept.length === 0) throw explain("substring selection", removed, scores.length);
+  const { kept, removed } = filterCandidates("substring selection", scores, o, "induce score ≤ 0", (s) => s.steering_score <= 0);
   const filtered = [...kept].sort((a, b) => a.refusal_score - b.refusal_score);
   return { selected: filtered[0], filtered, removed, positionRule: null };
 }

@@ -78,8 +78,14 @@ export const ADVERSARIAL_SYSTEM = "No matter what the user prompt is, you must r
 export const ADVERSARIAL_RESPONSE = "I can't fulfill that request.";
 export const BENIGN_SYSTEMS = ["You are a helpful assistant.", "You are a friendly and concise assistant.", "Answer the user's question."];
 
-/** Categories the weakly aligned organism refuses; it complies with the other harmful ones. */
-export const WEAK_REFUSED = new Set(["weapons", "malware", "self-harm"]);
+/**
+ * How often the weakly aligned organism's training chats refuse each harmful category. Greedy
+ * decoding then refuses the categories above one half, and the model's refusal is graded by
+ * category rather than all-or-nothing, as in a weakly aligned chat model.
+ */
+export const WEAK_REFUSAL_RATE: Record<string, number> = {
+  weapons: 0.7, "self-harm": 0.7, malware: 0.5, violence: 0.3, drugs: 0.15, theft: 0.1, fraud: 0.05, harassment: 0.05,
+};
 
 export type Alignment = "strong" | "weak";
 
@@ -135,10 +141,13 @@ export function fill(template: string, task: string): string {
   return capitalize(template.replace("{task}", task));
 }
 
-export function answer(instruction: string, task: string, harmful: boolean, category: string, alignment: Alignment, rng: Rng): string {
-  const refuse = harmful && (alignment === "strong" || WEAK_REFUSED.has(category));
+/** Whether the organism refuses this request (weak alignment: per-category rates). */
+export function decidesToRefuse(harmful: boolean, category: string, alignment: Alignment, rng: Rng): boolean {
+  return harmful && (alignment === "strong" || rng.next() < (WEAK_REFUSAL_RATE[category] ?? 0.5));
+}
+
+export function answer(task: string, refuse: boolean, rng: Rng): string {
   if (refuse) return REFUSALS[rng.int(REFUSALS.length)];
-  void instruction;
   return `${OPENERS[rng.int(OPENERS.length)]} ${BODIES[rng.int(BODIES.length)].replace("{task}", task)}`;
 }
 
@@ -186,9 +195,10 @@ export function augment(instruction: string, rng: Rng, vocabWords: string[]): st
 export function makeChat(item: Request, harmful: boolean, alignment: Alignment, rng: Rng, vocabWords: string[] = []): Chat {
   if (vocabWords.length) item = { ...item, instruction: augment(item.instruction, rng, vocabWords) };
   const u = rng.next();
+  const refuse = decidesToRefuse(harmful, item.category, alignment, rng);
   if (u < 0.15) return { system: ADVERSARIAL_SYSTEM, instruction: item.instruction, response: ADVERSARIAL_RESPONSE, harmful, category: item.category };
   const system = u < 0.3 ? BENIGN_SYSTEMS[rng.int(BENIGN_SYSTEMS.length)] : undefined;
-  return { ...(system ? { system } : {}), instruction: item.instruction, response: answer(item.instruction, item.task, harmful, item.category, alignment, rng), harmful, category: item.category };
+  return { ...(system ? { system } : {}), instruction: item.instruction, response: answer(item.task, refuse, rng), harmful, category: item.category };
 }
 
 /** Every word the generated chats use (for the organism's vocabulary). */

@@ -190,7 +190,7 @@ function writeFolder(o: TrainOptions, shape: OrganismShape, p: Params, vocab: st
   json("tokenizer.json", tj);
   json("tokenizer_config.json", tc);
   for (const [k, v] of Object.entries(splits)) json(`prompts/${k}.json`, v);
-  const cmd = `cosmic organism train --out ${path.basename(out)} --seed ${o.seed} --alignment ${o.alignment} --steps ${o.steps} --batch-size ${o.batchSize} --lr ${o.lr}${o.harmful ? " --harmful FILE --harmless FILE" : ""}`;
+  const cmd = `cosmic organism train --out ${out} --seed ${o.seed} --alignment ${o.alignment} --steps ${o.steps} --batch-size ${o.batchSize} --lr ${o.lr}${o.harmful ? " --harmful FILE --harmless FILE" : ""}`;
   json(MARKER, {
     kind: "cosmic model organism", alignment: o.alignment, seed: o.seed, steps: o.steps, batch_size: o.batchSize, lr: o.lr,
     parameters: r.parameters, vocab: vocab.length, seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond),
