@@ -23,12 +23,7 @@ function row(cells: string[]): string {
   return `| ${cells.join(" | ")} |`;
 }
 
-async function main(): Promise<void> {
-  const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
-  const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
-  const qwen = ensureQwenShaped(path.join(cacheDir, "qwen2.5-0.5b-shaped"), path.join(shared, "fixtures", "qwen2"), (s) => console.error(s));
-  console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
-  const e = child("engine-bench.js", [qwen, device]);
+function engineTable(e: Record<string, number | string>, device: string): void {
   const n = (k: string) => e[k] as number;
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   const lines = [
@@ -44,6 +39,15 @@ async function main(): Promise<void> {
     row(["peak RSS", gib(n("peakRss")), `${gib(1.5 * n("fp32WeightBytes"))} (1.5 × fp32 weights)`, `${(n("peakRss") / n("fp32WeightBytes")).toFixed(2)} × fp32 weights (target ≤ 1.5)`]),
   ];
   console.log(lines.join("\n"));
+}
+
+async function main(): Promise<void> {
+  const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
+  const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
+  const qwen = ensureQwenShaped(path.join(cacheDir, "qwen2.5-0.5b-shaped"), path.join(shared, "fixtures", "qwen2"), (s) => console.error(s));
+  const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
+  console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
+  if (!skipEngine) engineTable(child("engine-bench.js", [qwen, device]), device);
 
   // Scoring stage: fast against naive, on the organism and on the Qwen2.5-0.5B shape.
   const organism = path.join(root, "organisms", "strong");
@@ -56,9 +60,13 @@ async function main(): Promise<void> {
   ];
   const runs: [string, string[]][] = [
     [`organism (${organism})`, [organism, path.join(organism, "prompts"), "180", "100", "all"]],
-    ["Qwen2.5-0.5B shape (random weights, 2 EOI positions, 4 val prompts per set)", [qwen, path.join(shared, "data", "cosmic-splits"), "8", "4", "2"]],
+    ["Qwen2.5-0.5B shape (random weights, last EOI position, 2 val prompts per set)", [qwen, path.join(shared, "data", "cosmic-splits"), "4", "2", "1"]],
   ];
+  console.log(rows.join("\n"));
+  rows.length = 0;
+  const only = process.env.COSMIC_BENCH_SCORING;
   for (const [name, args] of runs) {
+    if (only && !name.startsWith(only)) continue;
     console.error(`scoring bench on ${name}…`);
     const r = child("scoring-bench.js", args) as unknown as { layers: number; L_low: number[]; positions: string; fast: Record<string, number>; naive: Record<string, number>; maxScoreDiff: number; selectedSame: boolean };
     rows.push(row([
@@ -70,8 +78,8 @@ async function main(): Promise<void> {
       `${(r.naive.seconds / r.fast.seconds).toFixed(2)}× (target ≥ 2.5×)`,
       `${r.maxScoreDiff.toExponential(1)}${r.selectedSame ? ", same selection" : ", DIFFERENT selection"}`,
     ]));
+    console.log(rows.pop());
   }
-  console.log(rows.join("\n"));
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

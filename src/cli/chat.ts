@@ -41,7 +41,7 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     return activationAddition(dir.direction, layer, alpha, L);
   };
   let current: { iv?: Intervention; label: string } = { label: "off" };
-  const kind = f.intervention ?? (dir ? "ablate" : undefined);
+  const kind = f.intervention;
   if (kind === "ablate" || kind === "ace-ablate") current = { iv: make("ablate", 0), label: "ablation" };
   else if (kind === "actadd" || kind === "ace-actadd") current = { iv: make("add", f.coeff ?? 1), label: `addition α=${f.coeff ?? 1}` };
   else if (kind !== undefined) throw new CosmicError(`--intervention must be ablate, actadd, ace-ablate or ace-actadd, got "${kind}"`);
@@ -49,32 +49,30 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const engine = await Engine.load(folder);
   process.stderr.write(`${HELP}\nintervention: ${current.label}\n`);
   let history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
-  const rl = readline.createInterface({ input: process.stdin, output: process.stdout, terminal: process.stdin.isTTY });
-  const ask = () => new Promise<string | null>((res) => {
-    rl.question(`[${current.label}] you> `, (a) => res(a));
-    rl.once("close", () => res(null));
-  });
-  for (;;) {
-    const line = await ask();
-    if (line === null) break;
+  const rl = readline.createInterface({ input: process.stdin, terminal: false });
+  const prompt = () => process.stdout.write(`[${current.label}] you> `);
+  prompt();
+  // Lines are read as they come (typed or piped); each reply is finished before the next line.
+  for await (const line of rl) {
     const text = line.trim();
-    if (!text) continue;
+    if (!text) { prompt(); continue; }
     try {
       if (text === "/quit" || text === "/exit") break;
-      if (text === "/help") { process.stdout.write(HELP + "\n"); continue; }
-      if (text === "/off") { current = { label: "off" }; process.stdout.write("intervention off\n"); continue; }
-      if (text === "/reset") { history = f.system ? [{ role: "system", content: f.system }] : []; process.stdout.write("conversation cleared\n"); continue; }
-      if (text === "/ablate") { current = { iv: make("ablate", 0), label: "ablation" }; process.stdout.write("ablating the direction\n"); continue; }
+      if (text === "/help") { process.stdout.write(HELP + "\n"); prompt(); continue; }
+      if (text === "/off") { current = { label: "off" }; process.stdout.write("intervention off\n"); prompt(); continue; }
+      if (text === "/reset") { history = f.system ? [{ role: "system", content: f.system }] : []; process.stdout.write("conversation cleared\n"); prompt(); continue; }
+      if (text === "/ablate") { current = { iv: make("ablate", 0), label: "ablation" }; process.stdout.write("ablating the direction\n"); prompt(); continue; }
       if (text.startsWith("/add")) {
         const a = text.split(/\s+/)[1] === undefined ? 1 : Number(text.split(/\s+/)[1]);
-        if (!Number.isFinite(a)) { process.stdout.write("usage: /add α (a number)\n"); continue; }
+        if (!Number.isFinite(a)) { process.stdout.write("usage: /add α (a number)\n"); prompt(); continue; }
         current = { iv: make("add", a), label: `addition α=${a}` };
         process.stdout.write(`adding the direction, α = ${a}\n`);
+        prompt();
         continue;
       }
-      if (text.startsWith("/")) { process.stdout.write(`unknown command ${text}; ${HELP}\n`); continue; }
+      if (text.startsWith("/")) { process.stdout.write(`unknown command ${text}; ${HELP}\n`); prompt(); continue; }
     } catch (e) {
-      if (e instanceof CosmicError) { process.stdout.write(e.message + "\n"); continue; }
+      if (e instanceof CosmicError) { process.stdout.write(e.message + "\n"); prompt(); continue; }
       throw e;
     }
     history.push({ role: "user", content: text });
@@ -96,6 +94,7 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     });
     process.stdout.write("\n");
     history.push({ role: "assistant", content: shown });
+    prompt();
   }
   rl.close();
   await engine.release();

@@ -17,7 +17,7 @@ export async function demoCommand(o: { out: string; model?: string; quiet?: bool
   if (!fs.existsSync(path.join(model, "config.json"))) throw new CosmicError(`${model}: the demo model is missing (train one with: cosmic organism train --out ${model})`);
   const flags: RunFlags = {
     model, out: o.out, data: path.join(model, "prompts"),
-    nTrain: 180, nVal: 100, nTest: 200, seed: 42, maxNewTokens: 24, batchSize: 32,
+    nTrain: 180, nVal: 100, nTest: 512, seed: 42, maxNewTokens: 32, batchSize: 32,
     klThreshold: 0.1, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3",
     judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: o.quiet, jsonProgress: o.jsonProgress,
   };

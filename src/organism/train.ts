@@ -6,7 +6,6 @@ import path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { CosmicError, fileError } from "../errors.js";
-import { writeFileAtomic } from "../formats/files.js";
 import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
 import { PromptRecord } from "../data/prompts.js";
 import { Rng } from "../util/random.js";
@@ -218,5 +217,4 @@ function writeFolder(o: TrainOptions, shape: OrganismShape, p: Params, vocab: st
   ].join("\n"));
   fs.rmSync(out, { recursive: true, force: true });
   fs.renameSync(tmp, out);
-  void writeFileAtomic;
 }
