@@ -24,7 +24,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < a.length; i++) for (const k of ["refusal_score", "steering_score", "kl_div_score"]) maxDiff = Math.max(maxDiff, Math.abs(a[i][k] - b[i][k]));
   }
   fs.rmSync(out, { recursive: true, force: true });
-  console.log(JSON.stringify({ layers: fast.layers, L_low: fast.L_low, positions: positions, fast: fast.scoring, naive: naive.scoring, maxScoreDiff: maxDiff, selectedSame: JSON.stringify(fast.cosmic) === JSON.stringify(naive.cosmic) }));
+  console.log(JSON.stringify({ layers: fast.layers, L_low: fast.L_low, positions: positions, fast: fast.scoring, naive: naive.scoring, maxScoreDiff: maxDiff, selectedSame: fast.cosmic.position === naive.cosmic.position && fast.cosmic.layer === naive.cosmic.layer }));
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

@@ -135,7 +135,15 @@ export async function runCandidates(engine: Engine, set: ScoringSet, cands: Cand
         h = new Float32Array(n * B * T * d);
         for (let k = 0; k < n; k++) h.set(sb.inputs[start], k * B * T * d);
       }
+      // When only the last position's logits are read, the final block runs for that position
+      // alone (its keys and values still see every position).
+      const lastOnly = schedule === "fast" && needHead && stop === L - 1 && start <= L - 1;
+      let last: Float32Array | null = null;
       for (let l = start; l <= stop; l++) {
+        if (lastOnly && l === L - 1) {
+          last = await engine.runFinalBlockLastToken(h, ctx, rows);
+          break;
+        }
         h = (await engine.runBlock(l, h, ctx, rows)).hidden;
         if (pool.has(l) && l < L - 1) {
           const last = lastPosition(h, n * B, T, d);
@@ -152,7 +160,7 @@ export async function runCandidates(engine: Engine, set: ScoringSet, cands: Cand
           // every position; the scores then read the last one.
           const all = await engine.runHead(h, n * B * T);
           head = { finalHidden: lastPosition(all.finalHidden, n * B, T, d), logits: lastPosition(all.logits, n * B, T, V) };
-        } else head = await engine.runHead(lastPosition(h, n * B, T, d), n * B);
+        } else head = await engine.runHead(last ?? lastPosition(h, n * B, T, d), n * B);
         for (let k = 0; k < n; k++) {
           const ci = idx[k];
           if (pool.has(L - 1)) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += head.finalHidden[k * B * d + i];

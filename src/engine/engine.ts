@@ -102,6 +102,8 @@ export class Engine {
   readonly device: Device;
   private readonly blocks: ort.InferenceSession[];
   private readonly head: ort.InferenceSession;
+  private lastTokenBlock: ort.InferenceSession | null = null;
+  private readonly sessionOpts: ort.InferenceSession.SessionOptions;
   private readonly embedding: Embedding;
   private readonly invFreq: Float32Array;
   /** seconds spent building sessions */
@@ -111,8 +113,9 @@ export class Engine {
   flops = 0;
   private readonly blockParams: number;
 
-  private constructor(folder: ModelFolder, device: Device, blocks: ort.InferenceSession[], head: ort.InferenceSession, buildSeconds: number, tokensPerCall: number) {
+  private constructor(folder: ModelFolder, device: Device, blocks: ort.InferenceSession[], head: ort.InferenceSession, buildSeconds: number, tokensPerCall: number, so: ort.InferenceSession.SessionOptions) {
     this.tokensPerCall = tokensPerCall;
+    this.sessionOpts = so;
     this.folder = folder;
     this.spec = folder.spec;
     this.device = device;
@@ -158,7 +161,7 @@ export class Engine {
       releaseMemory();
       opts.onBuild?.(l + 2, total);
     }
-    return new Engine(folder, device, blocks, head, (performance.now() - t0) / 1000, opts.tokensPerCall ?? TOKENS_PER_CALL);
+    return new Engine(folder, device, blocks, head, (performance.now() - t0) / 1000, opts.tokensPerCall ?? TOKENS_PER_CALL, so);
   }
 
   get numLayers(): number {
@@ -264,6 +267,7 @@ export class Engine {
     r0: number,
     r1: number,
     past?: { key: ort.Tensor; value: ort.Tensor },
+    lastOnly = false,
   ): Promise<{ hidden: Float32Array; key: ort.Tensor; value: ort.Tensor }> {
     const n = r1 - r0;
     const T = ctx.length;
@@ -292,10 +296,43 @@ export class Engine {
       attn_dir: this.hookTensor(rowIvs, (iv) => iv.attnDir[l]),
       mlp_dir: this.hookTensor(rowIvs, (iv) => iv.mlpDir[l]),
     };
+    if (lastOnly) {
+      const out = await (await this.lastTokenSession()).run(feeds);
+      // q/k/v for every token; attention, o_proj and the MLP for the last one.
+      const qkvParams = d * (this.spec.numHeads + 2 * K) * hd;
+      this.flops += 2 * qkvParams * n * T + 2 * (this.blockParams - qkvParams) * n + 4 * n * this.spec.numHeads * S * hd;
+      return { hidden: out.hidden_out.data as Float32Array, key: feeds.past_key, value: feeds.past_value };
+    }
     const out = await this.blocks[l].run(feeds);
     // Weight products for every token plus QKᵀ and PV over all S keys.
     this.flops += 2 * this.blockParams * n * T + 4 * n * this.spec.numHeads * T * S * hd;
     return { hidden: out.hidden_out.data as Float32Array, key: out.present_key, value: out.present_value };
+  }
+
+  private async lastTokenSession(): Promise<ort.InferenceSession> {
+    if (!this.lastTokenBlock) {
+      const ck = this.folder.checkpoint;
+      this.lastTokenBlock = await ort.InferenceSession.create(buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true), this.sessionOpts);
+      releaseMemory();
+    }
+    return this.lastTokenBlock;
+  }
+
+  /**
+   * The final block for the last position only: [B, T, d] in, [B, d] out. Used when only the
+   * last position's logits are read (the scores' KL and log-odds); built on first use.
+   */
+  async runFinalBlockLastToken(hidden: Float32Array, ctx: StepContext, rows: Intervention[]): Promise<Float32Array> {
+    const B = ctx.size;
+    const d = this.spec.hiddenSize;
+    const chunk = Math.max(1, Math.floor(this.tokensPerCall / ctx.length));
+    const out = new Float32Array(B * d);
+    for (let r0 = 0; r0 < B; r0 += chunk) {
+      const r1 = Math.min(B, r0 + chunk);
+      const o = await this.runBlockRows(this.numLayers - 1, hidden, ctx, rows, r0, r1, undefined, true);
+      out.set(o.hidden, r0 * d);
+    }
+    return out;
   }
 
   /** Final norm and logits for last-position hidden states [B, d]. */
@@ -317,6 +354,7 @@ export class Engine {
   async release(): Promise<void> {
     for (const s of this.blocks) await s.release();
     await this.head.release();
+    await this.lastTokenBlock?.release();
     this.embedding.close();
   }
 }

@@ -101,8 +101,13 @@ function rope(g: GraphBuilder, spec: ModelSpec, x: string, cos: string, sin: str
 export const BLOCK_INPUTS = ["hidden", "cos", "sin", "mask", "past_key", "past_value", "pre_dir", "pre_add", "attn_dir", "mlp_dir"] as const;
 export const BLOCK_OUTPUTS = ["hidden_out", "present_key", "present_value"] as const;
 
-/** One decoder block `l` as an ONNX model. */
-export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Uint8Array {
+/**
+ * One decoder block `l` as an ONNX model. With `lastOnly`, the block computes keys and values
+ * for every position but attention, o_proj and the MLP only for the last one, and outputs
+ * `hidden_out` [B, 1, d] (no cache): what the final block needs when only the last position's
+ * logits are read.
+ */
+export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, lastOnly = false): Uint8Array {
   const g = new GraphBuilder(`block_${l}`);
   const d = spec.hiddenSize;
   const H = spec.numHeads;
@@ -124,7 +129,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Ui
   const mlpDir = g.unsqueeze(g.input("mlp_dir", ["batch", d]), [1]);
 
   // Block-input hook (TransformerLens: hook_resid_pre).
-  const x = g.add(project(g, hidden, preDir), preAdd);
+  let x = g.add(project(g, hidden, preDir), preAdd);
 
   // Self-attention.
   const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(`${p}.input_layernorm.weight`)), [d]), spec.norm.eps);
@@ -155,8 +160,15 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Ui
   k = rope(g, spec, k, cos4, sin4);
   const kAll = g.concat([pastK, k], 2);
   const vAll = g.concat([pastV, v], 2);
-  g.output(kAll, "present_key", ["batch", K, "total", hd]);
-  g.output(vAll, "present_value", ["batch", K, "total", hd]);
+  if (lastOnly) {
+    const INF = 2 ** 62;
+    q = g.slice(q, [-1], [INF], [2]);
+    x = g.slice(x, [-1], [INF], [1]);
+  } else {
+    g.output(kAll, "present_key", ["batch", K, "total", hd]);
+    g.output(vAll, "present_value", ["batch", K, "total", hd]);
+  }
+  const maskQ = lastOnly ? g.slice(mask, [-1], [2 ** 62], [2]) : mask;
 
   // Grouped-query attention without copying K/V: query head h uses KV head h / rep, so
   // [B, H, T, hd] regroups as [B, K, rep·T, hd].
@@ -167,7 +179,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Ui
     const c = g.f32(spec.attnSoftcap);
     scores = g.mul(g.op("Tanh", [g.div(scores, c)]), c);
   }
-  scores = g.add(scores, mask);
+  scores = g.add(scores, maskQ);
   const probs = g.op("Softmax", [scores], { axis: -1 });
   const ctx = g.matmul(g.reshape(probs, [0, K, -1, 0]), vAll); // [B, K, rep·T, hd]
   const ctxT = g.reshape(g.transpose(g.reshape(ctx, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, qDim]);
@@ -195,7 +207,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource): Ui
   if (spec.sandwichNorms) {
     mlpOut = rmsNorm(g, mlpOut, g.weight("ln_post_ff", normWeight(spec, w(`${p}.post_feedforward_layernorm.weight`)), [d]), spec.norm.eps);
   }
-  g.output(g.add(x2, mlpOut), "hidden_out", ["batch", "seq", d]);
+  g.output(g.add(x2, mlpOut), "hidden_out", ["batch", lastOnly ? 1 : "seq", d]);
   return g.encode();
 }
 
