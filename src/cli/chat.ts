@@ -8,7 +8,8 @@ import { readDirection } from "../formats/direction.js";
 import { ModelFolder } from "../model/folder.js";
 import { Engine } from "../engine/engine.js";
 import { generate } from "../engine/generate.js";
-import { ablation, activationAddition, affineEdit, Intervention } from "../engine/interventions.js";
+import { Intervention } from "../engine/interventions.js";
+import { interventionOf, InterventionKind } from "./common.js";
 import { ChatMessage } from "../tokenize/chat.js";
 import { checkDirectionFits } from "../export/abliterate.js";
 
@@ -30,15 +31,12 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const folder = ModelFolder.open(f.model);
   const dir = f.direction ? readDirection(f.direction) : null;
   if (dir) checkDirectionFits(dir, folder);
-  const L = folder.spec.numLayers;
   const layer = f.layer ?? dir?.layer ?? null;
   const affine = f.intervention?.startsWith("ace") ?? (dir?.metadata.mode === "affine" && dir.reference !== null);
   const make = (kind: "ablate" | "add", alpha: number): Intervention => {
     if (!dir) throw new CosmicError("this chat has no --direction: /ablate and /add need one");
-    if (kind === "ablate" && !affine) return ablation(dir.direction, L);
-    if (layer === null) throw new CosmicError("--layer is needed (the direction file has no layer)");
-    if (affine && dir.reference) return affineEdit(dir.direction, dir.reference, layer, kind === "ablate" ? 0 : alpha, L);
-    return activationAddition(dir.direction, layer, alpha, L);
+    const k: InterventionKind = kind === "ablate" ? (affine ? "ace-ablate" : "ablate") : affine ? "ace-actadd" : "actadd";
+    return interventionOf(dir, k, folder, layer, alpha);
   };
   let current: { iv?: Intervention; label: string } = { label: "off" };
   const kind = f.intervention;

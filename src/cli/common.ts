@@ -4,6 +4,7 @@ import { DirectionFile, readDirection } from "../formats/direction.js";
 import { DEVICES, Device, Engine } from "../engine/engine.js";
 import { ablation, activationAddition, affineEdit, Intervention } from "../engine/interventions.js";
 import { ModelFolder } from "../model/folder.js";
+import { checkDirectionFits } from "../export/abliterate.js";
 import { progressBar, ProgressMode } from "./progress.js";
 
 export function intArg(name: string, min = 0): (v: string) => number {
@@ -57,6 +58,33 @@ export interface InterventionFlags {
   coeff?: number;
 }
 
+/**
+ * The intervention of `kind` from a direction file: the layer is `layer` or the file's, the ACE
+ * reference is the file's `reference`. Shared by capture/generate and chat.
+ */
+export function interventionOf(dir: DirectionFile, kind: InterventionKind, folder: ModelFolder, layer: number | null, coeff: number): Intervention {
+  const L = folder.spec.numLayers;
+  const needLayer = (): number => {
+    if (layer === null) throw new CosmicError(`--intervention ${kind} needs --layer (the direction file has no layer metadata)`);
+    if (layer < 0 || layer >= L) throw new CosmicError(`layer ${layer} is out of range: ${folder.dir} has layers 0..${L - 1}`);
+    return layer;
+  };
+  const needRef = (): Float32Array => {
+    if (!dir.reference) throw fileError(dir.path, `--intervention ${kind} needs a "reference" tensor (the ACE mean)`);
+    return dir.reference;
+  };
+  switch (kind) {
+    case "ablate":
+      return ablation(dir.direction, L);
+    case "actadd":
+      return activationAddition(dir.direction, needLayer(), coeff, L);
+    case "ace-ablate":
+      return affineEdit(dir.direction, needRef(), needLayer(), 0, L);
+    case "ace-actadd":
+      return affineEdit(dir.direction, needRef(), needLayer(), coeff, L);
+  }
+}
+
 /** Build the intervention that --direction/--intervention/--layer/--coeff ask for (or none). */
 export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder): { intervention?: Intervention; description: Record<string, unknown> } {
   if (!f.direction) {
@@ -64,41 +92,13 @@ export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder)
     return { description: { intervention: "none" } };
   }
   const dir: DirectionFile = readDirection(f.direction);
-  const spec = folder.spec;
-  if (dir.direction.length !== spec.hiddenSize) {
-    throw fileError(f.direction, `direction has width ${dir.direction.length}, but ${folder.dir} has hidden size ${spec.hiddenSize}`);
-  }
+  checkDirectionFits(dir, folder);
   const kind = (f.intervention ?? "ablate") as InterventionKind;
   if (!INTERVENTIONS.includes(kind)) throw new CosmicError(`--intervention must be one of ${INTERVENTIONS.join(", ")}, got "${f.intervention}"`);
-  const L = spec.numLayers;
   const layer = f.layer ?? dir.layer;
-  const needLayer = (): number => {
-    if (layer === null || layer === undefined) throw new CosmicError(`--intervention ${kind} needs --layer (the direction file has no layer metadata)`);
-    if (layer < 0 || layer >= L) throw new CosmicError(`layer ${layer} is out of range: ${folder.dir} has layers 0..${L - 1}`);
-    return layer;
-  };
-  const needRef = (): Float32Array => {
-    if (!dir.reference) throw fileError(f.direction!, `--intervention ${kind} needs a "reference" tensor (the ACE mean)`);
-    return dir.reference;
-  };
+  const coeff = kind === "ace-ablate" ? 0 : f.coeff ?? 1;
+  const intervention = interventionOf(dir, kind, folder, layer, coeff);
   const description: Record<string, unknown> = { intervention: kind, direction: f.direction };
-  let iv: Intervention;
-  switch (kind) {
-    case "ablate":
-      iv = ablation(dir.direction, L);
-      break;
-    case "actadd":
-      iv = activationAddition(dir.direction, needLayer(), f.coeff ?? 1, L);
-      Object.assign(description, { layer, coeff: f.coeff ?? 1 });
-      break;
-    case "ace-ablate":
-      iv = affineEdit(dir.direction, needRef(), needLayer(), 0, L);
-      Object.assign(description, { layer, coeff: 0 });
-      break;
-    case "ace-actadd":
-      iv = affineEdit(dir.direction, needRef(), needLayer(), f.coeff ?? 1, L);
-      Object.assign(description, { layer, coeff: f.coeff ?? 1 });
-      break;
-  }
-  return { intervention: iv, description };
+  if (kind !== "ablate") Object.assign(description, { layer, coeff });
+  return { intervention, description };
 }

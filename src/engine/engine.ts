@@ -52,16 +52,11 @@ export interface PaddedBatch extends StepContext {
 }
 
 /**
- * Rows × tokens per block call. onnxruntime keeps one memory arena per session, sized by the
- * largest call it has served; at 256 tokens a call is as fast per token as at 2048 (measured
- * 182 vs 170 GFLOP/s on the Qwen2.5-0.5B shape) while each block's arena stays ~50 MB, not 400 MB.
+ * Rows × tokens per block call. At 256 tokens a call is as fast per token as at 2048 (measured
+ * 182 vs 170 GFLOP/s on the Qwen2.5-0.5B shape) while its intermediates stay small enough for
+ * malloc to recycle without onnxruntime's per-session arenas (see sessionOptions).
  */
 export const TOKENS_PER_CALL = 256;
-
-export interface KvCache {
-  keys: ort.Tensor[];
-  values: ort.Tensor[];
-}
 
 /**
  * Collect garbage now: each session build leaves a few hundred MB of JavaScript buffers
@@ -109,7 +104,7 @@ export class Engine {
   /** seconds spent building sessions */
   readonly buildSeconds: number;
   readonly tokensPerCall: number;
-  /** forward-pass FLOPs spent so far (matrix products and attention; see countBlockFlops) */
+  /** forward-pass FLOPs spent so far (weight products and attention, counted per call) */
   flops = 0;
   private readonly blockParams: number;
 
