@@ -122,3 +122,19 @@ test("engine bad input: wrong width, layer out of range, empty prompts, long pro
   assert.ok(!fs.existsSync(path.join(tmp, "never.safetensors")));
   assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.endsWith(".tmp")), []);
 });
+
+test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampled prompts in the run folder", () => {
+  const out = path.join(tmp, "json-run");
+  const r = cosmic("run", "--model", path.join(ROOT, "organisms", "strong"), "--out", out, "--skip-eval", "--json", "--n-train", "16", "--n-val", "8");
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.trim().split("\n");
+  assert.ok(lines.length > 3);
+  for (const l of lines) JSON.parse(l);
+  const s = JSON.parse(r.stdout);
+  assert.deepEqual(s, JSON.parse(fs.readFileSync(path.join(out, "summary.json"), "utf8")));
+  assert.equal(typeof s.cosmic.layer, "number");
+  const prompts = JSON.parse(fs.readFileSync(path.join(out, "prompts.json"), "utf8"));
+  assert.equal(prompts.harmful_train.length, 16);
+  assert.equal(prompts.harmless_val.length, 8);
+  assert.equal(typeof prompts.harmful_val[0].instruction, "string");
+});

@@ -97,9 +97,10 @@ engineOptions(runOptions(program.command("run")))
   .description("find the refusal direction: candidate directions, L_low, scores, selection, evaluation")
   .requiredOption("--model <dir>", "model folder")
   .requiredOption("--out <dir>", "run folder (resumable: finished stages are reused)")
+  .option("--json", "machine-readable: progress as JSON lines on stderr, the summary as JSON on stdout")
   .action(async (o: RunFlags) => {
     const s = await runCommand(o, { data: organismPromptDir(o.model) });
-    process.stdout.write(formatSummary(s, o.out) + "\n");
+    process.stdout.write((o.json ? JSON.stringify(s, null, 2) : formatSummary(s, o.out)) + "\n");
   });
 
 const organism = program.command("organism").description("the model organism: a small chat model cosmic trains itself, which really refuses");

@@ -37,6 +37,8 @@ export interface RunFlags {
   threads?: number;
   quiet?: boolean;
   jsonProgress?: boolean;
+  /** `run --json`: JSON progress lines and a JSON summary */
+  json?: boolean;
 }
 
 /** Where each split comes from: an explicit flag, or DIR/<split>.json (the reference layout). */
@@ -87,9 +89,13 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   if (f.schedule !== "fast" && f.schedule !== "naive") throw new CosmicError(`--schedule must be fast or naive, got "${f.schedule}"`);
   const alphas = f.alphas.split(",").map((s) => Number(s.trim()));
   if (alphas.some((a) => !Number.isFinite(a))) throw new CosmicError(`--alphas must be numbers separated by commas, got "${f.alphas}"`);
-  const mode_ = f.quiet ? "quiet" : f.jsonProgress ? "json" : "bar";
+  const mode_ = f.quiet ? "quiet" : f.jsonProgress || f.json ? "json" : "bar";
   const rep = progressReporter(mode_);
-  const log = (s: string) => { if (!f.quiet) { rep.close(); process.stderr.write(s + "\n"); } };
+  const log = (s: string) => {
+    if (f.quiet) return;
+    rep.close();
+    process.stderr.write((mode_ === "json" ? JSON.stringify({ message: s }) : s) + "\n");
+  };
   try {
     const summary = await runPipeline({
       model: f.model,

@@ -141,6 +141,13 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     },
     encode: (recs, system) => recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system))),
   };
+  // The sampled sets, so that another implementation (the Python reference) can be run on exactly these prompts.
+  store.writeJson("prompts.json", {
+    harmful_train: o.prompts.harmfulTrain, harmless_train: o.prompts.harmlessTrain,
+    harmful_val: o.prompts.harmfulVal, harmless_val: o.prompts.harmlessVal,
+    harmful_test: o.prompts.harmfulTest, harmless_test: o.prompts.harmlessTest,
+    system: o.system ?? null,
+  });
   const eoi = folder.tokenizer.eoiTokens(o.system);
   const P = eoi.ids.length;
   const fingerprint = modelFingerprint(folder.dir);
