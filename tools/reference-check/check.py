@@ -133,7 +133,7 @@ def main():
         mine = layers_file["all_layers_ranked"]
         theirs_restricted = [l for l in theirs if l in mine]
         print(f"layer ranking (ascending cosine similarity): reference {theirs}, cosmic {mine}"
-              f"{' (cosmic leaves out layers no single-layer candidate can change)' if len(mine) < len(theirs) else ''}")
+              f"{' (cosmic ranks only the layers it may choose)' if len(mine) < len(theirs) else ''}")
         ok &= theirs_restricted == mine
         low = summary["L_low"]
         print(f"L_low: cosmic {low} (the reference takes int(0.1 L) = {int(0.1 * L)} layers; at least one is used)")
