@@ -138,3 +138,10 @@ test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampl
   assert.equal(prompts.harmless_val.length, 8);
   assert.equal(typeof prompts.harmful_val[0].instruction, "string");
 });
+
+test("run: an unknown --system-scope is a one-line error and writes nothing", () => {
+  const out = path.join(tmp, "bad-scope");
+  const r = cosmic("run", "--model", path.join(ROOT, "organisms", "strong"), "--out", out, "--system", "Be brief.", "--system-scope", "everything");
+  assertUserError(r, /--system-scope must be selection or directions, got "everything"/);
+  assert.ok(!fs.existsSync(out));
+});

@@ -77,6 +77,7 @@ export function runOptions(c: Command): Command {
     .option("--seed <n>", "seed for every sampled choice", intArg("--seed"), 42)
     .option("--max-new-tokens <n>", "tokens per evaluation completion (the reference uses 512)", intArg("--max-new-tokens", 1), 64)
     .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
+    .option("--system-scope <s>", "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)", "selection")
     .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
     .option("--affine", "ACE interventions at the chosen layer (default, as the reference)")
     .option("--linear", "linear interventions: ablation at every layer, addition at the chosen layer")

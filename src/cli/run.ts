@@ -4,7 +4,7 @@ import path from "node:path";
 import { CosmicError } from "../errors.js";
 import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
 import { Device } from "../engine/engine.js";
-import { Method, Mode, PromptSets, RunSummary, runPipeline, RateSummary } from "../cosmic/pipeline.js";
+import { Method, Mode, PromptSets, RunSummary, runPipeline, RateSummary, SystemScope } from "../cosmic/pipeline.js";
 import { Schedule } from "../cosmic/scoring.js";
 import { progressBar, Progress, ProgressMode } from "./progress.js";
 
@@ -19,6 +19,7 @@ export interface RunFlags {
   maxNewTokens: number;
   batchSize: number;
   system?: string;
+  systemScope?: string;
   evalSystem?: string;
   klThreshold: number;
   pruneLayers: number;
@@ -58,6 +59,11 @@ export function resolveSets(f: RunFlags, defaultData?: string): PromptSets {
     harmfulTest: f.skipEval ? [] : pick(f.harmfulTest, "harmful_test", f.nTest, 4),
     harmlessTest: f.skipEval ? [] : pick(f.harmlessTest, "harmless_test", f.nTest, 5),
   };
+}
+
+function systemScope(v: string | undefined): SystemScope {
+  if (v === undefined || v === "selection" || v === "directions") return v ?? "selection";
+  throw new CosmicError(`--system-scope must be selection or directions, got "${v}"`);
 }
 
 function fraction(name: string, v: number): number {
@@ -107,6 +113,7 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
       maxNewTokens: f.maxNewTokens,
       batchSize: f.batchSize,
       system: f.system,
+      systemScope: systemScope(f.systemScope),
       evalSystem: f.evalSystem,
       klThreshold: f.klThreshold,
       pruneLayers: fraction("--prune-layers", f.pruneLayers),

@@ -24,6 +24,8 @@ import { dot, klFromLogits, normalize } from "./vec.js";
 export type Mode = "affine" | "linear";
 export type Method = "cosmic" | "substring";
 
+export type SystemScope = "selection" | "directions";
+
 export interface PromptSets {
   harmfulTrain: PromptRecord[];
   harmfulVal: PromptRecord[];
@@ -45,6 +47,12 @@ export interface RunOptions {
   batchSize: number;
   /** system message for direction generation and selection */
   system?: string;
+  /**
+   * What `system` applies to: "selection" (candidate directions, L_low and scores) or
+   * "directions" (only the candidate directions and μ−, as the authors' run_systemprompt_ace.py:
+   * L_low and every score then use the prompts without it). Default "selection".
+   */
+  systemScope?: SystemScope;
   /** system message for the evaluation generations */
   evalSystem?: string;
   klThreshold: number;
@@ -147,13 +155,15 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     harmful_val: o.prompts.harmfulVal, harmless_val: o.prompts.harmlessVal,
     harmful_test: o.prompts.harmfulTest, harmless_test: o.prompts.harmlessTest,
     system: o.system ?? null,
+    system_scope: o.system ? (o.systemScope ?? "selection") : null,
   });
   const eoi = folder.tokenizer.eoiTokens(o.system);
   const P = eoi.ids.length;
   const fingerprint = modelFingerprint(folder.dir);
 
   // Stage 1: candidate directions and per-layer output means (train sets).
-  const dirKey = hashOf("directions", fingerprint, o.prompts.harmfulTrain, o.prompts.harmlessTrain, o.system ?? null, P);
+  const scope: SystemScope = o.systemScope ?? "selection";
+  const dirKey = hashOf("directions", fingerprint, o.prompts.harmfulTrain, o.prompts.harmlessTrain, o.system ?? null, P, o.system ? scope : null);
   const meansFile = "generate_directions/mean_diffs.safetensors";
   let r: Float32Array, muMinus: Float32Array, harmfulOut: Float64Array, harmlessOut: Float64Array;
   if (store.done("directions", dirKey, [meansFile])) {
@@ -173,6 +183,12 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     muMinus = Float32Array.from(minus.residPre);
     harmfulOut = plus.layerOutputs;
     harmlessOut = minus.layerOutputs;
+    if (o.system && scope === "directions") {
+      // L_low from the same train prompts without the system message.
+      const P0 = folder.tokenizer.eoiTokens().ids.length;
+      harmfulOut = (await meanActivations(e, prep.encode(o.prompts.harmfulTrain), P0, o.batchSize, (n, t) => o.progress("L_low (harmful, no system)", n, t))).layerOutputs;
+      harmlessOut = (await meanActivations(e, prep.encode(o.prompts.harmlessTrain), P0, o.batchSize, (n, t) => o.progress("L_low (harmless, no system)", n, t))).layerOutputs;
+    }
     writeSafetensors(store.path(meansFile), [
       { name: "mean_diffs", dtype: "F32", shape: [P, L, d], data: r },
       { name: "harmless_means", dtype: "F32", shape: [P, L, d], data: muMinus },
@@ -288,9 +304,10 @@ async function scoreCandidates(
   const P = r.length / (L * d);
   const positions = Math.min(P, o.scorePositions ?? P);
   o.progress("scoring: clean pass", 0, 2);
-  const harm: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmfulVal, o.system), o.batchSize);
+  const selectionSystem = (o.systemScope ?? "selection") === "selection" ? o.system : undefined;
+  const harm: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmfulVal, selectionSystem), o.batchSize);
   o.progress("scoring: clean pass", 1, 2);
-  const harmless: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmlessVal, o.system), o.batchSize);
+  const harmless: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmlessVal, selectionSystem), o.batchSize);
   o.progress("scoring: clean pass", 2, 2);
   const pool = { poolLayers: low, kl: false, refusalTokens: null };
   const odds = { poolLayers: [], kl: false, refusalTokens: refTokens };
