@@ -83,12 +83,18 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
+    ids_file = a.ids or os.path.join(a.run, "token_ids.json")
+    for path, what in [(os.path.join(a.reference, "pipeline", "submodules", "select_direction_cosmic.py"), "--reference is not a COSMIC checkout"),
+                       (os.path.join(a.run, "summary.json"), "--run is not a finished cosmic run folder"),
+                       (ids_file, f"run: node tools/reference-check/token_ids.mjs {a.model} {a.run} {ids_file}")]:
+        if not os.path.exists(path):
+            sys.exit(f"check.py: {path}: missing ({what})")
     sys.path.insert(0, os.path.abspath(a.reference))
     stub_missing_modules()
     from pipeline.submodules.generate_directions_cosmic import generate_directions
     from pipeline.submodules.select_direction_cosmic import select_direction
 
-    ids = json.load(open(a.ids or os.path.join(a.run, "token_ids.json")))
+    ids = json.load(open(ids_file))
     summary = json.load(open(os.path.join(a.run, "summary.json")))
     layers_file = json.load(open(os.path.join(a.run, "select_direction", "COSMIC_evaluation_layers.json")))
     table = {r["instruction"]: r["ids"] for k in ["harmful_train", "harmless_train", "harmful_val", "harmless_val"] for r in ids[k]}
