@@ -26,6 +26,16 @@ export type Method = "cosmic" | "substring";
 
 export type SystemScope = "selection" | "directions";
 
+/** What `--system` applies to in this run (default: directions and selection). */
+function systemScopeOf(o: RunOptions): SystemScope {
+  return o.systemScope ?? "selection";
+}
+
+/** The system message the selection stages (L_low, scores) see. */
+function selectionSystemOf(o: RunOptions): string | undefined {
+  return systemScopeOf(o) === "selection" ? o.system : undefined;
+}
+
 export interface PromptSets {
   harmfulTrain: PromptRecord[];
   harmfulVal: PromptRecord[];
@@ -136,6 +146,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     if (set.length === 0 && !(o.skipEval && name.endsWith("Test"))) throw new CosmicError(`the ${name} prompt set is empty`);
   }
   const store = new RunStore(o.out);
+  const scope = systemScopeOf(o);
   let engine: Engine | null = null;
   const prep: Prepared = {
     folder,
@@ -155,14 +166,13 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     harmful_val: o.prompts.harmfulVal, harmless_val: o.prompts.harmlessVal,
     harmful_test: o.prompts.harmfulTest, harmless_test: o.prompts.harmlessTest,
     system: o.system ?? null,
-    system_scope: o.system ? (o.systemScope ?? "selection") : null,
+    system_scope: o.system ? scope : null,
   });
   const eoi = folder.tokenizer.eoiTokens(o.system);
   const P = eoi.ids.length;
   const fingerprint = modelFingerprint(folder.dir);
 
   // Stage 1: candidate directions and per-layer output means (train sets).
-  const scope: SystemScope = o.systemScope ?? "selection";
   const dirKey = hashOf("directions", fingerprint, o.prompts.harmfulTrain, o.prompts.harmlessTrain, o.system ?? null, P, o.system ? scope : null);
   const meansFile = "generate_directions/mean_diffs.safetensors";
   let r: Float32Array, muMinus: Float32Array, harmfulOut: Float64Array, harmlessOut: Float64Array;
@@ -304,7 +314,7 @@ async function scoreCandidates(
   const P = r.length / (L * d);
   const positions = Math.min(P, o.scorePositions ?? P);
   o.progress("scoring: clean pass", 0, 2);
-  const selectionSystem = (o.systemScope ?? "selection") === "selection" ? o.system : undefined;
+  const selectionSystem = selectionSystemOf(o);
   const harm: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmfulVal, selectionSystem), o.batchSize);
   o.progress("scoring: clean pass", 1, 2);
   const harmless: ScoringSet = await prepareScoringSet(e, prep.encode(o.prompts.harmlessVal, selectionSystem), o.batchSize);
