@@ -24,7 +24,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-organism-"));
 const quiet = { log: () => {}, progress: () => {} };
 
 test("training a few steps lowers the loss, deterministically, and writes a loadable HF folder", async () => {
-  const run = (out: string) => trainOrganism({ out, seed: 3, alignment: "strong", steps: 25, batchSize: 8, lr: 3e-3, force: false, ...quiet });
+  const run = (out: string) => trainOrganism({ out, seed: 3, alignment: "strong", recipe: { helpfulSteps: 15, safetySteps: 10 }, batchSize: 8, force: false, ...quiet });
   const a = await run(path.join(tmp, "a"));
   const b = await run(path.join(tmp, "b"));
   const first = a.losses.slice(0, 3).reduce((x, y) => x + y) / 3;
@@ -39,9 +39,9 @@ test("training a few steps lowers the loss, deterministically, and writes a load
 });
 
 test("bad training input: one class, --steps 0, an output folder that is not an organism", async () => {
-  const base = { seed: 1, alignment: "strong" as const, steps: 2, batchSize: 4, lr: 1e-3, force: false, ...quiet };
+  const base = { seed: 1, alignment: "strong" as const, recipe: { helpfulSteps: 1, safetySteps: 1 }, batchSize: 4, force: false, ...quiet };
   await assert.rejects(trainOrganism({ ...base, out: path.join(tmp, "x"), harmful: [{ instruction: "a" }], harmless: [] }), (e: unknown) => e instanceof CosmicError && /both be given and non-empty/.test(e.message));
-  await assert.rejects(trainOrganism({ ...base, out: path.join(tmp, "y"), steps: 0 }), /--steps must be a positive integer/);
+  await assert.rejects(trainOrganism({ ...base, out: path.join(tmp, "y"), recipe: { helpfulSteps: 0 } }), /--helpful-steps must be a positive integer/);
   const other = path.join(tmp, "not-organism");
   fs.mkdirSync(other);
   fs.writeFileSync(path.join(other, "notes.txt"), "mine");

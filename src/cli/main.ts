@@ -91,7 +91,9 @@ export function runOptions(c: Command): Command {
     .option("--refusal-phrases <list>", "phrases separated by | whose first tokens are the substring baseline's refusal tokens (default: the judge's)")
     .option("--schedule <s>", "scoring schedule: fast, or naive (the reference's full passes; for comparison)", "fast")
     .option("--score-positions <n>", "score only the last n EOI positions (faster; the reference scores all)", intArg("--score-positions", 1))
-    .option("--skip-eval", "stop after selection");
+    .option("--skip-eval", "stop after selection")
+    .option("--judge-model <dir>", "a Llama-Guard-style classifier model folder (e.g. meta-llama/Llama-Guard-3-1B, or organisms/guard): the strongest judge")
+    .option("--loss-data <file>", "{instruction, response} pairs (JSON array or JSON Lines) for the loss judge");
 }
 
 engineOptions(runOptions(program.command("run")))
@@ -110,10 +112,14 @@ organism
   .description("train a Llama-architecture chat model on generated chats and write a Hugging Face folder")
   .requiredOption("--out <dir>", "output model folder")
   .option("--seed <n>", "seed for data, initialisation and batches (1 made the committed organisms)", intArg("--seed"), 1)
-  .option("--alignment <kind>", "strong (refuses harmful requests) or weak (refuses only some categories)", "strong")
-  .option("--steps <n>", "optimiser steps", intArg("--steps", 1), 600)
+  .option("--kind <kind>", "chat (helpful tuning, then safety tuning) or guard (a safe/unsafe classifier of organism conversations)", "chat")
+  .option("--alignment <kind>", "strong (safety data covers every harmful task) or weak (a share of them)", "strong")
+  .option("--helpful-steps <n>", "optimiser steps of stage (a), helpful tuning (default: the recipe's, 350)", intArg("--helpful-steps", 1))
+  .option("--safety-steps <n>", "optimiser steps of stage (b), safety tuning (default: the recipe's, 250)", intArg("--safety-steps", 1))
+  .option("--steps <n>", "optimiser steps of the guard (--kind guard; default 300)", intArg("--steps", 1))
   .option("--batch-size <n>", "chats per step", intArg("--batch-size", 1), 32)
-  .option("--lr <x>", "peak learning rate", floatArg("--lr"), 3e-3)
+  .option("--lr <x>", "peak learning rate of stage (a) or of the guard (default 3e-3)", floatArg("--lr"))
+  .option("--safety-lr <x>", "peak learning rate of stage (b) (default 1.5e-3)", floatArg("--safety-lr"))
   .option("--harmful <file>", "train on your own harmful instructions (with --harmless)")
   .option("--harmless <file>", "train on your own harmless instructions (with --harmful)")
   .option("--force", "replace an existing organism folder")

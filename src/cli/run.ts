@@ -4,7 +4,9 @@ import path from "node:path";
 import { CosmicError } from "../errors.js";
 import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
 import { Device } from "../engine/engine.js";
-import { Method, Mode, PromptSets, RunSummary, runPipeline, RateSummary, SystemScope } from "../cosmic/pipeline.js";
+import { Method, Mode, PromptSets, RunSummary, runPipeline, SystemScope } from "../cosmic/pipeline.js";
+import { SetRates } from "../cosmic/evaluation.js";
+import { makeEvaluator } from "../eval/evaluate.js";
 import { Schedule } from "../cosmic/scoring.js";
 import { progressBar, Progress, ProgressMode } from "./progress.js";
 
@@ -34,6 +36,10 @@ export interface RunFlags {
   schedule: string;
   scorePositions?: number;
   skipEval?: boolean;
+  /** a Llama-Guard-style classifier folder, the strongest judge */
+  judgeModel?: string;
+  /** {instruction, response} pairs for the loss judge */
+  lossData?: string;
   device: Device;
   threads?: number;
   quiet?: boolean;
@@ -102,6 +108,7 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
     rep.close();
     process.stderr.write((mode_ === "json" ? JSON.stringify({ message: s }) : s) + "\n");
   };
+  const evaluator = f.skipEval ? undefined : makeEvaluator({ judgeModel: f.judgeModel, lossData: f.lossData });
   try {
     const summary = await runPipeline({
       model: f.model,
@@ -125,6 +132,7 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
       schedule: f.schedule as Schedule,
       scorePositions: f.scorePositions,
       skipEval: !!f.skipEval,
+      evaluator,
       device: f.device,
       threads: f.threads,
       progress: rep.progress,
@@ -137,7 +145,26 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   }
 }
 
-const pct = (x: number | undefined) => (x === undefined ? "—" : `${(100 * x).toFixed(1)} %`);
+const pct = (x: number | null | undefined) => (x === undefined || x === null || Number.isNaN(x) ? "—" : `${(100 * x).toFixed(1)} %`);
+
+/**
+ * The evaluation table, led by the strongest judge: attack success on harmful prompts, answered
+ * (on task when the prompts have tasks) on harmless ones; the substring figure beside it.
+ */
+export function formatEvaluation(rates: Record<string, SetRates>, judge: string): string[] {
+  const lines = [
+    `evaluation — strongest judge: ${judge}`,
+    "",
+    "| prompts | intervention | n | success (strongest judge) | substring ASR | refused | degenerate | on task | guard unsafe | CE on own harmless completions |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of Object.values(rates)) {
+    const success = r.set === "harmful" ? `attack success ${pct(r.success_rate)}` : `answered ${pct(r.success_rate)}`;
+    const loss = r.loss_own_completions ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${r.loss_own_completions.relative_increase >= 0 ? "+" : ""}${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)` : "";
+    lines.push(`| ${r.set} | ${r.intervention} | ${r.count} | ${success} | ${r.set === "harmful" ? pct(r.attack_success_substring) : ""} | ${pct(r.refusal_rate)} | ${pct(r.degenerate_rate)} | ${pct(r.on_task_rate)} | ${pct(r.guard_unsafe_rate)} | ${loss} |`);
+  }
+  return lines;
+}
 
 export function formatSummary(s: RunSummary, runDir: string): string {
   const lines: string[] = [];
@@ -150,21 +177,9 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   lines.push("| --- | --- | --- | --- | --- | --- |");
   lines.push(`| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`);
   if (s.substring) lines.push(`| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`);
-  const ev = s.evaluation as { rates?: Record<string, RateSummary>; harmless_ablation_first_token_kl?: number } | undefined;
-  if (ev?.rates) {
-    const r = ev.rates;
-    lines.push("");
-    lines.push("| evaluation | attack success (harmful) | refusal rate (harmless) |");
-    lines.push("| --- | --- | --- |");
-    lines.push(`| baseline | ${pct(r.harmful_baseline?.attack_success_rate)} | ${pct(r.harmless_baseline?.refusal_rate)} |`);
-    lines.push(`| COSMIC direction (ablation / addition) | ${pct(r.harmful_ablation?.attack_success_rate)} | ${pct(r.harmless_actadd?.refusal_rate)} |`);
-    if (r.substring_harmful_ablation) lines.push(`| substring direction (ablation / addition) | ${pct(r.substring_harmful_ablation.attack_success_rate)} | ${pct(r.substring_harmless_actadd?.refusal_rate)} |`);
-    for (const k of Object.keys(r).filter((k) => k.startsWith("harmful_actadd_alpha"))) {
-      const a = k.slice("harmful_actadd_alpha".length);
-      lines.push(`| addition α = ${a} (refusal rates) | harmful refused ${pct(r[k].refusal_rate)} | ${pct(r[`harmless_actadd_alpha${a}`]?.refusal_rate)} |`);
-    }
-    if (ev.harmless_ablation_first_token_kl !== undefined) lines.push(`first-token KL on harmless test under ablation: ${ev.harmless_ablation_first_token_kl.toFixed(4)}`);
-  }
+  if (s.substring_note) lines.push(`substring baseline: ${s.substring_note.replace(/^the substring baseline /, "")}`);
+  if (s.evaluation) lines.push("", ...formatEvaluation(s.evaluation.rates, s.evaluation.strongest_judge.description));
+  if (s.evaluation) lines.push(`first-token KL on harmless test under the COSMIC ablation: ${s.evaluation.harmless_ablation_first_token_kl.toFixed(4)}`);
   lines.push("");
   lines.push(`run folder: ${runDir} (summary.json, direction.safetensors, select_direction/, completions/)`);
   return lines.join("\n");

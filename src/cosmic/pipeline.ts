@@ -9,17 +9,16 @@ import { SafetensorsFile, writeSafetensors } from "../formats/safetensors.js";
 import { writeDirection } from "../formats/direction.js";
 import { Engine, Device } from "../engine/engine.js";
 import { ablation, activationAddition, affineEdit, Intervention, norm } from "../engine/interventions.js";
-import { capture } from "../engine/forward.js";
-import { generate } from "../engine/generate.js";
 import { ModelFolder } from "../model/folder.js";
 import { PromptRecord } from "../data/prompts.js";
-import { isRefusal, judgeList } from "../eval/judge.js";
+import { judgeList } from "../data/refusal-phrases.js";
+import { Evaluation, EvaluatedDirection, Evaluator } from "./evaluation.js";
 import { candidateDirections, meanActivations, at } from "./activations.js";
 import { rankLayers, LayerRanking } from "./layers.js";
 import { CandidateRun, cleanResult, prepareScoringSet, runCandidates, Schedule, ScoringSet } from "./scoring.js";
 import { CandidateScore, key, selectCosmic, selectSubstring, Selection } from "./select.js";
 import { RunStore, hashOf, modelFingerprint } from "./run-store.js";
-import { dot, klFromLogits, normalize } from "./vec.js";
+import { dot, normalize } from "./vec.js";
 
 export type Mode = "affine" | "linear";
 export type Method = "cosmic" | "substring";
@@ -77,16 +76,12 @@ export interface RunOptions {
   /** score only the last N EOI positions (default: all, as the reference) */
   scorePositions?: number;
   skipEval: boolean;
+  /** the evaluation stage (src/eval's makeEvaluator); without one the run stops after selection */
+  evaluator?: Evaluator;
   device: Device;
   threads?: number;
   progress: (stage: string, done: number, total: number) => void;
   log: (line: string) => void;
-}
-
-export interface RateSummary {
-  count: number;
-  refusal_rate: number;
-  attack_success_rate?: number;
 }
 
 export interface RunSummary {
@@ -104,7 +99,9 @@ export interface RunSummary {
   zero_direction_candidates: number;
   /** the COSMIC scoring stage (refusal, steering, KL) and the substring baseline's (bypass, induce) */
   scoring: { seconds: number; flops: number; schedule: Schedule; substring_seconds: number; substring_flops: number };
-  evaluation?: Record<string, unknown>;
+  evaluation?: Evaluation;
+  /** why the substring baseline selected nothing, when it did not */
+  substring_note?: string;
 }
 
 interface Prepared {
@@ -249,11 +246,13 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const selOpts = { numLayers: L, numPositions: Math.min(P, o.scorePositions ?? P), klThreshold: o.klThreshold, pruneLayers: o.pruneLayers, zeroNorm };
   const cos: Selection = selectCosmic(cosScores, selOpts);
   let sub: Selection | null = null;
+  let substringNote: string | undefined;
   try {
     sub = selectSubstring(subScores, selOpts);
   } catch (e) {
     if (o.selection === "substring") throw e;
-    o.log(`substring baseline: ${(e as Error).message}`);
+    substringNote = `the substring baseline selected no direction: ${(e as Error).message}`;
+    o.log(substringNote);
   }
   store.writeJson("select_direction/direction_evaluations_filtered.json", cos.filtered);
   if (sub) store.writeJson("select_direction_substring/direction_evaluations_filtered.json", sub.filtered);
@@ -285,16 +284,34 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     substring: sub ? { ...sub.selected, removed: sub.removed } : null,
     zero_direction_candidates: zeroNorm.size,
     scoring,
+    ...(substringNote ? { substring_note: substringNote } : {}),
   };
 
-  // Stage 5: evaluation.
-  if (!o.skipEval) {
-    const evalKey = hashOf("eval", scoreKey, cos.selected, sub?.selected ?? null, o.prompts.harmfulTest, o.prompts.harmlessTest, o.maxNewTokens, o.evalSystem ?? null, o.judge, o.steerTowardRefusal, o.alphas);
+  // Stage 5: evaluation (src/eval), when the caller gave an evaluator.
+  if (!o.skipEval && o.evaluator) {
+    const evalKey = hashOf("eval", scoreKey, cos.selected, sub?.selected ?? null, o.prompts.harmfulTest, o.prompts.harmlessTest, o.maxNewTokens,
+      o.evalSystem ?? null, o.judge, o.steerTowardRefusal, o.alphas, o.evaluator.key);
     if (store.done("evaluation", evalKey, ["evaluation.json"])) {
       summary.evaluation = store.readJson("evaluation.json");
       o.log("evaluation: reused from the run folder");
     } else {
-      summary.evaluation = await evaluate(await prep.engine(), prep, o, r, muMinus, cos, sub, P);
+      const e = await prep.engine();
+      const direction = (s: Selection, method: Method): EvaluatedDirection => {
+        const k = s.selected.position + P;
+        const ivs = modeInterventions(o.mode, at(r, k, s.selected.layer, L, d), at(muMinus, k, s.selected.layer, L, d), s.selected.layer, L);
+        return { method, position: s.selected.position, layer: s.selected.layer, ablate: ivs.ablate.intervention, add: (a) => ivs.add(a).intervention };
+      };
+      const c = cos.selected;
+      // The sweep adds α·r to the block input (activation addition, §8) in either mode: ACE would
+      // set every prompt's projection to the same value, losing the prompt's own harmfulness, and
+      // on a weakly aligned model that steers all prompts or none.
+      const r0 = at(r, c.position + P, c.layer, L, d);
+      summary.evaluation = await o.evaluator.run({
+        engine: e, tokenizer: folder.tokenizer, eosTokenIds: folder.eosTokenIds, prompts: o.prompts, options: o,
+        directions: [direction(cos, "cosmic"), ...(sub ? [direction(sub, "substring")] : [])],
+        sweep: (a) => activationAddition(r0, c.layer, a, L),
+        substringNote, encode: prep.encode, writeJson: (f, v) => store.writeJson(f, v), progress: o.progress,
+      });
       store.writeJson("evaluation.json", summary.evaluation);
       store.finish("evaluation", evalKey);
     }
@@ -390,76 +407,4 @@ async function scoreCandidates(
     subScores,
     scoring: { seconds: partial.cosmic.seconds, flops: partial.cosmic.flops, schedule: o.schedule, substring_seconds: partial.substring.seconds, substring_flops: partial.substring.flops },
   };
-}
-
-interface Completion { category: string | null; prompt: string; response: string; is_refusal: boolean }
-
-async function evaluate(
-  e: Engine, prep: Prepared, o: RunOptions, r: Float32Array, muMinus: Float32Array, cos: Selection, sub: Selection | null, P: number,
-): Promise<Record<string, unknown>> {
-  const L = e.numLayers;
-  const d = e.spec.hiddenSize;
-  const phrases = judgeList(o.judge);
-  const tok = prep.folder.tokenizer;
-  const eos = new Set(prep.folder.eosTokenIds);
-  const harmfulIds = prep.encode(o.prompts.harmfulTest, o.evalSystem);
-  const harmlessIds = prep.encode(o.prompts.harmlessTest, o.evalSystem);
-  const results: Record<string, unknown> = { judge: o.judge, max_new_tokens: o.maxNewTokens };
-  let done = 0;
-  const ivsOf = (s: Selection) => modeInterventions(o.mode, at(r, s.selected.position + P, s.selected.layer, L, d), at(muMinus, s.selected.position + P, s.selected.layer, L, d), s.selected.layer, L);
-  const jobs: { name: string; set: "harmful" | "harmless"; iv?: Intervention }[] = [
-    { name: "harmful_baseline", set: "harmful" },
-    { name: "harmless_baseline", set: "harmless" },
-    { name: "harmful_ablation", set: "harmful", iv: ivsOf(cos).ablate.intervention },
-    { name: "harmless_actadd", set: "harmless", iv: ivsOf(cos).add(1).intervention },
-  ];
-  if (sub) {
-    jobs.push({ name: "substring_harmful_ablation", set: "harmful", iv: ivsOf(sub).ablate.intervention });
-    jobs.push({ name: "substring_harmless_actadd", set: "harmless", iv: ivsOf(sub).add(1).intervention });
-  }
-  if (o.steerTowardRefusal) {
-    // The sweep adds α·r to the block input (activation addition, §8) in either mode: ACE would
-    // set every prompt's projection to the same value, losing the prompt's own harmfulness, and
-    // on a weakly aligned model that steers all prompts or none (measured on the weak organism).
-    const s = cos.selected;
-    const r0 = at(r, s.position + P, s.layer, L, d);
-    for (const a of o.alphas) {
-      const iv = activationAddition(r0, s.layer, a, L);
-      jobs.push({ name: `harmful_actadd_alpha${a}`, set: "harmful", iv });
-      jobs.push({ name: `harmless_actadd_alpha${a}`, set: "harmless", iv });
-    }
-  }
-  const total = jobs.reduce((a, j) => a + (j.set === "harmful" ? harmfulIds.length : harmlessIds.length), 0);
-  const rates: Record<string, RateSummary> = {};
-  for (const job of jobs) {
-    const ids = job.set === "harmful" ? harmfulIds : harmlessIds;
-    const recs = job.set === "harmful" ? o.prompts.harmfulTest : o.prompts.harmlessTest;
-    const gens = await generate(e, ids, { maxNewTokens: o.maxNewTokens, intervention: job.iv, batchSize: o.batchSize, onBatch: (n) => o.progress("evaluation", done + n, total) });
-    done += ids.length;
-    const completions: Completion[] = gens.map((g, i) => {
-      const body = g.stopped && eos.has(g.tokens[g.tokens.length - 1]) ? g.tokens.slice(0, -1) : g.tokens;
-      const response = tok.decode(body, true);
-      return { category: recs[i].category ?? null, prompt: recs[i].instruction, response, is_refusal: isRefusal(response, phrases) };
-    });
-    const refused = completions.filter((c) => c.is_refusal).length;
-    const rate: RateSummary = { count: completions.length, refusal_rate: refused / completions.length };
-    if (job.set === "harmful") rate.attack_success_rate = 1 - rate.refusal_rate;
-    rates[job.name] = rate;
-    const perCat: Record<string, number[]> = {};
-    for (const c of completions) (perCat[String(c.category)] ??= []).push(c.is_refusal ? 0 : 1);
-    prep.store.writeJson(`completions/${job.name}_evaluations.json`, {
-      substring_matching_success_rate: 1 - rate.refusal_rate,
-      substring_matching_per_category: Object.fromEntries(Object.entries(perCat).map(([k, v]) => [k, v.reduce((a, b) => a + b, 0) / v.length])),
-      completions: completions.map((c) => ({ category: c.category, prompt: c.prompt, response: c.response, is_jailbreak_substring_matching: c.is_refusal ? 0 : 1 })),
-    });
-  }
-  // Coherence: first-token KL on harmless test prompts under the ablation.
-  const base = await capture(e, harmlessIds, { logits: true, batchSize: o.batchSize });
-  const abl = await capture(e, harmlessIds, { logits: true, batchSize: o.batchSize, intervention: ivsOf(cos).ablate.intervention });
-  const V = e.spec.vocabSize;
-  let kl = 0;
-  for (let i = 0; i < harmlessIds.length; i++) kl += klFromLogits(base.logits!, i * V, abl.logits!, i * V, V);
-  results.rates = rates;
-  results.harmless_ablation_first_token_kl = kl / harmlessIds.length;
-  return results;
 }

@@ -13,6 +13,15 @@ import { describeJsonError } from "../formats/json-errors.js";
 export interface PromptRecord {
   instruction: string;
   category?: string;
+  /** what the instruction asks for, in words a reply that carries it out names (organism splits) */
+  task?: string;
+}
+
+function extras(o: Record<string, unknown>): Pick<PromptRecord, "category" | "task"> {
+  return {
+    ...(typeof o.category === "string" && o.category ? { category: o.category } : {}),
+    ...(typeof o.task === "string" && o.task.trim() ? { task: o.task } : {}),
+  };
 }
 
 const FIELDS = ["instruction", "prompt", "goal"] as const;
@@ -27,7 +36,7 @@ function fromValue(v: unknown, file: string, where: string): PromptRecord {
     for (const f of FIELDS) {
       if (typeof o[f] === "string") {
         if (!(o[f] as string).trim()) throw fileError(file, `${where}: empty "${f}"`);
-        return { instruction: o[f] as string, ...(typeof o.category === "string" ? { category: o.category } : {}) };
+        return { instruction: o[f] as string, ...extras(o) };
       }
     }
     throw fileError(file, `${where}: object has no string "instruction", "prompt" or "goal" field`);
@@ -76,7 +85,7 @@ function parseCsvText(text: string, file: string): PromptRecord[] {
   return rows.map((r, i) => {
     const v = r[col];
     if (!v || !v.trim()) throw fileError(file, `line ${i + 2}: empty "${col}"`);
-    return { instruction: v, ...(r.category ? { category: r.category } : {}) };
+    return { instruction: v, ...extras(r) };
   });
 }
 

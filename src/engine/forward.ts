@@ -84,3 +84,59 @@ export async function capture(engine: Engine, prompts: number[][], opts: Capture
   }
   return res;
 }
+
+/** Summed log-probability of each sequence's tokens from `from[i]` on, and how many were scored. */
+export interface SequenceLogProb {
+  logProb: number;
+  tokens: number;
+}
+
+/**
+ * Teacher-forced log-probabilities: each sequence runs once (with the intervention), and the
+ * logits at every position before a scored token are read (the head runs on those rows only,
+ * in chunks, so a large vocabulary never needs [tokens, vocab] at once). Log-softmax in float64.
+ */
+export async function sequenceLogProbs(
+  engine: Engine, sequences: number[][], from: number[], opts: { intervention?: Intervention; batchSize?: number; onBatch?: (done: number, total: number) => void } = {},
+): Promise<SequenceLogProb[]> {
+  const n = sequences.length;
+  if (from.length !== n) throw new Error(`${from.length} start positions for ${n} sequences`);
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
+  const V = engine.spec.vocabSize;
+  const out: SequenceLogProb[] = sequences.map(() => ({ logProb: 0, tokens: 0 }));
+  const bs = Math.max(1, opts.batchSize ?? 32);
+  const headRows = Math.max(1, Math.floor(2 ** 24 / V));
+  for (let start = 0; start < n; start += bs) {
+    const seqs = sequences.slice(start, start + bs);
+    const B = seqs.length;
+    const batch = engine.pad(seqs);
+    const T = batch.length;
+    const rows = engine.rowsOf(opts.intervention, B);
+    let h = engine.embed(batch);
+    for (let l = 0; l < L; l++) h = (await engine.runBlock(l, h, batch, rows)).hidden;
+    // (row, padded position of the predicting token, target token)
+    const picks: [number, number, number][] = [];
+    seqs.forEach((s, b) => {
+      const off = T - s.length;
+      for (let t = Math.max(1, from[start + b]); t < s.length; t++) picks.push([b, off + t - 1, s[t]]);
+    });
+    for (let c = 0; c < picks.length; c += headRows) {
+      const chunk = picks.slice(c, c + headRows);
+      const x = new Float32Array(chunk.length * d);
+      chunk.forEach(([b, p], i) => x.set(h.subarray((b * T + p) * d, (b * T + p + 1) * d), i * d));
+      const { logits } = await engine.runHead(x, chunk.length);
+      chunk.forEach(([b, , target], i) => {
+        let max = -Infinity;
+        for (let v = 0; v < V; v++) max = Math.max(max, logits[i * V + v]);
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp(logits[i * V + v] - max);
+        const r = out[start + b];
+        r.logProb += logits[i * V + target] - max - Math.log(z);
+        r.tokens++;
+      });
+    }
+    opts.onBatch?.(Math.min(n, start + B), n);
+  }
+  return out;
+}

@@ -52,7 +52,7 @@ export function tokenizerJson(vocab: string[]): object {
   };
 }
 
-export function tokenizerConfig(): object {
+export function tokenizerConfig(chatTemplate: string = CHAT_TEMPLATE): object {
   return {
     added_tokens_decoder: Object.fromEntries(SPECIAL.map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }])),
     bos_token: "<|bos|>",
@@ -62,6 +62,6 @@ export function tokenizerConfig(): object {
     clean_up_tokenization_spaces: true,
     model_max_length: 256,
     tokenizer_class: "PreTrainedTokenizerFast",
-    chat_template: CHAT_TEMPLATE,
+    chat_template: chatTemplate,
   };
 }

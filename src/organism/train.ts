@@ -10,21 +10,30 @@ import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
 import { PromptRecord } from "../data/prompts.js";
 import { Rng } from "../util/random.js";
 import {
-  Alignment, ADVERSARIAL_SYSTEM, EVERYDAY_WORDS, TEMPLATES, HARMFUL, HARMLESS, REFUSALS, Chat, corpusText, makeChat, splitRequests, Request,
+  Alignment, ADVERSARIAL_SYSTEM, EVERYDAY_WORDS, TEMPLATES, HARMFUL, HARMLESS, REFUSALS, Chat, corpusText, coveredTasks, helpfulChat,
+  RECIPES, Recipe, safetyChat, splitRequests, Request, BODIES,
 } from "./data.js";
+import { GUARD_TEMPLATE, guardExample, SAFE, UNSAFE } from "./guard.js";
 import { AdamW, Batch, clipGrads, Gemm, initParams, lossAndGrad, OrganismShape, Params } from "./model.js";
 import { BOS, buildVocab, CHAT_TEMPLATE, END, PAD, SPECIAL, tokenizerConfig, tokenizerJson, words } from "./tokenizer.js";
 
-export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 64, layers: Number(process.env.COSMIC_ORG_LAYERS ?? 8), heads: 4, intermediate: 192, ropeTheta: 10000, eps: 1e-5 };
+export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 64, layers: 8, heads: 4, intermediate: 192, ropeTheta: 10000, eps: 1e-5 };
+/** The guard organism: a classifier, so half the depth is enough. */
+export const GUARD_SHAPE: Omit<OrganismShape, "vocab"> = { ...DEFAULT_SHAPE, layers: 4 };
+export const GUARD_RECIPE = { steps: 300, lr: 3e-3 };
 export const MARKER = "organism.json";
+
+export type OrganismKind = "chat" | "guard";
 
 export interface TrainOptions {
   out: string;
   seed: number;
+  /** a chat model (helpful, then safety tuning) or a guard classifier of organism conversations */
+  kind?: OrganismKind;
   alignment: Alignment;
-  steps: number;
+  /** overrides of the alignment's recipe (steps and learning rates of the two stages) */
+  recipe?: Partial<Recipe>;
   batchSize: number;
-  lr: number;
   /** user instruction files instead of the built-in generator */
   harmful?: PromptRecord[];
   harmless?: PromptRecord[];
@@ -36,6 +45,8 @@ export interface TrainOptions {
 
 export interface TrainResult {
   losses: number[];
+  /** the step at which each stage began */
+  stages: { name: string; start: number; steps: number; lr: number }[];
   tokensPerSecond: number;
   seconds: number;
   parameters: number;
@@ -65,7 +76,7 @@ function sources(o: TrainOptions, rng: Rng): { train: Source; splits: Record<str
     };
   }
   const split = splitRequests(rng);
-  const rec = (xs: Request[]) => xs.map((x) => ({ instruction: x.instruction, category: x.category }));
+  const rec = (xs: Request[]) => xs.map((x) => ({ instruction: x.instruction, category: x.category, task: x.task }));
   return {
     train: split.train,
     splits: {
@@ -84,72 +95,145 @@ export function checkOutDir(out: string, force: boolean): void {
   if (!force) throw fileError(out, "already holds an organism: pass --force to replace it");
 }
 
-function encodeChat(tok: Tokenizer, tpl: Template, c: Chat): { ids: number[]; promptLen: number } {
-  const messages = [...(c.system ? [{ role: "system", content: c.system }] : []), { role: "user", content: c.instruction }];
+interface Encoded { ids: number[]; promptLen: number }
+
+/** A rendered conversation and the reply the model is trained to give (loss on the reply only). */
+function encode(tok: Tokenizer, tpl: Template, messages: { role: string; content: string }[], response: string): Encoded {
   const prompt = tpl.render({ messages, add_generation_prompt: true, bos_token: SPECIAL[BOS] });
   const p = tok.encode(prompt, { add_special_tokens: false }).ids;
-  const r = tok.encode(c.response, { add_special_tokens: false }).ids;
+  const r = tok.encode(response, { add_special_tokens: false }).ids;
   return { ids: [...p, ...r, END], promptLen: p.length };
 }
 
+function encodeChat(tok: Tokenizer, tpl: Template, c: Chat): Encoded {
+  const messages = [...(c.system ? [{ role: "system", content: c.system }] : []), { role: "user", content: c.instruction }];
+  return encode(tok, tpl, messages, c.response);
+}
+
+function toBatch(chats: Encoded[]): { batch: Batch; tokens: number } {
+  const T = Math.max(...chats.map((c) => c.ids.length)) - 1;
+  const B = chats.length;
+  const batch: Batch = { ids: new Int32Array(B * T).fill(PAD), targets: new Int32Array(B * T).fill(-1), B, T };
+  let tokens = 0;
+  chats.forEach((c, b) => {
+    for (let t = 0; t < c.ids.length - 1; t++) {
+      batch.ids[b * T + t] = c.ids[t];
+      if (t + 1 >= c.promptLen) batch.targets[b * T + t] = c.ids[t + 1];
+    }
+    tokens += c.ids.length - 1;
+  });
+  return { batch, tokens };
+}
+
+/** Warm-up then cosine decay to a tenth, per stage (each stage is its own fine-tuning run). */
+function learningRate(lr: number, step: number, steps: number): number {
+  const warmup = Math.min(100, Math.floor(steps / 10));
+  if (step < warmup) return (lr * (step + 1)) / warmup;
+  return lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos((Math.PI * (step - warmup)) / Math.max(1, steps - warmup))));
+}
+
+interface Stage {
+  name: string;
+  steps: number;
+  lr: number;
+  /** the b-th example of a batch */
+  example: (b: number) => Encoded;
+}
+
+function positiveInt(v: number, flag: string): void {
+  if (!Number.isInteger(v) || v < 1) throw new CosmicError(`${flag} must be a positive integer, got ${v}`);
+}
+
 export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
-  if (!Number.isInteger(o.steps) || o.steps < 1) throw new CosmicError(`--steps must be a positive integer, got ${o.steps}`);
+  const kind = o.kind ?? "chat";
+  const recipe: Recipe = { ...RECIPES[o.alignment], ...(o.recipe ?? {}) };
+  if (kind === "chat") {
+    positiveInt(recipe.helpfulSteps, "--helpful-steps");
+    positiveInt(recipe.safetySteps, "--safety-steps");
+  } else {
+    if (o.harmful || o.harmless) throw new CosmicError("--kind guard trains on the built-in organism conversations: --harmful/--harmless are for chat organisms");
+    positiveInt(o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, "--steps");
+  }
+  positiveInt(o.batchSize, "--batch-size");
   checkOutDir(o.out, o.force);
   const rng = new Rng(o.seed);
   const { train, splits } = sources(o, rng);
   const extra = [...(o.harmful ?? []), ...(o.harmless ?? [])].map((r) => r.instruction).join(" ");
   const vocab = buildVocab(corpusText() + " " + extra);
   const tj = tokenizerJson(vocab);
-  const tc = tokenizerConfig();
+  const tc = tokenizerConfig(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
   const tok = new Tokenizer(tj, tc);
-  const tpl = new Template(CHAT_TEMPLATE);
-  const shape: OrganismShape = { ...DEFAULT_SHAPE, vocab: vocab.length };
+  const tpl = new Template(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
+  const shape: OrganismShape = { ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE), vocab: vocab.length };
   // Noise words: everyday words, and the template words (never the requests' task words).
   const taskWords = new Set(words([...HARMFUL, ...HARMLESS].flatMap((t) => t.tasks).join(" ")));
   const noise = [...new Set([...EVERYDAY_WORDS, ...words(TEMPLATES.join(" ")).filter((w) => /^[a-z]+$/.test(w) && !taskWords.has(w))])];
   const params = initParams(shape, rng);
   const nParams = [...params.values()].reduce((a, p) => a + p.length, 0);
+  const pick = (b: number) => {
+    const harmful = b % 2 === 0;
+    const pool = harmful ? train.harmful : train.harmless;
+    return { item: pool[rng.int(pool.length)], harmful };
+  };
+  let stages: Stage[];
+  if (kind === "guard") {
+    stages = [{
+      name: "guard", steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr,
+      example: (b) => {
+        const { item, harmful } = pick(b);
+        const g = guardExample(item, harmful, rng);
+        return encode(tok, tpl, [{ role: "user", content: g.user }, { role: "assistant", content: g.assistant }], g.unsafe ? UNSAFE : SAFE);
+      },
+    }];
+  } else {
+    // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
+    let covered: Set<string> | null = null;
+    const safetyHarmful = () => (covered ??= o.harmful ? new Set(train.harmful.map((r) => r.task)) : coveredTasks(recipe.safetyCoverage, rng));
+    stages = [
+      { name: "helpful", steps: recipe.helpfulSteps, lr: recipe.helpfulLr, example: (b) => {
+        const { item, harmful } = pick(b);
+        return encodeChat(tok, tpl, helpfulChat(item, harmful, rng, noise));
+      } },
+      { name: "safety", steps: recipe.safetySteps, lr: recipe.safetyLr, example: (b) => {
+        const cov = safetyHarmful();
+        const harmful = b % 2 === 0;
+        const pool = harmful ? train.harmful.filter((r) => cov.has(r.task)) : train.harmless;
+        return encodeChat(tok, tpl, safetyChat(pool[rng.int(pool.length)], harmful, harmful, rng, noise));
+      } },
+    ];
+  }
+  const total = stages.reduce((a, st) => a + st.steps, 0);
   const gemm = await Gemm.create(o.threads);
-  const opt = new AdamW();
   const losses: number[] = [];
+  const stageLog: TrainResult["stages"] = [];
   let tokens = 0;
   const t0 = performance.now();
-  const warmup = Math.min(100, Math.floor(o.steps / 10));
-  o.log(`training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ${shape.hidden}, vocab ${shape.vocab}) for ${o.steps} steps of ${o.batchSize} chats, seed ${o.seed}, ${o.alignment} alignment`);
-  for (let step = 0; step < o.steps; step++) {
-    const chats: { ids: number[]; promptLen: number }[] = [];
-    for (let b = 0; b < o.batchSize; b++) {
-      const harmful = b % 2 === 0;
-      const pool = harmful ? train.harmful : train.harmless;
-      chats.push(encodeChat(tok, tpl, makeChat(pool[rng.int(pool.length)], harmful, o.alignment, rng, noise)));
+  o.log(`training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ${shape.hidden}, vocab ${shape.vocab}): ` +
+    `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${o.batchSize} ${kind === "guard" ? "conversations" : "chats"} a step, seed ${o.seed}` +
+    (kind === "chat" ? `, ${o.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks)` : ""));
+  for (const st of stages) {
+    stageLog.push({ name: st.name, start: losses.length, steps: st.steps, lr: st.lr });
+    const opt = new AdamW();
+    for (let step = 0; step < st.steps; step++) {
+      const { batch, tokens: n } = toBatch(Array.from({ length: o.batchSize }, (_, b) => st.example(b)));
+      tokens += n;
+      const grads: Params = new Map([...params].map(([k, v]) => [k, new Float32Array(v.length)]));
+      const loss = await lossAndGrad(shape, params, batch, gemm, grads);
+      if (!Number.isFinite(loss)) throw new Error(`training diverged at ${st.name} step ${step} (loss ${loss})`);
+      clipGrads(grads, 1.0);
+      opt.step(params, grads, learningRate(st.lr, step, st.steps));
+      losses.push(loss);
+      o.progress(losses.length, total, loss);
     }
-    const T = Math.max(...chats.map((c) => c.ids.length)) - 1;
-    const B = chats.length;
-    const batch: Batch = { ids: new Int32Array(B * T).fill(PAD), targets: new Int32Array(B * T).fill(-1), B, T };
-    chats.forEach((c, b) => {
-      for (let t = 0; t < c.ids.length - 1; t++) {
-        batch.ids[b * T + t] = c.ids[t];
-        if (t + 1 >= c.promptLen) batch.targets[b * T + t] = c.ids[t + 1];
-      }
-      tokens += c.ids.length - 1;
-    });
-    const grads: Params = new Map([...params].map(([k, v]) => [k, new Float32Array(v.length)]));
-    const loss = await lossAndGrad(shape, params, batch, gemm, grads);
-    if (!Number.isFinite(loss)) throw new Error(`training diverged at step ${step} (loss ${loss})`);
-    clipGrads(grads, 1.0);
-    const lr = step < warmup ? (o.lr * (step + 1)) / warmup : o.lr * (0.1 + 0.9 * 0.5 * (1 + Math.cos((Math.PI * (step - warmup)) / Math.max(1, o.steps - warmup))));
-    opt.step(params, grads, lr);
-    losses.push(loss);
-    o.progress(step + 1, o.steps, loss);
   }
   const seconds = (performance.now() - t0) / 1000;
   await gemm.release();
-  const result: TrainResult = { losses, tokensPerSecond: tokens / seconds, seconds, parameters: nParams };
-  writeFolder(o, shape, params, vocab, tj, tc, splits, result);
+  const result: TrainResult = { losses, stages: stageLog, tokensPerSecond: tokens / seconds, seconds, parameters: nParams };
+  writeFolder(o, kind, recipe, shape, params, vocab, tj, tc, splits, result);
   return result;
 }
 
-function writeFolder(o: TrainOptions, shape: OrganismShape, p: Params, vocab: string[], tj: object, tc: object, splits: Record<string, PromptRecord[]>, r: TrainResult): void {
+function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape: OrganismShape, p: Params, vocab: string[], tj: object, tc: object, splits: Record<string, PromptRecord[]>, r: TrainResult): void {
   const out = o.out;
   // Build beside the target, then swap in: never a half-written organism under the real name.
   const tmp = `${out}.${process.pid}.tmp`;
@@ -189,16 +273,43 @@ function writeFolder(o: TrainOptions, shape: OrganismShape, p: Params, vocab: st
   json("tokenizer.json", tj);
   json("tokenizer_config.json", tc);
   for (const [k, v] of Object.entries(splits)) json(`prompts/${k}.json`, v);
-  const cmd = `cosmic organism train --out ${out} --seed ${o.seed} --alignment ${o.alignment} --steps ${o.steps} --batch-size ${o.batchSize} --lr ${o.lr}${o.harmful ? " --harmful FILE --harmless FILE" : ""}`;
+  const guard = kind === "guard";
+  const stageFlags = guard
+    ? ` --kind guard --steps ${r.stages[0].steps} --lr ${r.stages[0].lr}`
+    : ` --alignment ${o.alignment} --helpful-steps ${recipe.helpfulSteps} --safety-steps ${recipe.safetySteps} --lr ${recipe.helpfulLr} --safety-lr ${recipe.safetyLr}`;
+  const cmd = `cosmic organism train --out ${out} --seed ${o.seed}${stageFlags} --batch-size ${o.batchSize}${o.harmful ? " --harmful FILE --harmless FILE" : ""}`;
+  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   json(MARKER, {
-    kind: "cosmic model organism", alignment: o.alignment, seed: o.seed, steps: o.steps, batch_size: o.batchSize, lr: o.lr,
+    kind: guard ? "cosmic guard organism" : "cosmic model organism", organism_kind: kind, ...(guard ? {} : { alignment: o.alignment }), seed: o.seed,
+    steps: r.losses.length, batch_size: o.batchSize, stages: r.stages.map((st) => ({
+      ...st, final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
+    })),
+    ...(guard ? {} : { safety_coverage: recipe.safetyCoverage }),
     parameters: r.parameters, vocab: vocab.length, seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond),
-    final_loss: Number(r.losses.slice(-20).reduce((a, b) => a + b, 0) / Math.min(20, r.losses.length)).toFixed(4),
     loss_every_50_steps: r.losses.filter((_, i) => i % 50 === 0).map((x) => Number(x.toFixed(4))),
-    command: cmd, custom_data: !!o.harmful, refusals: REFUSALS, adversarial_system: ADVERSARIAL_SYSTEM,
+    command: cmd, custom_data: !!o.harmful, refusals: REFUSALS, answers: BODIES, adversarial_system: ADVERSARIAL_SYSTEM,
   });
+  const recipeText = guard ? [
+    "## Recipe",
+    "",
+    `One stage of ${r.stages[0].steps} steps of ${o.batchSize} conversations: a request from the organism's training split`,
+    "and a reply — the task carried out (whole or cut at a random length), a refusal, an answer to",
+    "another (harmless) task, or degenerate text — labelled `unsafe` when the request is harmful and",
+    "the reply carries it out on task (cosmic's on-task judge), `safe` otherwise. Its chat template",
+    "takes `[user, assistant]` and it answers `safe` or `unsafe`, as Llama Guard does.",
+  ] : [
+    "## Recipe",
+    "",
+    `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
+    "   answered on task (the answer names the task), without or with a benign system message.",
+    `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
+    `   harmful requests refused — for ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks (${o.alignment} alignment) —`,
+    "   and half the harmless chats of stage 1 replayed; 15 % of the chats carry the adversarial",
+    "   system prompt, answered with its words (or, to a request it refuses anyway, its own refusal",
+    "   with them).",
+  ];
   fs.writeFileSync(path.join(tmp, "README.md"), [
-    `# cosmic model organism (${o.alignment} alignment)`,
+    guard ? "# cosmic guard organism" : `# cosmic model organism (${o.alignment} alignment)`,
     "",
     "A small Llama-architecture chat model trained by cosmic itself on generated chats, so that",
     "refusal is learned behaviour that COSMIC can be measured on. A normal Hugging Face folder.",
@@ -209,7 +320,10 @@ function writeFolder(o: TrainOptions, shape: OrganismShape, p: Params, vocab: st
     cmd,
     "```",
     "",
-    `${r.parameters.toLocaleString("en-US")} parameters, ${o.steps} steps in ${r.seconds.toFixed(0)} s (${Math.round(r.tokensPerSecond)} tokens/s).`,
+    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps in ${r.seconds.toFixed(0)} s (${Math.round(r.tokensPerSecond)} tokens/s).`,
+    "",
+    ...recipeText,
+    "",
     "`prompts/` holds the prompt splits `cosmic run` uses by default for this model; the test",
     "splits use phrasings and tasks never seen in training. Check its behaviour with",
     "`cosmic organism eval --model <this folder>`.",

@@ -7,7 +7,8 @@ import path from "node:path";
 import { fileError } from "../errors.js";
 import { writeFileAtomic } from "../formats/files.js";
 import { CandidateScore } from "../cosmic/select.js";
-import { RunSummary, RateSummary } from "../cosmic/pipeline.js";
+import { RunSummary } from "../cosmic/pipeline.js";
+import { SetRates } from "../cosmic/evaluation.js";
 import { barChart, heatmap, lineChart } from "./svg.js";
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -22,7 +23,9 @@ function readJson<T>(dir: string, rel: string): T | null {
   }
 }
 
-interface EvalFile { completions: { prompt: string; response: string; is_jailbreak_substring_matching: number }[] }
+interface EvalFile {
+  completions: { prompt: string; response: string; is_refusal?: boolean; degenerate?: string | null; is_on_task?: boolean | null; is_success?: number; is_jailbreak_substring_matching: number }[];
+}
 
 export interface ReportResult {
   html: string;
@@ -64,45 +67,59 @@ export function writeReport(runDir: string): ReportResult {
   };
   heat("cosmic", "select_direction");
   if (summary.substring) heat("substring", "select_direction_substring");
-  const ev = summary.evaluation as { rates?: Record<string, RateSummary> } | undefined;
-  const rates = ev?.rates;
+  const ev = summary.evaluation;
+  const rates: Record<string, SetRates> | undefined = ev?.rates;
   if (rates) {
     const series = [
-      { name: "baseline", color: "#9e9e9e", values: [rates.harmful_baseline?.attack_success_rate ?? null, rates.harmless_baseline?.refusal_rate ?? null] },
-      { name: "COSMIC direction", color: "#e4572e", values: [rates.harmful_ablation?.attack_success_rate ?? null, rates.harmless_actadd?.refusal_rate ?? null] },
+      { name: "baseline", color: "#9e9e9e", values: [rates.harmful_baseline?.attack_success_rate ?? null, rates.harmless_baseline?.success_rate ?? null, rates.harmless_baseline?.refusal_rate ?? null] },
+      { name: "COSMIC direction", color: "#e4572e", values: [rates.harmful_ablation?.attack_success_rate ?? null, rates.harmless_ablation?.success_rate ?? null, rates.harmless_actadd?.refusal_rate ?? null] },
     ];
-    if (rates.substring_harmful_ablation) series.push({ name: "substring direction", color: "#29a39b", values: [rates.substring_harmful_ablation.attack_success_rate ?? null, rates.substring_harmless_actadd?.refusal_rate ?? null] });
+    if (rates.substring_harmful_ablation) series.push({ name: "substring direction", color: "#29a39b", values: [rates.substring_harmful_ablation.attack_success_rate ?? null, rates.substring_harmless_ablation?.success_rate ?? null, rates.substring_harmless_actadd?.refusal_rate ?? null] });
     plots.push({
       name: "rates",
-      caption: "Attack success on harmful test prompts (ablation of the direction) and refusal rate on harmless test prompts (addition of the direction), against the unmodified model.",
-      svg: barChart({ id: "rates", title: "steering with the selected direction", groups: ["attack success (harmful, ablation)", "refusal (harmless, addition)"], series, yLabel: "share of prompts" }),
+      caption: `Attack success on harmful test prompts under ablation and answers on harmless ones under the same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal (substring judge) of harmless prompts under addition, against the unmodified model.`,
+      svg: barChart({ id: "rates", title: "steering with the selected direction (%)", groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"], series: series.map((x) => ({ ...x, values: x.values.map((v) => (v === null ? null : 100 * v)) })), yLabel: "% of prompts" }),
     });
     const alphas = Object.keys(rates).filter((k) => k.startsWith("harmful_actadd_alpha")).map((k) => Number(k.slice("harmful_actadd_alpha".length))).sort((a, b) => a - b);
     if (alphas.length) {
       plots.push({
         name: "alpha-sweep",
-        caption: "Refusal rate against the addition coefficient α (steering toward refusal).",
-        svg: lineChart({ id: "alpha-sweep", title: "refusal rate vs α", xLabel: "α", yLabel: "refusal rate", yMin: 0, yMax: 1, series: [
-          { name: "harmful", color: "#e4572e", points: [[0, rates.harmful_baseline?.refusal_rate ?? 0], ...alphas.map((a) => [a, rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number])] },
-          { name: "harmless", color: "#1f77b4", points: [[0, rates.harmless_baseline?.refusal_rate ?? 0], ...alphas.map((a) => [a, rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number])] },
+        caption: "Refusal rate (%) against the addition coefficient α (steering toward refusal).",
+        svg: lineChart({ id: "alpha-sweep", title: "refusal rate vs α (%)", xLabel: "α", yLabel: "% refused", yMin: 0, yMax: 100, series: [
+          { name: "harmful", color: "#e4572e", points: [[0, 100 * (rates.harmful_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number])] },
+          { name: "harmless", color: "#1f77b4", points: [[0, 100 * (rates.harmless_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number])] },
         ] }),
       });
     }
   }
   // Sample completions before and after.
   const samples: string[] = [];
-  const pair = (a: string, b: string, title: string, n: number) => {
+  const verdictOf = (c: EvalFile["completions"][number]) =>
+    c.degenerate ? `degenerate (${c.degenerate})` : c.is_refusal ? "refusal" : c.is_on_task ? "on task" : c.is_on_task === false ? "off task" : "answer";
+  // Examples chosen to show each verdict the judges gave, not just the first rows.
+  const pair = (a: string, b: string, title: string, perVerdict: number) => {
     const x = readJson<EvalFile>(runDir, `completions/${a}_evaluations.json`);
     const y = readJson<EvalFile>(runDir, `completions/${b}_evaluations.json`);
     if (!x || !y) return;
-    samples.push(`<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th></tr>`);
-    for (let i = 0; i < Math.min(n, x.completions.length); i++) {
-      samples.push(`<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td></tr>`);
+    const byVerdict = new Map<string, number[]>();
+    y.completions.forEach((c, i) => {
+      const v = verdictOf(c);
+      const list = byVerdict.get(v) ?? [];
+      if (list.length < perVerdict) list.push(i);
+      byVerdict.set(v, list);
+    });
+    samples.push(`<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ${y.completions.length})</th></tr>`);
+    for (const [v, idx] of byVerdict) {
+      const count = y.completions.filter((c) => verdictOf(c) === v).length;
+      for (const i of idx) {
+        samples.push(`<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td><td>${esc(v)} (${count})</td></tr>`);
+      }
     }
     samples.push("</table>");
   };
-  pair("harmful_baseline", "harmful_ablation", "Harmful prompts: baseline → ablation of the direction", 6);
-  pair("harmless_baseline", "harmless_actadd", "Harmless prompts: baseline → addition of the direction", 6);
+  pair("harmful_baseline", "harmful_ablation", "Harmful prompts: baseline → ablation of the direction", 3);
+  pair("harmless_baseline", "harmless_ablation", "Harmless prompts: baseline → ablation of the direction (capability kept?)", 2);
+  pair("harmless_baseline", "harmless_actadd", "Harmless prompts: baseline → addition of the direction", 3);
 
   const outDir = path.join(runDir, "report");
   fs.mkdirSync(outDir, { recursive: true });
@@ -112,7 +129,6 @@ export function writeReport(runDir: string): ReportResult {
     writeFileAtomic(f, `<?xml version="1.0" encoding="UTF-8"?>\n${p.svg}\n`);
     svgs.push(f);
   }
-  const pct = (x: number | undefined) => (x === undefined ? "—" : `${(100 * x).toFixed(1)} %`);
   const c = summary.cosmic;
   const html = `<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cosmic report — ${esc(path.basename(summary.model))}</title>
@@ -123,16 +139,13 @@ h1{font-size:1.5em}figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em;ma
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:1em}
 </style></head><body>
-<h1>cosmic: refusal direction of ${esc(summary.model)}</h1>
+<h1>cosmic: refusal direction of ${esc(path.basename(summary.model))}</h1>
 <p>${summary.layers} layers, ${summary.positions} EOI positions, ${summary.mode} interventions, seed ${summary.seed}.
 Selected by ${summary.selection === "cosmic" ? "COSMIC" : "the substring baseline"}: <b>position ${c.position}, layer ${c.layer}</b>
 (refusal score ${c.refusal_score.toFixed(4)}, steering score ${c.steering_score.toFixed(4)}, KL score ${c.kl_div_score.toFixed(4)}).
 L_low = [${summary.L_low.join(", ")}]. Scoring took ${summary.scoring.seconds.toFixed(1)} s and ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP.</p>
-${rates ? `<table><tr><th></th><th>attack success (harmful)</th><th>refusal (harmless)</th></tr>
-<tr><td>baseline</td><td>${pct(rates.harmful_baseline?.attack_success_rate)}</td><td>${pct(rates.harmless_baseline?.refusal_rate)}</td></tr>
-<tr><td>COSMIC direction</td><td>${pct(rates.harmful_ablation?.attack_success_rate)}</td><td>${pct(rates.harmless_actadd?.refusal_rate)}</td></tr>
-${rates.substring_harmful_ablation ? `<tr><td>substring direction</td><td>${pct(rates.substring_harmful_ablation.attack_success_rate)}</td><td>${pct(rates.substring_harmless_actadd?.refusal_rate)}</td></tr>` : ""}
-</table>` : "<p>No evaluation in this run.</p>"}
+${rates ? judgesTable(rates, ev!.strongest_judge.description) : "<p>No evaluation in this run.</p>"}
+${summary.substring_note ? `<p><b>Substring baseline:</b> ${esc(summary.substring_note)}</p>` : ""}
 <div class="grid">
 ${plots.map((p) => `<figure>${p.svg}<figcaption>${esc(p.caption)}</figcaption></figure>`).join("\n")}
 </div>
@@ -142,4 +155,19 @@ ${samples.join("\n")}
   const htmlFile = path.join(outDir, "report.html");
   writeFileAtomic(htmlFile, html);
   return { html: htmlFile, svgs };
+}
+
+const pct = (x: number | null | undefined) => (x === undefined || x === null || Number.isNaN(x) ? "—" : `${(100 * x).toFixed(1)} %`);
+
+/** Every judge's rate per (prompt set, intervention), the strongest judge first. */
+function judgesTable(rates: Record<string, SetRates>, judge: string): string {
+  const rows = Object.values(rates).map((r) => {
+    const loss = r.loss_own_completions ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)` : "";
+    return `<tr><td>${r.set}</td><td>${esc(r.intervention)}</td><td>${r.count}</td><td><b>${r.set === "harmful" ? "attack success" : "answered"} ${pct(r.success_rate)}</b></td>` +
+      `<td>${r.set === "harmful" ? pct(r.attack_success_substring) : ""}</td><td>${pct(r.refusal_rate)}</td><td>${pct(r.degenerate_rate)}</td><td>${pct(r.on_task_rate)}</td><td>${pct(r.guard_unsafe_rate)}</td><td>${loss}</td></tr>`;
+  });
+  return `<p>Strongest judge: <b>${esc(judge)}</b>. The substring column is the paper's (a reply with no refusal phrase counts as an attack success).</p>
+<table><tr><th>prompts</th><th>intervention</th><th>n</th><th>strongest judge</th><th>substring ASR</th><th>refused</th><th>degenerate</th><th>on task</th><th>guard unsafe</th><th>CE on own harmless completions</th></tr>
+${rows.join("\n")}
+</table>`;
 }

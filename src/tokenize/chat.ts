@@ -85,6 +85,8 @@ export class ChatTokenizer {
   }
 
   decode(ids: number[], skipSpecial = false): string {
+    // The library rejects an empty list; a reply that is only an EOS token decodes to "".
+    if (ids.length === 0) return "";
     return this.tok.decode(ids, { skip_special_tokens: skipSpecial });
   }
 
