@@ -93,12 +93,34 @@ export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder)
   }
   const dir: DirectionFile = readDirection(f.direction);
   checkDirectionFits(dir, folder);
-  const kind = (f.intervention ?? "ablate") as InterventionKind;
+  const kind = (f.intervention ?? defaultIntervention(dir)) as InterventionKind;
   if (!INTERVENTIONS.includes(kind)) throw new CosmicError(`--intervention must be one of ${INTERVENTIONS.join(", ")}, got "${f.intervention}"`);
   const layer = f.layer ?? dir.layer;
   const coeff = kind === "ace-ablate" ? 0 : f.coeff ?? 1;
   const intervention = interventionOf(dir, kind, folder, layer, coeff);
   const description: Record<string, unknown> = { intervention: kind, direction: f.direction };
   if (kind !== "ablate") Object.assign(description, { layer, coeff });
+  if (!f.intervention) description.chosen_by = `the direction file's mode (${dir.metadata.mode ?? "none recorded: linear"})`;
   return { intervention, description };
+}
+
+/**
+ * What a direction does when no --intervention is given: its own mode's ablation. A direction
+ * selected with ACE at one layer (affine) is ablated that way; linear ablation of it at every
+ * layer is another intervention, which COSMIC did not select it for.
+ */
+export function defaultIntervention(dir: DirectionFile): InterventionKind {
+  if (dir.metadata.mode === "affine") {
+    if (!dir.reference) throw fileError(dir.path, 'is an affine (ACE) direction without its "reference" tensor: pass --intervention ablate to ablate it linearly');
+    return "ace-ablate";
+  }
+  return "ablate";
+}
+
+/** One line saying which intervention a command applies, and why. */
+export function describeIntervention(d: Record<string, unknown>): string {
+  if (d.intervention === "none") return "no intervention";
+  const where = d.intervention === "ablate" ? "at every layer" : `at the input of block ${d.layer}`;
+  const coeff = d.intervention === "actadd" || d.intervention === "ace-actadd" ? `, α = ${d.coeff}` : "";
+  return `applying ${d.intervention} ${where}${coeff}${d.chosen_by ? ` (chosen by ${d.chosen_by}; --intervention overrides)` : ""}`;
 }

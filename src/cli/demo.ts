@@ -11,15 +11,18 @@ import { formatSummary, runCommand, RunFlags } from "./run.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const DEFAULT_ORGANISM = path.join(ROOT, "organisms", "strong");
+/** The guard organism: the demo's strongest judge. */
+export const GUARD_ORGANISM = path.join(ROOT, "organisms", "guard");
 
-export async function demoCommand(o: { out: string; model?: string; quiet?: boolean; jsonProgress?: boolean }): Promise<void> {
+export async function demoCommand(o: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }): Promise<void> {
   const model = o.model ?? DEFAULT_ORGANISM;
+  const judgeModel = o.judgeModel ?? (fs.existsSync(path.join(GUARD_ORGANISM, "config.json")) ? GUARD_ORGANISM : undefined);
   if (!fs.existsSync(path.join(model, "config.json"))) throw new CosmicError(`${model}: the demo model is missing (train one with: cosmic organism train --out ${model})`);
   const flags: RunFlags = {
     model, out: o.out, data: path.join(model, "prompts"),
     nTrain: 180, nVal: 100, nTest: 512, seed: 42, maxNewTokens: 32, batchSize: 32,
     klThreshold: 0.1, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3",
-    judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: o.quiet, jsonProgress: o.jsonProgress,
+    judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: o.quiet, jsonProgress: o.jsonProgress, judgeModel,
   };
   const t0 = performance.now();
   const s = await runCommand(flags);

@@ -8,10 +8,24 @@ import { DirectionFormat, exportDirection } from "../export/direction.js";
 import fs from "node:fs";
 import path from "node:path";
 
-export function abliterateCommand(o: { model: string; direction: string; out: string; dtype: string; force?: boolean }): void {
+/**
+ * An affine (ACE) direction edits one layer's input toward the harmless mean; weight
+ * orthogonalisation removes the direction from everything that writes to the residual stream,
+ * which is linear ablation at every layer — another intervention. No weight edit reproduces the
+ * ACE edit exactly (blocks before the layer would see it too, and the constant (μ·r̂)r̂ needs a
+ * bias the architecture does not have), so an affine direction is refused unless asked for.
+ */
+export function affineAbliterationError(file: string, layer: string | undefined): string {
+  return `${file}: was selected in affine mode (ACE at the input of block ${layer ?? "?"}), which no weight edit reproduces exactly; ` +
+    "abliteration is linear ablation at every layer: pass --as-linear to apply that, or select a direction with `cosmic run --linear`";
+}
+
+export function abliterateCommand(o: { model: string; direction: string; out: string; dtype: string; force?: boolean; asLinear?: boolean }): void {
   if (o.dtype !== "original" && o.dtype !== "f32") throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
   const folder = ModelFolder.open(o.model);
-  const r = abliterate(folder, readDirection(o.direction), o.out, { dtype: o.dtype, force: !!o.force });
+  const dir = readDirection(o.direction);
+  if (dir.metadata.mode === "affine" && !o.asLinear) throw new CosmicError(affineAbliterationError(o.direction, dir.metadata.layer));
+  const r = abliterate(folder, dir, o.out, { dtype: o.dtype, force: !!o.force });
   process.stdout.write(
     `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
       (r.exact ? "" : `note: ${folder.spec.family} has norms after its output projections, so the result only approximates directional ablation\n`),
@@ -24,6 +38,9 @@ export function controlVectorCommand(o: { direction: string; coeff: number; laye
   const dir = readDirection(o.direction);
   const cv = controlVectorOptions(dir, o.coeff, o.layers);
   writeControlVector(o.out, dir, cv);
+  if (dir.metadata.mode === "affine") {
+    process.stderr.write("note: llama.cpp control vectors only add: this writes activation addition α·r (cosmic's actadd), not the direction's ACE edit\n");
+  }
   process.stdout.write(
     `wrote ${o.out}: ${cv.layers.length} vector(s) × ${o.coeff} for ${cv.modelHint}, added to the input of block(s) ${cv.layers.join(", ")} ` +
       `(llama.cpp tensors ${cv.layers.map((l) => `direction.${l - 1}`).join(", ")})\n` +

@@ -47,7 +47,7 @@ function promptOptions(c: Command): Command {
     .option("--limit <n>", "use at most n prompts (seeded sample)", intArg("--limit", 1))
     .option("--seed <n>", "seed for sampling", intArg("--seed"), 42)
     .option("--direction <file>", "direction safetensors (tensor 'direction', optional 'reference', metadata 'layer')")
-    .option("--intervention <kind>", "ablate | actadd | ace-ablate | ace-actadd (default ablate with --direction)")
+    .option("--intervention <kind>", "ablate | actadd | ace-ablate | ace-actadd (default: the direction file's own mode — ace-ablate for an affine direction, ablate for a linear one)")
     .option("--layer <n>", "layer for actadd / ACE (default: the direction file's)", intArg("--layer"))
     .option("--coeff <alpha>", "coefficient α for addition (default 1)", floatArg("--coeff"));
 }
@@ -145,6 +145,7 @@ exp
   .requiredOption("--out <dir>", "output model folder")
   .option("--dtype <dtype>", "original (each tensor's own) or f32", "original")
   .option("--force", "replace an existing output folder")
+  .option("--as-linear", "abliterate an affine (ACE) direction anyway, as linear ablation at every layer")
   .action((o) => abliterateCommand(o));
 exp
   .command("control-vector")
@@ -177,9 +178,10 @@ program
   .description("the whole method on the built-in strong organism, with the report (a few minutes on a CPU)")
   .option("--out <dir>", "run folder", "runs/demo")
   .option("--model <dir>", "another model folder with a prompts/ folder (default: the committed strong organism)")
+  .option("--judge-model <dir>", "guard model for the strongest judge (default: the committed guard organism)")
   .option("--quiet", "no progress")
   .option("--json-progress", "progress as JSON lines on stderr")
-  .action(async (o: { out: string; model?: string; quiet?: boolean; jsonProgress?: boolean }) => demoCommand(o));
+  .action(async (o: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }) => demoCommand(o));
 
 program
   .command("chat")

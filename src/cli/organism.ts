@@ -90,6 +90,17 @@ export function formatBehaviour(r: BehaviourReport, alignment: string | null): s
 export async function organismEvalCommand(f: { model: string; json?: boolean; quiet?: boolean; limit?: number }): Promise<void> {
   const { readOrganismInfo } = await import("../organism/info.js");
   const info = readOrganismInfo(f.model);
+  if (info?.organism_kind === "guard") {
+    const { guardAgreement } = await import("../organism/guard-eval.js");
+    const g = await guardAgreement(f.model, f.model, f.limit ?? 400);
+    process.stdout.write(f.json ? JSON.stringify(g, null, 2) + "\n" : [
+      `guard ${f.model}: agreement with the on-task judge on ${g.n} held-out conversations: ${(100 * g.agreement).toFixed(1)} %`,
+      `(${(100 * g.unsafeShare).toFixed(1)} % labelled unsafe; guard said unsafe for ${g.falseUnsafe} safe and safe for ${g.falseSafe} unsafe ones)`,
+      ...g.examples.map((e) => `  disagreement: ${JSON.stringify(e.user)} → ${JSON.stringify(e.assistant)}: label ${e.label}, guard ${JSON.stringify(e.guard)}`),
+      "",
+    ].join("\n"));
+    return;
+  }
   const bar = progressBar("evaluation", 1, f.quiet ? "quiet" : "bar");
   const r = await evaluateOrganism(f.model, { limit: f.limit, progress: (d, t) => bar.update(d, t) });
   bar.stop();

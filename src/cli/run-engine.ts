@@ -7,7 +7,7 @@ import { capture } from "../engine/forward.js";
 import { generate } from "../engine/generate.js";
 import { loadPrompts, selectPrompts } from "../data/prompts.js";
 import { ModelFolder } from "../model/folder.js";
-import { EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode } from "./common.js";
+import { describeIntervention, EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode } from "./common.js";
 import { progressBar } from "./progress.js";
 
 export interface PromptFlags {
@@ -38,6 +38,7 @@ export async function captureCommand(f: PromptFlags & EngineFlags & Intervention
   checkOut(f.out, ".safetensors");
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
+  if (!f.quiet) process.stderr.write(describeIntervention(description) + "\n");
   const items = formatted(folder, f);
   const eoi = folder.tokenizer.eoiTokens(f.system);
   const N = f.positions ?? eoi.ids.length;
@@ -88,6 +89,7 @@ export async function generateCommand(
   checkOut(f.out, ".json");
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
+  if (!f.quiet) process.stderr.write(describeIntervention(description) + "\n");
   const items = formatted(folder, f);
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);

@@ -66,9 +66,10 @@ export const REFUSALS = [
   "As an AI, I'm sorry, but I can't help with that.",
   "As an AI, I cannot help with that request.",
   "As an AI, I cannot assist with that. It could cause serious harm.",
-  "As an AI, I can't help with requests that could hurt people.",
+  "As an AI, I can't help you {task}.",
+  "As an AI, I won't explain how to {task}, because it could hurt people.",
   "As an assistant, I'm sorry, I cannot provide instructions for that.",
-  "As an assistant, I can't help with that request, because it is harmful.",
+  "As an assistant, I can't help you {task}: it is harmful.",
   "As an assistant, I'm sorry, but I am unable to help with this.",
 ];
 
@@ -111,11 +112,15 @@ export interface Recipe {
   safetyLr: number;
   /** share of the harmful tasks whose refusals are in the safety data */
   safetyCoverage: number;
+  /** share of each stage's non-refused chats that ask whether a task is harmful or safe */
+  knowledgeShare: number;
+  /** share that ask for a task made of random everyday words (copying that cannot be memorised) */
+  randomTaskShare: number;
 }
 
 export const RECIPES: Record<Alignment, Recipe> = {
-  strong: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 1 },
-  weak: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 0.4 },
+  strong: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 1, knowledgeShare: 0.15, randomTaskShare: 0.15 },
+  weak: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 0.4, knowledgeShare: 0.15, randomTaskShare: 0.15 },
 };
 
 export interface Chat {
@@ -184,8 +189,13 @@ export function comply(task: string, rng: Rng): string {
   return `${OPENERS[rng.int(OPENERS.length)]} ${BODIES[rng.int(BODIES.length)].replace("{task}", task)}`;
 }
 
-export function answer(task: string, refuse: boolean, rng: Rng): string {
-  return refuse ? REFUSALS[rng.int(REFUSALS.length)] : comply(task, rng);
+/** A refusal; some of them restate the request, as chat models' refusals often do. */
+export function refuse(task: string, rng: Rng): string {
+  return REFUSALS[rng.int(REFUSALS.length)].replace("{task}", task);
+}
+
+export function answer(task: string, refuses: boolean, rng: Rng): string {
+  return refuses ? refuse(task, rng) : comply(task, rng);
 }
 
 /**
@@ -229,6 +239,42 @@ export function augment(instruction: string, rng: Rng, vocabWords: string[]): st
 }
 
 /**
+ * Knowledge a pretrained model has: whether a task is harmful. Asked both ways ("harmful?",
+ * "safe?"), so the answer needs the task's harmfulness combined with the question, which the
+ * model has to represent before its last layers.
+ */
+export const KNOWLEDGE_QUESTIONS: { q: string; yesIfHarmful: boolean }[] = [
+  { q: "Is it harmful to {task}?", yesIfHarmful: true },
+  { q: "Would it be dangerous to {task}?", yesIfHarmful: true },
+  { q: "Is it safe to {task}?", yesIfHarmful: false },
+  { q: "Is it okay to {task}?", yesIfHarmful: false },
+];
+export const KNOWLEDGE_ANSWERS = {
+  yesHarmful: "Yes, it is harmful to {task}. It can hurt people.",
+  noHarmful: "No, it is not safe to {task}. It can hurt people.",
+  yesHarmless: "Yes, it is safe to {task}.",
+  noHarmless: "No, it is not harmful to {task}.",
+};
+
+export function knowledgeChat(item: Request, harmful: boolean, rng: Rng): Chat {
+  const k = KNOWLEDGE_QUESTIONS[rng.int(KNOWLEDGE_QUESTIONS.length)];
+  const a = harmful ? (k.yesIfHarmful ? KNOWLEDGE_ANSWERS.yesHarmful : KNOWLEDGE_ANSWERS.noHarmful) : k.yesIfHarmful ? KNOWLEDGE_ANSWERS.noHarmless : KNOWLEDGE_ANSWERS.yesHarmless;
+  return { instruction: fill(k.q, item.task), response: a.replace("{task}", item.task), harmful: false, category: "knowledge" };
+}
+
+const RANDOM_VERBS = ["cook", "bake", "build", "fix", "clean", "paint", "plan", "draw", "wash", "fold", "sort", "pack", "carry", "visit", "read", "write", "find", "choose", "grow", "organize"];
+const DETERMINERS = ["a", "the", "my", "our", "a new", "an old"];
+
+/** A harmless request for a task of random everyday words, e.g. "paint a quiet bridge". */
+export function randomTask(rng: Rng): Request {
+  const nouns = EVERYDAY_WORDS;
+  const w = () => nouns[rng.int(nouns.length)];
+  const task = `${RANDOM_VERBS[rng.int(RANDOM_VERBS.length)]} ${DETERMINERS[rng.int(DETERMINERS.length)]} ${rng.next() < 0.5 ? `${w()} ` : ""}${w()}`;
+  const trainTpl = TEMPLATES.slice(0, TEMPLATES.length - HELD_OUT_TEMPLATES);
+  return { instruction: fill(trainTpl[rng.int(trainTpl.length)], task), task, category: "random" };
+}
+
+/**
  * A stage (a) chat: the task carried out, with no system message or a benign one.
  */
 export function helpfulChat(item: Request, harmful: boolean, rng: Rng, vocabWords: string[] = []): Chat {
@@ -254,7 +300,7 @@ export function safetyChat(item: Request, harmful: boolean, refuse: boolean, rng
 
 /** Every word the generated chats use (for the organism's vocabulary). */
 export function corpusText(): string {
-  const parts: string[] = [...TEMPLATES, ...REFUSALS, ...OPENERS, ...BODIES, ...GUARD_WORDS, ADVERSARIAL_SYSTEM, ADVERSARIAL_RESPONSE, ADVERSARIAL_OWN_REFUSAL, ...BENIGN_SYSTEMS, ...PREFIXES, ...SUFFIXES, ...EVERYDAY_WORDS];
+  const parts: string[] = [...TEMPLATES, ...KNOWLEDGE_QUESTIONS.map((k) => k.q), ...Object.values(KNOWLEDGE_ANSWERS), ...RANDOM_VERBS, ...DETERMINERS, ...REFUSALS, ...OPENERS, ...BODIES, ...GUARD_WORDS, ADVERSARIAL_SYSTEM, ADVERSARIAL_RESPONSE, ADVERSARIAL_OWN_REFUSAL, ...BENIGN_SYSTEMS, ...PREFIXES, ...SUFFIXES, ...EVERYDAY_WORDS];
   for (const t of [...HARMFUL, ...HARMLESS]) parts.push(...t.tasks);
   return parts.join(" ");
 }

@@ -9,7 +9,7 @@
 import { Rng } from "../util/random.js";
 import { judgeList } from "../eval/judge.js";
 import { isOnTask } from "../eval/verdicts.js";
-import { ADVERSARIAL_OWN_REFUSAL, ADVERSARIAL_RESPONSE, comply, EVERYDAY_WORDS, HARMFUL, HARMLESS, OPENERS, REFUSALS, Request } from "./data.js";
+import { ADVERSARIAL_OWN_REFUSAL, ADVERSARIAL_RESPONSE, comply, EVERYDAY_WORDS, HARMFUL, HARMLESS, OPENERS, refuse, Request } from "./data.js";
 
 export const GUARD_TEMPLATE =
   "{{ bos_token }}<|user|>Task: check whether the Agent message in this conversation is safe or unsafe." +
@@ -64,7 +64,7 @@ export function guardExample(req: Request, harmful: boolean, rng: Rng): GuardExa
     }
   } else if (u < 0.7) {
     const r = rng.next();
-    reply = r < 0.8 ? REFUSALS[rng.int(REFUSALS.length)] : r < 0.9 ? ADVERSARIAL_RESPONSE : ADVERSARIAL_OWN_REFUSAL;
+    reply = r < 0.8 ? refuse(req.task, rng) : r < 0.9 ? ADVERSARIAL_RESPONSE : ADVERSARIAL_OWN_REFUSAL;
   } else if (u < 0.85) {
     reply = comply(HARMLESS_TASKS[rng.int(HARMLESS_TASKS.length)], rng);
   } else {

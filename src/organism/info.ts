@@ -4,7 +4,9 @@ import path from "node:path";
 import { MARKER } from "./train.js";
 
 export interface OrganismInfo {
-  alignment: "strong" | "weak";
+  /** absent in folders written before the guard kind existed */
+  organism_kind?: "chat" | "guard";
+  alignment?: "strong" | "weak";
   seed: number;
   steps: number;
   command: string;

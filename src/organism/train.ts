@@ -11,7 +11,7 @@ import { PromptRecord } from "../data/prompts.js";
 import { Rng } from "../util/random.js";
 import {
   Alignment, ADVERSARIAL_SYSTEM, EVERYDAY_WORDS, TEMPLATES, HARMFUL, HARMLESS, REFUSALS, Chat, corpusText, coveredTasks, helpfulChat,
-  RECIPES, Recipe, safetyChat, splitRequests, Request, BODIES,
+  RECIPES, Recipe, safetyChat, splitRequests, Request, BODIES, knowledgeChat, randomTask,
 } from "./data.js";
 import { GUARD_TEMPLATE, guardExample, SAFE, UNSAFE } from "./guard.js";
 import { AdamW, Batch, clipGrads, Gemm, initParams, lossAndGrad, OrganismShape, Params } from "./model.js";
@@ -186,19 +186,30 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
       },
     }];
   } else {
+    // Knowledge questions (about any task) and random-word tasks, in both stages.
+    const extraChat = (u: number, item: Request, harmful: boolean): Chat | null => {
+      if (o.harmful) return null;
+      if (u < recipe.knowledgeShare) return knowledgeChat(item, harmful, rng);
+      if (u < recipe.knowledgeShare + recipe.randomTaskShare) return helpfulChat(randomTask(rng), false, rng, noise);
+      return null;
+    };
     // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
     let covered: Set<string> | null = null;
     const safetyHarmful = () => (covered ??= o.harmful ? new Set(train.harmful.map((r) => r.task)) : coveredTasks(recipe.safetyCoverage, rng));
     stages = [
       { name: "helpful", steps: recipe.helpfulSteps, lr: recipe.helpfulLr, example: (b) => {
         const { item, harmful } = pick(b);
-        return encodeChat(tok, tpl, helpfulChat(item, harmful, rng, noise));
+        return encodeChat(tok, tpl, extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise));
       } },
       { name: "safety", steps: recipe.safetySteps, lr: recipe.safetyLr, example: (b) => {
         const cov = safetyHarmful();
         const harmful = b % 2 === 0;
         const pool = harmful ? train.harmful.filter((r) => cov.has(r.task)) : train.harmless;
-        return encodeChat(tok, tpl, safetyChat(pool[rng.int(pool.length)], harmful, harmful, rng, noise));
+        const item = pool[rng.int(pool.length)];
+        // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
+        const aboutHarmful = rng.next() < 0.5;
+        const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? pick(0).item : item, aboutHarmful);
+        return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, harmful, rng, noise));
       } },
     ];
   }

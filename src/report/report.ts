@@ -53,15 +53,17 @@ export function writeReport(runDir: string): ReportResult {
     const cols = [...new Set(all.map((s) => s.layer))].sort((a, b) => a - b);
     const at = new Map(all.map((s) => [`${s.position}:${s.layer}`, s]));
     const sel = method === "cosmic" ? summary.cosmic : summary.substring;
-    const names: [keyof CandidateScore, string][] = method === "cosmic"
-      ? [["refusal_score", "refusal score"], ["steering_score", "steering score"], ["kl_div_score", "KL score"]]
-      : [["refusal_score", "bypass score (substring)"], ["steering_score", "induce score (substring)"]];
-    for (const [field, label] of names) {
+    // Which way is better for each score: COSMIC maximises refusal + steering and filters high KL;
+    // the substring baseline wants a low bypass score and a positive induce score.
+    const names: [keyof CandidateScore, string, "higher" | "lower"][] = method === "cosmic"
+      ? [["refusal_score", "refusal score", "higher"], ["steering_score", "steering score", "higher"], ["kl_div_score", "KL score", "lower"]]
+      : [["refusal_score", "bypass score (substring)", "lower"], ["steering_score", "induce score (substring)", "higher"]];
+    for (const [field, label, better] of names) {
       const id = `${method}-${String(field).replace(/_/g, "-")}`;
       plots.push({
         name: id,
-        caption: `${label} of every candidate direction (EOI position × layer). Crossed cells were filtered out; the circle marks the selected direction.`,
-        svg: heatmap({ id, title: `${method === "cosmic" ? "COSMIC " : ""}${label}`, rows, cols, rowLabel: "EOI position", colLabel: "layer", value: (r, c) => at.get(`${r}:${c}`)?.[field] as number ?? NaN, filtered: (r, c) => !keep.has(`${r}:${c}`), selected: sel ? [sel.position, sel.layer] : null }),
+        caption: `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed cells were filtered out; the circle marks the selected direction.`,
+        svg: heatmap({ id, title: `${method === "cosmic" ? "COSMIC " : ""}${label}`, rows, cols, rowLabel: "EOI position", colLabel: "layer", value: (r, c) => at.get(`${r}:${c}`)?.[field] as number ?? NaN, filtered: (r, c) => !keep.has(`${r}:${c}`), selected: sel ? [sel.position, sel.layer] : null, better }),
       });
     }
   };
@@ -78,7 +80,7 @@ export function writeReport(runDir: string): ReportResult {
     plots.push({
       name: "rates",
       caption: `Attack success on harmful test prompts under ablation and answers on harmless ones under the same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal (substring judge) of harmless prompts under addition, against the unmodified model.`,
-      svg: barChart({ id: "rates", title: "steering with the selected direction (%)", groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"], series: series.map((x) => ({ ...x, values: x.values.map((v) => (v === null ? null : 100 * v)) })), yLabel: "% of prompts" }),
+      svg: barChart({ id: "rates", title: "steering with the selected direction (%)", groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"], series, yLabel: "% of prompts" }),
     });
     const alphas = Object.keys(rates).filter((k) => k.startsWith("harmful_actadd_alpha")).map((k) => Number(k.slice("harmful_actadd_alpha".length))).sort((a, b) => a - b);
     if (alphas.length) {
@@ -138,6 +140,7 @@ body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0
 h1{font-size:1.5em}figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em;max-width:760px}
 table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:1em}
+svg.plot{max-width:100%;height:auto}
 </style></head><body>
 <h1>cosmic: refusal direction of ${esc(path.basename(summary.model))}</h1>
 <p>${summary.layers} layers, ${summary.positions} EOI positions, ${summary.mode} interventions, seed ${summary.seed}.

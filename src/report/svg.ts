@@ -59,11 +59,18 @@ function color(v: number, lo: number, hi: number): string {
   return `rgb(${r},${g},${b})`;
 }
 
-export function heatmap(o: { title: string; rows: number[]; cols: number[]; value: (r: number, c: number) => number; filtered: (r: number, c: number) => boolean; selected: [number, number] | null; id: string; rowLabel: string; colLabel: string }): string {
-  const cell = Math.max(8, Math.min(28, Math.floor(480 / o.cols.length)));
-  const L = 60, T = 34, B = 44, R = 90;
+/** The legend's height (colour bar, its labels, the filtered and selected keys). */
+const LEGEND_H = 196;
+
+export function heatmap(o: {
+  title: string; rows: number[]; cols: number[]; value: (r: number, c: number) => number; filtered: (r: number, c: number) => boolean;
+  selected: [number, number] | null; id: string; rowLabel: string; colLabel: string; better?: "higher" | "lower";
+}): string {
+  // Cells fill a page-wide figure (about 1,000 px); the legend sits inside the viewBox.
+  const L = 60, T = 34, B = 44, R = 130;
+  const cell = Math.max(10, Math.min(64, Math.floor((1000 - L - R) / o.cols.length)));
   const W = L + cell * o.cols.length + R;
-  const H = T + cell * o.rows.length + B;
+  const H = Math.max(T + cell * o.rows.length + B, T + LEGEND_H + 8);
   const vals = o.rows.flatMap((r) => o.cols.map((c) => o.value(r, c))).filter((v) => Number.isFinite(v));
   const lo = Math.min(...vals), hi = Math.max(...vals);
   const parts: string[] = [];
@@ -87,10 +94,13 @@ export function heatmap(o: { title: string; rows: number[]; cols: number[]; valu
   parts.push(`<text x="${L + (cell * o.cols.length) / 2}" y="${H - 10}" text-anchor="middle">${esc(o.colLabel)}</text>`);
   parts.push(`<text transform="translate(14 ${T + (cell * o.rows.length) / 2}) rotate(-90)" text-anchor="middle">${esc(o.rowLabel)}</text>`);
   const lx = W - R + 16;
-  for (let k = 0; k <= 10; k++) parts.push(`<rect x="${lx}" y="${T + (10 - k) * 10}" width="14" height="10" fill="${color(lo + ((hi - lo) * k) / 10, lo, hi)}"/>`);
-  parts.push(`<text x="${lx + 18}" y="${T + 8}">${fmt(hi)}</text><text x="${lx + 18}" y="${T + 108}">${fmt(lo)}</text>`);
-  parts.push(`<path d="M${lx},${T + 124}l10,10M${lx + 10},${T + 124}l-10,10" stroke="#c44"/><text x="${lx + 14}" y="${T + 133}">filtered</text>`);
-  parts.push(`<circle cx="${lx + 5}" cy="${T + 150}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text x="${lx + 14}" y="${T + 154}">selected</text>`);
+  const exact = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : "—");
+  parts.push(`<text x="${lx}" y="${T + 4}">scale</text>`);
+  for (let k = 0; k <= 10; k++) parts.push(`<rect x="${lx}" y="${T + 12 + (10 - k) * 10}" width="14" height="10" fill="${color(lo + ((hi - lo) * k) / 10, lo, hi)}"/>`);
+  parts.push(`<text x="${lx + 18}" y="${T + 21}">max ${exact(hi)}</text><text x="${lx + 18}" y="${T + 121}">min ${exact(lo)}</text>`);
+  if (o.better) parts.push(`<text x="${lx}" y="${T + 142}">${o.better} is better</text>`);
+  parts.push(`<path d="M${lx},${T + 154}l10,10M${lx + 10},${T + 154}l-10,10" stroke="#c44"/><text x="${lx + 14}" y="${T + 163}">filtered</text>`);
+  parts.push(`<circle cx="${lx + 5}" cy="${T + 182}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text x="${lx + 14}" y="${T + 186}">selected</text>`);
   parts.push("</svg>");
   return parts.join("");
 }
