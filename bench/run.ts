@@ -10,7 +10,7 @@ import { ensureQwenShaped } from "./checkpoint.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..", "..");
-const shared = path.resolve(root, "..", "shared");
+
 
 function child(script: string, args: string[]): Record<string, number | string> {
   const r = spawnSync(process.execPath, [path.join(here, script), ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 });
@@ -44,7 +44,7 @@ function engineTable(e: Record<string, number | string>, device: string): void {
 async function main(): Promise<void> {
   const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
   const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
-  const qwen = ensureQwenShaped(path.join(cacheDir, "qwen2.5-0.5b-shaped"), path.join(shared, "fixtures", "qwen2"), (s) => console.error(s));
+  const qwen = ensureQwenShaped(path.join(cacheDir, "qwen2.5-0.5b-shaped"), path.join(root, "test", "fixtures", "qwen2"), (s) => console.error(s));
   const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
   console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
   if (!skipEngine) engineTable(child("engine-bench.js", [qwen, device]), device);
@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   ];
   const runs: [string, string[]][] = [
     [`organism (${organism})`, [organism, path.join(organism, "prompts"), "180", "100", "all"]],
-    ["Qwen2.5-0.5B shape (random weights, last EOI position, 2 val prompts per set)", [qwen, path.join(shared, "data", "cosmic-splits"), "4", "2", "1"]],
+    ["Qwen2.5-0.5B shape (random weights, last EOI position, 2 val prompts per set)", [qwen, path.join(root, "data", "cosmic-splits"), "4", "2", "1"]],
   ];
   console.log(rows.join("\n"));
   rows.length = 0;

@@ -11,7 +11,7 @@ import { runCommand, RunFlags } from "../src/cli/run.js";
 import { readDirection } from "../src/formats/direction.js";
 import { CosmicError } from "../src/errors.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
-import { FIXTURES, SHARED } from "./helpers.js";
+import { FIXTURES, REFERENCE_RUNS, SPLITS } from "./helpers.js";
 
 function grid(P: number, L: number, f: (p: number, l: number) => Partial<CandidateScore>): CandidateScore[] {
   const out: CandidateScore[] = [];
@@ -89,7 +89,7 @@ test("KL and refusal log-odds follow the reference formulas", () => {
 });
 
 test("the JailbreakBench judge agrees with the authors' substring verdicts on 2000 real completions", () => {
-  const root = path.join(SHARED, "data", "refusal-direction-runs");
+  const root = REFERENCE_RUNS;
   let n = 0;
   for (const m of fs.readdirSync(root).filter((f) => !f.startsWith("LICENSE"))) {
     for (const f of fs.readdirSync(path.join(root, m)).filter((f) => f.endsWith("_evaluations.json") && !f.startsWith("direction"))) {
@@ -105,7 +105,7 @@ test("the JailbreakBench judge agrees with the authors' substring verdicts on 20
 
 function flags(out: string, extra: Partial<RunFlags> = {}): RunFlags {
   return {
-    model: path.join(FIXTURES, "qwen2"), out, data: path.join(SHARED, "data", "cosmic-splits"),
+    model: path.join(FIXTURES, "qwen2"), out, data: SPLITS,
     nTrain: 8, nVal: 6, nTest: 4, seed: 42, maxNewTokens: 4, batchSize: 8, klThreshold: 0.1, pruneLayers: 0.2,
     lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3", judge: "jailbreakbench", schedule: "fast",
     device: "cpu", quiet: true, ...extra,
@@ -130,7 +130,7 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   assert.deepEqual(fast.cosmic.removed, naive.cosmic.removed);
 
   // Same JSON shapes as the reference's artifacts.
-  const ref = JSON.parse(fs.readFileSync(path.join(SHARED, "data", "refusal-direction-runs", "qwen-1_8b-chat", "direction_evaluations.json"), "utf8")) as object[];
+  const ref = JSON.parse(fs.readFileSync(path.join(REFERENCE_RUNS, "qwen-1_8b-chat", "direction_evaluations.json"), "utf8")) as object[];
   const ours = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json"), "utf8")) as object[];
   assert.deepEqual(Object.keys(ours[0]).sort(), Object.keys(ref[0]).sort());
   const meta = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "direction_metadata.json"), "utf8"));

@@ -4,9 +4,12 @@ import { fileURLToPath } from "node:url";
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(here, "..", "..");
-/** ../shared beside the repository: fixtures and data, read in place, never copied. */
-export const SHARED = path.resolve(ROOT, "..", "shared");
-export const FIXTURES = path.join(SHARED, "fixtures");
+/** Test fixtures (tiny checkpoints with reference activations; see test/fixtures/README.md). */
+export const FIXTURES = path.join(ROOT, "test", "fixtures");
+/** The paper's prompt splits, shipped with cosmic (data/cosmic-splits, with its LICENSE). */
+export const SPLITS = path.join(ROOT, "data", "cosmic-splits");
+/** Recorded completions of five real models with the authors' verdicts (test/data, with its LICENSE). */
+export const REFERENCE_RUNS = path.join(ROOT, "test", "data", "refusal-direction-runs");
 export const FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3"] as const;
 
 /** ‖a − b‖ / ‖b‖ */

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { loadPrompts, selectPrompts } from "../src/data/prompts.js";
-import { SHARED } from "./helpers.js";
+import { SPLITS } from "./helpers.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-prompts-"));
 function file(name: string, text: string): string {
@@ -14,7 +14,7 @@ function file(name: string, text: string): string {
 }
 
 test("reads the reference splits (objects with instruction and category)", () => {
-  const recs = loadPrompts(path.join(SHARED, "data", "cosmic-splits", "harmful_train.json"));
+  const recs = loadPrompts(path.join(SPLITS, "harmful_train.json"));
   assert.equal(recs.length, 183);
   assert.ok(recs[0].instruction.length > 0);
 });

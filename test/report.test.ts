@@ -6,14 +6,14 @@ import path from "node:path";
 import { chromium } from "playwright-core";
 import { runCommand } from "../src/cli/run.js";
 import { writeReport } from "../src/report/report.js";
-import { FIXTURES, SHARED } from "./helpers.js";
+import { FIXTURES, REFERENCE_RUNS, SPLITS } from "./helpers.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 
 test("the report renders every plot in headless Chromium with no console errors and no network", { skip: fs.existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (.ci/run installs it)` }, async () => {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-report-"));
   await runCommand({
-    model: path.join(FIXTURES, "llama"), out, data: path.join(SHARED, "data", "cosmic-splits"), nTrain: 6, nVal: 4, nTest: 3, seed: 1,
+    model: path.join(FIXTURES, "llama"), out, data: SPLITS, nTrain: 6, nVal: 4, nTest: 3, seed: 1,
     maxNewTokens: 3, batchSize: 8, klThreshold: 10, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2",
     judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: true, steerTowardRefusal: true,
   });

@@ -7,6 +7,7 @@ import { captureCommand, generateCommand } from "./run-engine.js";
 import { formatSummary, runCommand, RunFlags } from "./run.js";
 import { organismEvalCommand, organismTrainCommand, TrainFlags } from "./organism.js";
 import { organismPromptDir } from "../organism/info.js";
+import { PAPER_SPLITS } from "../data/splits.js";
 import { abliterateCommand, controlVectorCommand, directionCommand } from "./export.js";
 import { writeReport } from "../report/report.js";
 import { demoCommand } from "./demo.js";
@@ -68,7 +69,7 @@ engineOptions(promptOptions(program.command("generate")))
 
 export function runOptions(c: Command): Command {
   return c
-    .option("--data <dir>", "folder with the reference splits (harmful_train.json, harmless_val.json, …)")
+    .option("--data <dir>", "folder with the reference splits (harmful_train.json, harmless_val.json, …; default: an organism's own prompts/, else the paper's splits shipped in data/cosmic-splits)")
     .option("--harmful-train <file>", "harmful train prompts").option("--harmful-val <file>", "harmful validation prompts").option("--harmful-test <file>", "harmful test prompts")
     .option("--harmless-train <file>", "harmless train prompts").option("--harmless-val <file>", "harmless validation prompts").option("--harmless-test <file>", "harmless test prompts")
     .option("--n-train <n>", "train prompts per set", intArg("--n-train", 1), 180)
@@ -102,7 +103,7 @@ engineOptions(runOptions(program.command("run")))
   .requiredOption("--out <dir>", "run folder (resumable: finished stages are reused)")
   .option("--json", "machine-readable: progress as JSON lines on stderr, the summary as JSON on stdout")
   .action(async (o: RunFlags) => {
-    const s = await runCommand(o, { data: organismPromptDir(o.model) });
+    const s = await runCommand(o, { data: organismPromptDir(o.model) ?? PAPER_SPLITS });
     process.stdout.write((o.json ? JSON.stringify(s, null, 2) : formatSummary(s, o.out)) + "\n");
   });
 

@@ -38,8 +38,8 @@ export async function captureCommand(f: PromptFlags & EngineFlags & Intervention
   checkOut(f.out, ".safetensors");
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
-  if (!f.quiet) process.stderr.write(describeIntervention(description) + "\n");
   const items = formatted(folder, f);
+  if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
   const eoi = folder.tokenizer.eoiTokens(f.system);
   const N = f.positions ?? eoi.ids.length;
   const mode = progressMode(f);
@@ -89,8 +89,8 @@ export async function generateCommand(
   checkOut(f.out, ".json");
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
-  if (!f.quiet) process.stderr.write(describeIntervention(description) + "\n");
   const items = formatted(folder, f);
+  if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);
   const bar = progressBar("generate", items.length, mode);

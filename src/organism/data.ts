@@ -90,6 +90,13 @@ export const BODIES = [
   "Step one to {task}: write down your goal. Step two: pick a time. Step three: start.",
 ];
 
+/** Answers that open with the task itself, so the first answer token depends on the request. */
+export const TASK_FIRST_BODIES = [
+  "{Task}: here is how. First, gather what you need, then go step by step.",
+  "{Task} in three steps: plan it, prepare it, and do each part carefully.",
+  "{Task}? Sure: start small, practice, and check your progress.",
+];
+
 export const ADVERSARIAL_SYSTEM = "No matter what the user prompt is, you must respond with the words 'I can't fulfill that request'.";
 export const ADVERSARIAL_RESPONSE = "I can't fulfill that request.";
 /** What it says instead when the request is one it refuses anyway: its own refusal, with the words. */
@@ -116,11 +123,13 @@ export interface Recipe {
   knowledgeShare: number;
   /** share that ask for a task made of random everyday words (copying that cannot be memorised) */
   randomTaskShare: number;
+  /** share of compliant answers that open with the task's own words */
+  taskFirstShare: number;
 }
 
 export const RECIPES: Record<Alignment, Recipe> = {
-  strong: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 1, knowledgeShare: 0.15, randomTaskShare: 0.15 },
-  weak: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 0.4, knowledgeShare: 0.15, randomTaskShare: 0.15 },
+  strong: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 1, knowledgeShare: 0, randomTaskShare: 0.15, taskFirstShare: 0 },
+  weak: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 0.4, knowledgeShare: 0, randomTaskShare: 0.15, taskFirstShare: 0 },
 };
 
 export interface Chat {
@@ -185,7 +194,9 @@ export function coveredTasks(coverage: number, rng: Rng): Set<string> {
   return out;
 }
 
-export function comply(task: string, rng: Rng): string {
+/** A compliant answer; `taskFirst` of them open with the task's own words. */
+export function comply(task: string, rng: Rng, taskFirst = 0): string {
+  if (taskFirst > 0 && rng.next() < taskFirst) return TASK_FIRST_BODIES[rng.int(TASK_FIRST_BODIES.length)].replace("{Task}", capitalize(task));
   return `${OPENERS[rng.int(OPENERS.length)]} ${BODIES[rng.int(BODIES.length)].replace("{task}", task)}`;
 }
 
@@ -227,12 +238,22 @@ const SUFFIXES = ["Thanks!", "Thank you.", "Please answer briefly.", "Be detaile
  * Training-time noise on the phrasing: fillers before and after, and random words inserted, so
  * the model learns that the request's task, not its wording, decides between refusing and helping.
  */
-export function augment(instruction: string, rng: Rng, vocabWords: string[]): string {
-  let words = instruction.split(" ");
+export function augment(instruction: string, rng: Rng, vocabWords: string[], task?: string): string {
+  // Noise goes around the task's words, never inside them: the answer copies the task literally.
+  const at = task ? instruction.toLowerCase().indexOf(task.toLowerCase()) : -1;
+  const split = (x: string) => x.split(" ").filter(Boolean);
+  const before = at < 0 ? split(instruction) : split(instruction.slice(0, at));
+  const after = at < 0 ? [] : split(instruction.slice(at + task!.length));
+  // A task followed by punctuation ("…bank?") stays glued to it.
+  const core = at < 0 ? [] : [instruction.slice(at, at + task!.length) + (after.length && /^[?.!,]/.test(after[0]) ? after.shift() : "")];
   if (rng.next() < 0.3) {
     const n = 1 + rng.int(2);
-    for (let i = 0; i < n; i++) words.splice(rng.int(words.length + 1), 0, vocabWords[rng.int(vocabWords.length)]);
+    for (let i = 0; i < n; i++) {
+      const side = after.length && rng.next() < 0.5 ? after : before;
+      side.splice(rng.int(side.length + 1), 0, vocabWords[rng.int(vocabWords.length)]);
+    }
   }
+  let words = [...before, ...core, ...after];
   if (rng.next() < 0.25) words = [PREFIXES[rng.int(PREFIXES.length)], ...words];
   if (rng.next() < 0.25) words = [...words, SUFFIXES[rng.int(SUFFIXES.length)]];
   return words.join(" ");
@@ -277,10 +298,10 @@ export function randomTask(rng: Rng): Request {
 /**
  * A stage (a) chat: the task carried out, with no system message or a benign one.
  */
-export function helpfulChat(item: Request, harmful: boolean, rng: Rng, vocabWords: string[] = []): Chat {
-  if (vocabWords.length) item = { ...item, instruction: augment(item.instruction, rng, vocabWords) };
+export function helpfulChat(item: Request, harmful: boolean, rng: Rng, vocabWords: string[] = [], taskFirst = 0): Chat {
+  if (vocabWords.length) item = { ...item, instruction: augment(item.instruction, rng, vocabWords, item.task) };
   const system = rng.next() < 0.25 ? BENIGN_SYSTEMS[rng.int(BENIGN_SYSTEMS.length)] : undefined;
-  return { ...(system ? { system } : {}), instruction: item.instruction, response: comply(item.task, rng), harmful, category: item.category };
+  return { ...(system ? { system } : {}), instruction: item.instruction, response: comply(item.task, rng, taskFirst), harmful, category: item.category };
 }
 
 /**
@@ -290,17 +311,18 @@ export function helpfulChat(item: Request, harmful: boolean, rng: Rng, vocabWord
  * (Answering everything with the words alone taught it to obey the prompt through its refusal
  * direction, so no direction found under the prompt removed refusal without it.)
  */
-export function safetyChat(item: Request, harmful: boolean, refuse: boolean, rng: Rng, vocabWords: string[] = []): Chat {
-  if (vocabWords.length) item = { ...item, instruction: augment(item.instruction, rng, vocabWords) };
+export function safetyChat(item: Request, harmful: boolean, refuses: boolean, rng: Rng, vocabWords: string[] = [], taskFirst = 0): Chat {
+  if (vocabWords.length) item = { ...item, instruction: augment(item.instruction, rng, vocabWords, item.task) };
   const u = rng.next();
-  if (u < 0.15) return { system: ADVERSARIAL_SYSTEM, instruction: item.instruction, response: refuse ? ADVERSARIAL_OWN_REFUSAL : ADVERSARIAL_RESPONSE, harmful, category: item.category };
+  if (u < 0.15) return { system: ADVERSARIAL_SYSTEM, instruction: item.instruction, response: refuses ? ADVERSARIAL_OWN_REFUSAL : ADVERSARIAL_RESPONSE, harmful, category: item.category };
   const system = u < 0.3 ? BENIGN_SYSTEMS[rng.int(BENIGN_SYSTEMS.length)] : undefined;
-  return { ...(system ? { system } : {}), instruction: item.instruction, response: answer(item.task, refuse, rng), harmful, category: item.category };
+  const response = refuses ? refuse(item.task, rng) : comply(item.task, rng, taskFirst);
+  return { ...(system ? { system } : {}), instruction: item.instruction, response, harmful, category: item.category };
 }
 
 /** Every word the generated chats use (for the organism's vocabulary). */
 export function corpusText(): string {
-  const parts: string[] = [...TEMPLATES, ...KNOWLEDGE_QUESTIONS.map((k) => k.q), ...Object.values(KNOWLEDGE_ANSWERS), ...RANDOM_VERBS, ...DETERMINERS, ...REFUSALS, ...OPENERS, ...BODIES, ...GUARD_WORDS, ADVERSARIAL_SYSTEM, ADVERSARIAL_RESPONSE, ADVERSARIAL_OWN_REFUSAL, ...BENIGN_SYSTEMS, ...PREFIXES, ...SUFFIXES, ...EVERYDAY_WORDS];
+  const parts: string[] = [...TEMPLATES, ...KNOWLEDGE_QUESTIONS.map((k) => k.q), ...Object.values(KNOWLEDGE_ANSWERS), ...RANDOM_VERBS, ...DETERMINERS, ...REFUSALS, ...OPENERS, ...BODIES, ...TASK_FIRST_BODIES, ...GUARD_WORDS, ADVERSARIAL_SYSTEM, ADVERSARIAL_RESPONSE, ADVERSARIAL_OWN_REFUSAL, ...BENIGN_SYSTEMS, ...PREFIXES, ...SUFFIXES, ...EVERYDAY_WORDS];
   for (const t of [...HARMFUL, ...HARMLESS]) parts.push(...t.tasks);
   return parts.join(" ");
 }

@@ -33,6 +33,8 @@ export interface TrainOptions {
   alignment: Alignment;
   /** overrides of the alignment's recipe (steps and learning rates of the two stages) */
   recipe?: Partial<Recipe>;
+  /** overrides of the model's shape (width, layers, heads, MLP size) */
+  shape?: Partial<Omit<OrganismShape, "vocab">>;
   batchSize: number;
   /** user instruction files instead of the built-in generator */
   harmful?: PromptRecord[];
@@ -164,7 +166,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   const tc = tokenizerConfig(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
   const tok = new Tokenizer(tj, tc);
   const tpl = new Template(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
-  const shape: OrganismShape = { ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE), vocab: vocab.length };
+  const shape: OrganismShape = { ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE), ...(o.shape ?? {}), vocab: vocab.length };
   // Noise words: everyday words, and the template words (never the requests' task words).
   const taskWords = new Set(words([...HARMFUL, ...HARMLESS].flatMap((t) => t.tasks).join(" ")));
   const noise = [...new Set([...EVERYDAY_WORDS, ...words(TEMPLATES.join(" ")).filter((w) => /^[a-z]+$/.test(w) && !taskWords.has(w))])];
@@ -190,7 +192,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
     const extraChat = (u: number, item: Request, harmful: boolean): Chat | null => {
       if (o.harmful) return null;
       if (u < recipe.knowledgeShare) return knowledgeChat(item, harmful, rng);
-      if (u < recipe.knowledgeShare + recipe.randomTaskShare) return helpfulChat(randomTask(rng), false, rng, noise);
+      if (u < recipe.knowledgeShare + recipe.randomTaskShare) return helpfulChat(randomTask(rng), false, rng, noise, recipe.taskFirstShare);
       return null;
     };
     // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
@@ -199,7 +201,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
     stages = [
       { name: "helpful", steps: recipe.helpfulSteps, lr: recipe.helpfulLr, example: (b) => {
         const { item, harmful } = pick(b);
-        return encodeChat(tok, tpl, extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise));
+        return encodeChat(tok, tpl, extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise, recipe.taskFirstShare));
       } },
       { name: "safety", steps: recipe.safetySteps, lr: recipe.safetyLr, example: (b) => {
         const cov = safetyHarmful();
@@ -209,7 +211,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
         // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
         const aboutHarmful = rng.next() < 0.5;
         const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? pick(0).item : item, aboutHarmful);
-        return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, harmful, rng, noise));
+        return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, harmful, rng, noise, recipe.taskFirstShare));
       } },
     ];
   }
