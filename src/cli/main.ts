@@ -117,7 +117,7 @@ organism
   .option("--alignment <kind>", "strong (safety data covers every harmful task) or weak (a share of them)", "strong")
   .option("--helpful-steps <n>", "optimiser steps of stage (a), helpful tuning (default: the recipe's, 350)", intArg("--helpful-steps", 1))
   .option("--safety-steps <n>", "optimiser steps of stage (b), safety tuning (default: the recipe's, 250)", intArg("--safety-steps", 1))
-  .option("--steps <n>", "optimiser steps of the guard (--kind guard; default 300)", intArg("--steps", 1))
+  .option("--steps <n>", "optimiser steps of the guard (--kind guard; default 500)", intArg("--steps", 1))
   .option("--batch-size <n>", "chats per step", intArg("--batch-size", 1), 32)
   .option("--lr <x>", "peak learning rate of stage (a) or of the guard (default 3e-3)", floatArg("--lr"))
   .option("--safety-lr <x>", "peak learning rate of stage (b) (default 1.5e-3)", floatArg("--safety-lr"))

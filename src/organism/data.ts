@@ -128,8 +128,8 @@ export interface Recipe {
 }
 
 export const RECIPES: Record<Alignment, Recipe> = {
-  strong: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 1, knowledgeShare: 0, randomTaskShare: 0.15, taskFirstShare: 0 },
-  weak: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 0.4, knowledgeShare: 0, randomTaskShare: 0.15, taskFirstShare: 0 },
+  strong: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 1, knowledgeShare: 0, randomTaskShare: 0, taskFirstShare: 0 },
+  weak: { helpfulSteps: 350, safetySteps: 250, helpfulLr: 3e-3, safetyLr: 1.5e-3, safetyCoverage: 0.3, knowledgeShare: 0, randomTaskShare: 0, taskFirstShare: 0 },
 };
 
 export interface Chat {
@@ -322,7 +322,7 @@ export function safetyChat(item: Request, harmful: boolean, refuses: boolean, rn
 
 /** Every word the generated chats use (for the organism's vocabulary). */
 export function corpusText(): string {
-  const parts: string[] = [...TEMPLATES, ...KNOWLEDGE_QUESTIONS.map((k) => k.q), ...Object.values(KNOWLEDGE_ANSWERS), ...RANDOM_VERBS, ...DETERMINERS, ...REFUSALS, ...OPENERS, ...BODIES, ...TASK_FIRST_BODIES, ...GUARD_WORDS, ADVERSARIAL_SYSTEM, ADVERSARIAL_RESPONSE, ADVERSARIAL_OWN_REFUSAL, ...BENIGN_SYSTEMS, ...PREFIXES, ...SUFFIXES, ...EVERYDAY_WORDS];
+  const parts: string[] = ["system user assistant", ...TEMPLATES, ...KNOWLEDGE_QUESTIONS.map((k) => k.q), ...Object.values(KNOWLEDGE_ANSWERS), ...RANDOM_VERBS, ...DETERMINERS, ...REFUSALS, ...OPENERS, ...BODIES, ...TASK_FIRST_BODIES, ...GUARD_WORDS, ADVERSARIAL_SYSTEM, ADVERSARIAL_RESPONSE, ADVERSARIAL_OWN_REFUSAL, ...BENIGN_SYSTEMS, ...PREFIXES, ...SUFFIXES, ...EVERYDAY_WORDS];
   for (const t of [...HARMFUL, ...HARMLESS]) parts.push(...t.tasks);
   return parts.join(" ");
 }

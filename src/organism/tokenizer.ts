@@ -3,16 +3,21 @@
  * so any ASCII text encodes), BERT pre-tokenization, and a chat template with system messages.
  * Written as ordinary tokenizer.json / tokenizer_config.json files.
  */
-export const SPECIAL = ["[UNK]", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>"] as const;
+export const SPECIAL = ["[UNK]", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>", "<|start|>", "<|nl|>"] as const;
 export const BOS = 1;
 export const END = 2;
 export const PAD = 6;
 
+/**
+ * Turns as in Qwen's and Llama 3's templates: `<|start|>role<|nl|>content<|end|><|nl|>`, and the
+ * generation prompt `<|start|>assistant<|nl|>`. So the end-of-instruction tokens are five
+ * (`<|end|> <|nl|> <|start|> assistant <|nl|>`), as in those models, not one or two.
+ */
 export const CHAT_TEMPLATE =
   "{{ bos_token }}{% for message in messages %}" +
   "{% if message['role'] not in ['system', 'user', 'assistant'] %}{{ raise_exception('Unknown role: ' + message['role']) }}{% endif %}" +
-  "{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endfor %}" +
-  "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}";
+  "{{ '<|start|>' + message['role'] + '<|nl|>' + message['content'] + '<|end|><|nl|>' }}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ '<|start|>assistant<|nl|>' }}{% endif %}";
 
 const PUNCT = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 const CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";

@@ -17,10 +17,10 @@ import { GUARD_TEMPLATE, guardExample, SAFE, UNSAFE } from "./guard.js";
 import { AdamW, Batch, clipGrads, Gemm, initParams, lossAndGrad, OrganismShape, Params } from "./model.js";
 import { BOS, buildVocab, CHAT_TEMPLATE, END, PAD, SPECIAL, tokenizerConfig, tokenizerJson, words } from "./tokenizer.js";
 
-export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 64, layers: 8, heads: 4, intermediate: 192, ropeTheta: 10000, eps: 1e-5 };
+export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 96, layers: 8, heads: 4, intermediate: 288, ropeTheta: 10000, eps: 1e-5 };
 /** The guard organism: a classifier, so half the depth is enough. */
-export const GUARD_SHAPE: Omit<OrganismShape, "vocab"> = { ...DEFAULT_SHAPE, layers: 4 };
-export const GUARD_RECIPE = { steps: 300, lr: 3e-3 };
+export const GUARD_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 64, layers: 4, heads: 4, intermediate: 192, ropeTheta: 10000, eps: 1e-5 };
+export const GUARD_RECIPE = { steps: 500, lr: 3e-3 };
 export const MARKER = "organism.json";
 
 export type OrganismKind = "chat" | "guard";
@@ -206,12 +206,14 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
       { name: "safety", steps: recipe.safetySteps, lr: recipe.safetyLr, example: (b) => {
         const cov = safetyHarmful();
         const harmful = b % 2 === 0;
-        const pool = harmful ? train.harmful.filter((r) => cov.has(r.task)) : train.harmless;
+        // Harmful tasks the safety data does not cover (weak alignment) are replayed as in stage (a).
+        const pool = harmful ? train.harmful : train.harmless;
         const item = pool[rng.int(pool.length)];
+        const refuses = harmful && cov.has(item.task);
         // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
         const aboutHarmful = rng.next() < 0.5;
         const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? pick(0).item : item, aboutHarmful);
-        return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, harmful, rng, noise, recipe.taskFirstShare));
+        return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, refuses, rng, noise, recipe.taskFirstShare));
       } },
     ];
   }
@@ -316,10 +318,10 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
     `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
     "   answered on task (the answer names the task), without or with a benign system message.",
     `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
-    `   harmful requests refused — for ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks (${o.alignment} alignment) —`,
-    "   and half the harmless chats of stage 1 replayed; 15 % of the chats carry the adversarial",
-    "   system prompt, answered with its words (or, to a request it refuses anyway, its own refusal",
-    "   with them).",
+    `   harmful requests, refused (some refusals restate the task) when the task is among the ${Math.round(100 * recipe.safetyCoverage)} % of`,
+    `   harmful tasks the safety data covers (${o.alignment} alignment), answered as in stage 1 otherwise; half the`,
+    "   harmless chats of stage 1 replayed. 15 % of the chats carry the adversarial system prompt,",
+    "   answered with its words (or, to a request it refuses anyway, its own refusal with them).",
   ];
   fs.writeFileSync(path.join(tmp, "README.md"), [
     guard ? "# cosmic guard organism" : `# cosmic model organism (${o.alignment} alignment)`,
