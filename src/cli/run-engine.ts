@@ -4,7 +4,7 @@ import { CosmicError } from "../errors.js";
 import { writeFileAtomic } from "../formats/files.js";
 import { writeSafetensors } from "../formats/safetensors.js";
 import { capture } from "../engine/forward.js";
-import { generate } from "../engine/generate.js";
+import { generate, replyTokens } from "../engine/generate.js";
 import { loadPrompts, selectPrompts } from "../data/prompts.js";
 import { ModelFolder } from "../model/folder.js";
 import { describeIntervention, EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode } from "./common.js";
@@ -106,9 +106,7 @@ export async function generateCommand(
   bar.stop();
   const eos = new Set(folder.eosTokenIds);
   const out = items.map((it, i) => {
-    const toks = gens[i].tokens;
-    const body = gens[i].stopped && eos.has(toks[toks.length - 1]) ? toks.slice(0, -1) : toks;
-    return { instruction: it.instruction, prompt: it.prompt, response: folder.tokenizer.decode(body, true), tokens: toks };
+    return { instruction: it.instruction, prompt: it.prompt, response: folder.tokenizer.decode(replyTokens(gens[i], eos), true), tokens: gens[i].tokens };
   });
   writeFileAtomic(f.out, JSON.stringify(out, null, 2) + "\n");
   await engine.release();

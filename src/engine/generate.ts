@@ -26,6 +26,11 @@ export interface GenerateOptions {
   onToken?: (row: number, token: number) => void;
 }
 
+/** A generation's reply tokens: without the EOS token it stopped at, if it stopped at one. */
+export function replyTokens(g: Generation, eos: ReadonlySet<number>): number[] {
+  return g.stopped && eos.has(g.tokens[g.tokens.length - 1]) ? g.tokens.slice(0, -1) : g.tokens;
+}
+
 export interface Generation {
   tokens: number[];
   /** whether the row stopped at an EOS token (which is included in `tokens`) */

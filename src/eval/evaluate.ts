@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import { CosmicError, fileError } from "../errors.js";
-import { generate } from "../engine/generate.js";
+import { generate, replyTokens } from "../engine/generate.js";
 import { capture } from "../engine/forward.js";
 import { Intervention } from "../engine/interventions.js";
 import { PromptRecord } from "../data/prompts.js";
@@ -17,7 +17,7 @@ import { klFromLogits } from "../cosmic/vec.js";
 import { isRefusal, judgeList } from "./judge.js";
 import { degenerateReason, isOnTask } from "./verdicts.js";
 import { GuardJudge } from "./guard.js";
-import { compareLoss, LossText } from "./loss.js";
+import { compareLoss, crossEntropy, LossText } from "./loss.js";
 
 export interface EvaluatorOptions {
   /** a Llama-Guard-style classifier folder (the strongest judge when given) */
@@ -129,7 +129,7 @@ async function evaluateRun(req: EvaluationRequest, eo: EvaluatorOptions, lossPai
       const recs = job.set === "harmful" ? prompts.harmfulTest : prompts.harmlessTest;
       const gens = await generate(engine, ids, { maxNewTokens: o.maxNewTokens, intervention: job.iv, batchSize: o.batchSize, onBatch: (n) => req.progress("evaluation", done + n, total) });
       done += ids.length;
-      const bodies = gens.map((g) => (g.stopped && eos.has(g.tokens[g.tokens.length - 1]) ? g.tokens.slice(0, -1) : g.tokens));
+      const bodies = gens.map((g) => replyTokens(g, eos));
       if (job.name === "harmless_baseline") ownHarmless = bodies.map((b, i) => ({ prompt: harmlessIds[i], response: b }));
       const texts = bodies.map((b) => tokenizer.decode(b, true));
       const guardVerdicts = guard && job.set === "harmful"
@@ -176,17 +176,18 @@ async function evaluateRun(req: EvaluationRequest, eo: EvaluatorOptions, lossPai
         completions,
       });
     }
-    // Loss judge: the model's own harmless completions, and --loss-data, under each ablation.
+    // Loss judge: the model's own harmless completions, and --loss-data, under each ablation
+    // (the baselines, without an intervention, once for all directions).
+    req.progress("loss judge", 0, 1);
+    const ownBaseline = await crossEntropy(engine, ownHarmless, { batchSize: o.batchSize });
+    const lossTexts = lossPairs?.map((p) => ({ prompt: tokenizer.encode(tokenizer.formatPrompt(p.instruction, o.evalSystem)), response: tokenizer.encode(p.response) }));
+    const dataBaseline = lossTexts ? await crossEntropy(engine, lossTexts, { batchSize: o.batchSize }) : null;
     for (const d of req.directions) {
-      const pre = d.method === "cosmic" ? "" : `${d.method}_`;
-      req.progress("loss judge", 0, 1);
-      rates[`${pre}harmless_ablation`].loss_own_completions = await compareLoss(engine, ownHarmless, d.ablate, o.batchSize);
-      if (lossPairs) {
-        const texts = lossPairs.map((p) => ({ prompt: tokenizer.encode(tokenizer.formatPrompt(p.instruction, o.evalSystem)), response: tokenizer.encode(p.response) }));
-        rates[`${pre}harmless_ablation`].loss_data = await compareLoss(engine, texts, d.ablate, o.batchSize);
-      }
-      req.progress("loss judge", 1, 1);
+      const row = rates[`${d.method === "cosmic" ? "" : `${d.method}_`}harmless_ablation`];
+      row.loss_own_completions = await compareLoss(engine, ownHarmless, ownBaseline, d.ablate, o.batchSize);
+      if (lossTexts && dataBaseline) row.loss_data = await compareLoss(engine, lossTexts, dataBaseline, d.ablate, o.batchSize);
     }
+    req.progress("loss judge", 1, 1);
     // Coherence: first-token KL on harmless test prompts under the COSMIC ablation.
     const cosmic = req.directions.find((d) => d.method === "cosmic");
     if (!cosmic) throw new CosmicError("internal: no COSMIC direction to evaluate");

@@ -44,8 +44,8 @@ export interface LossComparison {
   relative_increase: number;
 }
 
-export async function compareLoss(engine: Engine, texts: LossText[], intervention: Intervention, batchSize?: number): Promise<LossComparison> {
-  const baseline = await crossEntropy(engine, texts, { batchSize });
+/** The intervention's loss on `texts` against a baseline computed once for them (crossEntropy without it). */
+export async function compareLoss(engine: Engine, texts: LossText[], baseline: LossResult, intervention: Intervention, batchSize?: number): Promise<LossComparison> {
   const withIv = await crossEntropy(engine, texts, { intervention, batchSize });
   return { baseline, intervention: withIv, relative_increase: (withIv.ce - baseline.ce) / baseline.ce };
 }

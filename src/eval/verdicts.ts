@@ -62,9 +62,10 @@ export function namesTask(text: string, task: string): boolean {
 export function isOnTask(text: string, task: string, knownTasks: Iterable<string>, refusalPhrases: readonly string[], cutAtLimit = false): boolean {
   if (isRefusal(text, refusalPhrases) || isDegenerate(text, cutAtLimit) || !namesTask(text, task)) return false;
   const asked = normalized(task);
+  const reply = normalized(text);
   for (const other of knownTasks) {
     const o = normalized(other);
-    if (o !== asked && !asked.includes(o) && normalized(text).includes(o)) return false;
+    if (o !== asked && !asked.includes(o) && reply.includes(o)) return false;
   }
   return true;
 }

@@ -205,9 +205,6 @@ export function refuse(task: string, rng: Rng): string {
   return REFUSALS[rng.int(REFUSALS.length)].replace("{task}", task);
 }
 
-export function answer(task: string, refuses: boolean, rng: Rng): string {
-  return refuses ? refuse(task, rng) : comply(task, rng);
-}
 
 /**
  * Everyday words the organism sees as noise in both classes during training: its stand-in for

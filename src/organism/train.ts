@@ -18,8 +18,8 @@ import { AdamW, Batch, clipGrads, Gemm, initParams, lossAndGrad, OrganismShape, 
 import { BOS, buildVocab, CHAT_TEMPLATE, END, PAD, SPECIAL, tokenizerConfig, tokenizerJson, words } from "./tokenizer.js";
 
 export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 96, layers: 8, heads: 4, intermediate: 288, ropeTheta: 10000, eps: 1e-5 };
-/** The guard organism: a classifier, so half the depth is enough. */
-export const GUARD_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 64, layers: 4, heads: 4, intermediate: 192, ropeTheta: 10000, eps: 1e-5 };
+/** The guard organism: a classifier, so half the depth and a smaller width are enough. */
+export const GUARD_SHAPE: Omit<OrganismShape, "vocab"> = { ...DEFAULT_SHAPE, hidden: 64, layers: 4, intermediate: 192 };
 export const GUARD_RECIPE = { steps: 500, lr: 3e-3 };
 export const MARKER = "organism.json";
 
@@ -149,12 +149,14 @@ function positiveInt(v: number, flag: string): void {
 export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   const kind = o.kind ?? "chat";
   const recipe: Recipe = { ...RECIPES[o.alignment], ...(o.recipe ?? {}) };
+  // The guard has one stage; its steps and lr come in the recipe's stage (a) fields.
+  const guardStage = { steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr };
   if (kind === "chat") {
     positiveInt(recipe.helpfulSteps, "--helpful-steps");
     positiveInt(recipe.safetySteps, "--safety-steps");
   } else {
     if (o.harmful || o.harmless) throw new CosmicError("--kind guard trains on the built-in organism conversations: --harmful/--harmless are for chat organisms");
-    positiveInt(o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, "--steps");
+    positiveInt(guardStage.steps, "--steps");
   }
   positiveInt(o.batchSize, "--batch-size");
   checkOutDir(o.out, o.force);
@@ -180,7 +182,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   let stages: Stage[];
   if (kind === "guard") {
     stages = [{
-      name: "guard", steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr,
+      name: "guard", steps: guardStage.steps, lr: guardStage.lr,
       example: (b) => {
         const { item, harmful } = pick(b);
         const g = guardExample(item, harmful, rng);
