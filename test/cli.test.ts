@@ -117,7 +117,7 @@ test("engine bad input: wrong width, layer out of range, empty prompts, long pro
   fs.writeFileSync(long, JSON.stringify(["x".repeat(2100)]));
   assertUserError(cosmic("capture", "--model", fx, "--prompts", long, "--out", path.join(tmp, "never.safetensors")), /longer than the model's context of 2048/);
   assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "tpu"), /--device must be one of cpu, webgpu, cuda/);
-  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "cuda"), /device "cuda" is not available .*available: cpu/);
+  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "cuda"), /--device cuda is not available .*available: cpu/);
   assert.ok(!fs.existsSync(out));
   assert.ok(!fs.existsSync(path.join(tmp, "never.safetensors")));
   assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.endsWith(".tmp")), []);

@@ -64,10 +64,10 @@ test("abliterate keeps the original dtype, shards, untied lm_head, and records t
   // Existing output without --force; output inside the source; a direction from another model.
   const again = cosmic("export", "abliterate", "--model", dir, "--direction", path.join(dir, "expected", "direction.safetensors"), "--out", out);
   assert.equal(again.status, 2);
-  assert.match(again.stderr, /exists: pass --force/);
+  assert.match(again.stderr, /already holds an exported model: pass --force/);
   const inside = cosmic("export", "abliterate", "--model", dir, "--direction", path.join(dir, "expected", "direction.safetensors"), "--out", path.join(dir, "x"));
   assert.equal(inside.status, 2);
-  assert.match(inside.stderr, /must not be inside the source model folder/);
+  assert.match(inside.stderr, /is inside the source model folder/);
   const other = path.join(tmp, "other.safetensors");
   writeDirection(other, Float32Array.from({ length: 64 }, (_, i) => i + 1), null, { model_type: "gemma", num_layers: "4", layer: "1" });
   const mism = cosmic("export", "abliterate", "--model", dir, "--direction", other, "--out", path.join(tmp, "never"));

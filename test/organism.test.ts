@@ -77,7 +77,7 @@ test("bad training input: one class, --steps 0, an output folder that is not an 
   const other = path.join(tmp, "not-organism");
   fs.mkdirSync(other);
   fs.writeFileSync(path.join(other, "notes.txt"), "mine");
-  await assert.rejects(trainOrganism({ ...base, out: other }), /exists and is not an organism folder/);
+  await assert.rejects(trainOrganism({ ...base, out: other }), /exists and is not an organism written by cosmic/);
   assert.equal(fs.readFileSync(path.join(other, "notes.txt"), "utf8"), "mine");
 });
 

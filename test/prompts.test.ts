@@ -33,7 +33,7 @@ test("bad prompt files get one-line errors with the file and line", () => {
   assert.throws(() => loadPrompts(file("nocol.csv", "text\nhello\n")), /nocol\.csv: no "instruction", "prompt" or "goal" column/);
   assert.throws(() => loadPrompts(file("emptycell.csv", "prompt\nhello\n\"\"\n")), /emptycell\.csv: line 3: empty "prompt"/);
   assert.throws(() => loadPrompts(file("obj.json", '[{"text": "x"}]')), /obj\.json: item 0: object has no string "instruction"/);
-  assert.throws(() => loadPrompts(path.join(tmp, "missing.json")), /missing\.json: cannot read \(ENOENT\)/);
+  assert.throws(() => loadPrompts(path.join(tmp, "missing.json")), /missing\.json: cannot read \(no such file or folder \(ENOENT\)\)/);
 });
 
 test("--limit samples reproducibly from the seed", () => {

@@ -1,5 +1,7 @@
 /** Shared flag parsing and loading for the CLI commands. */
+import fs from "node:fs";
 import { CosmicError, fileError } from "../errors.js";
+import { describeErrno, Input } from "../formats/outputs.js";
 import { DirectionFile, readDirection } from "../formats/direction.js";
 import { DEVICES, Device, Engine } from "../engine/engine.js";
 import { ablation, activationAddition, affineEdit, Intervention } from "../engine/interventions.js";
@@ -53,6 +55,7 @@ export type InterventionKind = (typeof INTERVENTIONS)[number];
 
 export interface InterventionFlags {
   direction?: string;
+  allowOtherModel?: boolean;
   intervention?: string;
   layer?: number;
   coeff?: number;
@@ -91,8 +94,8 @@ export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder)
     if (f.intervention) throw new CosmicError("--intervention needs --direction FILE.safetensors");
     return { description: { intervention: "none" } };
   }
-  const dir: DirectionFile = readDirection(f.direction);
-  checkDirectionFits(dir, folder);
+  const dir: DirectionFile = readDirection(f.direction, folder.spec.hiddenSize);
+  checkDirectionFits(dir, folder, f.allowOtherModel);
   const kind = (f.intervention ?? defaultIntervention(dir)) as InterventionKind;
   if (!INTERVENTIONS.includes(kind)) throw new CosmicError(`--intervention must be one of ${INTERVENTIONS.join(", ")}, got "${f.intervention}"`);
   const layer = f.layer ?? dir.layer;
@@ -123,4 +126,27 @@ export function describeIntervention(d: Record<string, unknown>): string {
   const where = d.intervention === "ablate" ? "at every layer" : `at the input of block ${d.layer}`;
   const coeff = d.intervention === "actadd" || d.intervention === "ace-actadd" ? `, α = ${d.coeff}` : "";
   return `applying ${d.intervention} ${where}${coeff}${d.chosen_by ? ` (chosen by ${d.chosen_by}; --intervention overrides)` : ""}`;
+}
+
+/** --system TEXT or --system-file FILE (a long system message need not go through argv). */
+export function systemMessage(f: { system?: string; systemFile?: string }, flag = "--system"): string | undefined {
+  if (f.systemFile === undefined) return f.system;
+  if (f.system !== undefined) throw new CosmicError(`choose one of ${flag} and ${flag}-file`);
+  let text: string;
+  try {
+    text = fs.readFileSync(f.systemFile, "utf8");
+  } catch (e) {
+    throw fileError(f.systemFile, `cannot read (${describeErrno(e)})`);
+  }
+  return text.replace(/\r?\n$/, "");
+}
+
+/** The inputs an engine command reads (its outputs must keep clear of them). */
+export function commandInputs(f: { model?: string; prompts?: string; direction?: string; systemFile?: string }): Input[] {
+  const out: Input[] = [];
+  if (f.model) out.push({ path: f.model, what: "the model folder" });
+  if (f.prompts) out.push({ path: f.prompts, what: "the prompts file" });
+  if (f.direction) out.push({ path: f.direction, what: "the direction file" });
+  if (f.systemFile) out.push({ path: f.systemFile, what: "the system-message file" });
+  return out;
 }

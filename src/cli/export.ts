@@ -5,8 +5,7 @@ import { ModelFolder } from "../model/folder.js";
 import { abliterate } from "../export/abliterate.js";
 import { controlVectorOptions, writeControlVector } from "../export/control-vector.js";
 import { DirectionFormat, exportDirection } from "../export/direction.js";
-import fs from "node:fs";
-import path from "node:path";
+import { prepareFileOutput } from "../formats/outputs.js";
 
 /**
  * An affine (ACE) direction edits one layer's input toward the harmless mean; weight
@@ -20,12 +19,12 @@ export function affineAbliterationError(file: string, layer: string | undefined)
     "abliteration is linear ablation at every layer: pass --as-linear to apply that, or select a direction with `cosmic run --linear`";
 }
 
-export function abliterateCommand(o: { model: string; direction: string; out: string; dtype: string; force?: boolean; asLinear?: boolean }): void {
+export function abliterateCommand(o: { model: string; direction: string; out: string; dtype: string; force?: boolean; asLinear?: boolean; allowOtherModel?: boolean }): void {
   if (o.dtype !== "original" && o.dtype !== "f32") throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
   const folder = ModelFolder.open(o.model);
-  const dir = readDirection(o.direction);
+  const dir = readDirection(o.direction, folder.spec.hiddenSize);
   if (dir.metadata.mode === "affine" && !o.asLinear) throw new CosmicError(affineAbliterationError(o.direction, dir.metadata.layer));
-  const r = abliterate(folder, dir, o.out, { dtype: o.dtype, force: !!o.force });
+  const r = abliterate(folder, dir, o.out, { dtype: o.dtype, force: !!o.force, allowOtherModel: o.allowOtherModel });
   process.stdout.write(
     `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
       (r.exact ? "" : `note: ${folder.spec.family} has norms after its output projections, so the result only approximates directional ablation\n`),
@@ -33,8 +32,7 @@ export function abliterateCommand(o: { model: string; direction: string; out: st
 }
 
 export function controlVectorCommand(o: { direction: string; coeff: number; layers?: string; out: string; force?: boolean }): void {
-  if (path.extname(o.out) !== ".gguf") throw new CosmicError(`--out must name a .gguf file, got "${o.out}"`);
-  if (fs.existsSync(o.out) && !o.force) throw new CosmicError(`${o.out}: exists: pass --force to replace it`);
+  prepareFileOutput(o.out, { ext: ".gguf", force: o.force, inputs: [{ path: o.direction, what: "the direction file" }] });
   const dir = readDirection(o.direction);
   const cv = controlVectorOptions(dir, o.coeff, o.layers);
   writeControlVector(o.out, dir, cv);
@@ -48,8 +46,8 @@ export function controlVectorCommand(o: { direction: string; coeff: number; laye
   );
 }
 
-export function directionCommand(o: { run: string; format: string; out?: string }): void {
+export function directionCommand(o: { run: string; format: string; out?: string; force?: boolean }): void {
   if (!["safetensors", "npy", "json"].includes(o.format)) throw new CosmicError(`--format must be safetensors, npy or json, got "${o.format}"`);
-  const target = exportDirection(o.run, o.format as DirectionFormat, o.out);
+  const target = exportDirection(o.run, o.format as DirectionFormat, o.out, !!o.force);
   process.stdout.write(`wrote ${target}\n`);
 }

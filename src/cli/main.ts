@@ -1,7 +1,8 @@
 /** The `cosmic` command line: thin wrappers that parse flags and call the library. */
 import { Command, CommanderError, Option } from "commander";
 import { CosmicError } from "../errors.js";
-import { deviceArg, floatArg, intArg } from "./common.js";
+import { deviceArg, floatArg, intArg, systemMessage } from "./common.js";
+import { fsErrorLine } from "../formats/outputs.js";
 import { formatInspect, inspectModel } from "./inspect.js";
 import { captureCommand, generateCommand } from "./run-engine.js";
 import { formatSummary, runCommand, RunFlags } from "./run.js";
@@ -45,12 +46,15 @@ function promptOptions(c: Command): Command {
     .requiredOption("--model <dir>", "model folder")
     .requiredOption("--prompts <file>", "instructions: JSON array, JSONL or CSV")
     .option("--system <text>", "system message for every prompt")
+    .option("--system-file <file>", "read the system message from a file (for long messages)")
     .option("--limit <n>", "use at most n prompts (seeded sample)", intArg("--limit", 1))
     .option("--seed <n>", "seed for sampling", intArg("--seed"), 42)
     .option("--direction <file>", "direction safetensors (tensor 'direction', optional 'reference', metadata 'layer')")
     .option("--intervention <kind>", "ablate | actadd | ace-ablate | ace-actadd (default: the direction file's own mode — ace-ablate for an affine direction, ablate for a linear one)")
     .option("--layer <n>", "layer for actadd / ACE (default: the direction file's)", intArg("--layer"))
-    .option("--coeff <alpha>", "coefficient α for addition (default 1)", floatArg("--coeff"));
+    .option("--coeff <alpha>", "coefficient α for addition (default 1)", floatArg("--coeff"))
+    .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
+    .option("--force", "replace an existing --out file");
 }
 
 engineOptions(promptOptions(program.command("capture")))
@@ -78,6 +82,7 @@ export function runOptions(c: Command): Command {
     .option("--seed <n>", "seed for every sampled choice", intArg("--seed"), 42)
     .option("--max-new-tokens <n>", "tokens per evaluation completion (the reference uses 512)", intArg("--max-new-tokens", 1), 64)
     .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
+    .option("--system-file <file>", "read --system's message from a file (for long messages)")
     .option("--system-scope <s>", "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)", "selection")
     .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
     .option("--affine", "ACE interventions at the chosen layer (default, as the reference)")
@@ -147,6 +152,7 @@ exp
   .option("--dtype <dtype>", "original (each tensor's own) or f32", "original")
   .option("--force", "replace an existing output folder")
   .option("--as-linear", "abliterate an affine (ACE) direction anyway, as linear ablation at every layer")
+  .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
   .action((o) => abliterateCommand(o));
 exp
   .command("control-vector")
@@ -163,6 +169,7 @@ exp
   .requiredOption("--run <dir>", "run folder of cosmic run")
   .option("--format <format>", "safetensors, npy or json", "json")
   .option("--out <file>", "output file (default: RUN_DIR/direction.<format>)")
+  .option("--force", "replace an existing --out file")
   .action((o) => directionCommand(o));
 
 program
@@ -193,12 +200,33 @@ program
   .option("--layer <n>", "layer for addition (default: the direction file's)", intArg("--layer"))
   .option("--coeff <alpha>", "α for addition", floatArg("--coeff"))
   .option("--system <text>", "system message")
+  .option("--system-file <file>", "read the system message from a file")
   .option("--max-new-tokens <n>", "tokens per reply", intArg("--max-new-tokens", 1), 128)
   .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
   .option("--seed <n>", "sampling seed", intArg("--seed"), 0)
-  .action(async (o: ChatFlags) => chatCommand(o));
+  .addOption(new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg))
+  .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
+  .option("--quiet", "no loading messages on stderr")
+  .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
+  .action(async (o: ChatFlags & { systemFile?: string }) => chatCommand({ ...o, system: systemMessage(o) }));
+
+/**
+ * Ctrl-C / kill: one line and exit 130. Outputs are only ever renamed into place whole, stage
+ * records after their files, so what is on disk stays consistent; temporary files are removed
+ * on exit (formats/files.ts) and the run folder's lock is released.
+ */
+function onInterrupt(): void {
+  const handler = (): void => {
+    const resumable = program.args[0] === "run" || program.args[0] === "demo";
+    process.stderr.write(`\ncosmic: interrupted${resumable ? "; rerun the same command to resume (finished stages are kept)" : ""}\n`);
+    process.exit(130);
+  };
+  process.once("SIGINT", handler);
+  process.once("SIGTERM", handler);
+}
 
 export async function main(argv: string[]): Promise<number> {
+  onInterrupt();
   try {
     await program.parseAsync(argv);
     return 0;
@@ -207,6 +235,12 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CosmicError) {
       process.stderr.write(`cosmic: ${e.message.split("\n")[0]}\n`);
       return e.exitCode;
+    }
+    // A filesystem refusal (a full disk, a read-only folder, …) is the user's situation, not a bug.
+    const fsLine = fsErrorLine(e);
+    if (fsLine) {
+      process.stderr.write(`cosmic: ${fsLine}\n`);
+      return 2;
     }
     throw e;
   }

@@ -53,6 +53,7 @@ export async function organismTrainCommand(f: TrainFlags): Promise<void> {
     batchSize: f.batchSize,
     harmful: f.harmful ? loadPrompts(f.harmful) : undefined,
     harmless: f.harmless ? loadPrompts(f.harmless) : undefined,
+    inputFiles: [f.harmful, f.harmless].filter((x): x is string => x !== undefined),
     force: !!f.force,
     threads: f.threads,
     log,

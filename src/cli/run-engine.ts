@@ -1,13 +1,14 @@
 /** `cosmic capture` and `cosmic generate`. */
 import path from "node:path";
-import { CosmicError } from "../errors.js";
 import { writeFileAtomic } from "../formats/files.js";
 import { writeSafetensors } from "../formats/safetensors.js";
 import { capture } from "../engine/forward.js";
 import { generate, replyTokens } from "../engine/generate.js";
 import { loadPrompts, selectPrompts } from "../data/prompts.js";
 import { ModelFolder } from "../model/folder.js";
-import { describeIntervention, EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode } from "./common.js";
+import { commandInputs, describeIntervention, EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode, systemMessage } from "./common.js";
+import { prepareFileOutput } from "../formats/outputs.js";
+import { preflight } from "../engine/engine.js";
 import { progressBar } from "./progress.js";
 
 export interface PromptFlags {
@@ -17,30 +18,34 @@ export interface PromptFlags {
   limit?: number;
   seed: number;
   batchSize: number;
+  systemFile?: string;
+  force?: boolean;
   out: string;
   quiet?: boolean;
   jsonProgress?: boolean;
 }
 
-function checkOut(out: string, ext: string): void {
-  if (path.extname(out).toLowerCase() !== ext) throw new CosmicError(`--out must name a ${ext} file, got "${out}"`);
+function warn(line: string): void {
+  process.stderr.write(`cosmic: ${line}\n`);
 }
 
-function formatted(folder: ModelFolder, f: PromptFlags) {
-  const recs = selectPrompts(loadPrompts(f.prompts), f.limit, f.seed);
+function formatted(folder: ModelFolder, f: PromptFlags, system: string | undefined) {
+  const recs = selectPrompts(loadPrompts(f.prompts), f.limit, f.seed, { flag: "--limit", file: f.prompts, say: warn });
   return recs.map((r) => {
-    const prompt = folder.tokenizer.formatPrompt(r.instruction, f.system);
+    const prompt = folder.tokenizer.formatPrompt(r.instruction, system);
     return { instruction: r.instruction, prompt, ids: folder.tokenizer.encode(prompt) };
   });
 }
 
 export async function captureCommand(f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number }): Promise<void> {
-  checkOut(f.out, ".safetensors");
+  prepareFileOutput(f.out, { ext: ".safetensors", force: f.force, inputs: commandInputs(f) });
+  const system = systemMessage(f);
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
-  const items = formatted(folder, f);
+  const items = formatted(folder, f, system);
+  await preflight(folder, f.device);
   if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
-  const eoi = folder.tokenizer.eoiTokens(f.system);
+  const eoi = folder.tokenizer.eoiTokens(system);
   const N = f.positions ?? eoi.ids.length;
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);
@@ -75,7 +80,7 @@ export async function captureCommand(f: PromptFlags & EngineFlags & Intervention
       eoi_text: eoi.text,
       seed: String(f.seed),
       ...(f.limit !== undefined ? { limit: String(f.limit) } : {}),
-      ...(f.system !== undefined ? { system: f.system } : {}),
+      ...(system !== undefined ? { system } : {}),
       intervention: JSON.stringify(description),
     },
   );
@@ -86,10 +91,12 @@ export async function captureCommand(f: PromptFlags & EngineFlags & Intervention
 export async function generateCommand(
   f: PromptFlags & EngineFlags & InterventionFlags & { maxNewTokens: number; temperature: number; topP: number },
 ): Promise<void> {
-  checkOut(f.out, ".json");
+  prepareFileOutput(f.out, { ext: ".json", force: f.force, inputs: commandInputs(f) });
+  const system = systemMessage(f);
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
-  const items = formatted(folder, f);
+  const items = formatted(folder, f, system);
+  await preflight(folder, f.device);
   if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);

@@ -9,6 +9,8 @@ import { SetRates } from "../cosmic/evaluation.js";
 import { makeEvaluator } from "../eval/evaluate.js";
 import { Schedule } from "../cosmic/scoring.js";
 import { progressBar, Progress, ProgressMode } from "./progress.js";
+import { systemMessage } from "./common.js";
+import { Input } from "../formats/outputs.js";
 
 export interface RunFlags {
   model: string;
@@ -21,6 +23,8 @@ export interface RunFlags {
   maxNewTokens: number;
   batchSize: number;
   system?: string;
+  /** the system message read from a file (long messages need not go through argv) */
+  systemFile?: string;
   systemScope?: string;
   evalSystem?: string;
   klThreshold: number;
@@ -49,13 +53,16 @@ export interface RunFlags {
 }
 
 /** Where each split comes from: an explicit flag, or DIR/<split>.json (the reference layout). */
-export function resolveSets(f: RunFlags, defaultData?: string): PromptSets {
+export function resolveSets(f: RunFlags, defaultData?: string, warn?: (line: string) => void, inputs?: Input[]): PromptSets {
   const data = f.data ?? defaultData;
+  if (data && inputs) inputs.push({ path: data, what: "the prompt data folder" });
   const pick = (flag: string | undefined, name: string, n: number, salt: number): PromptRecord[] => {
     const file = flag ?? (data ? path.join(data, `${name}.json`) : undefined);
     if (!file) throw new CosmicError(`no ${name.replace("_", " ")} prompts: pass --${name.replace("_", "-")} FILE or --data DIR (with ${name}.json)`);
     if (!fs.existsSync(file)) throw new CosmicError(`${file}: missing (${name.replace("_", " ")} prompts)`);
-    return selectPrompts(loadPrompts(file), n, f.seed + salt);
+    inputs?.push({ path: file, what: "a prompts file" });
+    const nFlag = `--n-${name.split("_")[1]}`;
+    return selectPrompts(loadPrompts(file), n, f.seed + salt, warn ? { flag: nFlag, file, say: warn } : undefined);
   };
   return {
     harmfulTrain: pick(f.harmfulTrain, "harmful_train", f.nTrain, 0),
@@ -108,18 +115,30 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
     rep.close();
     process.stderr.write((mode_ === "json" ? JSON.stringify({ message: s }) : s) + "\n");
   };
+  const warn = (line: string) => {
+    rep.close();
+    process.stderr.write((mode_ === "json" ? JSON.stringify({ warning: line }) : `cosmic: ${line}`) + "\n");
+  };
+  const system = systemMessage(f);
+  const inputs: Input[] = [
+    ...(f.systemFile ? [{ path: f.systemFile, what: "the system-message file" }] : []),
+    ...(f.judgeModel ? [{ path: f.judgeModel, what: "the judge model folder" }] : []),
+    ...(f.lossData ? [{ path: f.lossData, what: "the loss data file" }] : []),
+  ];
+  const prompts = resolveSets(f, defaults.data, warn, inputs);
   const evaluator = f.skipEval ? undefined : makeEvaluator({ judgeModel: f.judgeModel, lossData: f.lossData });
   try {
     const summary = await runPipeline({
       model: f.model,
       out: f.out,
-      prompts: resolveSets(f, defaults.data),
+      prompts,
+      inputs,
       mode,
       selection: f.selection as Method,
       seed: f.seed,
       maxNewTokens: f.maxNewTokens,
       batchSize: f.batchSize,
-      system: f.system,
+      system,
       systemScope: systemScope(f.systemScope),
       evalSystem: f.evalSystem,
       klThreshold: f.klThreshold,

@@ -7,7 +7,8 @@ import path from "node:path";
 import { CosmicError } from "../errors.js";
 import { SafetensorsFile, writeSafetensors } from "../formats/safetensors.js";
 import { writeDirection } from "../formats/direction.js";
-import { Engine, Device } from "../engine/engine.js";
+import { Engine, Device, nonFinite, preflight } from "../engine/engine.js";
+import { Input } from "../formats/outputs.js";
 import { ablation, activationAddition, affineEdit, Intervention, norm } from "../engine/interventions.js";
 import { ModelFolder } from "../model/folder.js";
 import { PromptRecord } from "../data/prompts.js";
@@ -17,7 +18,8 @@ import { candidateDirections, meanActivations, at } from "./activations.js";
 import { rankLayers, LayerRanking } from "./layers.js";
 import { CandidateRun, cleanResult, prepareScoringSet, runCandidates, Schedule, ScoringSet } from "./scoring.js";
 import { CandidateScore, key, selectCosmic, selectSubstring, Selection } from "./select.js";
-import { RunStore, hashOf, modelFingerprint } from "./run-store.js";
+import { RunStore, hashOf } from "./run-store.js";
+import { modelFingerprint, modelIdentity } from "../model/fingerprint.js";
 import { dot, normalize } from "./vec.js";
 
 export type Mode = "affine" | "linear";
@@ -80,6 +82,8 @@ export interface RunOptions {
   evaluator?: Evaluator;
   device: Device;
   threads?: number;
+  /** files and folders the run reads besides the model (prompt files, the judge model, …): the run folder must keep clear of them */
+  inputs?: Input[];
   progress: (stage: string, done: number, total: number) => void;
   log: (line: string) => void;
 }
@@ -102,6 +106,8 @@ export interface RunSummary {
   evaluation?: Evaluation;
   /** why the substring baseline selected nothing, when it did not */
   substring_note?: string;
+  /** every file of the run folder this run wrote or reused (others were removed) */
+  files?: string[];
 }
 
 interface Prepared {
@@ -136,13 +142,23 @@ export function refusalTokens(folder: ModelFolder, phrases: readonly string[]): 
 
 export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const folder = ModelFolder.open(o.model);
-  const spec = folder.spec;
-  const L = spec.numLayers;
-  const d = spec.hiddenSize;
   for (const [name, set] of Object.entries(o.prompts)) {
     if (set.length === 0 && !(o.skipEval && name.endsWith("Test"))) throw new CosmicError(`the ${name} prompt set is empty`);
   }
-  const store = new RunStore(o.out);
+  // Nothing is written before the device is known to start and the run folder is safe to use.
+  await preflight(folder, o.device);
+  const store = RunStore.open(o.out, [{ path: o.model, what: "the model folder" }, ...(o.inputs ?? [])]);
+  try {
+    return await runStages(o, folder, store);
+  } finally {
+    store.close();
+  }
+}
+
+async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): Promise<RunSummary> {
+  const spec = folder.spec;
+  const L = spec.numLayers;
+  const d = spec.hiddenSize;
   const scope = systemScopeOf(o);
   let engine: Engine | null = null;
   const prep: Prepared = {
@@ -167,7 +183,8 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   });
   const eoi = folder.tokenizer.eoiTokens(o.system);
   const P = eoi.ids.length;
-  const fingerprint = modelFingerprint(folder.dir);
+  const fingerprint = modelFingerprint(folder.dir, store.hashCacheFile);
+  const identity = modelIdentity(folder.dir);
 
   // Stage 1: candidate directions and per-layer output means (train sets).
   const dirKey = hashOf("directions", fingerprint, o.prompts.harmfulTrain, o.prompts.harmlessTrain, o.system ?? null, P, o.system ? scope : null);
@@ -187,6 +204,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
     const plus = await meanActivations(e, hp, P, o.batchSize, (n, t) => o.progress("directions (harmful)", n, t));
     const minus = await meanActivations(e, hl, P, o.batchSize, (n, t) => o.progress("directions (harmless)", n, t));
     r = candidateDirections(plus, minus);
+    if (!r.every(Number.isFinite)) throw nonFinite(folder.dir, "activations");
     muMinus = Float32Array.from(minus.residPre);
     harmfulOut = plus.layerOutputs;
     harmlessOut = minus.layerOutputs;
@@ -196,7 +214,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       harmfulOut = (await meanActivations(e, prep.encode(o.prompts.harmfulTrain), P0, o.batchSize, (n, t) => o.progress("L_low (harmful, no system)", n, t))).layerOutputs;
       harmlessOut = (await meanActivations(e, prep.encode(o.prompts.harmlessTrain), P0, o.batchSize, (n, t) => o.progress("L_low (harmless, no system)", n, t))).layerOutputs;
     }
-    writeSafetensors(store.path(meansFile), [
+    writeSafetensors(store.output(meansFile), [
       { name: "mean_diffs", dtype: "F32", shape: [P, L, d], data: r },
       { name: "harmless_means", dtype: "F32", shape: [P, L, d], data: muMinus },
       { name: "harmful_means", dtype: "F32", shape: [P, L, d], data: Float32Array.from(plus.residPre) },
@@ -260,9 +278,9 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
   const pick = (s: Selection) => ({ k: s.selected.position + P, layer: s.selected.layer });
   const writeDir = (s: Selection, method: Method, file: string) => {
     const { k, layer } = pick(s);
-    writeDirection(store.path(file), Float32Array.from(at(r, k, layer, L, d)), Float32Array.from(at(muMinus, k, layer, L, d)), {
+    writeDirection(store.output(file), Float32Array.from(at(r, k, layer, L, d)), Float32Array.from(at(muMinus, k, layer, L, d)), {
       layer: String(layer), position: String(s.selected.position), method, mode: o.mode, model: path.resolve(folder.dir),
-      model_type: spec.family, hidden_size: String(d), num_layers: String(L), seed: String(o.seed),
+      model_type: spec.family, hidden_size: String(d), num_layers: String(L), seed: String(o.seed), model_identity: identity,
     });
   };
   writeDir(chosen, o.selection, "direction.safetensors");
@@ -316,6 +334,7 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
       store.finish("evaluation", evalKey);
     }
   }
+  summary.files = store.finishRun(["summary.json"]);
   store.writeJson("summary.json", summary);
   if (engine) await (engine as Engine).release();
   return summary;

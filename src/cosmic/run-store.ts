@@ -1,24 +1,55 @@
 /**
  * A run folder's stage records: each stage's outputs are written atomically, then the stage is
- * recorded with the key (a hash of everything it depends on) it was computed for. A rerun with
- * the same key reuses the outputs; a different key recomputes them.
+ * recorded with the key (a hash of everything it depends on) it was computed for and the files
+ * it wrote. A rerun with the same key reuses those files; a different key recomputes them. At
+ * the end of a run every file this run did not produce or reuse is removed, so a run folder
+ * never mixes results of other options.
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../formats/files.js";
+import { Input, lockFolder, prepareRunFolder, RUN_MARKER } from "../formats/outputs.js";
+
+const RECORDS = ".cosmic-stages.json";
+const HASHES = ".cosmic-hashes.json";
+/** Files of the folder itself, never results: kept by the clean-up and not listed. */
+const INTERNAL = new Set([RUN_MARKER, RECORDS, HASHES, ".cosmic-lock"]);
+
+interface StageRecord { key: string; files: string[] }
 
 export class RunStore {
   readonly dir: string;
   private readonly recordFile: string;
-  private records: Record<string, string>;
+  private records: Record<string, StageRecord>;
+  /** files written or reused by this run (relative, "/"-separated) */
+  private readonly produced = new Set<string>();
+  /** files written since the last finished stage */
+  private pending = new Set<string>();
+  private release: () => void = () => {};
 
-  constructor(dir: string) {
+  /**
+   * The run folder `dir`, created (with its marker) and locked against another process. It
+   * must be new, empty or a cosmic run folder, and clear of every input.
+   */
+  static open(dir: string, inputs: Input[]): RunStore {
+    prepareRunFolder(dir, inputs);
+    const release = lockFolder(dir);
+    const s = new RunStore(dir);
+    s.release = release;
+    return s;
+  }
+
+  private constructor(dir: string) {
     this.dir = dir;
-    fs.mkdirSync(dir, { recursive: true });
-    this.recordFile = path.join(dir, ".cosmic-stages.json");
+    this.recordFile = path.join(dir, RECORDS);
+    this.records = {};
     try {
-      this.records = JSON.parse(fs.readFileSync(this.recordFile, "utf8")) as Record<string, string>;
+      const raw = JSON.parse(fs.readFileSync(this.recordFile, "utf8")) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(raw)) {
+        const r = v as Partial<StageRecord>;
+        if (r && typeof r.key === "string" && Array.isArray(r.files)) this.records[k] = { key: r.key, files: r.files.filter((f): f is string => typeof f === "string") };
+      }
     } catch {
       this.records = {};
     }
@@ -28,22 +59,66 @@ export class RunStore {
     return path.join(this.dir, ...parts);
   }
 
-  /** Whether `stage` finished with this key and its files are all present. */
+  /** The path to write `rel` to, counted as an output of this run. */
+  output(rel: string): string {
+    this.produced.add(rel);
+    this.pending.add(rel);
+    const p = this.path(rel);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    return p;
+  }
+
+  /** Whether `stage` finished with this key and its files are all present (they are then reused). */
   done(stage: string, key: string, files: string[]): boolean {
-    return this.records[stage] === key && files.every((f) => fs.existsSync(this.path(f)));
+    const r = this.records[stage];
+    const all = r ? [...new Set([...r.files, ...files])] : files;
+    if (!r || r.key !== key || !all.every((f) => fs.existsSync(this.path(f)))) return false;
+    for (const f of all) this.produced.add(f);
+    return true;
   }
 
   finish(stage: string, key: string): void {
-    this.records[stage] = key;
+    this.records[stage] = { key, files: [...this.pending].sort() };
+    this.pending = new Set();
     writeFileAtomic(this.recordFile, JSON.stringify(this.records, null, 2) + "\n");
   }
 
   writeJson(rel: string, value: unknown): void {
-    writeFileAtomic(this.path(rel), JSON.stringify(value, null, 4) + "\n");
+    writeFileAtomic(this.output(rel), JSON.stringify(value, null, 4) + "\n");
   }
 
   readJson<T>(rel: string): T {
     return JSON.parse(fs.readFileSync(this.path(rel), "utf8")) as T;
+  }
+
+  /** Per-file hash cache for the model fingerprint, kept in the run folder. */
+  get hashCacheFile(): string {
+    return this.path(HASHES);
+  }
+
+  /**
+   * End of a run: remove every file that this run neither wrote nor reused (an old evaluation
+   * after --skip-eval, the other method's direction, an old report), then the empty folders.
+   * Returns the run's files, sorted, with `also` (written after this call) included.
+   */
+  finishRun(also: string[] = []): string[] {
+    for (const f of also) this.produced.add(f);
+    const walk = (rel: string): void => {
+      for (const e of fs.readdirSync(this.path(rel), { withFileTypes: true })) {
+        const r = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) {
+          walk(r);
+          if (fs.readdirSync(this.path(r)).length === 0) fs.rmdirSync(this.path(r));
+        } else if (!INTERNAL.has(r) && !this.produced.has(r)) fs.rmSync(this.path(r), { force: true });
+      }
+    };
+    walk("");
+    return [...this.produced].filter((f) => !f.split("/").some((p) => p.startsWith("."))).sort();
+  }
+
+  /** Release the folder's lock (also released when the process exits). */
+  close(): void {
+    this.release();
   }
 }
 
@@ -53,27 +128,3 @@ export function hashOf(...parts: unknown[]): string {
   return h.digest("hex").slice(0, 16);
 }
 
-/**
- * A fingerprint of a model folder: its JSON files, and each weight file's size, safetensors
- * header and first and last MiB (hashing whole multi-GB files would take longer than a run stage).
- */
-export function modelFingerprint(dir: string): string {
-  const h = crypto.createHash("sha256");
-  for (const f of fs.readdirSync(dir).sort()) {
-    const p = path.join(dir, f);
-    if (!fs.statSync(p).isFile()) continue;
-    if (f.endsWith(".json") || f.endsWith(".jinja")) h.update(f).update(fs.readFileSync(p));
-    else if (f.endsWith(".safetensors")) {
-      const size = fs.statSync(p).size;
-      const fd = fs.openSync(p, "r");
-      const n = Math.min(size, 1 << 20);
-      const head = Buffer.alloc(n);
-      const tail = Buffer.alloc(n);
-      fs.readSync(fd, head, 0, n, 0);
-      fs.readSync(fd, tail, 0, n, size - n);
-      fs.closeSync(fd);
-      h.update(f).update(String(size)).update(head).update(tail);
-    }
-  }
-  return h.digest("hex").slice(0, 16);
-}

@@ -8,7 +8,8 @@ import path from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { fileError } from "../errors.js";
 import { Rng } from "../util/random.js";
-import { describeJsonError } from "../formats/json-errors.js";
+import { describeJsonError, jsonDepthProblem } from "../formats/json-errors.js";
+import { describeErrno } from "../formats/outputs.js";
 
 export interface PromptRecord {
   instruction: string;
@@ -45,6 +46,8 @@ function fromValue(v: unknown, file: string, where: string): PromptRecord {
 }
 
 function parseJsonArray(text: string, file: string): PromptRecord[] {
+  const deep = jsonDepthProblem(text);
+  if (deep) throw fileError(file, deep);
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -60,6 +63,8 @@ function parseJsonl(text: string, file: string): PromptRecord[] {
   text.split("\n").forEach((line, i) => {
     if (!line.trim()) return;
     let v: unknown;
+    const deep = jsonDepthProblem(line);
+    if (deep) throw fileError(file, `line ${i + 1}: ${deep}`);
     try {
       v = JSON.parse(line);
     } catch {
@@ -95,7 +100,7 @@ export function loadPrompts(file: string): PromptRecord[] {
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
-    throw fileError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    throw fileError(file, `cannot read (${describeErrno(e)})`);
   }
   if (!text.trim()) throw fileError(file, "is empty: expected a list of instructions");
   const ext = path.extname(file).toLowerCase();
@@ -108,8 +113,12 @@ export function loadPrompts(file: string): PromptRecord[] {
   return recs;
 }
 
-/** Seeded sample of at most `limit` records (all of them, in file order, when no limit). */
-export function selectPrompts(recs: PromptRecord[], limit: number | undefined, seed: number): PromptRecord[] {
+/**
+ * Seeded sample of at most `limit` records (all of them, in file order, when no limit). A limit
+ * larger than the file gets one warning line through `warn`, with the numbers used.
+ */
+export function selectPrompts(recs: PromptRecord[], limit: number | undefined, seed: number, warn?: { flag: string; file: string; say: (line: string) => void }): PromptRecord[] {
+  if (limit !== undefined && limit > recs.length && warn) warn.say(`warning: ${warn.flag} ${limit} but ${warn.file} has ${recs.length} prompts: using all ${recs.length}`);
   if (limit === undefined || limit >= recs.length) return recs;
   return new Rng(seed).sample(recs, limit);
 }

@@ -6,11 +6,13 @@
 import v8 from "node:v8";
 import vm from "node:vm";
 import * as ort from "onnxruntime-node";
-import { CosmicError } from "../errors.js";
+import os from "node:os";
+import { CosmicError, fileError } from "../errors.js";
 import { ModelSpec } from "../formats/config.js";
 import { ModelFolder } from "../model/folder.js";
 import { Embedding } from "./embedding.js";
 import { buildBlockGraph, buildHeadGraph } from "./graphs.js";
+import { GraphBuilder } from "./onnx/builder.js";
 import { Intervention, noIntervention } from "./interventions.js";
 import { attentionMask, inverseFrequencies, ropeTables } from "./rope.js";
 
@@ -78,6 +80,61 @@ function availableDevices(): string[] {
   return ort.listSupportedBackends().filter((b) => b.bundled || b.name === "cpu").map((b) => b.name);
 }
 
+export function nonFinite(dir: string, what: string): CosmicError {
+  return fileError(dir, `the model computed non-finite ${what} (NaN or Inf in float32): its weights are corrupt or overflow`);
+}
+
+/** Refuse a device this onnxruntime build does not have. */
+export function checkDevice(device: Device): void {
+  if (!DEVICES.includes(device)) throw new CosmicError(`unknown device "${device}" (choose from: ${DEVICES.join(", ")})`);
+  const avail = availableDevices();
+  if (!avail.includes(device)) {
+    throw new CosmicError(`--device ${device} is not available in this onnxruntime-node build (available: ${avail.join(", ")})`);
+  }
+}
+
+/**
+ * Check, before any output is written, that the engine can hold `folder`: every tensor as one
+ * float32 buffer (≤ 4 GiB, Node's limit) and the whole model within this machine's memory.
+ */
+export function checkEngineFits(folder: ModelFolder): void {
+  const limit = 2 ** 32 - 1;
+  let total = 0;
+  for (const f of folder.checkpoint.files) {
+    for (const t of f.tensors.values()) {
+      const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
+      if (bytes > limit) throw fileError(f.path, `tensor "${t.name}" needs ${(bytes / 2 ** 30).toFixed(1)} GiB as float32; this version holds each tensor in one buffer of at most 4 GiB`);
+      total += bytes;
+    }
+  }
+  const mem = os.totalmem();
+  if (total > mem) throw fileError(folder.dir, `needs ${(total / 2 ** 30).toFixed(1)} GiB as float32, but this machine has ${(mem / 2 ** 30).toFixed(1)} GiB of memory`);
+}
+
+/** Everything an engine command checks before it writes: the device starts and the model fits. */
+export async function preflight(folder: ModelFolder, device: Device): Promise<void> {
+  checkEngineFits(folder);
+  await probeDevice(device);
+}
+
+/**
+ * Check that `device` really starts (a bundled GPU provider can still lack a GPU), with a
+ * one-node session: commands call this before they write anything.
+ */
+export async function probeDevice(device: Device): Promise<void> {
+  checkDevice(device);
+  if (device === "cpu") return;
+  const g = new GraphBuilder("probe");
+  const x = g.input("x", [1]);
+  g.output(g.op("Identity", [x]), "y", [1]);
+  try {
+    const s = await ort.InferenceSession.create(g.encode(), { executionProviders: [device] });
+    await s.release();
+  } catch (e) {
+    throw new CosmicError(`--device ${device} failed to start: ${(e as Error).message.split("\n")[0]}`);
+  }
+}
+
 function sessionOptions(device: Device, threads?: number): ort.InferenceSession.SessionOptions {
   const o: ort.InferenceSession.SessionOptions = {
     executionProviders: [device],
@@ -127,14 +184,17 @@ export class Engine {
 
   static async load(folder: ModelFolder, opts: EngineOptions = {}): Promise<Engine> {
     const device = opts.device ?? "cpu";
-    if (!DEVICES.includes(device)) throw new CosmicError(`unknown device "${device}" (choose from: ${DEVICES.join(", ")})`);
-    const avail = availableDevices();
-    if (!avail.includes(device)) {
-      throw new CosmicError(`device "${device}" is not available in this onnxruntime-node build (available: ${avail.join(", ")})`);
-    }
+    checkDevice(device);
     const t0 = performance.now();
     const ck = folder.checkpoint;
-    const w = (name: string) => ck.readF32(name);
+    const w = (name: string) => {
+      const v = ck.readF32(name);
+      // A NaN or Inf weight would only show as NaN logits much later.
+      for (let i = 0; i < v.length; i++) {
+        if (!Number.isFinite(v[i])) throw fileError(ck.fileOf(name).path, `tensor "${name}" holds a non-finite value (${v[i]} at index ${i})`);
+      }
+      return v;
+    };
     const so = sessionOptions(device, opts.threads);
     const total = folder.spec.numLayers + 1;
     const create = async (bytes: Uint8Array): Promise<ort.InferenceSession> => {
@@ -334,7 +394,10 @@ export class Engine {
   async runHead(last: Float32Array, B: number): Promise<{ finalHidden: Float32Array; logits: Float32Array }> {
     const out = await this.head.run({ hidden: new ort.Tensor("float32", last, [B, this.spec.hiddenSize]) });
     this.flops += 2 * B * this.spec.hiddenSize * this.spec.vocabSize;
-    return { finalHidden: out.final_hidden.data as Float32Array, logits: out.logits.data as Float32Array };
+    const logits = out.logits.data as Float32Array;
+    // Finite weights can still overflow float32 (a corrupted checkpoint): say so, not NaN scores.
+    for (let i = 0; i < logits.length; i++) if (!Number.isFinite(logits[i])) throw nonFinite(this.folder.dir, "logits");
+    return { finalHidden: out.final_hidden.data as Float32Array, logits };
   }
 
   /** Per-row interventions from one shared value or a list. */

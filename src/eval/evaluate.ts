@@ -12,7 +12,7 @@ import { capture } from "../engine/forward.js";
 import { Intervention } from "../engine/interventions.js";
 import { PromptRecord } from "../data/prompts.js";
 import { EvaluationRequest, Evaluation, Evaluator, SetRates, StrongestJudge } from "../cosmic/evaluation.js";
-import { modelFingerprint } from "../cosmic/run-store.js";
+import { modelFingerprint } from "../model/fingerprint.js";
 import { klFromLogits } from "../cosmic/vec.js";
 import { isRefusal, judgeList } from "./judge.js";
 import { degenerateReason, isOnTask } from "./verdicts.js";

@@ -8,16 +8,20 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { CosmicError, fileError } from "../errors.js";
+import { fileError } from "../errors.js";
+import { EXPORT_MARKER, prepareFolderOutput, removeOwnedFolder } from "../formats/outputs.js";
 import { DType, decodeToF32 } from "../formats/dtype.js";
 import { DirectionFile } from "../formats/direction.js";
-import { readJsonFile } from "../formats/files.js";
+import { readJsonFile, trackTemporary, untrackTemporary } from "../formats/files.js";
 import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
 import { ModelFolder } from "../model/folder.js";
+import { modelIdentity } from "../model/fingerprint.js";
 
 export interface AbliterateOptions {
   dtype: "original" | "f32";
   force: boolean;
+  /** accept a direction whose metadata names another checkpoint or architecture */
+  allowOtherModel?: boolean;
 }
 
 export interface AbliterateResult {
@@ -27,21 +31,22 @@ export interface AbliterateResult {
   out: string;
 }
 
-/** A direction must come from this model: width, and family/layers when the file says. */
-export function checkDirectionFits(dir: DirectionFile, folder: ModelFolder): void {
+/**
+ * A direction must come from this model: its width always; its architecture (model_type,
+ * num_layers) and its model identity (the checkpoint it was found on) when the file records
+ * them, unless `allowOtherModel`.
+ */
+export function checkDirectionFits(dir: DirectionFile, folder: ModelFolder, allowOtherModel = false): void {
   const s = folder.spec;
   if (dir.direction.length !== s.hiddenSize) throw fileError(dir.path, `direction has width ${dir.direction.length}, but ${folder.dir} has hidden size ${s.hiddenSize}: it comes from another model`);
+  if (allowOtherModel) return;
   const m = dir.metadata;
-  if (m.model_type && m.model_type !== s.family) throw fileError(dir.path, `direction was found on a ${m.model_type} model, but ${folder.dir} is ${s.family}`);
-  if (m.num_layers && Number(m.num_layers) !== s.numLayers) throw fileError(dir.path, `direction was found on a ${m.num_layers}-layer model, but ${folder.dir} has ${s.numLayers} layers`);
-}
-
-/** Refuse an output that would overwrite the source or an existing folder without --force. */
-export function checkOutputDir(out: string, source: string, force: boolean): void {
-  const o = path.resolve(out);
-  const s = path.resolve(source);
-  if (o === s || o.startsWith(s + path.sep)) throw new CosmicError(`${out}: the output must not be inside the source model folder ${source}`);
-  if (fs.existsSync(o) && fs.readdirSync(o).length > 0 && !force) throw fileError(out, "exists: pass --force to replace it");
+  const other = "pass --allow-other-model to use it anyway";
+  if (m.model_type && m.model_type !== s.family) throw fileError(dir.path, `direction was found on a ${m.model_type} model, but ${folder.dir} is ${s.family}: ${other}`);
+  if (m.num_layers && Number(m.num_layers) !== s.numLayers) throw fileError(dir.path, `direction was found on a ${m.num_layers}-layer model, but ${folder.dir} has ${s.numLayers} layers: ${other}`);
+  if (m.model_identity && m.model_identity !== modelIdentity(folder.dir)) {
+    throw fileError(dir.path, `direction was found on another checkpoint (${m.model ?? "unknown"}), not on ${folder.dir}: ${other}`);
+  }
 }
 
 function projectRows(w: Float32Array, rows: number, cols: number, u: Float64Array): void {
@@ -61,8 +66,8 @@ function projectColumns(w: Float32Array, rows: number, cols: number, u: Float64A
 }
 
 export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string, o: AbliterateOptions): AbliterateResult {
-  checkDirectionFits(dir, folder);
-  checkOutputDir(out, folder.dir, o.force);
+  checkDirectionFits(dir, folder, o.allowOtherModel);
+  prepareFolderOutput(out, { force: o.force, markers: [EXPORT_MARKER], what: "an exported model", inputs: [{ path: folder.dir, what: "the source model folder" }, { path: dir.path, what: "the direction file" }] });
   const s = folder.spec;
   const d = s.hiddenSize;
   let n = 0;
@@ -79,6 +84,7 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
   const tmp = `${path.resolve(out)}.${process.pid}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
+  trackTemporary(tmp);
   try {
     const weightMap: Record<string, string> = {};
     let totalSize = 0;
@@ -132,8 +138,10 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
         fs.writeFileSync(path.join(tmp, f), JSON.stringify({ ...idx, metadata: { ...((idx.metadata as object) ?? {}), total_size: totalSize }, weight_map: weightMap }, null, 2) + "\n");
       } else fs.copyFileSync(p, path.join(tmp, f));
     }
-    fs.rmSync(out, { recursive: true, force: true });
+    fs.writeFileSync(path.join(tmp, EXPORT_MARKER), JSON.stringify({ made_by: "cosmic export abliterate", direction: path.resolve(dir.path), source: path.resolve(folder.dir) }) + "\n");
+    removeOwnedFolder(out, [EXPORT_MARKER]);
     fs.renameSync(tmp, out);
+    untrackTemporary(tmp);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;

@@ -4,6 +4,7 @@ import path from "node:path";
 import { CosmicError, fileError } from "../errors.js";
 import { readDirection } from "../formats/direction.js";
 import { writeFileAtomic } from "../formats/files.js";
+import { prepareFileOutput } from "../formats/outputs.js";
 
 export type DirectionFormat = "safetensors" | "npy" | "json";
 
@@ -20,14 +21,19 @@ export function encodeNpy(v: Float32Array): Buffer {
   return Buffer.concat([pre, Buffer.from(header, "latin1"), Buffer.from(v.buffer, v.byteOffset, v.byteLength)]);
 }
 
-export function exportDirection(runDir: string, format: DirectionFormat, out?: string): string {
+export function exportDirection(runDir: string, format: DirectionFormat, out?: string, force = false): string {
   const src = path.join(runDir, "direction.safetensors");
   if (!fs.existsSync(src)) throw fileError(runDir, "has no direction.safetensors: is it a finished cosmic run folder?");
   const dir = readDirection(src);
   const target = out ?? path.join(runDir, `direction.${format}`);
+  // The run's own direction.safetensors is already the safetensors export.
+  if (format === "safetensors" && out === undefined) return src;
+  // A re-export of the run's own default file is a rewrite of cosmic's output, not a user file.
+  const own = out === undefined;
+  prepareFileOutput(target, { ext: `.${format}`, force: force || own, inputs: [{ path: src, what: "the run's direction file" }] });
   switch (format) {
     case "safetensors":
-      if (path.resolve(target) !== path.resolve(src)) fs.copyFileSync(src, target);
+      writeFileAtomic(target, fs.readFileSync(src));
       break;
     case "npy":
       writeFileAtomic(target, encodeNpy(dir.direction));

@@ -67,9 +67,35 @@ function num(cfg: Json, file: string, key: string, fallback?: number): number {
   return v;
 }
 
+/**
+ * Upper bounds on config.json sizes (documented in the README): generous for every released
+ * model (the largest have 126 layers, width 16384, 262144-token vocabularies), small enough that
+ * a wrong or hostile config is refused before anything is allocated.
+ */
+export const CONFIG_BOUNDS: Record<string, number> = {
+  num_hidden_layers: 1024,
+  hidden_size: 65536,
+  intermediate_size: 524288,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 1024,
+  vocab_size: 4194304,
+  max_position_embeddings: 1 << 26,
+  sliding_window: 1 << 26,
+};
+
 function posInt(cfg: Json, file: string, key: string, fallback?: number): number {
   const v = num(cfg, file, key, fallback);
   if (!Number.isInteger(v) || v <= 0) throw fileError(file, `"${key}" must be a positive integer, got ${v}`);
+  const max = CONFIG_BOUNDS[key];
+  if (max !== undefined && v > max) throw fileError(file, `"${key}" is ${v}, above cosmic's bound of ${max}`);
+  return v;
+}
+
+/** A number that must be > 0 (and finite). */
+function positive(cfg: Json, file: string, key: string, fallback?: number): number {
+  const v = num(cfg, file, key, fallback);
+  if (!(v > 0)) throw fileError(file, `"${key}" must be greater than 0, got ${v}`);
   return v;
 }
 
@@ -98,17 +124,21 @@ function activationOf(name: unknown, file: string): Activation {
 function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
   const rs = cfg.rope_scaling as Json | null | undefined;
   if (!rs) return null;
+  if (typeof rs !== "object" || Array.isArray(rs)) throw fileError(file, `"rope_scaling" must be an object, got ${JSON.stringify(rs).slice(0, 40)}`);
   const type = (rs.rope_type ?? rs.type) as string | undefined;
   if (type === undefined || type === "default") return null;
-  if (type === "linear") return { type: "linear", factor: num(rs, file, "factor") };
+  const where = `${file} rope_scaling`;
+  if (type === "linear") return { type: "linear", factor: positive(rs, where, "factor") };
   if (type === "llama3") {
-    return {
+    const r: RopeScaling = {
       type: "llama3",
-      factor: num(rs, file, "factor"),
-      lowFreqFactor: num(rs, file, "low_freq_factor"),
-      highFreqFactor: num(rs, file, "high_freq_factor"),
-      originalMaxPositionEmbeddings: num(rs, file, "original_max_position_embeddings"),
+      factor: positive(rs, where, "factor"),
+      lowFreqFactor: positive(rs, where, "low_freq_factor"),
+      highFreqFactor: positive(rs, where, "high_freq_factor"),
+      originalMaxPositionEmbeddings: posInt(rs, where, "original_max_position_embeddings"),
     };
+    if (r.highFreqFactor <= r.lowFreqFactor) throw fileError(file, `rope_scaling "high_freq_factor" (${r.highFreqFactor}) must be greater than "low_freq_factor" (${r.lowFreqFactor})`);
+    return r;
   }
   throw fileError(file, `unsupported rope_scaling type "${type}" (supported: default, linear, llama3)`);
 }
@@ -126,17 +156,20 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
   const numHeads = posInt(c, file, "num_attention_heads");
   const numKvHeads = posInt(c, file, "num_key_value_heads", numHeads);
   if (numHeads % numKvHeads !== 0) throw fileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  if (numKvHeads > numHeads) throw fileError(file, `num_key_value_heads ${numKvHeads} is more than num_attention_heads ${numHeads}`);
   const headDim = c.head_dim == null ? hiddenSize / numHeads : posInt(c, file, "head_dim");
   if (!Number.isInteger(headDim)) throw fileError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
+  if (headDim > CONFIG_BOUNDS.head_dim) throw fileError(file, `head dimension ${headDim} is above cosmic's bound of ${CONFIG_BOUNDS.head_dim}`);
   const numLayers = posInt(c, file, "num_hidden_layers");
   const isGemma = family === "gemma" || family === "gemma2";
   const attentionBias = c.attention_bias === true;
   const partial = num(c, file, "partial_rotary_factor", 1);
+  if (!(partial > 0 && partial <= 1)) throw fileError(file, `"partial_rotary_factor" must be in (0, 1], got ${partial}`);
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim % 2 !== 0 || rotaryDim <= 0) throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
 
   let sliding: (number | null)[] = new Array(numLayers).fill(null);
-  const sw = typeof c.sliding_window === "number" ? c.sliding_window : null;
+  const sw = c.sliding_window == null ? null : posInt(c, file, "sliding_window");
   if (sw !== null) {
     if (family === "gemma2") sliding = sliding.map((_, l) => (l % 2 === 0 ? sw : null));
     else if (family === "mistral" || family === "phi3") sliding = sliding.map(() => sw);
@@ -146,7 +179,9 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     }
   }
 
-  const eps = num(c, file, "rms_norm_eps", 1e-6);
+  const eps = positive(c, file, "rms_norm_eps", 1e-6);
+  if (eps >= 1) throw fileError(file, `"rms_norm_eps" must be small (0 < eps < 1), got ${eps}`);
+  const softcap = (key: string): number | null => (family === "gemma2" && c[key] != null ? positive(c, file, key) : null);
   const actName = isGemma ? (c.hidden_activation ?? c.hidden_act ?? "gelu_pytorch_tanh") : (c.hidden_act ?? "silu");
   const arch = Array.isArray(c.architectures) && typeof c.architectures[0] === "string" ? c.architectures[0] : `${family}ForCausalLM`;
   return {
@@ -161,7 +196,7 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     vocabSize: posInt(c, file, "vocab_size"),
     maxPositionEmbeddings: posInt(c, file, "max_position_embeddings", 4096),
     norm: { kind: isGemma ? "rms_one_plus" : "rms", eps },
-    rope: { theta: num(c, file, "rope_theta", 10000), scaling: ropeScalingOf(c, file), rotaryDim },
+    rope: { theta: positive(c, file, "rope_theta", 10000), scaling: ropeScalingOf(c, file), rotaryDim },
     qkvBias: family === "qwen2" || ((family === "llama" || family === "gemma" || family === "gemma2" || family === "qwen3" || family === "mistral") && attentionBias),
     oBias: (family === "llama" || family === "gemma" || family === "gemma2" || family === "qwen3" || family === "mistral") && attentionBias,
     mlpBias: family === "llama" && c.mlp_bias === true,
@@ -172,9 +207,9 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     tieWordEmbeddings: c.tie_word_embeddings === undefined ? isGemma : c.tie_word_embeddings === true,
     // HF multiplies by a float32 tensor of √hidden, so round it to float32 here too.
     embeddingScale: isGemma ? Math.fround(Math.sqrt(hiddenSize)) : 1,
-    attnScale: family === "gemma2" ? num(c, file, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
-    attnSoftcap: family === "gemma2" && typeof c.attn_logit_softcapping === "number" ? c.attn_logit_softcapping : null,
-    finalSoftcap: family === "gemma2" && typeof c.final_logit_softcapping === "number" ? c.final_logit_softcapping : null,
+    attnScale: family === "gemma2" ? positive(c, file, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
+    attnSoftcap: softcap("attn_logit_softcapping"),
+    finalSoftcap: softcap("final_logit_softcapping"),
     slidingWindow: sliding,
     activation: activationOf(actName, file),
     bosTokenId: typeof c.bos_token_id === "number" ? c.bos_token_id : null,

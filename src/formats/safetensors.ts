@@ -9,6 +9,7 @@ import path from "node:path";
 import { fileError } from "../errors.js";
 import { DType, decodeToF32, dtypeBytes, encodeFromF32, isDType, SUPPORTED_DTYPES } from "./dtype.js";
 import { readJsonFile, writeWithFdAtomic } from "./files.js";
+import { jsonDepthProblem } from "./json-errors.js";
 
 export interface TensorInfo {
   name: string;
@@ -18,6 +19,13 @@ export interface TensorInfo {
   begin: number;
   end: number;
 }
+
+/** The safetensors format's own bound on the header (as the reference implementation). */
+export const MAX_HEADER_BYTES = 100_000_000;
+/** Tensors per file cosmic accepts (released checkpoints hold at most a few thousand per shard). */
+export const MAX_TENSORS = 200_000;
+/** One tensor is read into one buffer: Node's limit. */
+const MAX_TENSOR_BYTES = 2 ** 32 - 1;
 
 export class SafetensorsFile {
   readonly path: string;
@@ -48,12 +56,18 @@ export class SafetensorsFile {
       if (headerLen > BigInt(size - 8)) {
         throw fileError(file, `safetensors header length ${headerLen} runs past the end of the file (${size} bytes)`);
       }
+      if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+        throw fileError(file, `safetensors header of ${headerLen} bytes is larger than the format's limit of ${MAX_HEADER_BYTES} bytes`);
+      }
       const n = Number(headerLen);
       const hbuf = Buffer.alloc(n);
-      fs.readSync(fd, hbuf, 0, n, 8);
+      if (fs.readSync(fd, hbuf, 0, n, 8) !== n) throw fileError(file, "truncated safetensors header");
+      const text = hbuf.toString("utf8");
+      const deep = jsonDepthProblem(text, 8);
+      if (deep) throw fileError(file, `safetensors header: ${deep}`);
       let header: unknown;
       try {
-        header = JSON.parse(hbuf.toString("utf8"));
+        header = JSON.parse(text);
       } catch (e) {
         throw fileError(file, `safetensors header is not valid JSON (${(e as Error).message})`);
       }
@@ -73,12 +87,16 @@ export class SafetensorsFile {
         }
         tensors.set(name, parseEntry(file, name, v, dataLen));
       }
-      const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin);
-      for (let i = 1; i < sorted.length; i++) {
-        if (sorted[i].begin < sorted[i - 1].end) {
-          throw fileError(file, `tensors "${sorted[i - 1].name}" and "${sorted[i].name}" have overlapping data_offsets`);
-        }
+      if (tensors.size > MAX_TENSORS) throw fileError(file, `holds ${tensors.size} tensors, more than cosmic's bound of ${MAX_TENSORS} per file`);
+      // The format's rule: the tensors cover the data section exactly, with no gaps or overlaps.
+      const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+      let at = 0;
+      for (const t of sorted) {
+        if (t.begin < at) throw fileError(file, `tensor "${t.name}" overlaps the tensor before it (data_offsets [${t.begin}, ${t.end}])`);
+        if (t.begin > at) throw fileError(file, `gap in the data section before tensor "${t.name}" (bytes ${at}..${t.begin} belong to no tensor)`);
+        at = t.end;
       }
+      if (at !== dataLen) throw fileError(file, `the tensors cover ${at} bytes of data but the data section has ${dataLen} (header length or file size is wrong)`);
       return new SafetensorsFile(file, tensors, metadata, 8 + n);
     } finally {
       fs.closeSync(fd);
@@ -104,6 +122,7 @@ export class SafetensorsFile {
   /** Raw bytes of one tensor, read from disk on demand. */
   readBytes(name: string): Uint8Array {
     const t = this.info(name);
+    if (t.end - t.begin > MAX_TENSOR_BYTES) throw fileError(this.path, `tensor "${name}" has ${t.end - t.begin} bytes, more than one buffer can hold (${MAX_TENSOR_BYTES})`);
     const buf = Buffer.alloc(t.end - t.begin);
     const fd = fs.openSync(this.path, "r");
     try {

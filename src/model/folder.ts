@@ -37,6 +37,12 @@ export class ModelFolder {
     const ck = Checkpoint.openFolder(dir);
     checkWeights(spec, ck);
     const tok = new ChatTokenizer(dir);
+    if (tok.maxTokenId >= spec.vocabSize) {
+      throw fileError(path.join(dir, "tokenizer.json"), `has token id ${tok.maxTokenId}, but config.json's vocab_size is ${spec.vocabSize}: the embedding has no row for it`);
+    }
+    for (const [what, id] of [["bos_token_id", spec.bosTokenId], ...spec.eosTokenIds.map((e) => ["eos_token_id", e] as const)] as const) {
+      if (id !== null && (!Number.isInteger(id) || id < 0 || id >= spec.vocabSize)) throw fileError(cfgPath, `${what} ${id} is outside the vocabulary (vocab_size ${spec.vocabSize})`);
+    }
     let eos: number[] = [];
     const genPath = path.join(dir, "generation_config.json");
     if (fs.existsSync(genPath)) {

@@ -7,6 +7,8 @@ import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { CosmicError, fileError } from "../errors.js";
 import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
+import { trackTemporary, untrackTemporary } from "../formats/files.js";
+import { Input, prepareFolderOutput, removeOwnedFolder } from "../formats/outputs.js";
 import { PromptRecord } from "../data/prompts.js";
 import { Rng } from "../util/random.js";
 import {
@@ -40,6 +42,8 @@ export interface TrainOptions {
   harmful?: PromptRecord[];
   harmless?: PromptRecord[];
   force: boolean;
+  /** files the organism's prompts came from (the output must keep clear of them) */
+  inputFiles?: string[];
   threads?: number;
   log: (s: string) => void;
   progress: (step: number, total: number, loss: number) => void;
@@ -89,12 +93,9 @@ function sources(o: TrainOptions, rng: Rng): { train: Source; splits: Record<str
   };
 }
 
-export function checkOutDir(out: string, force: boolean): void {
-  if (!fs.existsSync(out)) return;
-  const entries = fs.readdirSync(out);
-  if (entries.length === 0) return;
-  if (!fs.existsSync(path.join(out, MARKER))) throw fileError(out, "exists and is not an organism folder: choose another --out");
-  if (!force) throw fileError(out, "already holds an organism: pass --force to replace it");
+/** The output folder: new, empty, or an organism cosmic wrote (replaced only with --force). */
+export function checkOutDir(out: string, force: boolean, inputs: Input[] = []): void {
+  prepareFolderOutput(out, { force, inputs, markers: [MARKER], what: "an organism" });
 }
 
 interface Encoded { ids: number[]; promptLen: number }
@@ -159,7 +160,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
     positiveInt(guardStage.steps, "--steps");
   }
   positiveInt(o.batchSize, "--batch-size");
-  checkOutDir(o.out, o.force);
+  checkOutDir(o.out, o.force, (o.inputFiles ?? []).map((p) => ({ path: p, what: "a prompts file" })));
   const rng = new Rng(o.seed);
   const { train, splits } = sources(o, rng);
   const extra = [...(o.harmful ?? []), ...(o.harmless ?? [])].map((r) => r.instruction).join(" ");
@@ -256,6 +257,7 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
   const tmp = `${out}.${process.pid}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(path.join(tmp, "prompts"), { recursive: true });
+  trackTemporary(tmp);
   const d = shape.hidden;
   const I = shape.intermediate;
   const tensors: TensorToWrite[] = [{ name: "model.embed_tokens.weight", dtype: "F32", shape: [shape.vocab, d], data: p.get("embed")! }];
@@ -346,6 +348,7 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
     "`cosmic organism eval --model <this folder>`.",
     "",
   ].join("\n"));
-  fs.rmSync(out, { recursive: true, force: true });
+  removeOwnedFolder(out, [MARKER]);
   fs.renameSync(tmp, out);
+  untrackTemporary(tmp);
 }

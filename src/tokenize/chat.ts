@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { Template } from "@huggingface/jinja";
+import { Environment, Template } from "@huggingface/jinja";
 import { CosmicError, fileError } from "../errors.js";
 import { readJsonFile } from "../formats/files.js";
 
@@ -29,8 +29,36 @@ function tokenText(v: unknown): string | null {
   return null;
 }
 
+/** What one chat-template render may use (a template is code from the model folder). */
+export const TEMPLATE_BUDGET = { rangeElements: 1_000_000, milliseconds: 2000, outputChars: 4_000_000 };
+
+/**
+ * The library declares its own `range` global in every render and a render's variables cannot
+ * redeclare it, so the budgeted range is swapped in where the globals are declared.
+ */
+let budgetedRange: ((start: number, stop?: number, step?: number) => number[]) | null = null;
+const declare = Environment.prototype.set;
+Environment.prototype.set = function (this: Environment, name: string, value: unknown) {
+  return declare.call(this, name, name === "range" && budgetedRange ? budgetedRange : value);
+};
+
 /** Sentinel instruction for deriving EOI tokens: plain words that no template treats specially. */
 const SENTINEL = "COSMIC_SENTINEL_INSTRUCTION";
+
+/** The largest id in tokenizer.json's vocabulary and added tokens; every id must be a non-negative integer. */
+function maxTokenId(tj: Json, file: string): number {
+  let max = -1;
+  const see = (id: unknown, what: string) => {
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) throw fileError(file, `${what} has id ${JSON.stringify(id)}: ids must be non-negative integers`);
+    if (id > max) max = id;
+  };
+  const model = tj.model as Json;
+  const vocab = model?.vocab;
+  if (Array.isArray(vocab)) max = vocab.length - 1; // Unigram: the id is the index
+  else if (vocab && typeof vocab === "object") for (const [t, id] of Object.entries(vocab as Json)) see(id, `token ${JSON.stringify(t).slice(0, 40)}`);
+  if (Array.isArray(tj.added_tokens)) for (const a of tj.added_tokens as Json[]) see(a?.id, `added token ${JSON.stringify(a?.content ?? null).slice(0, 40)}`);
+  return max;
+}
 
 export class ChatTokenizer {
   readonly dir: string;
@@ -41,6 +69,9 @@ export class ChatTokenizer {
   readonly eosToken: string | null;
   readonly specialIds: Set<number>;
   private readonly configFile: string;
+  private readonly tokenizerFile: string;
+  /** the largest token id the tokenizer can produce (its vocabulary and added tokens) */
+  readonly maxTokenId: number;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -52,10 +83,14 @@ export class ChatTokenizer {
     const tj = readJsonFile<Json>(tjPath);
     const tc = readJsonFile<Json>(tcPath);
     if (!tj || typeof tj !== "object" || !tj.model) throw fileError(tjPath, "is not a Hugging Face tokenizer (no \"model\")");
+    this.tokenizerFile = tjPath;
+    this.maxTokenId = maxTokenId(tj, tjPath);
     try {
       this.tok = new Tokenizer(tj, tc);
+      // A broken normalizer, pre-tokenizer or post-processor only fails when it is used.
+      this.tok.encode("Hello, world.", { add_special_tokens: true });
     } catch (e) {
-      throw fileError(tjPath, `cannot be loaded (${(e as Error).message})`);
+      throw fileError(tjPath, `cannot be loaded (${String((e as Error)?.message ?? e).split("\n")[0]})`);
     }
     this.bosToken = tokenText(tc.bos_token);
     this.eosToken = tokenText(tc.eos_token);
@@ -81,31 +116,65 @@ export class ChatTokenizer {
 
   encode(text: string): number[] {
     // The BOS comes from the template text, so the post-processor must not add another.
-    return this.tok.encode(text, { add_special_tokens: false }).ids;
+    try {
+      return this.tok.encode(text, { add_special_tokens: false }).ids;
+    } catch (e) {
+      throw fileError(this.tokenizerFile, `the tokenizer failed on a prompt (${String((e as Error)?.message ?? e).split("\n")[0]})`);
+    }
   }
 
   decode(ids: number[], skipSpecial = false): string {
     // The library rejects an empty list; a reply that is only an EOS token decodes to "".
     if (ids.length === 0) return "";
-    return this.tok.decode(ids, { skip_special_tokens: skipSpecial });
+    try {
+      return this.tok.decode(ids, { skip_special_tokens: skipSpecial });
+    } catch (e) {
+      throw fileError(this.tokenizerFile, `the tokenizer failed to decode a reply (${String((e as Error)?.message ?? e).split("\n")[0]})`);
+    }
   }
 
   tokenToId(token: string): number | undefined {
     return this.tok.token_to_id(token);
   }
 
-  /** Render a conversation with the model's chat template. */
+  /**
+   * Render a conversation with the model's chat template, within a budget: `range()` counts the
+   * elements it makes and checks the clock (a template's only unbounded loops run over ranges),
+   * and the output's size is bounded.
+   */
   renderMessages(messages: ChatMessage[], addGenerationPrompt = true): string {
+    const deadline = performance.now() + TEMPLATE_BUDGET.milliseconds;
+    let made = 0;
+    const over = (what: string) => new CosmicError(`${this.configFile}: the chat template exceeded its budget (${what}): cosmic renders templates with at most ${TEMPLATE_BUDGET.rangeElements.toLocaleString("en-US")} range() elements, ${TEMPLATE_BUDGET.milliseconds} ms and ${TEMPLATE_BUDGET.outputChars.toLocaleString("en-US")} characters`);
+    const range = (start: number, stop?: number, step = 1): number[] => {
+      if (stop === undefined) [start, stop] = [0, start];
+      if (!Number.isFinite(start) || !Number.isFinite(stop) || !Number.isFinite(step)) throw new Error("range() needs finite integers");
+      if (step === 0) throw new Error("range() step must not be zero");
+      const n = Math.max(0, Math.ceil((stop - start) / step));
+      made += n;
+      if (made > TEMPLATE_BUDGET.rangeElements) throw over("range() elements");
+      if (performance.now() > deadline) throw over("time");
+      return Array.from({ length: n }, (_, i) => start + i * step);
+    };
+    let out: string;
+    budgetedRange = range;
     try {
-      return this.template.render({
+      out = this.template.render({
         messages,
         add_generation_prompt: addGenerationPrompt,
         bos_token: this.bosToken ?? "",
         eos_token: this.eosToken ?? "",
       });
     } catch (e) {
-      throw new CosmicError(`${this.configFile}: the chat template rejected the conversation: ${(e as Error).message}`);
+      if (e instanceof CosmicError) throw e;
+      const msg = e instanceof RangeError ? `${e.message} (runaway recursion or a huge string?)` : (e as Error).message;
+      throw new CosmicError(`${this.configFile}: the chat template rejected the conversation: ${String(msg).split("\n")[0]}`);
+    } finally {
+      budgetedRange = null;
     }
+    if (typeof out !== "string") throw new CosmicError(`${this.configFile}: the chat template did not render text`);
+    if (out.length > TEMPLATE_BUDGET.outputChars) throw over("output size");
+    return out;
   }
 
   /** One user instruction (with an optional system message) formatted for generation. */
