@@ -80,6 +80,20 @@ async function main(): Promise<void> {
     ]));
     console.log(rows.pop());
   }
+
+  if (!only) {
+    console.error("fingerprint bench (1 GiB checkpoint)…");
+    const f = child("fingerprint-bench.js", ["1024"]) as Record<string, number>;
+    console.log([
+      "",
+      "## Run fingerprint (full sha256 of every model file, cached per file) on a 1 GiB checkpoint",
+      "",
+      row(["first run (hash)", "rerun (cache)", "ceiling: sha256 in memory", "ceiling: read (page cache)"]),
+      row(["---", "---", "---", "---"]),
+      row([`${f.fingerprint_first_s.toFixed(2)} s (${f.fingerprint_first_gib_s.toFixed(2)} GiB/s)`, `${(f.fingerprint_cached_s * 1000).toFixed(1)} ms`,
+        `${f.ceiling_sha256_in_memory_gib_s.toFixed(2)} GiB/s`, `${f.ceiling_read_page_cache_gib_s.toFixed(2)} GiB/s`]),
+    ].join("\n"));
+  }
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });
