@@ -127,6 +127,20 @@ test("single-file outputs: an existing file needs --force; folders, devices and 
   assertOneLine(cosmic([...gen, "--out", "/proc/cosmic-test.json"]), /cosmic-test\.json: cannot write in \/proc/);
   assertOneLine(cosmic([...gen, "--out", path.join(out, "x.json")]), /is not a folder/);
   assertOneLine(cosmic(["export", "control-vector", "--direction", direction(model), "--out", "/proc/cosmic-test.gguf"]), /cannot write in \/proc/);
+  // The exports' single files follow the same rule.
+  const cv = path.join(tmp, "existing.gguf");
+  fs.writeFileSync(cv, "mine");
+  assertOneLine(cosmic(["export", "control-vector", "--direction", direction(model), "--out", cv]), /existing\.gguf: exists: pass --force/);
+  assert.equal(cosmic(["export", "control-vector", "--direction", direction(model), "--out", cv, "--force"]).code, 0);
+  const runDir = path.join(tmp, "export-run");
+  fs.mkdirSync(runDir);
+  fs.copyFileSync(direction(model), path.join(runDir, "direction.safetensors"));
+  const npy = path.join(tmp, "existing.npy");
+  fs.writeFileSync(npy, "mine");
+  assertOneLine(cosmic(["export", "direction", "--run", runDir, "--format", "npy", "--out", npy]), /existing\.npy: exists: pass --force/);
+  assert.equal(fs.readFileSync(npy, "utf8"), "mine");
+  assert.equal(cosmic(["export", "direction", "--run", runDir, "--format", "npy", "--out", npy, "--force"]).code, 0);
+  assertOneLine(cosmic(["export", "direction", "--run", runDir, "--format", "json", "--out", path.join(runDir, "direction.safetensors")]), /must name a \.json file/);
   const runFile = path.join(tmp, "run-file");
   fs.writeFileSync(runFile, "x");
   assertOneLine(cosmic(["run", "--model", model, "--data", SPLITS, "--out", runFile, "--skip-eval"]), /exists and is not a folder/);

@@ -54,60 +54,42 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const context = folder.spec.maxPositionEmbeddings;
   if (f.maxNewTokens >= context) throw new CosmicError(`--max-new-tokens ${f.maxNewTokens} leaves no room for a message in the model's context of ${context} tokens`);
   say(`${HELP}\nintervention: ${current.label}`);
-  let history: ChatMessage[] = f.system ? [{ role: "system", content: f.system }] : [];
+  const fresh = (): ChatMessage[] => (f.system ? [{ role: "system", content: f.system }] : []);
+  let history = fresh();
+  const eos = new Set(folder.eosTokenIds);
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
   const prompt = () => process.stdout.write(`[${current.label}] you> `);
-  prompt();
-  try {
-    await chatLoop();
-  } finally {
-    rl.close();
-    await engine.release();
-  }
 
-  async function chatLoop(): Promise<void> {
-  // Lines are read as they come (typed or piped); each reply is finished before the next line.
-  for await (const line of rl) {
-    const text = line.trim();
-    if (!text) { prompt(); continue; }
-    try {
-      if (text === "/quit" || text === "/exit") break;
-      if (text === "/help") { process.stdout.write(HELP + "\n"); prompt(); continue; }
-      if (text === "/off") { current = { label: "off" }; process.stdout.write("intervention off\n"); prompt(); continue; }
-      if (text === "/reset") { history = f.system ? [{ role: "system", content: f.system }] : []; process.stdout.write("conversation cleared\n"); prompt(); continue; }
-      if (text === "/ablate") { current = { iv: make("ablate", 0), label: "ablation" }; process.stdout.write("ablating the direction\n"); prompt(); continue; }
-      if (text.startsWith("/add")) {
-        const a = text.split(/\s+/)[1] === undefined ? 1 : Number(text.split(/\s+/)[1]);
-        if (!Number.isFinite(a)) { process.stdout.write("usage: /add α (a number)\n"); prompt(); continue; }
-        current = { iv: make("add", a), label: `addition α=${a}` };
-        process.stdout.write(`adding the direction, α = ${a}\n`);
-        prompt();
-        continue;
-      }
-      if (text.startsWith("/")) { process.stdout.write(`unknown command ${text}; ${HELP}\n`); prompt(); continue; }
-    } catch (e) {
-      if (e instanceof CosmicError) { process.stdout.write(e.message + "\n"); prompt(); continue; }
-      throw e;
-    }
-    history.push({ role: "user", content: text });
+  /** A /command; returns "quit" to end the chat. */
+  const command = (text: string): "quit" | void => {
+    if (text === "/quit" || text === "/exit") return "quit";
+    if (text === "/help") process.stdout.write(HELP + "\n");
+    else if (text === "/off") { current = { label: "off" }; process.stdout.write("intervention off\n"); }
+    else if (text === "/reset") { history = fresh(); process.stdout.write("conversation cleared\n"); }
+    else if (text === "/ablate") { current = { iv: make("ablate", 0), label: "ablation" }; process.stdout.write("ablating the direction\n"); }
+    else if (text.startsWith("/add")) {
+      const arg = text.split(/\s+/)[1];
+      const a = arg === undefined ? 1 : Number(arg);
+      if (!Number.isFinite(a)) process.stdout.write("usage: /add α (a number)\n");
+      else { current = { iv: make("add", a), label: `addition α=${a}` }; process.stdout.write(`adding the direction, α = ${a}\n`); }
+    } else process.stdout.write(`unknown command ${text}; ${HELP}\n`);
+  };
+
+  /** One user message: fit the conversation to the context, stream the reply. */
+  const reply = async (text: string): Promise<void> => {
     // The conversation must leave room for the reply: drop the oldest turns (the system
     // message stays), or refuse a message that alone does not fit.
-    const fitted = fitToContext(history, (h) => folder.tokenizer.encode(folder.tokenizer.renderMessages(h, true)).length, context - f.maxNewTokens);
+    const fitted = fitToContext([...history, { role: "user", content: text }], (h) => folder.tokenizer.encode(folder.tokenizer.renderMessages(h, true)).length, context - f.maxNewTokens);
     if (!fitted) {
-      history.pop();
       process.stdout.write(`that message is too long: with ${f.maxNewTokens} new tokens it does not fit the model's context of ${context} tokens (shorten it, or lower --max-new-tokens)\n`);
-      prompt();
-      continue;
+      return;
     }
     if (fitted.dropped > 0) process.stdout.write(`(context full: dropped the ${fitted.dropped} oldest message${fitted.dropped === 1 ? "" : "s"} to fit ${context} tokens)\n`);
-    history = fitted.history;
-    const ids = folder.tokenizer.encode(folder.tokenizer.renderMessages(history, true));
-    const eos = new Set(folder.eosTokenIds);
+    const ids = folder.tokenizer.encode(folder.tokenizer.renderMessages(fitted.history, true));
     const toks: number[] = [];
     let shown = "";
     process.stdout.write("model> ");
-    try {
-      await generate(engine, [ids], {
+    await generate(engine, [ids], {
       maxNewTokens: f.maxNewTokens, intervention: current.iv, temperature: f.temperature, seed: f.seed,
       onToken: (_, t) => {
         if (eos.has(t)) return;
@@ -117,18 +99,29 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
         if (s.startsWith(shown)) process.stdout.write(s.slice(shown.length));
         shown = s;
       },
-      });
-    } catch (e) {
-      if (!(e instanceof CosmicError)) throw e;
-      history.pop();
-      process.stdout.write(`\n${e.message}\n`);
-      prompt();
-      continue;
-    }
+    });
     process.stdout.write("\n");
-    history.push({ role: "assistant", content: shown });
-    prompt();
-  }
+    history = [...fitted.history, { role: "assistant", content: shown }];
+  };
+
+  prompt();
+  try {
+    // Lines are read as they come (typed or piped); each reply is finished before the next
+    // line. A mistake is one line and the chat goes on; the engine is released on any exit.
+    for await (const line of rl) {
+      const text = line.trim();
+      try {
+        if (text.startsWith("/")) { if (command(text) === "quit") break; }
+        else if (text) await reply(text);
+      } catch (e) {
+        if (!(e instanceof CosmicError)) throw e;
+        process.stdout.write(`\n${e.message}\n`);
+      }
+      prompt();
+    }
+  } finally {
+    rl.close();
+    await engine.release();
   }
 }
 
@@ -140,12 +133,11 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
 export function fitToContext(history: ChatMessage[], tokens: (h: ChatMessage[]) => number, budget: number): { history: ChatMessage[]; dropped: number } | null {
   const system = history[0]?.role === "system" ? [history[0]] : [];
   const turns = history.slice(system.length);
-  for (let drop = 0; drop < turns.length; drop++) {
-    let rest = turns.slice(drop);
-    // A conversation starts with the user's message.
-    while (rest.length > 1 && rest[0].role !== "user") { rest = rest.slice(1); drop++; }
-    const h = [...system, ...rest];
-    if (tokens(h) <= budget) return { history: h, dropped: turns.length - rest.length };
+  for (let start = 0; start < turns.length; start++) {
+    // What is left starts with a message of the user's.
+    if (start > 0 && turns[start].role !== "user") continue;
+    const h = [...system, ...turns.slice(start)];
+    if (tokens(h) <= budget) return { history: h, dropped: start };
   }
   return null;
 }

@@ -13,6 +13,8 @@ import { Intervention } from "../engine/interventions.js";
 import { PromptRecord } from "../data/prompts.js";
 import { EvaluationRequest, Evaluation, Evaluator, SetRates, StrongestJudge } from "../cosmic/evaluation.js";
 import { modelFingerprint } from "../model/fingerprint.js";
+import { jsonDepthProblem } from "../formats/json-errors.js";
+import { describeErrno } from "../formats/outputs.js";
 import { klFromLogits } from "../cosmic/vec.js";
 import { isRefusal, judgeList } from "./judge.js";
 import { degenerateReason, isOnTask } from "./verdicts.js";
@@ -56,9 +58,11 @@ export function loadLossData(file: string): { instruction: string; response: str
   try {
     text = fs.readFileSync(file, "utf8");
   } catch (e) {
-    throw fileError(file, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+    throw fileError(file, `cannot read (${describeErrno(e)})`);
   }
   let items: unknown[];
+  const deep = jsonDepthProblem(text);
+  if (deep) throw fileError(file, deep);
   try {
     items = text.trimStart().startsWith("[") ? JSON.parse(text) : text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
   } catch (e) {
