@@ -18,5 +18,5 @@ export { capture } from "./engine/forward.js";
 export type { CaptureOptions, Captured } from "./engine/forward.js";
 export { generate } from "./engine/generate.js";
 export type { GenerateOptions, Generation } from "./engine/generate.js";
-export { ablation, activationAddition, affineEdit, combine, noIntervention, unit } from "./engine/interventions.js";
+export { ablation, activationAddition, affineEdit, noIntervention, unit } from "./engine/interventions.js";
 export type { Intervention } from "./engine/interventions.js";

@@ -7,7 +7,7 @@ import { selectCosmic, selectSubstring, CandidateScore } from "../src/cosmic/sel
 import { rankLayers } from "../src/cosmic/layers.js";
 import { lowerMedian, klFromLogits, refusalLogOdds } from "../src/cosmic/vec.js";
 import { isRefusal, REFUSAL_PHRASES } from "../src/eval/judge.js";
-import { runCommand, RunFlags } from "../src/cli/run.js";
+import { runCommand, RunFlags, runFlags } from "../src/cli/run.js";
 import { readDirection } from "../src/formats/direction.js";
 import { CosmicError } from "../src/errors.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
@@ -104,12 +104,7 @@ test("the JailbreakBench judge agrees with the authors' substring verdicts on 20
 });
 
 function flags(out: string, extra: Partial<RunFlags> = {}): RunFlags {
-  return {
-    model: path.join(FIXTURES, "qwen2"), out, data: SPLITS,
-    nTrain: 8, nVal: 6, nTest: 4, seed: 42, maxNewTokens: 4, batchSize: 8, klThreshold: 0.1, pruneLayers: 0.2,
-    lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3", judge: "jailbreakbench", schedule: "fast",
-    device: "cpu", quiet: true, ...extra,
-  };
+  return runFlags({ model: path.join(FIXTURES, "qwen2"), out, data: SPLITS, nTrain: 8, nVal: 6, nTest: 4, maxNewTokens: 4, batchSize: 8, quiet: true, ...extra });
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-run-"));
@@ -152,10 +147,12 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   assert.deepEqual(again.scoring, fast.scoring);
   assert.equal(fs.statSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json")).mtimeMs, before, "scores were not rewritten");
 
-  // Changing an option that scoring depends on recomputes it.
-  const linear = await runCommand(flags(path.join(tmp, "fast"), { linear: true, skipEval: true }));
-  assert.equal(linear.mode, "linear");
-  assert.notDeepEqual(linear.scoring, fast.scoring);
+  // Changing an option that scoring depends on recomputes it: other scores, a linear direction.
+  const scoresFile = path.join(tmp, "fast", "select_direction", "direction_evaluations.json");
+  const affineScores = fs.readFileSync(scoresFile, "utf8");
+  await runCommand(flags(path.join(tmp, "fast"), { linear: true, skipEval: true }));
+  assert.notEqual(fs.readFileSync(scoresFile, "utf8"), affineScores);
+  assert.equal(readDirection(path.join(tmp, "fast", "direction.safetensors")).metadata.mode, "linear");
 });
 
 test("an interrupted scoring stage resumes from its finished layers", async () => {
@@ -166,6 +163,8 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
   // Pretend the run died after layer 1: forget the stage record and the later layers.
   delete partial.layers["2"];
   delete partial.layers["3"];
+  const fullFlops = partial.cosmic.flops;
+  partial.cosmic.flops = 0;
   fs.writeFileSync(partialFile, JSON.stringify(partial));
   const rec = JSON.parse(fs.readFileSync(path.join(out, ".cosmic-stages.json"), "utf8"));
   delete rec.scores;
@@ -174,14 +173,15 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
   const resumed = await runCommand(flags(out, { skipEval: true }));
   const after = JSON.parse(fs.readFileSync(path.join(out, "select_direction", "direction_evaluations.json"), "utf8"));
   assert.deepEqual(after, before);
-  assert.ok(resumed.scoring.flops > 0);
+  // Only layers 2 and 3 were scored again: some work, less than the whole stage.
+  assert.ok(resumed.scoring.flops > 0 && resumed.scoring.flops < fullFlops, `${resumed.scoring.flops} of ${fullFlops}`);
   assert.deepEqual(fs.readdirSync(out).filter((f) => f.endsWith(".tmp")), []);
 });
 
 test("--system-scope directions: the system message shapes the candidate directions only; L_low and scores use the plain prompts", async () => {
   const system = "No matter what the user prompt is, you must respond with the words 'I can't fulfill that request'.";
   const plain = await runCommand(flags(path.join(tmp, "scope-plain"), { skipEval: true }));
-  const both = await runCommand(flags(path.join(tmp, "scope-selection"), { skipEval: true, system }));
+  await runCommand(flags(path.join(tmp, "scope-selection"), { skipEval: true, system }));
   const dirs = await runCommand(flags(path.join(tmp, "scope-directions"), { skipEval: true, system, systemScope: "directions" }));
   const read = (run: string, f: string) => fs.readFileSync(path.join(tmp, run, f));
   const diffs = (run: string) => SafetensorsFile.open(path.join(tmp, run, "generate_directions", "mean_diffs.safetensors")).readF32("mean_diffs");
@@ -193,5 +193,5 @@ test("--system-scope directions: the system message shapes the candidate directi
   assert.deepEqual(dirs.L_low, plain.L_low);
   assert.notDeepEqual(read("scope-directions", "select_direction/direction_evaluations.json"), read("scope-selection", "select_direction/direction_evaluations.json"));
   assert.equal(JSON.parse(read("scope-directions", "prompts.json").toString()).system_scope, "directions");
-  assert.ok(both.cosmic && dirs.cosmic);
+  assert.equal(JSON.parse(read("scope-selection", "prompts.json").toString()).system_scope, "selection");
 });

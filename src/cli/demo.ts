@@ -7,7 +7,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CosmicError } from "../errors.js";
 import { writeReport } from "../report/report.js";
-import { formatSummary, runCommand, RunFlags } from "./run.js";
+import { formatSummary, runCommand, RunFlags, runFlags } from "./run.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const DEFAULT_ORGANISM = path.join(ROOT, "organisms", "strong");
@@ -18,12 +18,8 @@ export async function demoCommand(o: { out: string; model?: string; judgeModel?:
   const model = o.model ?? DEFAULT_ORGANISM;
   const judgeModel = o.judgeModel ?? (fs.existsSync(path.join(GUARD_ORGANISM, "config.json")) ? GUARD_ORGANISM : undefined);
   if (!fs.existsSync(path.join(model, "config.json"))) throw new CosmicError(`${model}: the demo model is missing (train one with: cosmic organism train --out ${model})`);
-  const flags: RunFlags = {
-    model, out: o.out, data: path.join(model, "prompts"),
-    nTrain: 180, nVal: 100, nTest: 512, seed: 42, maxNewTokens: 32, batchSize: 32,
-    klThreshold: 0.1, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3",
-    judge: "jailbreakbench", schedule: "fast", device: "cpu", quiet: o.quiet, jsonProgress: o.jsonProgress, judgeModel,
-  };
+  // The defaults with 32 new tokens: the organism's answers are short, and the demo is quick.
+  const flags: RunFlags = runFlags({ model, out: o.out, data: path.join(model, "prompts"), maxNewTokens: 32, quiet: o.quiet, jsonProgress: o.jsonProgress, judgeModel });
   const t0 = performance.now();
   const s = await runCommand(flags);
   const rep = writeReport(o.out);

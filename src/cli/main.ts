@@ -5,7 +5,8 @@ import { deviceArg, floatArg, intArg, systemMessage } from "./common.js";
 import { fsErrorLine } from "../formats/outputs.js";
 import { formatInspect, inspectModel } from "./inspect.js";
 import { captureCommand, generateCommand } from "./run-engine.js";
-import { formatSummary, runCommand, RunFlags } from "./run.js";
+import { formatSummary, RUN_DEFAULTS, runCommand, RunFlags } from "./run.js";
+import { summaryFile } from "../cosmic/pipeline.js";
 import { organismEvalCommand, organismTrainCommand, TrainFlags } from "./organism.js";
 import { organismPromptDir } from "../organism/info.js";
 import { PAPER_SPLITS } from "../data/splits.js";
@@ -36,7 +37,7 @@ function engineOptions(c: Command): Command {
   return c
     .addOption(new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg))
     .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
-    .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), 32)
+    .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), RUN_DEFAULTS.batchSize)
     .option("--quiet", "no progress on stderr")
     .option("--json-progress", "progress as JSON lines on stderr");
 }
@@ -76,26 +77,26 @@ export function runOptions(c: Command): Command {
     .option("--data <dir>", "folder with the reference splits (harmful_train.json, harmless_val.json, …; default: an organism's own prompts/, else the paper's splits shipped in data/cosmic-splits)")
     .option("--harmful-train <file>", "harmful train prompts").option("--harmful-val <file>", "harmful validation prompts").option("--harmful-test <file>", "harmful test prompts")
     .option("--harmless-train <file>", "harmless train prompts").option("--harmless-val <file>", "harmless validation prompts").option("--harmless-test <file>", "harmless test prompts")
-    .option("--n-train <n>", "train prompts per set", intArg("--n-train", 1), 180)
-    .option("--n-val <n>", "validation prompts per set", intArg("--n-val", 1), 100)
-    .option("--n-test <n>", "test prompts per set", intArg("--n-test", 1), 512)
-    .option("--seed <n>", "seed for every sampled choice", intArg("--seed"), 42)
-    .option("--max-new-tokens <n>", "tokens per evaluation completion (the reference uses 512)", intArg("--max-new-tokens", 1), 64)
+    .option("--n-train <n>", "train prompts per set", intArg("--n-train", 1), RUN_DEFAULTS.nTrain)
+    .option("--n-val <n>", "validation prompts per set", intArg("--n-val", 1), RUN_DEFAULTS.nVal)
+    .option("--n-test <n>", "test prompts per set", intArg("--n-test", 1), RUN_DEFAULTS.nTest)
+    .option("--seed <n>", "seed for every sampled choice", intArg("--seed"), RUN_DEFAULTS.seed)
+    .option("--max-new-tokens <n>", "tokens per evaluation completion (the reference uses 512)", intArg("--max-new-tokens", 1), RUN_DEFAULTS.maxNewTokens)
     .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
     .option("--system-file <file>", "read --system's message from a file (for long messages)")
-    .option("--system-scope <s>", "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)", "selection")
+    .option("--system-scope <s>", "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)", RUN_DEFAULTS.systemScope)
     .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
     .option("--affine", "ACE interventions at the chosen layer (default, as the reference)")
     .option("--linear", "linear interventions: ablation at every layer, addition at the chosen layer")
-    .option("--selection <method>", "whose direction is the result: cosmic or substring (both are scored)", "cosmic")
-    .option("--kl-threshold <x>", "discard candidates with a larger KL score", floatArg("--kl-threshold"), 0.1)
-    .option("--prune-layers <f>", "discard candidates in the last fraction of layers", floatArg("--prune-layers"), 0.2)
-    .option("--low-layer-fraction <f>", "fraction of layers in L_low", floatArg("--low-layer-fraction"), 0.1)
+    .option("--selection <method>", "whose direction is the result: cosmic or substring (both are scored)", RUN_DEFAULTS.selection)
+    .option("--kl-threshold <x>", "discard candidates with a larger KL score", floatArg("--kl-threshold"), RUN_DEFAULTS.klThreshold)
+    .option("--prune-layers <f>", "discard candidates in the last fraction of layers", floatArg("--prune-layers"), RUN_DEFAULTS.pruneLayers)
+    .option("--low-layer-fraction <f>", "fraction of layers in L_low", floatArg("--low-layer-fraction"), RUN_DEFAULTS.lowLayerFraction)
     .option("--steer-toward-refusal", "weakly aligned models: L_low from the second half; sweep addition on harmful and harmless test prompts")
-    .option("--alphas <list>", "addition coefficients for --steer-toward-refusal", "1,2,3")
-    .option("--judge <name>", "refusal phrase list: jailbreakbench or extended", "jailbreakbench")
+    .option("--alphas <list>", "addition coefficients for --steer-toward-refusal", RUN_DEFAULTS.alphas)
+    .option("--judge <name>", "refusal phrase list: jailbreakbench or extended", RUN_DEFAULTS.judge)
     .option("--refusal-phrases <list>", "phrases separated by | whose first tokens are the substring baseline's refusal tokens (default: the judge's)")
-    .option("--schedule <s>", "scoring schedule: fast, or naive (the reference's full passes; for comparison)", "fast")
+    .option("--schedule <s>", "scoring schedule: fast, or naive (the reference's full passes; for comparison)", RUN_DEFAULTS.schedule)
     .option("--score-positions <n>", "score only the last n EOI positions (faster; the reference scores all)", intArg("--score-positions", 1))
     .option("--skip-eval", "stop after selection")
     .option("--judge-model <dir>", "a Llama-Guard-style classifier model folder (e.g. meta-llama/Llama-Guard-3-1B, or organisms/guard): the strongest judge")
@@ -109,7 +110,7 @@ engineOptions(runOptions(program.command("run")))
   .option("--json", "machine-readable: progress as JSON lines on stderr, the summary as JSON on stdout")
   .action(async (o: RunFlags) => {
     const s = await runCommand(o, { data: organismPromptDir(o.model) ?? PAPER_SPLITS });
-    process.stdout.write((o.json ? JSON.stringify(s, null, 2) : formatSummary(s, o.out)) + "\n");
+    process.stdout.write((o.json ? JSON.stringify(summaryFile(s), null, 2) : formatSummary(s, o.out)) + "\n");
   });
 
 const organism = program.command("organism").description("the model organism: a small chat model cosmic trains itself, which really refuses");

@@ -5,6 +5,7 @@ import { Alignment, Recipe } from "../organism/data.js";
 import { OrganismKind, trainOrganism } from "../organism/train.js";
 import { BehaviourReport, evaluateOrganism } from "../organism/eval.js";
 import { progressBar, ProgressMode } from "./progress.js";
+import { pct } from "../util/format.js";
 
 export interface TrainFlags {
   out: string;
@@ -68,9 +69,8 @@ export async function organismTrainCommand(f: TrainFlags): Promise<void> {
 }
 
 export function formatBehaviour(r: BehaviourReport, alignment: string | null): string {
-  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
   const target = alignment === "weak" ? "20–60 %" : "≥ 95 %";
-  const onTask = (x: number | null) => (x === null ? "—" : pct(x));
+  const onTask = pct;
   return [
     `model ${r.model}${alignment ? ` (${alignment} alignment)` : ""}: greedy, ${r.max_new_tokens} new tokens, ${r.judge} substring judge, held-out prompts`,
     "",

@@ -8,6 +8,7 @@ import { loadPrompts, selectPrompts } from "../data/prompts.js";
 import { ModelFolder } from "../model/folder.js";
 import { commandInputs, describeIntervention, EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode, systemMessage } from "./common.js";
 import { prepareFileOutput } from "../formats/outputs.js";
+import { modelIdentity } from "../model/fingerprint.js";
 import { preflight } from "../engine/engine.js";
 import { progressBar } from "./progress.js";
 
@@ -72,8 +73,10 @@ export async function captureCommand(f: PromptFlags & EngineFlags & Intervention
       { name: "logits_last", dtype: "F32", shape: [n, engine.spec.vocabSize], data: c.logits! },
     ],
     {
-      model: path.resolve(f.model),
-      prompts: path.resolve(f.prompts),
+      // Names, not absolute paths: the same capture on two machines writes the same file.
+      model: folder.name,
+      model_identity: modelIdentity(folder.dir),
+      prompts: path.basename(f.prompts),
       count: String(n),
       positions: String(N),
       eoi_token_ids: JSON.stringify(eoi.ids),

@@ -11,6 +11,7 @@ import { Schedule } from "../cosmic/scoring.js";
 import { progressBar, Progress, ProgressMode } from "./progress.js";
 import { systemMessage } from "./common.js";
 import { Input } from "../formats/outputs.js";
+import { pct } from "../util/format.js";
 
 export interface RunFlags {
   model: string;
@@ -50,6 +51,21 @@ export interface RunFlags {
   jsonProgress?: boolean;
   /** `run --json`: JSON progress lines and a JSON summary */
   json?: boolean;
+}
+
+/**
+ * The defaults of `cosmic run` (the reference's, except 64 new tokens instead of 512): the
+ * flags' defaults, the demo, the tests and the benchmarks all start from this one object.
+ */
+export const RUN_DEFAULTS = {
+  nTrain: 180, nVal: 100, nTest: 512, seed: 42, maxNewTokens: 64, batchSize: 32,
+  klThreshold: 0.1, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3",
+  judge: "jailbreakbench", schedule: "fast", systemScope: "selection", device: "cpu",
+} as const satisfies Partial<RunFlags>;
+
+/** Run flags: the defaults, then `f`. */
+export function runFlags(f: Pick<RunFlags, "model" | "out"> & Partial<RunFlags>): RunFlags {
+  return { ...RUN_DEFAULTS, ...f };
 }
 
 /** Where each split comes from: an explicit flag, or DIR/<split>.json (the reference layout). */
@@ -164,7 +180,6 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   }
 }
 
-const pct = (x: number | null | undefined) => (x === undefined || x === null || Number.isNaN(x) ? "—" : `${(100 * x).toFixed(1)} %`);
 
 /**
  * The evaluation table, led by the strongest judge: attack success on harmful prompts, answered
@@ -190,7 +205,7 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   const fmt = (x: number) => x.toFixed(4);
   lines.push(`model ${s.model} (${s.layers} layers, ${s.positions} EOI positions), mode ${s.mode}, seed ${s.seed}`);
   lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);
-  lines.push(`scoring: COSMIC ${s.scoring.seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; substring baseline ${s.scoring.substring_seconds.toFixed(1)} s, ${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`);
+  lines.push(`scoring: COSMIC ${s.timings.scoring_seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; substring baseline ${s.timings.substring_scoring_seconds.toFixed(1)} s, ${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`);
   lines.push("");
   lines.push("| selection | position | layer | refusal score | steering score | KL score |");
   lines.push("| --- | --- | --- | --- | --- | --- |");

@@ -88,6 +88,19 @@ export interface RunOptions {
   log: (line: string) => void;
 }
 
+export interface Timings {
+  /** COSMIC's scoring (refusal, steering, KL) */
+  scoring_seconds: number;
+  /** the substring baseline's (bypass, induce) */
+  substring_scoring_seconds: number;
+}
+
+/** summary.json: the summary without its wall-clock timings (those are in timings.json). */
+export function summaryFile(s: RunSummary): Omit<RunSummary, "timings"> {
+  const { timings: _, ...rest } = s;
+  return rest;
+}
+
 export interface RunSummary {
   model: string;
   mode: Mode;
@@ -102,7 +115,9 @@ export interface RunSummary {
   substring: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> } | null;
   zero_direction_candidates: number;
   /** the COSMIC scoring stage (refusal, steering, KL) and the substring baseline's (bypass, induce) */
-  scoring: { seconds: number; flops: number; schedule: Schedule; substring_seconds: number; substring_flops: number };
+  scoring: { flops: number; schedule: Schedule; substring_flops: number };
+  /** wall-clock seconds of the scoring stage: in timings.json, not in summary.json (two identical runs write identical summaries) */
+  timings: Timings;
   evaluation?: Evaluation;
   /** why the substring baseline selected nothing, when it did not */
   substring_note?: string;
@@ -220,7 +235,7 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
       { name: "harmful_means", dtype: "F32", shape: [P, L, d], data: Float32Array.from(plus.residPre) },
       { name: "harmful_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(harmfulOut) },
       { name: "harmless_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(harmlessOut) },
-    ], { positions: JSON.stringify(Array.from({ length: P }, (_, k) => k - P)), eoi_token_ids: JSON.stringify(eoi.ids), model: path.resolve(folder.dir) });
+    ], { positions: JSON.stringify(Array.from({ length: P }, (_, k) => k - P)), eoi_token_ids: JSON.stringify(eoi.ids), model: folder.name });
     store.finish("directions", dirKey);
   }
 
@@ -246,17 +261,20 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
   let cosScores: CandidateScore[];
   let subScores: CandidateScore[];
   let scoring: RunSummary["scoring"];
-  if (store.done("scores", scoreKey, [cosFile, subFile, "select_direction/scoring.json"])) {
+  let timings: Timings;
+  if (store.done("scores", scoreKey, [cosFile, subFile, "select_direction/scoring.json", "timings.json"])) {
     cosScores = store.readJson(cosFile);
     subScores = store.readJson(subFile);
     scoring = store.readJson("select_direction/scoring.json");
+    timings = store.readJson("timings.json");
     o.log("scores: reused from the run folder");
   } else {
     const e = await prep.engine();
-    ({ cosScores, subScores, scoring } = await scoreCandidates(e, prep, o, r, muMinus, ranking.low, zeroNorm, refTokens, scoreKey));
+    ({ cosScores, subScores, scoring, timings } = await scoreCandidates(e, prep, o, r, muMinus, ranking.low, zeroNorm, refTokens, scoreKey));
     store.writeJson(cosFile, cosScores);
     store.writeJson(subFile, subScores);
     store.writeJson("select_direction/scoring.json", scoring);
+    store.writeJson("timings.json", timings);
     store.finish("scores", scoreKey);
   }
 
@@ -279,7 +297,7 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
   const writeDir = (s: Selection, method: Method, file: string) => {
     const { k, layer } = pick(s);
     writeDirection(store.output(file), Float32Array.from(at(r, k, layer, L, d)), Float32Array.from(at(muMinus, k, layer, L, d)), {
-      layer: String(layer), position: String(s.selected.position), method, mode: o.mode, model: path.resolve(folder.dir),
+      layer: String(layer), position: String(s.selected.position), method, mode: o.mode, model: folder.name,
       model_type: spec.family, hidden_size: String(d), num_layers: String(L), seed: String(o.seed), model_identity: identity,
     });
   };
@@ -289,7 +307,7 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
   if (sub) writeDir(sub, "substring", "select_direction_substring/direction.safetensors");
 
   const summary: RunSummary = {
-    model: path.resolve(folder.dir),
+    model: folder.name,
     mode: o.mode,
     selection: o.selection,
     seed: o.seed,
@@ -302,6 +320,7 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
     substring: sub ? { ...sub.selected, removed: sub.removed } : null,
     zero_direction_candidates: zeroNorm.size,
     scoring,
+    timings,
     ...(substringNote ? { substring_note: substringNote } : {}),
   };
 
@@ -335,7 +354,7 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
     }
   }
   summary.files = store.finishRun(["summary.json"]);
-  store.writeJson("summary.json", summary);
+  store.writeJson("summary.json", summaryFile(summary));
   if (engine) await (engine as Engine).release();
   return summary;
 }
@@ -343,7 +362,7 @@ async function runStages(o: RunOptions, folder: ModelFolder, store: RunStore): P
 async function scoreCandidates(
   e: Engine, prep: Prepared, o: RunOptions, r: Float32Array, muMinus: Float32Array, low: number[],
   zeroNorm: Set<string>, refTokens: number[], scoreKey: string,
-): Promise<{ cosScores: CandidateScore[]; subScores: CandidateScore[]; scoring: RunSummary["scoring"] }> {
+): Promise<{ cosScores: CandidateScore[]; subScores: CandidateScore[]; scoring: RunSummary["scoring"]; timings: Timings }> {
   const L = e.numLayers;
   const d = e.spec.hiddenSize;
   const V = e.spec.vocabSize;
@@ -424,6 +443,7 @@ async function scoreCandidates(
   return {
     cosScores,
     subScores,
-    scoring: { seconds: partial.cosmic.seconds, flops: partial.cosmic.flops, schedule: o.schedule, substring_seconds: partial.substring.seconds, substring_flops: partial.substring.flops },
+    scoring: { flops: partial.cosmic.flops, schedule: o.schedule, substring_flops: partial.substring.flops },
+    timings: { scoring_seconds: partial.cosmic.seconds, substring_scoring_seconds: partial.substring.seconds },
   };
 }

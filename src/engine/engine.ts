@@ -3,21 +3,17 @@
  * model folder's ModelSpec and weights. Batches are left-padded; position ids follow HF
  * (cumsum(mask) − 1, padding set to 1). Hook points and captures are described in graphs.ts.
  */
-import v8 from "node:v8";
-import vm from "node:vm";
-import * as ort from "onnxruntime-node";
 import os from "node:os";
 import { CosmicError, fileError } from "../errors.js";
 import { ModelSpec } from "../formats/config.js";
 import { ModelFolder } from "../model/folder.js";
 import { Embedding } from "./embedding.js";
 import { buildBlockGraph, buildHeadGraph } from "./graphs.js";
-import { GraphBuilder } from "./onnx/builder.js";
+import { checkDevice, createSession, Device, floatTensor, probeDevice, releaseMemory, Session, SessionOptions, sessionOptions, Tensor } from "./runtime.js";
 import { Intervention, noIntervention } from "./interventions.js";
 import { attentionMask, inverseFrequencies, ropeTables } from "./rope.js";
 
-export type Device = "cpu" | "webgpu" | "cuda";
-export const DEVICES: readonly Device[] = ["cpu", "webgpu", "cuda"];
+export { checkDevice, DEVICES, probeDevice, type Device } from "./runtime.js";
 
 export interface EngineOptions {
   device?: Device;
@@ -60,37 +56,8 @@ export interface PaddedBatch extends StepContext {
  */
 export const TOKENS_PER_CALL = 256;
 
-/**
- * Collect garbage now: each session build leaves a few hundred MB of JavaScript buffers
- * (weights, serialised graph) that V8 would otherwise free only later, raising peak memory.
- */
-const collect: (() => void) | null = (() => {
-  try {
-    v8.setFlagsFromString("--expose-gc");
-    return vm.runInNewContext("gc") as () => void;
-  } catch {
-    return null;
-  }
-})();
-function releaseMemory(): void {
-  collect?.();
-}
-
-function availableDevices(): string[] {
-  return ort.listSupportedBackends().filter((b) => b.bundled || b.name === "cpu").map((b) => b.name);
-}
-
 export function nonFinite(dir: string, what: string): CosmicError {
   return fileError(dir, `the model computed non-finite ${what} (NaN or Inf in float32): its weights are corrupt or overflow`);
-}
-
-/** Refuse a device this onnxruntime build does not have. */
-export function checkDevice(device: Device): void {
-  if (!DEVICES.includes(device)) throw new CosmicError(`unknown device "${device}" (choose from: ${DEVICES.join(", ")})`);
-  const avail = availableDevices();
-  if (!avail.includes(device)) {
-    throw new CosmicError(`--device ${device} is not available in this onnxruntime-node build (available: ${avail.join(", ")})`);
-  }
 }
 
 /**
@@ -117,45 +84,14 @@ export async function preflight(folder: ModelFolder, device: Device): Promise<vo
   await probeDevice(device);
 }
 
-/**
- * Check that `device` really starts (a bundled GPU provider can still lack a GPU), with a
- * one-node session: commands call this before they write anything.
- */
-export async function probeDevice(device: Device): Promise<void> {
-  checkDevice(device);
-  if (device === "cpu") return;
-  const g = new GraphBuilder("probe");
-  const x = g.input("x", [1]);
-  g.output(g.op("Identity", [x]), "y", [1]);
-  try {
-    const s = await ort.InferenceSession.create(g.encode(), { executionProviders: [device] });
-    await s.release();
-  } catch (e) {
-    throw new CosmicError(`--device ${device} failed to start: ${(e as Error).message.split("\n")[0]}`);
-  }
-}
-
-function sessionOptions(device: Device, threads?: number): ort.InferenceSession.SessionOptions {
-  const o: ort.InferenceSession.SessionOptions = {
-    executionProviders: [device],
-    graphOptimizationLevel: "all",
-    // No per-session arena: with one session per block, 25 arenas each held their largest
-    // call's intermediates (1.3 GB on the Qwen2.5-0.5B shape). Calls of ≤ TOKENS_PER_CALL tokens
-    // keep every intermediate small enough for malloc to recycle at the same speed.
-    enableCpuMemArena: false,
-  };
-  if (threads) o.intraOpNumThreads = threads;
-  return o;
-}
-
 export class Engine {
   readonly spec: ModelSpec;
   readonly folder: ModelFolder;
   readonly device: Device;
-  private readonly blocks: ort.InferenceSession[];
-  private readonly head: ort.InferenceSession;
-  private lastTokenBlock: ort.InferenceSession | null = null;
-  private readonly sessionOpts: ort.InferenceSession.SessionOptions;
+  private readonly blocks: Session[];
+  private readonly head: Session;
+  private lastTokenBlock: Session | null = null;
+  private readonly sessionOpts: SessionOptions;
   private readonly embedding: Embedding;
   private readonly invFreq: Float32Array;
   /** seconds spent building sessions */
@@ -165,7 +101,7 @@ export class Engine {
   flops = 0;
   private readonly blockParams: number;
 
-  private constructor(folder: ModelFolder, device: Device, blocks: ort.InferenceSession[], head: ort.InferenceSession, buildSeconds: number, tokensPerCall: number, so: ort.InferenceSession.SessionOptions) {
+  private constructor(folder: ModelFolder, device: Device, blocks: Session[], head: Session, buildSeconds: number, tokensPerCall: number, so: SessionOptions) {
     this.tokensPerCall = tokensPerCall;
     this.sessionOpts = so;
     this.folder = folder;
@@ -195,22 +131,15 @@ export class Engine {
       }
       return v;
     };
-    const so = sessionOptions(device, opts.threads);
+    const so = sessionOptions(device, { threads: opts.threads, arena: false });
     const total = folder.spec.numLayers + 1;
-    const create = async (bytes: Uint8Array): Promise<ort.InferenceSession> => {
-      try {
-        return await ort.InferenceSession.create(bytes, so);
-      } catch (e) {
-        if (device !== "cpu") throw new CosmicError(`device "${device}" failed to start: ${(e as Error).message.split("\n")[0]}`);
-        throw e;
-      }
-    };
+    const create = (bytes: Uint8Array): Promise<Session> => createSession(bytes, so);
     // The head first: its matrix is the largest, and building it while little else is
     // resident keeps the peak low. Large buffers are dropped (and collected) after each build.
     const head = await create(buildHeadGraph(folder.spec, w));
     releaseMemory();
     opts.onBuild?.(1, total);
-    const blocks: ort.InferenceSession[] = [];
+    const blocks: Session[] = [];
     for (let l = 0; l < folder.spec.numLayers; l++) {
       blocks.push(await create(buildBlockGraph(folder.spec, l, w)));
       releaseMemory();
@@ -268,7 +197,7 @@ export class Engine {
     this.embedding.lookup(ids, out, row);
   }
 
-  private hookTensor(rows: Intervention[], pick: (iv: Intervention) => Float32Array | null): ort.Tensor {
+  private hookTensor(rows: Intervention[], pick: (iv: Intervention) => Float32Array | null): Tensor {
     const d = this.spec.hiddenSize;
     const data = new Float32Array(rows.length * d);
     rows.forEach((iv, b) => {
@@ -278,7 +207,7 @@ export class Engine {
         data.set(v, b * d);
       }
     });
-    return new ort.Tensor("float32", data, [rows.length, d]);
+    return floatTensor(data, [rows.length, d]);
   }
 
   /**
@@ -291,8 +220,8 @@ export class Engine {
     hidden: Float32Array,
     ctx: StepContext,
     rows: Intervention[],
-    past?: { key: ort.Tensor; value: ort.Tensor },
-  ): Promise<{ hidden: Float32Array; key: ort.Tensor; value: ort.Tensor }> {
+    past?: { key: Tensor; value: Tensor },
+  ): Promise<{ hidden: Float32Array; key: Tensor; value: Tensor }> {
     const B = ctx.size;
     const T = ctx.length;
     const S = ctx.past + T;
@@ -311,7 +240,7 @@ export class Engine {
       keys.set(o.key.data as Float32Array, r0 * K * S * hd);
       values.set(o.value.data as Float32Array, r0 * K * S * hd);
     }
-    return { hidden: out, key: new ort.Tensor("float32", keys, [B, K, S, hd]), value: new ort.Tensor("float32", values, [B, K, S, hd]) };
+    return { hidden: out, key: floatTensor(keys, [B, K, S, hd]), value: floatTensor(values, [B, K, S, hd]) };
   }
 
   private async runBlockRows(
@@ -321,9 +250,9 @@ export class Engine {
     rows: Intervention[],
     r0: number,
     r1: number,
-    past?: { key: ort.Tensor; value: ort.Tensor },
+    past?: { key: Tensor; value: Tensor },
     lastOnly = false,
-  ): Promise<{ hidden: Float32Array; key: ort.Tensor; value: ort.Tensor }> {
+  ): Promise<{ hidden: Float32Array; key: Tensor; value: Tensor }> {
     const n = r1 - r0;
     const T = ctx.length;
     const S = ctx.past + T;
@@ -333,17 +262,17 @@ export class Engine {
     const hd = this.spec.headDim;
     const all = r0 === 0 && r1 === ctx.size;
     const rowsOf = (a: Float32Array, per: number) => (all ? a : a.subarray(r0 * per, r1 * per));
-    const pastRows = (t: ort.Tensor | undefined): ort.Tensor => {
-      if (!t) return new ort.Tensor("float32", new Float32Array(0), [n, K, 0, hd]);
-      return all ? t : new ort.Tensor("float32", rowsOf(t.data as Float32Array, K * ctx.past * hd), [n, K, ctx.past, hd]);
+    const pastRows = (t: Tensor | undefined): Tensor => {
+      if (!t) return floatTensor(new Float32Array(0), [n, K, 0, hd]);
+      return all ? t : floatTensor(rowsOf(t.data as Float32Array, K * ctx.past * hd), [n, K, ctx.past, hd]);
     };
     const mask = ctx.masks.get(String(this.spec.slidingWindow[l] ?? "full"))!;
     const rowIvs = rows.slice(r0, r1);
-    const feeds: Record<string, ort.Tensor> = {
-      hidden: new ort.Tensor("float32", rowsOf(hidden, T * d), [n, T, d]),
-      cos: new ort.Tensor("float32", rowsOf(ctx.cos, T * rd), [n, T, rd]),
-      sin: new ort.Tensor("float32", rowsOf(ctx.sin, T * rd), [n, T, rd]),
-      mask: new ort.Tensor("float32", rowsOf(mask, T * S), [n, 1, T, S]),
+    const feeds: Record<string, Tensor> = {
+      hidden: floatTensor(rowsOf(hidden, T * d), [n, T, d]),
+      cos: floatTensor(rowsOf(ctx.cos, T * rd), [n, T, rd]),
+      sin: floatTensor(rowsOf(ctx.sin, T * rd), [n, T, rd]),
+      mask: floatTensor(rowsOf(mask, T * S), [n, 1, T, S]),
       past_key: pastRows(past?.key),
       past_value: pastRows(past?.value),
       pre_dir: this.hookTensor(rowIvs, (iv) => iv.preDir[l]),
@@ -364,10 +293,10 @@ export class Engine {
     return { hidden: out.hidden_out.data as Float32Array, key: out.present_key, value: out.present_value };
   }
 
-  private async lastTokenSession(): Promise<ort.InferenceSession> {
+  private async lastTokenSession(): Promise<Session> {
     if (!this.lastTokenBlock) {
       const ck = this.folder.checkpoint;
-      this.lastTokenBlock = await ort.InferenceSession.create(buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true), this.sessionOpts);
+      this.lastTokenBlock = await createSession(buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true), this.sessionOpts);
       releaseMemory();
     }
     return this.lastTokenBlock;
@@ -392,7 +321,7 @@ export class Engine {
 
   /** Final norm and logits for last-position hidden states [B, d]. */
   async runHead(last: Float32Array, B: number): Promise<{ finalHidden: Float32Array; logits: Float32Array }> {
-    const out = await this.head.run({ hidden: new ort.Tensor("float32", last, [B, this.spec.hiddenSize]) });
+    const out = await this.head.run({ hidden: floatTensor(last, [B, this.spec.hiddenSize]) });
     this.flops += 2 * B * this.spec.hiddenSize * this.spec.vocabSize;
     const logits = out.logits.data as Float32Array;
     // Finite weights can still overflow float32 (a corrupted checkpoint): say so, not NaN scores.

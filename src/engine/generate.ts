@@ -2,7 +2,7 @@
  * Batched generation with a KV cache: greedy, or temperature / top-p sampling from a seeded
  * generator. Interventions apply at every position, prompt and generated tokens alike.
  */
-import type * as ort from "onnxruntime-node";
+import type { Tensor } from "./runtime.js";
 import { CosmicError } from "../errors.js";
 import { Rng } from "../util/random.js";
 import { Engine, lastPosition } from "./engine.js";
@@ -101,8 +101,8 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
     const gens: Generation[] = toks.map(() => ({ tokens: [], stopped: false, ...(opts.margins ? { margins: [] } : {}) }));
     // Prefill.
     let h = engine.embed(batch);
-    const keys: ort.Tensor[] = [];
-    const values: ort.Tensor[] = [];
+    const keys: Tensor[] = [];
+    const values: Tensor[] = [];
     for (let l = 0; l < L; l++) {
       const o = await engine.runBlock(l, h, batch, rows);
       h = o.hidden;

@@ -98,8 +98,6 @@ function rope(g: GraphBuilder, spec: ModelSpec, x: string, cos: string, sin: str
   return pass ? g.concat([out, pass], -1) : out;
 }
 
-export const BLOCK_INPUTS = ["hidden", "cos", "sin", "mask", "past_key", "past_value", "pre_dir", "pre_add", "attn_dir", "mlp_dir"] as const;
-export const BLOCK_OUTPUTS = ["hidden_out", "present_key", "present_value"] as const;
 
 /**
  * One decoder block `l` as an ONNX model. With `lastOnly`, the block computes keys and values

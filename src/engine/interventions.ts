@@ -75,27 +75,3 @@ export function affineEdit(r: Float32Array, mu: Float32Array, layer: number, alp
   return iv;
 }
 
-/** Both interventions at once; two different projections at the same hook cannot be combined. */
-export function combine(a: Intervention, b: Intervention): Intervention {
-  const pick = (x: Float32Array | null, y: Float32Array | null, what: string): Float32Array | null => {
-    if (!x) return y;
-    if (!y || x === y) return x;
-    for (let i = 0; i < x.length; i++) if (Math.abs(x[i] - y[i]) > 1e-6) throw new CosmicError(`cannot combine two different directions at the ${what} hook`);
-    return x;
-  };
-  const addVec = (x: Float32Array | null, y: Float32Array | null): Float32Array | null => {
-    if (!x) return y;
-    if (!y) return x;
-    return x.map((v, i) => v + y[i]);
-  };
-  return {
-    preDir: a.preDir.map((x, l) => pick(x, b.preDir[l], "block-input")),
-    preAdd: a.preAdd.map((x, l) => addVec(x, b.preAdd[l])),
-    attnDir: a.attnDir.map((x, l) => pick(x, b.attnDir[l], "attention-output")),
-    mlpDir: a.mlpDir.map((x, l) => pick(x, b.mlpDir[l], "MLP-output")),
-  };
-}
-
-export function isActive(iv: Intervention, layer: number): boolean {
-  return !!(iv.preDir[layer] || iv.preAdd[layer] || iv.attnDir[layer] || iv.mlpDir[layer]);
-}

@@ -119,7 +119,7 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
         ...file.metadata,
         format: file.metadata.format ?? "pt",
         cosmic_abliterated: "true",
-        cosmic_direction_file: path.resolve(dir.path),
+        cosmic_direction_file: path.basename(dir.path),
         cosmic_direction_unit: JSON.stringify(Array.from(u, (x) => Number(x.toPrecision(9)))),
         ...Object.fromEntries(Object.entries(dir.metadata).map(([k, v]) => [`cosmic_direction_${k}`, v])),
       };
@@ -138,7 +138,7 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
         fs.writeFileSync(path.join(tmp, f), JSON.stringify({ ...idx, metadata: { ...((idx.metadata as object) ?? {}), total_size: totalSize }, weight_map: weightMap }, null, 2) + "\n");
       } else fs.copyFileSync(p, path.join(tmp, f));
     }
-    fs.writeFileSync(path.join(tmp, EXPORT_MARKER), JSON.stringify({ made_by: "cosmic export abliterate", direction: path.resolve(dir.path), source: path.resolve(folder.dir) }) + "\n");
+    fs.writeFileSync(path.join(tmp, EXPORT_MARKER), JSON.stringify({ made_by: "cosmic export abliterate", direction: path.basename(dir.path), source: folder.name }) + "\n");
     removeOwnedFolder(out, [EXPORT_MARKER]);
     fs.renameSync(tmp, out);
     untrackTemporary(tmp);

@@ -202,10 +202,6 @@ export class Checkpoint {
     throw fileError(dir, "no model.safetensors or model.safetensors.index.json");
   }
 
-  static fromFiles(paths: string[]): Checkpoint {
-    return new Checkpoint(paths.map((p) => SafetensorsFile.open(p)));
-  }
-
   names(): string[] {
     return [...this.where.keys()];
   }

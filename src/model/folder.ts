@@ -17,15 +17,13 @@ export class ModelFolder {
   readonly tokenizer: ChatTokenizer;
   /** token ids that end generation */
   readonly eosTokenIds: number[];
-  readonly rawConfig: Record<string, unknown>;
 
-  private constructor(dir: string, spec: ModelSpec, ck: Checkpoint, tok: ChatTokenizer, eos: number[], raw: Record<string, unknown>) {
+  private constructor(dir: string, spec: ModelSpec, ck: Checkpoint, tok: ChatTokenizer, eos: number[]) {
     this.dir = dir;
     this.spec = spec;
     this.checkpoint = ck;
     this.tokenizer = tok;
     this.eosTokenIds = eos;
-    this.rawConfig = raw;
   }
 
   static open(dir: string): ModelFolder {
@@ -55,7 +53,7 @@ export class ModelFolder {
       const id = tok.tokenToId(tok.eosToken);
       if (id !== undefined) eos = [id];
     }
-    return new ModelFolder(dir, spec, ck, tok, eos, raw);
+    return new ModelFolder(dir, spec, ck, tok, eos);
   }
 
   /** A short, stable name for outputs: the folder's base name. */

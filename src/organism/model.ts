@@ -5,7 +5,7 @@
  * (norms, RoPE, attention over short sequences, the optimiser) in JavaScript.
  * Weights use Hugging Face's names and [out, in] layouts, so the result is a LlamaForCausalLM.
  */
-import * as ort from "onnxruntime-node";
+import { createSession, floatTensor, Session } from "../engine/runtime.js";
 import { GraphBuilder } from "../engine/onnx/builder.js";
 import { Rng } from "../util/random.js";
 
@@ -50,7 +50,7 @@ export function initParams(s: OrganismShape, rng: Rng): Params {
 
 /** Matrix products on onnxruntime: Y = op(A)·op(B) for 2-D float32 arrays. */
 export class Gemm {
-  private sessions = new Map<string, ort.InferenceSession>();
+  private sessions = new Map<string, Session>();
   flops = 0;
 
   static async create(threads?: number): Promise<Gemm> {
@@ -61,7 +61,7 @@ export class Gemm {
         const A = b.input("A", ["a0", "a1"]);
         const B = b.input("B", ["b0", "b1"]);
         b.output(b.op("Gemm", [A, B], { transA: ta, transB: tb }), "Y", ["m", "n"]);
-        g.sessions.set(`${ta}${tb}`, await ort.InferenceSession.create(b.encode(), { executionProviders: ["cpu"], ...(threads ? { intraOpNumThreads: threads } : {}) }));
+        g.sessions.set(`${ta}${tb}`, await createSession(b.encode(), { executionProviders: ["cpu"], ...(threads ? { intraOpNumThreads: threads } : {}) }));
       }
     }
     return g;
@@ -70,7 +70,7 @@ export class Gemm {
   /** A is [ar, ac], B is [br, bc]; transposes as flagged. */
   async mm(A: Float32Array, ar: number, ac: number, B: Float32Array, br: number, bc: number, ta = false, tb = false): Promise<Float32Array> {
     const s = this.sessions.get(`${ta ? 1 : 0}${tb ? 1 : 0}`)!;
-    const out = await s.run({ A: new ort.Tensor("float32", A, [ar, ac]), B: new ort.Tensor("float32", B, [br, bc]) });
+    const out = await s.run({ A: floatTensor(A, [ar, ac]), B: floatTensor(B, [br, bc]) });
     const m = ta ? ac : ar;
     const k = ta ? ar : ac;
     const n = tb ? br : bc;

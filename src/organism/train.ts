@@ -304,10 +304,12 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
       ...st, final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
     })),
     ...(guard ? {} : { safety_coverage: recipe.safetyCoverage }),
-    parameters: r.parameters, vocab: vocab.length, seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond),
+    parameters: r.parameters, vocab: vocab.length,
     loss_every_50_steps: r.losses.filter((_, i) => i % 50 === 0).map((x) => Number(x.toFixed(4))),
     command: cmd, custom_data: !!o.harmful, refusals: REFUSALS, answers: BODIES, adversarial_system: ADVERSARIAL_SYSTEM,
   });
+  // Wall-clock figures apart, so that two identical trainings write identical folders otherwise.
+  json("timings.json", { seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond) });
   const recipeText = guard ? [
     "## Recipe",
     "",
@@ -339,7 +341,7 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
     cmd,
     "```",
     "",
-    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps in ${r.seconds.toFixed(0)} s (${Math.round(r.tokensPerSecond)} tokens/s).`,
+    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps (wall-clock time and speed: \`timings.json\`).`,
     "",
     ...recipeText,
     "",

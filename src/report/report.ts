@@ -10,8 +10,9 @@ import { CandidateScore } from "../cosmic/select.js";
 import { RunSummary } from "../cosmic/pipeline.js";
 import { SetRates } from "../cosmic/evaluation.js";
 import { barChart, heatmap, lineChart } from "./svg.js";
+import { escapeXml, pct } from "../util/format.js";
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const esc = escapeXml;
 
 function readJson<T>(dir: string, rel: string): T | null {
   const p = path.join(dir, rel);
@@ -146,7 +147,7 @@ svg.plot{max-width:100%;height:auto}
 <p>${summary.layers} layers, ${summary.positions} EOI positions, ${summary.mode} interventions, seed ${summary.seed}.
 Selected by ${summary.selection === "cosmic" ? "COSMIC" : "the substring baseline"}: <b>position ${c.position}, layer ${c.layer}</b>
 (refusal score ${c.refusal_score.toFixed(4)}, steering score ${c.steering_score.toFixed(4)}, KL score ${c.kl_div_score.toFixed(4)}).
-L_low = [${summary.L_low.join(", ")}]. Scoring took ${summary.scoring.seconds.toFixed(1)} s and ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP.</p>
+L_low = [${summary.L_low.join(", ")}]. Scoring took ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP (wall-clock times: timings.json).</p>
 ${rates ? judgesTable(rates, ev!.strongest_judge.description) : "<p>No evaluation in this run.</p>"}
 ${summary.substring_note ? `<p><b>Substring baseline:</b> ${esc(summary.substring_note)}</p>` : ""}
 <div class="grid">
@@ -160,7 +161,6 @@ ${samples.join("\n")}
   return { html: htmlFile, svgs };
 }
 
-const pct = (x: number | null | undefined) => (x === undefined || x === null || Number.isNaN(x) ? "—" : `${(100 * x).toFixed(1)} %`);
 
 /** Every judge's rate per (prompt set, intervention), the strongest judge first. */
 function judgesTable(rates: Record<string, SetRates>, judge: string): string {

@@ -1,6 +1,7 @@
 /** Small hand-written SVG charts: a line chart, a heatmap with marks, grouped bars. */
+import { escapeXml } from "../util/format.js";
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const esc = escapeXml;
 const FONT = 'font-family="system-ui, sans-serif" font-size="11"';
 
 export interface Series {

@@ -67,7 +67,6 @@ export class ChatTokenizer {
   readonly templateSource: string;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
-  readonly specialIds: Set<number>;
   private readonly configFile: string;
   private readonly tokenizerFile: string;
   /** the largest token id the tokenizer can produce (its vocabulary and added tokens) */
@@ -110,8 +109,6 @@ export class ChatTokenizer {
     } catch (e) {
       throw fileError(tcPath, `chat_template does not parse (${(e as Error).message})`);
     }
-    this.specialIds = new Set<number>();
-    for (const [id, t] of this.tok.get_added_tokens_decoder()) if ((t as { special?: boolean }).special) this.specialIds.add(id);
   }
 
   encode(text: string): number[] {

@@ -1,0 +1,56 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { FIXTURES, ROOT, SPLITS } from "./helpers.js";
+import { writeDirection } from "../src/formats/direction.js";
+
+const BIN = path.join(ROOT, "bin", "cosmic.js");
+
+function cosmic(args: string[], cwd: string): void {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", cwd });
+  assert.equal(r.status, 0, r.stderr);
+}
+
+/** Every file under `dir` but dot files and timings.json, with its sha256. */
+function contents(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      if (e.name.startsWith(".") || e.name === "timings.json") continue;
+      const r = path.join(rel, e.name);
+      if (e.isDirectory()) walk(r);
+      else out[r] = crypto.createHash("sha256").update(fs.readFileSync(path.join(dir, r))).digest("hex");
+    }
+  };
+  walk("");
+  return out;
+}
+
+// Two machines (two different folders) running the same commands write the same bytes: no
+// absolute paths or wall-clock times inside artifacts (those are in timings.json).
+test("identical commands in two folders write identical artifacts, timings aside", () => {
+  const results: Record<string, string>[] = [];
+  for (const where of ["a", "b"]) {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), `cosmic-repro-${where}-`));
+    fs.mkdirSync(path.join(home, "model"));
+    for (const f of fs.readdirSync(path.join(FIXTURES, "qwen2"))) {
+      if (f !== "expected") fs.copyFileSync(path.join(FIXTURES, "qwen2", f), path.join(home, "model", f));
+    }
+    fs.copyFileSync(path.join(SPLITS, "harmful_val.json"), path.join(home, "prompts.json"));
+    const d = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i + 1));
+    writeDirection(path.join(home, "direction.safetensors"), d, null, { layer: "2", mode: "linear", model_type: "qwen2", num_layers: "4" });
+    cosmic(["run", "--model", path.join(home, "model"), "--data", SPLITS, "--n-train", "8", "--n-val", "6", "--n-test", "4", "--max-new-tokens", "4", "--out", "run", "--quiet"], home);
+    cosmic(["report", "run"], home);
+    cosmic(["capture", "--model", "model", "--prompts", "prompts.json", "--limit", "3", "--out", "out/acts.safetensors", "--quiet"], home);
+    cosmic(["generate", "--model", "model", "--prompts", "prompts.json", "--limit", "3", "--max-new-tokens", "4", "--direction", "direction.safetensors", "--out", "out/gens.json", "--quiet"], home);
+    cosmic(["export", "abliterate", "--model", "model", "--direction", "direction.safetensors", "--out", "out/abliterated"], home);
+    cosmic(["export", "control-vector", "--direction", "direction.safetensors", "--out", "out/cv.gguf"], home);
+    results.push({ ...contents(path.join(home, "run")), ...Object.fromEntries(Object.entries(contents(path.join(home, "out"))).map(([k, v]) => [`out/${k}`, v])) });
+  }
+  assert.ok(Object.keys(results[0]).length > 20);
+  assert.deepEqual(results[0], results[1]);
+});
