@@ -1,0 +1,71 @@
+/**
+ * Stage 5: the evaluation, by the caller's Evaluator (src/eval implements it; the method only
+ * declares the shapes it hands over and gets back, in ../evaluation.ts).
+ */
+import { activationAddition } from "../../engine/interventions.js";
+import type { PromptRecord } from "../../data/prompts.js";
+import { at } from "../activations.js";
+import type { Evaluation, EvaluatedDirection, Evaluator } from "../evaluation.js";
+import { modeInterventions } from "../modes.js";
+import type { Method } from "../pipeline.js";
+import type { Selection } from "../select.js";
+import type { Stage } from "../stage.js";
+import type { Directions } from "./directions.js";
+import type { Selected } from "./selection.js";
+
+export interface EvaluationInputs {
+  /** the key of the scores stage the selections come from */
+  scores: string;
+  cosmic: Selection["selected"];
+  substring: Selection["selected"] | null;
+  harmful: PromptRecord[];
+  harmless: PromptRecord[];
+  maxNewTokens: number;
+  evalSystem: string | null;
+  judge: string;
+  steerTowardRefusal: boolean;
+  alphas: number[];
+  /** what the evaluator's judges depend on (its guard model, loss data) */
+  evaluator: unknown;
+}
+
+const FILE = "evaluation.json";
+
+export function evaluationStage(evaluator: Evaluator, dirs: Directions, sel: Selected): Stage<EvaluationInputs, Evaluation> {
+  return {
+    name: "evaluation",
+    files: [FILE],
+
+    async compute(_i, ctx) {
+      const { options: o, folder } = ctx;
+      const e = await ctx.engine();
+      const L = folder.spec.numLayers;
+      const d = folder.spec.hiddenSize;
+      const P = dirs.r.length / (L * d);
+      const direction = (s: Selection, method: Method): EvaluatedDirection => {
+        const { position, layer } = s.selected;
+        const ivs = modeInterventions(o.mode, at(dirs.r, position + P, layer, L, d), at(dirs.muMinus, position + P, layer, L, d), layer, L);
+        return { method, position, layer, ablate: ivs.ablate.intervention, add: (a) => ivs.add(a).intervention };
+      };
+      const c = sel.cosmic.selected;
+      // The sweep adds α·r to the block input (activation addition, §8) in either mode: ACE would
+      // set every prompt's projection to the same value, losing the prompt's own harmfulness, and
+      // on a weakly aligned model that steers all prompts or none.
+      const r0 = at(dirs.r, c.position + P, c.layer, L, d);
+      return evaluator.run({
+        engine: e, tokenizer: folder.tokenizer, eosTokenIds: folder.eosTokenIds, prompts: o.prompts, options: o,
+        directions: [direction(sel.cosmic, "cosmic"), ...(sel.substring ? [direction(sel.substring, "substring")] : [])],
+        sweep: (a) => activationAddition(r0, c.layer, a, L),
+        substringNote: sel.note, encode: ctx.encode, writeJson: (f, v) => ctx.store.writeJson(f, v), progress: o.progress,
+      });
+    },
+
+    write(out, ctx) {
+      ctx.store.writeJson(FILE, out);
+    },
+
+    read(ctx) {
+      return ctx.store.readJson(FILE);
+    },
+  };
+}

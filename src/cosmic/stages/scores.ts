@@ -1,0 +1,172 @@
+/**
+ * Stage 3: every candidate's scores — COSMIC's refusal, steering and KL scores, and the
+ * substring baseline's bypass and induce log-odds under the same interventions. Finished
+ * layers are kept in a partial file, so an interrupted stage resumes where it stopped.
+ */
+import type { Engine } from "../../engine/engine.js";
+import type { PromptRecord } from "../../data/prompts.js";
+import { at } from "../activations.js";
+import { Mode, modeInterventions } from "../modes.js";
+import type { RunSummary, Timings } from "../pipeline.js";
+import { cleanResult, prepareScoringSet, RunNeeds, runCandidates, RunResult, Schedule, ScoringSet } from "../scoring.js";
+import { CandidateScore, key } from "../select.js";
+import type { Stage, StageContext } from "../stage.js";
+import { dot, normalize } from "../vec.js";
+import type { Directions } from "./directions.js";
+
+export interface ScoresInputs {
+  /** the key of the directions stage the candidates come from */
+  directions: string;
+  lLow: number[];
+  harmful: PromptRecord[];
+  harmless: PromptRecord[];
+  /** the system message the scores see (the selection scope's) */
+  system: string | null;
+  mode: Mode;
+  refusalTokens: number[];
+  schedule: Schedule;
+  /** score only the last N EOI positions (null: all) */
+  scorePositions: number | null;
+}
+
+export interface Scores {
+  cosmic: CandidateScore[];
+  substring: CandidateScore[];
+  scoring: RunSummary["scoring"];
+  timings: Timings;
+}
+
+const COSMIC_FILE = "select_direction/direction_evaluations.json";
+const SUBSTRING_FILE = "select_direction_substring/direction_evaluations.json";
+const SCORING_FILE = "select_direction/scoring.json";
+const TIMINGS_FILE = "timings.json";
+const PARTIAL_FILE = "select_direction/.partial-scores.json";
+
+type Acc = { seconds: number; flops: number };
+interface Partial { key: string; layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }>; cosmic: Acc; substring: Acc }
+
+/** The clean passes and what every candidate is compared with. */
+interface Baseline {
+  harm: ScoringSet;
+  harmless: ScoringSet;
+  cleanHarm: RunResult;
+  cleanHarmless: RunResult;
+  /** the clean runs' pooled L_low outputs, normalised: b+ (harmful) and b− (harmless) */
+  bPlus: Float64Array;
+  bMinus: Float64Array;
+}
+
+async function baseline(e: Engine, i: ScoresInputs, ctx: StageContext): Promise<Baseline> {
+  const { options: o } = ctx;
+  const d = e.spec.hiddenSize;
+  const V = e.spec.vocabSize;
+  const system = i.system ?? undefined;
+  o.progress("scoring: clean pass", 0, 2);
+  const harm = await prepareScoringSet(e, ctx.encode(i.harmful, system), o.batchSize);
+  o.progress("scoring: clean pass", 1, 2);
+  const harmless = await prepareScoringSet(e, ctx.encode(i.harmless, system), o.batchSize);
+  o.progress("scoring: clean pass", 2, 2);
+  const needs: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
+  const cleanHarm = cleanResult(harm, needs, d, V);
+  const cleanHarmless = cleanResult(harmless, needs, d, V);
+  return { harm, harmless, cleanHarm, cleanHarmless, bPlus: normalize(cleanHarm.pooled!), bMinus: normalize(cleanHarmless.pooled!) };
+}
+
+/** One layer's candidates (the live ones run; zero ones take the clean run's scores). */
+async function scoreLayer(e: Engine, l: number, i: ScoresInputs, dirs: Directions, zero: Set<string>, b: Baseline, acc: Partial): Promise<{ cos: CandidateScore[]; sub: CandidateScore[] }> {
+  const L = e.numLayers;
+  const d = e.spec.hiddenSize;
+  const P = dirs.r.length / (L * d);
+  const positions = Math.min(P, i.scorePositions ?? P);
+  const cos: CandidateScore[] = [];
+  const sub: CandidateScore[] = [];
+  const live: number[] = [];
+  for (let k = P - positions; k < P; k++) {
+    if (zero.has(key(k - P, l))) {
+      // A zero direction edits nothing: its scores are the clean run's.
+      const base = { position: k - P, layer: l, kl_div_score: 0 };
+      cos.push({ ...base, refusal_score: dot(normalize(b.cleanHarm.pooled!), b.bMinus), steering_score: dot(normalize(b.cleanHarmless.pooled!), b.bPlus) });
+      sub.push({ ...base, refusal_score: b.cleanHarm.logOdds!, steering_score: b.cleanHarmless.logOdds! });
+    } else live.push(k);
+  }
+  if (live.length) {
+    const ivs = live.map((k) => modeInterventions(i.mode, at(dirs.r, k, l, L, d), at(dirs.muMinus, k, l, L, d), l, L));
+    const run = (set: ScoringSet, which: "ablate" | "add", needs: RunNeeds) =>
+      runCandidates(e, set, ivs.map((v) => (which === "ablate" ? v.ablate : v.add(1))), needs, i.schedule);
+    const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
+    const odds: RunNeeds = { poolLayers: [], kl: false, refusalTokens: i.refusalTokens };
+    // COSMIC: pooled L_low outputs (the forward stops after L_low) and the KL (to the logits).
+    const [abl, add, kl] = await timed(e, acc.cosmic, async () => [
+      await run(b.harm, "ablate", pool), await run(b.harmless, "add", pool), await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
+    ]);
+    // The substring baseline: refusal-token log-odds under the same interventions.
+    const [bypass, induce] = await timed(e, acc.substring, async () => [await run(b.harm, "ablate", odds), await run(b.harmless, "add", odds)]);
+    live.forEach((k, j) => {
+      const base = { position: k - P, layer: l, kl_div_score: kl[j].kl! };
+      cos.push({ ...base, refusal_score: dot(normalize(abl[j].pooled!), b.bMinus), steering_score: dot(normalize(add[j].pooled!), b.bPlus) });
+      sub.push({ ...base, refusal_score: bypass[j].logOdds!, steering_score: induce[j].logOdds! });
+    });
+  }
+  const byPos = (x: CandidateScore, y: CandidateScore) => x.position - y.position;
+  return { cos: cos.sort(byPos), sub: sub.sort(byPos) };
+}
+
+async function timed<T>(e: Engine, acc: Acc, f: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  const f0 = e.flops;
+  const out = await f();
+  acc.seconds += (performance.now() - t0) / 1000;
+  acc.flops += e.flops - f0;
+  return out;
+}
+
+/** The scores stage for these candidate directions (`zero`: the candidates that are zero vectors). */
+export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresInputs, Scores> {
+  return {
+    name: "scores",
+    files: [COSMIC_FILE, SUBSTRING_FILE, SCORING_FILE, TIMINGS_FILE],
+
+    async compute(i, ctx, stageKey) {
+      const e = await ctx.engine();
+      const L = e.numLayers;
+      const b = await baseline(e, i, ctx);
+      // Partial results survive an interruption: finished layers are not scored again.
+      let partial: Partial = { key: stageKey, layers: {}, cosmic: { seconds: 0, flops: 0 }, substring: { seconds: 0, flops: 0 } };
+      try {
+        const p = ctx.store.readJson<Partial>(PARTIAL_FILE);
+        if (p.key === stageKey) partial = p;
+      } catch { /* none yet */ }
+      for (let l = 0; l < L; l++) {
+        if (!partial.layers[l]) {
+          partial.layers[l] = await scoreLayer(e, l, i, dirs, zero, b, partial);
+          ctx.store.writeJson(PARTIAL_FILE, partial);
+        }
+        ctx.options.progress("scoring", l + 1, L);
+      }
+      // The reference lists candidates position-major: (−P, 0), (−P, 1), …
+      const order = (x: CandidateScore, y: CandidateScore) => x.position - y.position || x.layer - y.layer;
+      return {
+        cosmic: Object.values(partial.layers).flatMap((x) => x.cos).sort(order),
+        substring: Object.values(partial.layers).flatMap((x) => x.sub).sort(order),
+        scoring: { flops: partial.cosmic.flops, schedule: i.schedule, substring_flops: partial.substring.flops },
+        timings: { scoring_seconds: partial.cosmic.seconds, substring_scoring_seconds: partial.substring.seconds },
+      };
+    },
+
+    write(out, ctx) {
+      ctx.store.writeJson(COSMIC_FILE, out.cosmic);
+      ctx.store.writeJson(SUBSTRING_FILE, out.substring);
+      ctx.store.writeJson(SCORING_FILE, out.scoring);
+      ctx.store.writeJson(TIMINGS_FILE, out.timings);
+    },
+
+    read(ctx) {
+      return {
+        cosmic: ctx.store.readJson(COSMIC_FILE),
+        substring: ctx.store.readJson(SUBSTRING_FILE),
+        scoring: ctx.store.readJson(SCORING_FILE),
+        timings: ctx.store.readJson(TIMINGS_FILE),
+      };
+    },
+  };
+}
