@@ -1,4 +1,4 @@
-/** cosmic as a library: model folders, the engine, interventions and captures. */
+/** cosmic as a library: model folders, the engine, interventions, captures, and the method (COSMIC and the substring baseline). */
 export { CosmicError } from "./errors.js";
 export { SafetensorsFile, Checkpoint, writeSafetensors } from "./formats/safetensors.js";
 export type { TensorInfo, TensorToWrite } from "./formats/safetensors.js";
@@ -20,3 +20,17 @@ export { generate } from "./engine/generate.js";
 export type { GenerateOptions, Generation } from "./engine/generate.js";
 export { ablation, activationAddition, affineEdit, noIntervention, unit } from "./engine/interventions.js";
 export type { Intervention } from "./engine/interventions.js";
+export { checkDirectionFits } from "./model/direction-fit.js";
+
+// The method: the whole pipeline with typed options and results, its defaults, its stages.
+export { runPipeline, refusalTokens, summaryFile } from "./cosmic/pipeline.js";
+export type { RunOptions, RunSummary, PromptSets, Method, Mode, SystemScope, Timings } from "./cosmic/pipeline.js";
+export { RUN_DEFAULTS, runFlags, runCommand } from "./cli/run.js";
+export type { RunFlags } from "./cli/run.js";
+export { makeEvaluator } from "./eval/evaluate.js";
+export type { Evaluation, Evaluator, SetRates } from "./cosmic/evaluation.js";
+export { candidateDirections, meanActivations } from "./cosmic/activations.js";
+export { rankLayers } from "./cosmic/layers.js";
+export { selectCosmic, selectSubstring } from "./cosmic/select.js";
+export type { CandidateScore, Selection } from "./cosmic/select.js";
+export { PAPER_SPLITS } from "./data/splits.js";

@@ -17,7 +17,7 @@ import { readDirection, writeDirection } from "../src/formats/direction.js";
 import { fsErrorLine } from "../src/formats/outputs.js";
 import { modelFingerprint, modelIdentity } from "../src/model/fingerprint.js";
 import { ModelFolder } from "../src/model/folder.js";
-import { checkDirectionFits } from "../src/export/abliterate.js";
+import { checkDirectionFits } from "../src/model/direction-fit.js";
 import { fitToContext } from "../src/cli/chat.js";
 import { ChatMessage } from "../src/tokenize/chat.js";
 import { checkOutDir } from "../src/organism/train.js";

@@ -11,7 +11,7 @@ import { generate } from "../engine/generate.js";
 import { Intervention } from "../engine/interventions.js";
 import { interventionOf, InterventionKind } from "./common.js";
 import { ChatMessage } from "../tokenize/chat.js";
-import { checkDirectionFits } from "../export/abliterate.js";
+import { checkDirectionFits } from "../model/direction-fit.js";
 
 export interface ChatFlags {
   model: string;

@@ -6,7 +6,7 @@ import { DirectionFile, readDirection } from "../formats/direction.js";
 import { DEVICES, Device, Engine } from "../engine/engine.js";
 import { ablation, activationAddition, affineEdit, Intervention } from "../engine/interventions.js";
 import { ModelFolder } from "../model/folder.js";
-import { checkDirectionFits } from "../export/abliterate.js";
+import { checkDirectionFits } from "../model/direction-fit.js";
 import { progressBar, ProgressMode } from "./progress.js";
 
 export function intArg(name: string, min = 0): (v: string) => number {

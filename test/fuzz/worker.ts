@@ -12,7 +12,7 @@ import { generate } from "../../src/engine/generate.js";
 import { Intervention } from "../../src/engine/interventions.js";
 import { loadPrompts, selectPrompts } from "../../src/data/prompts.js";
 import { readDirection } from "../../src/formats/direction.js";
-import { checkDirectionFits } from "../../src/export/abliterate.js";
+import { checkDirectionFits } from "../../src/model/direction-fit.js";
 import { defaultIntervention, interventionOf } from "../../src/cli/common.js";
 import type { FuzzCase } from "./cases.js";
 
