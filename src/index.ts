@@ -34,3 +34,4 @@ export { rankLayers } from "./cosmic/layers.js";
 export { selectCosmic, selectSubstring } from "./cosmic/select.js";
 export type { CandidateScore, Selection } from "./cosmic/select.js";
 export { PAPER_SPLITS } from "./data/splits.js";
+export type { EngineModel } from "./engine/engine.js";

@@ -6,8 +6,9 @@
 import fs from "node:fs";
 import { DType, decodeToF32, dtypeBytes } from "../formats/dtype.js";
 import { Checkpoint } from "../formats/safetensors.js";
+import { TENSORS } from "../formats/families.js";
 
-const NAME = "model.embed_tokens.weight";
+const NAME = TENSORS.embed;
 
 export class Embedding {
   private readonly fd: number;

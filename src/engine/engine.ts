@@ -6,7 +6,7 @@
 import os from "node:os";
 import { CosmicError, fileError } from "../errors.js";
 import { ModelSpec } from "../formats/config.js";
-import { ModelFolder } from "../model/folder.js";
+import type { Checkpoint } from "../formats/safetensors.js";
 import { Embedding } from "./embedding.js";
 import { buildBlockGraph, buildHeadGraph } from "./graphs.js";
 import { checkDevice, createSession, Device, floatTensor, probeDevice, releaseMemory, Session, SessionOptions, sessionOptions, Tensor } from "./runtime.js";
@@ -61,10 +61,22 @@ export function nonFinite(dir: string, what: string): CosmicError {
 }
 
 /**
+ * What the engine needs of a model: its spec, a weights source and its EOS token ids — not its
+ * tokenizer or chat template (a ModelFolder is one).
+ */
+export interface EngineModel {
+  readonly spec: ModelSpec;
+  readonly checkpoint: Checkpoint;
+  readonly eosTokenIds: number[];
+  /** where the weights come from, for messages */
+  readonly dir: string;
+}
+
+/**
  * Check, before any output is written, that the engine can hold `folder`: every tensor as one
  * float32 buffer (≤ 4 GiB, Node's limit) and the whole model within this machine's memory.
  */
-export function checkEngineFits(folder: ModelFolder): void {
+export function checkEngineFits(folder: EngineModel): void {
   const limit = 2 ** 32 - 1;
   let total = 0;
   for (const f of folder.checkpoint.files) {
@@ -79,14 +91,14 @@ export function checkEngineFits(folder: ModelFolder): void {
 }
 
 /** Everything an engine command checks before it writes: the device starts and the model fits. */
-export async function preflight(folder: ModelFolder, device: Device): Promise<void> {
+export async function preflight(folder: EngineModel, device: Device): Promise<void> {
   checkEngineFits(folder);
   await probeDevice(device);
 }
 
 export class Engine {
   readonly spec: ModelSpec;
-  readonly folder: ModelFolder;
+  readonly model: EngineModel;
   readonly device: Device;
   private readonly blocks: Session[];
   private readonly head: Session;
@@ -101,10 +113,10 @@ export class Engine {
   flops = 0;
   private readonly blockParams: number;
 
-  private constructor(folder: ModelFolder, device: Device, blocks: Session[], head: Session, buildSeconds: number, tokensPerCall: number, so: SessionOptions) {
+  private constructor(folder: EngineModel, device: Device, blocks: Session[], head: Session, buildSeconds: number, tokensPerCall: number, so: SessionOptions) {
     this.tokensPerCall = tokensPerCall;
     this.sessionOpts = so;
-    this.folder = folder;
+    this.model = folder;
     this.spec = folder.spec;
     this.device = device;
     this.blocks = blocks;
@@ -118,7 +130,7 @@ export class Engine {
     this.blockParams = sp.hiddenSize * (q + 2 * kv) + q * sp.hiddenSize + 3 * sp.hiddenSize * sp.intermediateSize;
   }
 
-  static async load(folder: ModelFolder, opts: EngineOptions = {}): Promise<Engine> {
+  static async load(folder: EngineModel, opts: EngineOptions = {}): Promise<Engine> {
     const device = opts.device ?? "cpu";
     checkDevice(device);
     const t0 = performance.now();
@@ -275,10 +287,10 @@ export class Engine {
       mask: floatTensor(rowsOf(mask, T * S), [n, 1, T, S]),
       past_key: pastRows(past?.key),
       past_value: pastRows(past?.value),
-      pre_dir: this.hookTensor(rowIvs, (iv) => iv.preDir[l]),
-      pre_add: this.hookTensor(rowIvs, (iv) => iv.preAdd[l]),
-      attn_dir: this.hookTensor(rowIvs, (iv) => iv.attnDir[l]),
-      mlp_dir: this.hookTensor(rowIvs, (iv) => iv.mlpDir[l]),
+      resid_pre_dir: this.hookTensor(rowIvs, (iv) => iv.preDir[l]),
+      resid_pre_add: this.hookTensor(rowIvs, (iv) => iv.preAdd[l]),
+      attn_out_dir: this.hookTensor(rowIvs, (iv) => iv.attnDir[l]),
+      mlp_out_dir: this.hookTensor(rowIvs, (iv) => iv.mlpDir[l]),
     };
     if (lastOnly) {
       const out = await (await this.lastTokenSession()).run(feeds);
@@ -295,7 +307,7 @@ export class Engine {
 
   private async lastTokenSession(): Promise<Session> {
     if (!this.lastTokenBlock) {
-      const ck = this.folder.checkpoint;
+      const ck = this.model.checkpoint;
       this.lastTokenBlock = await createSession(buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true), this.sessionOpts);
       releaseMemory();
     }
@@ -325,7 +337,7 @@ export class Engine {
     this.flops += 2 * B * this.spec.hiddenSize * this.spec.vocabSize;
     const logits = out.logits.data as Float32Array;
     // Finite weights can still overflow float32 (a corrupted checkpoint): say so, not NaN scores.
-    for (let i = 0; i < logits.length; i++) if (!Number.isFinite(logits[i])) throw nonFinite(this.folder.dir, "logits");
+    for (let i = 0; i < logits.length; i++) if (!Number.isFinite(logits[i])) throw nonFinite(this.model.dir, "logits");
     return { finalHidden: out.final_hidden.data as Float32Array, logits };
   }
 

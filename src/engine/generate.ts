@@ -83,7 +83,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
   if (longest + opts.maxNewTokens > spec.maxPositionEmbeddings) {
     throw new CosmicError(`a prompt of ${longest} tokens plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${spec.maxPositionEmbeddings}`);
   }
-  const eos = new Set(opts.eosTokenIds ?? engine.folder.eosTokenIds);
+  const eos = new Set(opts.eosTokenIds ?? engine.model.eosTokenIds);
   const stopAtEos = opts.stopAtEos ?? true;
   const temperature = opts.temperature ?? 0;
   const topP = opts.topP ?? 1;

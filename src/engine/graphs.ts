@@ -12,6 +12,7 @@
  */
 import { ModelSpec } from "../formats/config.js";
 import { GraphBuilder } from "./onnx/builder.js";
+import { layerTensors, TENSORS } from "../formats/families.js";
 
 /** Where weights come from: float32 values of a checkpoint tensor by HF name. */
 export type WeightSource = (name: string) => Float32Array;
@@ -113,7 +114,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   const hd = spec.headDim;
   const rep = H / K;
   const I = spec.intermediateSize;
-  const p = `model.layers.${l}`;
+  const t = layerTensors(l);
 
   const hidden = g.input("hidden", ["batch", "seq", d]);
   const cos = g.input("cos", ["batch", "seq", spec.rope.rotaryDim]);
@@ -121,24 +122,24 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   const mask = g.input("mask", ["batch", 1, "seq", "total"]);
   const pastK = g.input("past_key", ["batch", K, "past", hd]);
   const pastV = g.input("past_value", ["batch", K, "past", hd]);
-  const preDir = g.unsqueeze(g.input("pre_dir", ["batch", d]), [1]);
-  const preAdd = g.unsqueeze(g.input("pre_add", ["batch", d]), [1]);
-  const attnDir = g.unsqueeze(g.input("attn_dir", ["batch", d]), [1]);
-  const mlpDir = g.unsqueeze(g.input("mlp_dir", ["batch", d]), [1]);
+  const preDir = g.unsqueeze(g.input("resid_pre_dir", ["batch", d]), [1]);
+  const preAdd = g.unsqueeze(g.input("resid_pre_add", ["batch", d]), [1]);
+  const attnDir = g.unsqueeze(g.input("attn_out_dir", ["batch", d]), [1]);
+  const mlpDir = g.unsqueeze(g.input("mlp_out_dir", ["batch", d]), [1]);
 
   // Block-input hook (TransformerLens: hook_resid_pre).
   let x = g.add(project(g, hidden, preDir), preAdd);
 
   // Self-attention.
-  const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(`${p}.input_layernorm.weight`)), [d]), spec.norm.eps);
+  const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(t.inputNorm)), [d]), spec.norm.eps);
   const qDim = H * hd;
   const kvDim = K * hd;
   const qkvW = spec.fusedQkv
-    ? transpose2d(w(`${p}.self_attn.qkv_proj.weight`), qDim + 2 * kvDim, d)
-    : fusedT([w(`${p}.self_attn.q_proj.weight`), w(`${p}.self_attn.k_proj.weight`), w(`${p}.self_attn.v_proj.weight`)], [qDim, kvDim, kvDim], d);
+    ? transpose2d(w(`${t.qkv}.weight`), qDim + 2 * kvDim, d)
+    : fusedT([w(`${t.q}.weight`), w(`${t.k}.weight`), w(`${t.v}.weight`)], [qDim, kvDim, kvDim], d);
   let qkv = g.matmul(xn, g.weight("w_qkv", qkvW, [d, qDim + 2 * kvDim]));
   if (spec.qkvBias) {
-    const b = concatVec([w(`${p}.self_attn.q_proj.bias`), w(`${p}.self_attn.k_proj.bias`), w(`${p}.self_attn.v_proj.bias`)]);
+    const b = concatVec([w(`${t.q}.bias`), w(`${t.k}.bias`), w(`${t.v}.bias`)]);
     qkv = g.add(qkv, g.weight("b_qkv", b, [qDim + 2 * kvDim]));
   }
   let [q, k, v] = g.split(qkv, [qDim, kvDim, kvDim], -1);
@@ -146,8 +147,8 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   k = g.reshape(k, [0, 0, K, hd]);
   v = g.reshape(v, [0, 0, K, hd]);
   if (spec.qkNorm) {
-    q = rmsNorm(g, q, g.weight("q_norm", normWeight(spec, w(`${p}.self_attn.q_norm.weight`)), [hd]), spec.norm.eps);
-    k = rmsNorm(g, k, g.weight("k_norm", normWeight(spec, w(`${p}.self_attn.k_norm.weight`)), [hd]), spec.norm.eps);
+    q = rmsNorm(g, q, g.weight("q_norm", normWeight(spec, w(t.qNorm)), [hd]), spec.norm.eps);
+    k = rmsNorm(g, k, g.weight("k_norm", normWeight(spec, w(t.kNorm)), [hd]), spec.norm.eps);
   }
   q = g.transpose(q, [0, 2, 1, 3]); // [B, H, T, hd]
   k = g.transpose(k, [0, 2, 1, 3]); // [B, K, T, hd]
@@ -181,29 +182,29 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   const probs = g.op("Softmax", [scores], { axis: -1 });
   const ctx = g.matmul(g.reshape(probs, [0, K, -1, 0]), vAll); // [B, K, rep·T, hd]
   const ctxT = g.reshape(g.transpose(g.reshape(ctx, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, qDim]);
-  let attnOut = g.matmul(ctxT, g.weight("w_o", transpose2d(w(`${p}.self_attn.o_proj.weight`), d, qDim), [qDim, d]));
-  if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${p}.self_attn.o_proj.bias`), [d]));
+  let attnOut = g.matmul(ctxT, g.weight("w_o", transpose2d(w(`${t.o}.weight`), d, qDim), [qDim, d]));
+  if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${t.o}.bias`), [d]));
   attnOut = project(g, attnOut, attnDir); // hook_attn_out
   if (spec.sandwichNorms) {
-    attnOut = rmsNorm(g, attnOut, g.weight("ln_post_attn", normWeight(spec, w(`${p}.post_attention_layernorm.weight`)), [d]), spec.norm.eps);
+    attnOut = rmsNorm(g, attnOut, g.weight("ln_post_attn", normWeight(spec, w(t.postAttentionNorm)), [d]), spec.norm.eps);
   }
   const x2 = g.add(x, attnOut);
 
   // MLP (gated).
-  const ln2Name = spec.sandwichNorms ? `${p}.pre_feedforward_layernorm.weight` : `${p}.post_attention_layernorm.weight`;
+  const ln2Name = spec.sandwichNorms ? t.preFeedforwardNorm : t.postAttentionNorm;
   const xn2 = rmsNorm(g, x2, g.weight("ln2", normWeight(spec, w(ln2Name)), [d]), spec.norm.eps);
   const guW = spec.fusedGateUp
-    ? transpose2d(w(`${p}.mlp.gate_up_proj.weight`), 2 * I, d)
-    : fusedT([w(`${p}.mlp.gate_proj.weight`), w(`${p}.mlp.up_proj.weight`)], [I, I], d);
+    ? transpose2d(w(`${t.gateUp}.weight`), 2 * I, d)
+    : fusedT([w(`${t.gate}.weight`), w(`${t.up}.weight`)], [I, I], d);
   let gu = g.matmul(xn2, g.weight("w_gate_up", guW, [d, 2 * I]));
-  if (spec.mlpBias) gu = g.add(gu, g.weight("b_gate_up", concatVec([w(`${p}.mlp.gate_proj.bias`), w(`${p}.mlp.up_proj.bias`)]), [2 * I]));
+  if (spec.mlpBias) gu = g.add(gu, g.weight("b_gate_up", concatVec([w(`${t.gate}.bias`), w(`${t.up}.bias`)]), [2 * I]));
   const [gate, up] = g.split(gu, [I, I], -1);
   const h = g.mul(activation(g, spec, gate), up);
-  let mlpOut = g.matmul(h, g.weight("w_down", transpose2d(w(`${p}.mlp.down_proj.weight`), d, I), [I, d]));
-  if (spec.mlpBias) mlpOut = g.add(mlpOut, g.weight("b_down", w(`${p}.mlp.down_proj.bias`), [d]));
+  let mlpOut = g.matmul(h, g.weight("w_down", transpose2d(w(`${t.down}.weight`), d, I), [I, d]));
+  if (spec.mlpBias) mlpOut = g.add(mlpOut, g.weight("b_down", w(`${t.down}.bias`), [d]));
   mlpOut = project(g, mlpOut, mlpDir); // hook_mlp_out
   if (spec.sandwichNorms) {
-    mlpOut = rmsNorm(g, mlpOut, g.weight("ln_post_ff", normWeight(spec, w(`${p}.post_feedforward_layernorm.weight`)), [d]), spec.norm.eps);
+    mlpOut = rmsNorm(g, mlpOut, g.weight("ln_post_ff", normWeight(spec, w(t.postFeedforwardNorm)), [d]), spec.norm.eps);
   }
   g.output(g.add(x2, mlpOut), "hidden_out", ["batch", lastOnly ? 1 : "seq", d]);
   return g.encode();
@@ -219,9 +220,9 @@ export function buildHeadGraph(spec: ModelSpec, w: WeightSource): Uint8Array {
   const d = spec.hiddenSize;
   const V = spec.vocabSize;
   const hidden = g.input("hidden", ["batch", d]);
-  const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w("model.norm.weight")), [d]), spec.norm.eps);
+  const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w(TENSORS.finalNorm)), [d]), spec.norm.eps);
   g.output(normed, "final_hidden", ["batch", d]);
-  const lm = w(spec.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const lm = w(spec.tieWordEmbeddings ? TENSORS.embed : TENSORS.lmHead);
   let logits = g.op("Gemm", [normed, g.weight("w_lm", lm, [V, d])], { transB: 1 });
   if (spec.finalSoftcap !== null) {
     const c = g.f32(spec.finalSoftcap);

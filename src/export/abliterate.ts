@@ -16,6 +16,7 @@ import { readJsonFile, trackTemporary, untrackTemporary } from "../formats/files
 import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
 import { ModelFolder } from "../model/folder.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
+import { RESIDUAL_WRITER, RESIDUAL_WRITER_BIAS, TENSORS } from "../formats/families.js";
 
 export interface AbliterateOptions {
   dtype: "original" | "f32";
@@ -59,9 +60,9 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
   const ck = folder.checkpoint;
   const edited: string[] = [];
   const untie = s.tieWordEmbeddings;
-  const isRowWriter = (name: string) => name === "model.embed_tokens.weight";
-  const isMatrixWriter = (name: string) => /^model\.layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.weight$/.test(name);
-  const isBiasWriter = (name: string) => /^model\.layers\.\d+\.(self_attn\.o_proj|mlp\.down_proj)\.bias$/.test(name);
+  const isRowWriter = (name: string) => name === TENSORS.embed;
+  const isMatrixWriter = (name: string) => RESIDUAL_WRITER.test(name);
+  const isBiasWriter = (name: string) => RESIDUAL_WRITER_BIAS.test(name);
 
   const tmp = `${path.resolve(out)}.${process.pid}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -90,10 +91,10 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
         tensors.push({ name, dtype, shape: info.shape, data });
         weightMap[name] = base;
         totalSize += info.shape.reduce((a, b) => a * b, 1) * (dtype === "F32" ? 4 : 2);
-        if (untie && name === "model.embed_tokens.weight") {
+        if (untie && name === TENSORS.embed) {
           // The output layer keeps the original embedding.
-          tensors.push({ name: "lm_head.weight", dtype, shape: info.shape, data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)) });
-          weightMap["lm_head.weight"] = base;
+          tensors.push({ name: TENSORS.lmHead, dtype, shape: info.shape, data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)) });
+          weightMap[TENSORS.lmHead] = base;
           totalSize += info.shape.reduce((a, b) => a * b, 1) * (dtype === "F32" ? 4 : 2);
         }
       }

@@ -4,8 +4,9 @@
  */
 import { fileError } from "../errors.js";
 
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"] as const;
-export type Family = (typeof SUPPORTED_MODEL_TYPES)[number];
+import { FAMILIES, Family, layerTensors, SUPPORTED_MODEL_TYPES, TENSORS } from "./families.js";
+
+export { SUPPORTED_MODEL_TYPES, type Family } from "./families.js";
 
 export type Activation = "silu" | "gelu_tanh" | "gelu";
 
@@ -161,28 +162,18 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
   if (!Number.isInteger(headDim)) throw fileError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
   if (headDim > CONFIG_BOUNDS.head_dim) throw fileError(file, `head dimension ${headDim} is above cosmic's bound of ${CONFIG_BOUNDS.head_dim}`);
   const numLayers = posInt(c, file, "num_hidden_layers");
-  const isGemma = family === "gemma" || family === "gemma2";
-  const attentionBias = c.attention_bias === true;
+  const fam = FAMILIES[family];
   const partial = num(c, file, "partial_rotary_factor", 1);
   if (!(partial > 0 && partial <= 1)) throw fileError(file, `"partial_rotary_factor" must be in (0, 1], got ${partial}`);
   const rotaryDim = Math.floor(headDim * partial);
   if (rotaryDim % 2 !== 0 || rotaryDim <= 0) throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
 
-  let sliding: (number | null)[] = new Array(numLayers).fill(null);
   const sw = c.sliding_window == null ? null : posInt(c, file, "sliding_window");
-  if (sw !== null) {
-    if (family === "gemma2") sliding = sliding.map((_, l) => (l % 2 === 0 ? sw : null));
-    else if (family === "mistral" || family === "phi3") sliding = sliding.map(() => sw);
-    else if ((family === "qwen2" || family === "qwen3") && c.use_sliding_window === true) {
-      const maxWindow = typeof c.max_window_layers === "number" ? c.max_window_layers : numLayers;
-      sliding = sliding.map((_, l) => (l >= maxWindow ? sw : null));
-    }
-  }
+  const sliding = sw === null ? new Array<number | null>(numLayers).fill(null) : fam.slidingWindow(c, numLayers, sw);
 
   const eps = positive(c, file, "rms_norm_eps", 1e-6);
   if (eps >= 1) throw fileError(file, `"rms_norm_eps" must be small (0 < eps < 1), got ${eps}`);
-  const softcap = (key: string): number | null => (family === "gemma2" && c[key] != null ? positive(c, file, key) : null);
-  const actName = isGemma ? (c.hidden_activation ?? c.hidden_act ?? "gelu_pytorch_tanh") : (c.hidden_act ?? "silu");
+  const softcap = (key: string): number | null => (fam.sandwichNorms && c[key] != null ? positive(c, file, key) : null);
   const arch = Array.isArray(c.architectures) && typeof c.architectures[0] === "string" ? c.architectures[0] : `${family}ForCausalLM`;
   return {
     family,
@@ -195,23 +186,23 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     headDim,
     vocabSize: posInt(c, file, "vocab_size"),
     maxPositionEmbeddings: posInt(c, file, "max_position_embeddings", 4096),
-    norm: { kind: isGemma ? "rms_one_plus" : "rms", eps },
+    norm: { kind: fam.normOnePlus ? "rms_one_plus" : "rms", eps },
     rope: { theta: positive(c, file, "rope_theta", 10000), scaling: ropeScalingOf(c, file), rotaryDim },
-    qkvBias: family === "qwen2" || ((family === "llama" || family === "gemma" || family === "gemma2" || family === "qwen3" || family === "mistral") && attentionBias),
-    oBias: (family === "llama" || family === "gemma" || family === "gemma2" || family === "qwen3" || family === "mistral") && attentionBias,
-    mlpBias: family === "llama" && c.mlp_bias === true,
-    qkNorm: family === "qwen3",
-    fusedQkv: family === "phi3",
-    fusedGateUp: family === "phi3",
-    sandwichNorms: family === "gemma2",
-    tieWordEmbeddings: c.tie_word_embeddings === undefined ? isGemma : c.tie_word_embeddings === true,
+    qkvBias: fam.qkvBias(c),
+    oBias: fam.oBias(c),
+    mlpBias: fam.mlpBias(c),
+    qkNorm: fam.qkNorm,
+    fusedQkv: fam.fused,
+    fusedGateUp: fam.fused,
+    sandwichNorms: fam.sandwichNorms,
+    tieWordEmbeddings: c.tie_word_embeddings === undefined ? fam.tiedByDefault : c.tie_word_embeddings === true,
     // HF multiplies by a float32 tensor of √hidden, so round it to float32 here too.
-    embeddingScale: isGemma ? Math.fround(Math.sqrt(hiddenSize)) : 1,
-    attnScale: family === "gemma2" ? positive(c, file, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
+    embeddingScale: fam.scaleEmbeddings ? Math.fround(Math.sqrt(hiddenSize)) : 1,
+    attnScale: fam.sandwichNorms ? positive(c, file, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
     attnSoftcap: softcap("attn_logit_softcapping"),
     finalSoftcap: softcap("final_logit_softcapping"),
     slidingWindow: sliding,
-    activation: activationOf(actName, file),
+    activation: activationOf(fam.activation(c), file),
     bosTokenId: typeof c.bos_token_id === "number" ? c.bos_token_id : null,
     eosTokenIds: ids(c.eos_token_id),
     padTokenId: typeof c.pad_token_id === "number" ? c.pad_token_id : null,
@@ -229,46 +220,47 @@ export function expectedTensors(s: ModelSpec): ExpectedTensor[] {
   const d = s.hiddenSize;
   const q = s.numHeads * s.headDim;
   const kv = s.numKvHeads * s.headDim;
+  const I = s.intermediateSize;
   const add = (name: string, shape: number[]) => out.push({ name, shape });
-  add("model.embed_tokens.weight", [s.vocabSize, d]);
+  add(TENSORS.embed, [s.vocabSize, d]);
   for (let l = 0; l < s.numLayers; l++) {
-    const p = `model.layers.${l}`;
-    add(`${p}.input_layernorm.weight`, [d]);
-    add(`${p}.post_attention_layernorm.weight`, [d]);
+    const t = layerTensors(l);
+    add(t.inputNorm, [d]);
+    add(t.postAttentionNorm, [d]);
     if (s.sandwichNorms) {
-      add(`${p}.pre_feedforward_layernorm.weight`, [d]);
-      add(`${p}.post_feedforward_layernorm.weight`, [d]);
+      add(t.preFeedforwardNorm, [d]);
+      add(t.postFeedforwardNorm, [d]);
     }
-    if (s.fusedQkv) add(`${p}.self_attn.qkv_proj.weight`, [q + 2 * kv, d]);
+    if (s.fusedQkv) add(`${t.qkv}.weight`, [q + 2 * kv, d]);
     else {
-      add(`${p}.self_attn.q_proj.weight`, [q, d]);
-      add(`${p}.self_attn.k_proj.weight`, [kv, d]);
-      add(`${p}.self_attn.v_proj.weight`, [kv, d]);
+      add(`${t.q}.weight`, [q, d]);
+      add(`${t.k}.weight`, [kv, d]);
+      add(`${t.v}.weight`, [kv, d]);
       if (s.qkvBias) {
-        add(`${p}.self_attn.q_proj.bias`, [q]);
-        add(`${p}.self_attn.k_proj.bias`, [kv]);
-        add(`${p}.self_attn.v_proj.bias`, [kv]);
+        add(`${t.q}.bias`, [q]);
+        add(`${t.k}.bias`, [kv]);
+        add(`${t.v}.bias`, [kv]);
       }
     }
-    add(`${p}.self_attn.o_proj.weight`, [d, q]);
-    if (s.oBias) add(`${p}.self_attn.o_proj.bias`, [d]);
+    add(`${t.o}.weight`, [d, q]);
+    if (s.oBias) add(`${t.o}.bias`, [d]);
     if (s.qkNorm) {
-      add(`${p}.self_attn.q_norm.weight`, [s.headDim]);
-      add(`${p}.self_attn.k_norm.weight`, [s.headDim]);
+      add(t.qNorm, [s.headDim]);
+      add(t.kNorm, [s.headDim]);
     }
-    if (s.fusedGateUp) add(`${p}.mlp.gate_up_proj.weight`, [2 * s.intermediateSize, d]);
+    if (s.fusedGateUp) add(`${t.gateUp}.weight`, [2 * I, d]);
     else {
-      add(`${p}.mlp.gate_proj.weight`, [s.intermediateSize, d]);
-      add(`${p}.mlp.up_proj.weight`, [s.intermediateSize, d]);
+      add(`${t.gate}.weight`, [I, d]);
+      add(`${t.up}.weight`, [I, d]);
     }
-    add(`${p}.mlp.down_proj.weight`, [d, s.intermediateSize]);
+    add(`${t.down}.weight`, [d, I]);
     if (s.mlpBias) {
-      add(`${p}.mlp.gate_proj.bias`, [s.intermediateSize]);
-      add(`${p}.mlp.up_proj.bias`, [s.intermediateSize]);
-      add(`${p}.mlp.down_proj.bias`, [d]);
+      add(`${t.gate}.bias`, [I]);
+      add(`${t.up}.bias`, [I]);
+      add(`${t.down}.bias`, [d]);
     }
   }
-  add("model.norm.weight", [d]);
-  if (!s.tieWordEmbeddings) add("lm_head.weight", [s.vocabSize, d]);
+  add(TENSORS.finalNorm, [d]);
+  if (!s.tieWordEmbeddings) add(TENSORS.lmHead, [s.vocabSize, d]);
   return out;
 }

@@ -18,6 +18,7 @@ import {
 import { GUARD_TEMPLATE, guardExample, SAFE, UNSAFE } from "./guard.js";
 import { AdamW, Batch, clipGrads, Gemm, initParams, lossAndGrad, OrganismShape, Params } from "./model.js";
 import { BOS, buildVocab, CHAT_TEMPLATE, END, PAD, SPECIAL, tokenizerConfig, tokenizerJson, words } from "./tokenizer.js";
+import { layerTensors, TENSORS } from "../formats/families.js";
 
 export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 96, layers: 8, heads: 4, intermediate: 288, ropeTheta: 10000, eps: 1e-5 };
 /** The guard organism: a classifier, so half the depth and a smaller width are enough. */
@@ -260,24 +261,24 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
   trackTemporary(tmp);
   const d = shape.hidden;
   const I = shape.intermediate;
-  const tensors: TensorToWrite[] = [{ name: "model.embed_tokens.weight", dtype: "F32", shape: [shape.vocab, d], data: p.get("embed")! }];
+  const tensors: TensorToWrite[] = [{ name: TENSORS.embed, dtype: "F32", shape: [shape.vocab, d], data: p.get("embed")! }];
   for (let l = 0; l < shape.layers; l++) {
     const qkv = p.get(`${l}.qkv`)!;
     const gu = p.get(`${l}.gu`)!;
-    const pre = `model.layers.${l}`;
+    const t = layerTensors(l);
     tensors.push(
-      { name: `${pre}.input_layernorm.weight`, dtype: "F32", shape: [d], data: p.get(`${l}.ln1`)! },
-      { name: `${pre}.self_attn.q_proj.weight`, dtype: "F32", shape: [d, d], data: qkv.slice(0, d * d) },
-      { name: `${pre}.self_attn.k_proj.weight`, dtype: "F32", shape: [d, d], data: qkv.slice(d * d, 2 * d * d) },
-      { name: `${pre}.self_attn.v_proj.weight`, dtype: "F32", shape: [d, d], data: qkv.slice(2 * d * d) },
-      { name: `${pre}.self_attn.o_proj.weight`, dtype: "F32", shape: [d, d], data: p.get(`${l}.o`)! },
-      { name: `${pre}.post_attention_layernorm.weight`, dtype: "F32", shape: [d], data: p.get(`${l}.ln2`)! },
-      { name: `${pre}.mlp.gate_proj.weight`, dtype: "F32", shape: [I, d], data: gu.slice(0, I * d) },
-      { name: `${pre}.mlp.up_proj.weight`, dtype: "F32", shape: [I, d], data: gu.slice(I * d) },
-      { name: `${pre}.mlp.down_proj.weight`, dtype: "F32", shape: [d, I], data: p.get(`${l}.down`)! },
+      { name: t.inputNorm, dtype: "F32", shape: [d], data: p.get(`${l}.ln1`)! },
+      { name: `${t.q}.weight`, dtype: "F32", shape: [d, d], data: qkv.slice(0, d * d) },
+      { name: `${t.k}.weight`, dtype: "F32", shape: [d, d], data: qkv.slice(d * d, 2 * d * d) },
+      { name: `${t.v}.weight`, dtype: "F32", shape: [d, d], data: qkv.slice(2 * d * d) },
+      { name: `${t.o}.weight`, dtype: "F32", shape: [d, d], data: p.get(`${l}.o`)! },
+      { name: t.postAttentionNorm, dtype: "F32", shape: [d], data: p.get(`${l}.ln2`)! },
+      { name: `${t.gate}.weight`, dtype: "F32", shape: [I, d], data: gu.slice(0, I * d) },
+      { name: `${t.up}.weight`, dtype: "F32", shape: [I, d], data: gu.slice(I * d) },
+      { name: `${t.down}.weight`, dtype: "F32", shape: [d, I], data: p.get(`${l}.down`)! },
     );
   }
-  tensors.push({ name: "model.norm.weight", dtype: "F32", shape: [d], data: p.get("norm")! });
+  tensors.push({ name: TENSORS.finalNorm, dtype: "F32", shape: [d], data: p.get("norm")! });
   writeSafetensors(path.join(tmp, "model.safetensors"), tensors, { format: "pt" });
   const config = {
     architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: d, intermediate_size: I, num_hidden_layers: shape.layers,
