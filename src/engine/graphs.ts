@@ -100,38 +100,14 @@ function rope(g: GraphBuilder, spec: ModelSpec, x: string, cos: string, sin: str
 }
 
 
-/**
- * One decoder block `l` as an ONNX model. With `lastOnly`, the block computes keys and values
- * for every position but attention, o_proj and the MLP only for the last one, and outputs
- * `hidden_out` [B, 1, d] (no cache): what the final block needs when only the last position's
- * logits are read.
- */
-export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, lastOnly = false): Uint8Array {
-  const g = new GraphBuilder(`block_${l}`);
+type LayerTensors = ReturnType<typeof layerTensors>;
+
+/** q [B, H, T, hd], k and v [B, K, T, hd] from the normalised block input (before RoPE). */
+function queryKeyValue(g: GraphBuilder, spec: ModelSpec, w: WeightSource, t: LayerTensors, xn: string): { q: string; k: string; v: string } {
   const d = spec.hiddenSize;
   const H = spec.numHeads;
   const K = spec.numKvHeads;
   const hd = spec.headDim;
-  const rep = H / K;
-  const I = spec.intermediateSize;
-  const t = layerTensors(l);
-
-  const hidden = g.input("hidden", ["batch", "seq", d]);
-  const cos = g.input("cos", ["batch", "seq", spec.rope.rotaryDim]);
-  const sin = g.input("sin", ["batch", "seq", spec.rope.rotaryDim]);
-  const mask = g.input("mask", ["batch", 1, "seq", "total"]);
-  const pastK = g.input("past_key", ["batch", K, "past", hd]);
-  const pastV = g.input("past_value", ["batch", K, "past", hd]);
-  const preDir = g.unsqueeze(g.input("resid_pre_dir", ["batch", d]), [1]);
-  const preAdd = g.unsqueeze(g.input("resid_pre_add", ["batch", d]), [1]);
-  const attnDir = g.unsqueeze(g.input("attn_out_dir", ["batch", d]), [1]);
-  const mlpDir = g.unsqueeze(g.input("mlp_out_dir", ["batch", d]), [1]);
-
-  // Block-input hook (TransformerLens: hook_resid_pre).
-  let x = g.add(project(g, hidden, preDir), preAdd);
-
-  // Self-attention.
-  const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(t.inputNorm)), [d]), spec.norm.eps);
   const qDim = H * hd;
   const kvDim = K * hd;
   const qkvW = spec.fusedQkv
@@ -153,6 +129,80 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   q = g.transpose(q, [0, 2, 1, 3]); // [B, H, T, hd]
   k = g.transpose(k, [0, 2, 1, 3]); // [B, K, T, hd]
   v = g.transpose(v, [0, 2, 1, 3]);
+  return { q, k, v };
+}
+
+/**
+ * Grouped-query attention without copying K/V: query head h uses KV head h / rep, so
+ * [B, H, T, hd] regroups as [B, K, rep·T, hd]. Returns the heads' outputs as [B, T, H·hd].
+ */
+function attention(g: GraphBuilder, spec: ModelSpec, q: string, kAll: string, vAll: string, mask: string): string {
+  const H = spec.numHeads;
+  const K = spec.numKvHeads;
+  const hd = spec.headDim;
+  const qg = g.reshape(q, [0, K, -1, hd]);
+  let scores = g.mul(g.matmul(qg, g.transpose(kAll, [0, 1, 3, 2])), g.f32(spec.attnScale));
+  scores = g.op("Reshape", [scores, g.i64([0, H, -1, 0])]); // [B, H, T, S]
+  if (spec.attnSoftcap !== null) {
+    const c = g.f32(spec.attnSoftcap);
+    scores = g.mul(g.op("Tanh", [g.div(scores, c)]), c);
+  }
+  scores = g.add(scores, mask);
+  const probs = g.op("Softmax", [scores], { axis: -1 });
+  const ctx = g.matmul(g.reshape(probs, [0, K, -1, 0]), vAll); // [B, K, rep·T, hd]
+  return g.reshape(g.transpose(g.reshape(ctx, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, H * hd]);
+}
+
+/** The gated MLP on the residual stream `x` (its pre-norm included), before the output hook. */
+function mlp(g: GraphBuilder, spec: ModelSpec, w: WeightSource, t: LayerTensors, x: string): string {
+  const d = spec.hiddenSize;
+  const I = spec.intermediateSize;
+  const ln2Name = spec.sandwichNorms ? t.preFeedforwardNorm : t.postAttentionNorm;
+  const xn2 = rmsNorm(g, x, g.weight("ln2", normWeight(spec, w(ln2Name)), [d]), spec.norm.eps);
+  const guW = spec.fusedGateUp
+    ? transpose2d(w(`${t.gateUp}.weight`), 2 * I, d)
+    : fusedT([w(`${t.gate}.weight`), w(`${t.up}.weight`)], [I, I], d);
+  let gu = g.matmul(xn2, g.weight("w_gate_up", guW, [d, 2 * I]));
+  if (spec.mlpBias) gu = g.add(gu, g.weight("b_gate_up", concatVec([w(`${t.gate}.bias`), w(`${t.up}.bias`)]), [2 * I]));
+  const [gate, up] = g.split(gu, [I, I], -1);
+  const h = g.mul(activation(g, spec, gate), up);
+  let out = g.matmul(h, g.weight("w_down", transpose2d(w(`${t.down}.weight`), d, I), [I, d]));
+  if (spec.mlpBias) out = g.add(out, g.weight("b_down", w(`${t.down}.bias`), [d]));
+  return out;
+}
+
+/**
+ * One decoder block `l` as an ONNX model. With `lastOnly`, the block computes keys and values
+ * for every position but attention, o_proj and the MLP only for the last one, and outputs
+ * `hidden_out` [B, 1, d] (no cache): what the final block needs when only the last position's
+ * logits are read.
+ */
+export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, lastOnly = false): Uint8Array {
+  const g = new GraphBuilder(`block_${l}`);
+  const d = spec.hiddenSize;
+  const H = spec.numHeads;
+  const K = spec.numKvHeads;
+  const hd = spec.headDim;
+  const t = layerTensors(l);
+
+  const hidden = g.input("hidden", ["batch", "seq", d]);
+  const cos = g.input("cos", ["batch", "seq", spec.rope.rotaryDim]);
+  const sin = g.input("sin", ["batch", "seq", spec.rope.rotaryDim]);
+  const mask = g.input("mask", ["batch", 1, "seq", "total"]);
+  const pastK = g.input("past_key", ["batch", K, "past", hd]);
+  const pastV = g.input("past_value", ["batch", K, "past", hd]);
+  const preDir = g.unsqueeze(g.input("resid_pre_dir", ["batch", d]), [1]);
+  const preAdd = g.unsqueeze(g.input("resid_pre_add", ["batch", d]), [1]);
+  const attnDir = g.unsqueeze(g.input("attn_out_dir", ["batch", d]), [1]);
+  const mlpDir = g.unsqueeze(g.input("mlp_out_dir", ["batch", d]), [1]);
+
+  // Block-input hook (TransformerLens: hook_resid_pre).
+  let x = g.add(project(g, hidden, preDir), preAdd);
+
+  // Self-attention.
+  const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(t.inputNorm)), [d]), spec.norm.eps);
+  const qDim = H * hd;
+  let { q, k, v } = queryKeyValue(g, spec, w, t, xn);
   const cos4 = g.unsqueeze(cos, [1]);
   const sin4 = g.unsqueeze(sin, [1]);
   q = rope(g, spec, q, cos4, sin4);
@@ -169,19 +219,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   }
   const maskQ = lastOnly ? g.slice(mask, [-1], [2 ** 62], [2]) : mask;
 
-  // Grouped-query attention without copying K/V: query head h uses KV head h / rep, so
-  // [B, H, T, hd] regroups as [B, K, rep·T, hd].
-  const qg = g.reshape(q, [0, K, -1, hd]);
-  let scores = g.mul(g.matmul(qg, g.transpose(kAll, [0, 1, 3, 2])), g.f32(spec.attnScale));
-  scores = g.op("Reshape", [scores, g.i64([0, H, -1, 0])]); // [B, H, T, S]
-  if (spec.attnSoftcap !== null) {
-    const c = g.f32(spec.attnSoftcap);
-    scores = g.mul(g.op("Tanh", [g.div(scores, c)]), c);
-  }
-  scores = g.add(scores, maskQ);
-  const probs = g.op("Softmax", [scores], { axis: -1 });
-  const ctx = g.matmul(g.reshape(probs, [0, K, -1, 0]), vAll); // [B, K, rep·T, hd]
-  const ctxT = g.reshape(g.transpose(g.reshape(ctx, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, qDim]);
+  const ctxT = attention(g, spec, q, kAll, vAll, maskQ);
   let attnOut = g.matmul(ctxT, g.weight("w_o", transpose2d(w(`${t.o}.weight`), d, qDim), [qDim, d]));
   if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${t.o}.bias`), [d]));
   attnOut = project(g, attnOut, attnDir); // hook_attn_out
@@ -190,19 +228,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   }
   const x2 = g.add(x, attnOut);
 
-  // MLP (gated).
-  const ln2Name = spec.sandwichNorms ? t.preFeedforwardNorm : t.postAttentionNorm;
-  const xn2 = rmsNorm(g, x2, g.weight("ln2", normWeight(spec, w(ln2Name)), [d]), spec.norm.eps);
-  const guW = spec.fusedGateUp
-    ? transpose2d(w(`${t.gateUp}.weight`), 2 * I, d)
-    : fusedT([w(`${t.gate}.weight`), w(`${t.up}.weight`)], [I, I], d);
-  let gu = g.matmul(xn2, g.weight("w_gate_up", guW, [d, 2 * I]));
-  if (spec.mlpBias) gu = g.add(gu, g.weight("b_gate_up", concatVec([w(`${t.gate}.bias`), w(`${t.up}.bias`)]), [2 * I]));
-  const [gate, up] = g.split(gu, [I, I], -1);
-  const h = g.mul(activation(g, spec, gate), up);
-  let mlpOut = g.matmul(h, g.weight("w_down", transpose2d(w(`${t.down}.weight`), d, I), [I, d]));
-  if (spec.mlpBias) mlpOut = g.add(mlpOut, g.weight("b_down", w(`${t.down}.bias`), [d]));
-  mlpOut = project(g, mlpOut, mlpDir); // hook_mlp_out
+  let mlpOut = project(g, mlp(g, spec, w, t, x2), mlpDir); // hook_mlp_out
   if (spec.sandwichNorms) {
     mlpOut = rmsNorm(g, mlpOut, g.weight("ln_post_ff", normWeight(spec, w(t.postFeedforwardNorm)), [d]), spec.norm.eps);
   }
