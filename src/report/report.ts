@@ -33,97 +33,15 @@ export interface ReportResult {
   svgs: string[];
 }
 
+type Plot = { name: string; svg: string; caption: string };
+
 export function writeReport(runDir: string): ReportResult {
   const summary = readJson<RunSummary>(runDir, "summary.json");
   if (!summary) throw fileError(runDir, "has no summary.json: run `cosmic run --out " + runDir + "` first");
-  const layers = readJson<{ ranked_layers: number[]; cosine_similarity: number[] }>(runDir, "select_direction/COSMIC_evaluation_layers.json");
-  const plots: { name: string; svg: string; caption: string }[] = [];
-  if (layers) {
-    plots.push({
-      name: "layer-similarity",
-      caption: "Cosine similarity of the mean last-token outputs of harmful and harmless train prompts, per layer; the shaded layers are L_low, where COSMIC's scores are read.",
-      svg: lineChart({ id: "layer-similarity", title: "harmful vs harmless similarity per layer", xLabel: "layer", yLabel: "cosine similarity", series: [{ name: "cos(μ+, μ−)", color: "#1f77b4", points: layers.cosine_similarity.map((v, l) => [l, v]) }], marks: layers.ranked_layers, markLabel: "L_low" }),
-    });
-  }
-  const heat = (method: "cosmic" | "substring", sub: string) => {
-    const all = readJson<CandidateScore[]>(runDir, `${sub}/direction_evaluations.json`);
-    const kept = readJson<CandidateScore[]>(runDir, `${sub}/direction_evaluations_filtered.json`) ?? [];
-    if (!all) return;
-    const keep = new Set(kept.map((s) => `${s.position}:${s.layer}`));
-    const rows = [...new Set(all.map((s) => s.position))].sort((a, b) => a - b);
-    const cols = [...new Set(all.map((s) => s.layer))].sort((a, b) => a - b);
-    const at = new Map(all.map((s) => [`${s.position}:${s.layer}`, s]));
-    const sel = method === "cosmic" ? summary.cosmic : summary.substring;
-    // Which way is better for each score: COSMIC maximises refusal + steering and filters high KL;
-    // the substring baseline wants a low bypass score and a positive induce score.
-    const names: [keyof CandidateScore, string, "higher" | "lower"][] = method === "cosmic"
-      ? [["refusal_score", "refusal score", "higher"], ["steering_score", "steering score", "higher"], ["kl_div_score", "KL score", "lower"]]
-      : [["refusal_score", "bypass score (substring)", "lower"], ["steering_score", "induce score (substring)", "higher"]];
-    for (const [field, label, better] of names) {
-      const id = `${method}-${String(field).replace(/_/g, "-")}`;
-      plots.push({
-        name: id,
-        caption: `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed cells were filtered out; the circle marks the selected direction.`,
-        svg: heatmap({ id, title: `${method === "cosmic" ? "COSMIC " : ""}${label}`, rows, cols, rowLabel: "EOI position", colLabel: "layer", value: (r, c) => at.get(`${r}:${c}`)?.[field] as number ?? NaN, filtered: (r, c) => !keep.has(`${r}:${c}`), selected: sel ? [sel.position, sel.layer] : null, better }),
-      });
-    }
-  };
-  heat("cosmic", "select_direction");
-  if (summary.substring) heat("substring", "select_direction_substring");
+  const plots: Plot[] = [...layerPlots(runDir), ...scorePlots(runDir, summary), ...ratePlots(summary)];
+  const samples = sampleTables(runDir);
   const ev = summary.evaluation;
   const rates: Record<string, SetRates> | undefined = ev?.rates;
-  if (rates) {
-    const series = [
-      { name: "baseline", color: "#9e9e9e", values: [rates.harmful_baseline?.attack_success_rate ?? null, rates.harmless_baseline?.success_rate ?? null, rates.harmless_baseline?.refusal_rate ?? null] },
-      { name: "COSMIC direction", color: "#e4572e", values: [rates.harmful_ablation?.attack_success_rate ?? null, rates.harmless_ablation?.success_rate ?? null, rates.harmless_actadd?.refusal_rate ?? null] },
-    ];
-    if (rates.substring_harmful_ablation) series.push({ name: "substring direction", color: "#29a39b", values: [rates.substring_harmful_ablation.attack_success_rate ?? null, rates.substring_harmless_ablation?.success_rate ?? null, rates.substring_harmless_actadd?.refusal_rate ?? null] });
-    plots.push({
-      name: "rates",
-      caption: `Attack success on harmful test prompts under ablation and answers on harmless ones under the same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal (substring judge) of harmless prompts under addition, against the unmodified model.`,
-      svg: barChart({ id: "rates", title: "steering with the selected direction (%)", groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"], series, yLabel: "% of prompts" }),
-    });
-    const alphas = Object.keys(rates).filter((k) => k.startsWith("harmful_actadd_alpha")).map((k) => Number(k.slice("harmful_actadd_alpha".length))).sort((a, b) => a - b);
-    if (alphas.length) {
-      plots.push({
-        name: "alpha-sweep",
-        caption: "Refusal rate (%) against the addition coefficient α (steering toward refusal).",
-        svg: lineChart({ id: "alpha-sweep", title: "refusal rate vs α (%)", xLabel: "α", yLabel: "% refused", yMin: 0, yMax: 100, series: [
-          { name: "harmful", color: "#e4572e", points: [[0, 100 * (rates.harmful_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number])] },
-          { name: "harmless", color: "#1f77b4", points: [[0, 100 * (rates.harmless_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number])] },
-        ] }),
-      });
-    }
-  }
-  // Sample completions before and after.
-  const samples: string[] = [];
-  const verdictOf = (c: EvalFile["completions"][number]) =>
-    c.degenerate ? `degenerate (${c.degenerate})` : c.is_refusal ? "refusal" : c.is_on_task ? "on task" : c.is_on_task === false ? "off task" : "answer";
-  // Examples chosen to show each verdict the judges gave, not just the first rows.
-  const pair = (a: string, b: string, title: string, perVerdict: number) => {
-    const x = readJson<EvalFile>(runDir, `completions/${a}_evaluations.json`);
-    const y = readJson<EvalFile>(runDir, `completions/${b}_evaluations.json`);
-    if (!x || !y) return;
-    const byVerdict = new Map<string, number[]>();
-    y.completions.forEach((c, i) => {
-      const v = verdictOf(c);
-      const list = byVerdict.get(v) ?? [];
-      if (list.length < perVerdict) list.push(i);
-      byVerdict.set(v, list);
-    });
-    samples.push(`<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ${y.completions.length})</th></tr>`);
-    for (const [v, idx] of byVerdict) {
-      const count = y.completions.filter((c) => verdictOf(c) === v).length;
-      for (const i of idx) {
-        samples.push(`<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td><td>${esc(v)} (${count})</td></tr>`);
-      }
-    }
-    samples.push("</table>");
-  };
-  pair("harmful_baseline", "harmful_ablation", "Harmful prompts: baseline → ablation of the direction", 3);
-  pair("harmless_baseline", "harmless_ablation", "Harmless prompts: baseline → ablation of the direction (capability kept?)", 2);
-  pair("harmless_baseline", "harmless_actadd", "Harmless prompts: baseline → addition of the direction", 3);
-
   const outDir = path.join(runDir, "report");
   fs.mkdirSync(outDir, { recursive: true });
   const svgs: string[] = [];
@@ -161,6 +79,116 @@ ${samples.join("\n")}
   return { html: htmlFile, svgs };
 }
 
+
+
+/** L_low: the per-layer similarity the layers were ranked by. */
+function layerPlots(runDir: string): Plot[] {
+  const plots: Plot[] = [];
+  const layers = readJson<{ ranked_layers: number[]; cosine_similarity: number[] }>(runDir, "select_direction/COSMIC_evaluation_layers.json");
+  if (layers) {
+    plots.push({
+      name: "layer-similarity",
+      caption: "Cosine similarity of the mean last-token outputs of harmful and harmless train prompts, per layer; the shaded layers are L_low, where COSMIC's scores are read.",
+      svg: lineChart({ id: "layer-similarity", title: "harmful vs harmless similarity per layer", xLabel: "layer", yLabel: "cosine similarity", series: [{ name: "cos(μ+, μ−)", color: "#1f77b4", points: layers.cosine_similarity.map((v, l) => [l, v]) }], marks: layers.ranked_layers, markLabel: "L_low" }),
+    });
+  }
+  return plots;
+}
+
+/** A heatmap of every candidate's scores per method and score. */
+function scorePlots(runDir: string, summary: RunSummary): Plot[] {
+  const plots: Plot[] = [];
+  const heat = (method: "cosmic" | "substring", sub: string) => {
+    const all = readJson<CandidateScore[]>(runDir, `${sub}/direction_evaluations.json`);
+    const kept = readJson<CandidateScore[]>(runDir, `${sub}/direction_evaluations_filtered.json`) ?? [];
+    if (!all) return;
+    const keep = new Set(kept.map((s) => `${s.position}:${s.layer}`));
+    const rows = [...new Set(all.map((s) => s.position))].sort((a, b) => a - b);
+    const cols = [...new Set(all.map((s) => s.layer))].sort((a, b) => a - b);
+    const at = new Map(all.map((s) => [`${s.position}:${s.layer}`, s]));
+    const sel = method === "cosmic" ? summary.cosmic : summary.substring;
+    // Which way is better for each score: COSMIC maximises refusal + steering and filters high KL;
+    // the substring baseline wants a low bypass score and a positive induce score.
+    const names: [keyof CandidateScore, string, "higher" | "lower"][] = method === "cosmic"
+      ? [["refusal_score", "refusal score", "higher"], ["steering_score", "steering score", "higher"], ["kl_div_score", "KL score", "lower"]]
+      : [["refusal_score", "bypass score (substring)", "lower"], ["steering_score", "induce score (substring)", "higher"]];
+    for (const [field, label, better] of names) {
+      const id = `${method}-${String(field).replace(/_/g, "-")}`;
+      plots.push({
+        name: id,
+        caption: `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed cells were filtered out; the circle marks the selected direction.`,
+        svg: heatmap({ id, title: `${method === "cosmic" ? "COSMIC " : ""}${label}`, rows, cols, rowLabel: "EOI position", colLabel: "layer", value: (r, c) => at.get(`${r}:${c}`)?.[field] as number ?? NaN, filtered: (r, c) => !keep.has(`${r}:${c}`), selected: sel ? [sel.position, sel.layer] : null, better }),
+      });
+    }
+  };
+  heat("cosmic", "select_direction");
+  if (summary.substring) heat("substring", "select_direction_substring");
+  return plots;
+}
+
+/** The evaluation's rates against the baseline, and the α sweep. */
+function ratePlots(summary: RunSummary): Plot[] {
+  const plots: Plot[] = [];
+  const ev = summary.evaluation;
+  const rates: Record<string, SetRates> | undefined = ev?.rates;
+  if (rates) {
+    const series = [
+      { name: "baseline", color: "#9e9e9e", values: [rates.harmful_baseline?.attack_success_rate ?? null, rates.harmless_baseline?.success_rate ?? null, rates.harmless_baseline?.refusal_rate ?? null] },
+      { name: "COSMIC direction", color: "#e4572e", values: [rates.harmful_ablation?.attack_success_rate ?? null, rates.harmless_ablation?.success_rate ?? null, rates.harmless_actadd?.refusal_rate ?? null] },
+    ];
+    if (rates.substring_harmful_ablation) series.push({ name: "substring direction", color: "#29a39b", values: [rates.substring_harmful_ablation.attack_success_rate ?? null, rates.substring_harmless_ablation?.success_rate ?? null, rates.substring_harmless_actadd?.refusal_rate ?? null] });
+    plots.push({
+      name: "rates",
+      caption: `Attack success on harmful test prompts under ablation and answers on harmless ones under the same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal (substring judge) of harmless prompts under addition, against the unmodified model.`,
+      svg: barChart({ id: "rates", title: "steering with the selected direction (%)", groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"], series, yLabel: "% of prompts" }),
+    });
+    const alphas = Object.keys(rates).filter((k) => k.startsWith("harmful_actadd_alpha")).map((k) => Number(k.slice("harmful_actadd_alpha".length))).sort((a, b) => a - b);
+    if (alphas.length) {
+      plots.push({
+        name: "alpha-sweep",
+        caption: "Refusal rate (%) against the addition coefficient α (steering toward refusal).",
+        svg: lineChart({ id: "alpha-sweep", title: "refusal rate vs α (%)", xLabel: "α", yLabel: "% refused", yMin: 0, yMax: 100, series: [
+          { name: "harmful", color: "#e4572e", points: [[0, 100 * (rates.harmful_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number])] },
+          { name: "harmless", color: "#1f77b4", points: [[0, 100 * (rates.harmless_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number])] },
+        ] }),
+      });
+    }
+  }
+  return plots;
+}
+
+/** Before/after completions, examples of each verdict the judges gave. */
+function sampleTables(runDir: string): string[] {
+  const samples: string[] = [];
+  const verdictOf = (c: EvalFile["completions"][number]) =>
+    c.degenerate ? `degenerate (${c.degenerate})` : c.is_refusal ? "refusal" : c.is_on_task ? "on task" : c.is_on_task === false ? "off task" : "answer";
+  // Examples chosen to show each verdict the judges gave, not just the first rows.
+  const pair = (a: string, b: string, title: string, perVerdict: number) => {
+    const x = readJson<EvalFile>(runDir, `completions/${a}_evaluations.json`);
+    const y = readJson<EvalFile>(runDir, `completions/${b}_evaluations.json`);
+    if (!x || !y) return;
+    const byVerdict = new Map<string, number[]>();
+    y.completions.forEach((c, i) => {
+      const v = verdictOf(c);
+      const list = byVerdict.get(v) ?? [];
+      if (list.length < perVerdict) list.push(i);
+      byVerdict.set(v, list);
+    });
+    samples.push(`<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ${y.completions.length})</th></tr>`);
+    for (const [v, idx] of byVerdict) {
+      const count = y.completions.filter((c) => verdictOf(c) === v).length;
+      for (const i of idx) {
+        samples.push(`<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td><td>${esc(v)} (${count})</td></tr>`);
+      }
+    }
+    samples.push("</table>");
+  };
+  pair("harmful_baseline", "harmful_ablation", "Harmful prompts: baseline → ablation of the direction", 3);
+  pair("harmless_baseline", "harmless_ablation", "Harmless prompts: baseline → ablation of the direction (capability kept?)", 2);
+  pair("harmless_baseline", "harmless_actadd", "Harmless prompts: baseline → addition of the direction", 3);
+
+  return samples;
+}
 
 /** Every judge's rate per (prompt set, intervention), the strongest judge first. */
 function judgesTable(rates: Record<string, SetRates>, judge: string): string {
