@@ -31,8 +31,10 @@ export interface ChatFlags {
 
 const HELP = "commands: /ablate  /add α  /off  /reset  /help  /quit";
 
-export async function chatCommand(f: ChatFlags): Promise<void> {
-  const folder = ModelFolder.open(f.model);
+type Current = { iv?: Intervention; label: string };
+
+/** The chat's interventions from its direction: `make` for /ablate and /add, and the one it starts with. */
+function chatInterventions(f: ChatFlags, folder: ModelFolder): { make: (kind: "ablate" | "add", alpha: number) => Intervention; initial: Current } {
   const dir = f.direction ? readDirection(f.direction, folder.spec.hiddenSize) : null;
   if (dir) checkDirectionFits(dir, folder, f.allowOtherModel);
   const layer = f.layer ?? dir?.layer ?? null;
@@ -42,17 +44,23 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     const k: InterventionKind = kind === "ablate" ? (affine ? "ace-ablate" : "ablate") : affine ? "ace-actadd" : "actadd";
     return interventionOf(dir, k, folder, layer, alpha);
   };
-  let current: { iv?: Intervention; label: string } = { label: "off" };
   const kind = f.intervention;
-  if (kind === "ablate" || kind === "ace-ablate") current = { iv: make("ablate", 0), label: "ablation" };
-  else if (kind === "actadd" || kind === "ace-actadd") current = { iv: make("add", f.coeff ?? 1), label: `addition α=${f.coeff ?? 1}` };
-  else if (kind !== undefined) throw new CosmicError(`--intervention must be ablate, actadd, ace-ablate or ace-actadd, got "${kind}"`);
+  if (kind === "ablate" || kind === "ace-ablate") return { make, initial: { iv: make("ablate", 0), label: "ablation" } };
+  if (kind === "actadd" || kind === "ace-actadd") return { make, initial: { iv: make("add", f.coeff ?? 1), label: `addition α=${f.coeff ?? 1}` } };
+  if (kind !== undefined) throw new CosmicError(`--intervention must be ablate, actadd, ace-ablate or ace-actadd, got "${kind}"`);
+  return { make, initial: { label: "off" } };
+}
+
+export async function chatCommand(f: ChatFlags): Promise<void> {
+  const folder = ModelFolder.open(f.model);
+  const { make, initial } = chatInterventions(f, folder);
+  let current: Current = initial;
+  const context = folder.spec.maxPositionEmbeddings;
+  if (f.maxNewTokens >= context) throw new CosmicError(`--max-new-tokens ${f.maxNewTokens} leaves no room for a message in the model's context of ${context} tokens`);
   const say = (line: string) => { if (!f.quiet) process.stderr.write(line + "\n"); };
   await preflight(folder, f.device);
   say(`loading ${folder.dir} (${f.device})…`);
   const engine = await Engine.load(folder, { device: f.device, threads: f.threads });
-  const context = folder.spec.maxPositionEmbeddings;
-  if (f.maxNewTokens >= context) throw new CosmicError(`--max-new-tokens ${f.maxNewTokens} leaves no room for a message in the model's context of ${context} tokens`);
   say(`${HELP}\nintervention: ${current.label}`);
   const fresh = (): ChatMessage[] => (f.system ? [{ role: "system", content: f.system }] : []);
   let history = fresh();
@@ -104,24 +112,28 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     history = [...fitted.history, { role: "assistant", content: shown }];
   };
 
-  prompt();
   try {
-    // Lines are read as they come (typed or piped); each reply is finished before the next
-    // line. A mistake is one line and the chat goes on; the engine is released on any exit.
-    for await (const line of rl) {
-      const text = line.trim();
-      try {
-        if (text.startsWith("/")) { if (command(text) === "quit") break; }
-        else if (text) await reply(text);
-      } catch (e) {
-        if (!(e instanceof CosmicError)) throw e;
-        process.stdout.write(`\n${e.message}\n`);
-      }
-      prompt();
-    }
+    await readLines(rl, prompt, async (text) => (text.startsWith("/") ? command(text) : text ? reply(text) : undefined));
   } finally {
     rl.close();
     await engine.release();
+  }
+}
+
+/**
+ * Lines as they come (typed or piped); each is handled before the next is read. A mistake is
+ * one line and the chat goes on; "quit" ends it.
+ */
+async function readLines(rl: readline.Interface, prompt: () => void, handle: (text: string) => Promise<"quit" | void>): Promise<void> {
+  prompt();
+  for await (const line of rl) {
+    try {
+      if ((await handle(line.trim())) === "quit") return;
+    } catch (e) {
+      if (!(e instanceof CosmicError)) throw e;
+      process.stdout.write(`\n${e.message}\n`);
+    }
+    prompt();
   }
 }
 

@@ -51,83 +51,93 @@ function projectColumns(w: Float32Array, rows: number, cols: number, u: Float64A
 export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string, o: AbliterateOptions): AbliterateResult {
   checkDirectionFits(dir, folder, o.allowOtherModel);
   prepareFolderOutput(out, { force: o.force, markers: [EXPORT_MARKER], what: "an exported model", inputs: [{ path: folder.dir, what: "the source model folder" }, { path: dir.path, what: "the direction file" }] });
-  const s = folder.spec;
-  const d = s.hiddenSize;
   let n = 0;
   for (const x of dir.direction) n += x * x;
   n = Math.sqrt(n) + 1e-8;
   const u = Float64Array.from(dir.direction, (x) => x / n);
-  const ck = folder.checkpoint;
-  const edited: string[] = [];
-  const untie = s.tieWordEmbeddings;
-  const isRowWriter = (name: string) => name === TENSORS.embed;
-  const isMatrixWriter = (name: string) => RESIDUAL_WRITER.test(name);
-  const isBiasWriter = (name: string) => RESIDUAL_WRITER_BIAS.test(name);
-
+  // Build beside the target, then swap in: never a half-written checkpoint under the real name.
   const tmp = `${path.resolve(out)}.${process.pid}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(tmp, { recursive: true });
   trackTemporary(tmp);
   try {
-    const weightMap: Record<string, string> = {};
-    let totalSize = 0;
-    for (const file of ck.files) {
-      const base = path.basename(file.path);
-      const tensors: TensorToWrite[] = [];
-      const names = [...file.tensors.keys()].sort((a, b) => file.tensors.get(a)!.begin - file.tensors.get(b)!.begin);
-      for (const name of names) {
-        const info = file.info(name);
-        const dtype: DType = o.dtype === "f32" ? "F32" : info.dtype;
-        const edit = isRowWriter(name) || isMatrixWriter(name) || isBiasWriter(name);
-        const data = () => {
-          if (!edit && dtype === info.dtype) return file.readBytes(name);
-          const w = decodeToF32(file.readBytes(name), info.dtype);
-          if (isRowWriter(name)) projectRows(w, info.shape[0], d, u);
-          else if (isMatrixWriter(name)) projectColumns(w, d, info.shape[1], u);
-          else if (isBiasWriter(name)) projectRows(w, 1, d, u);
-          return w;
-        };
-        if (edit) edited.push(name);
-        tensors.push({ name, dtype, shape: info.shape, data });
-        weightMap[name] = base;
-        totalSize += info.shape.reduce((a, b) => a * b, 1) * (dtype === "F32" ? 4 : 2);
-        if (untie && name === TENSORS.embed) {
-          // The output layer keeps the original embedding.
-          tensors.push({ name: TENSORS.lmHead, dtype, shape: info.shape, data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)) });
-          weightMap[TENSORS.lmHead] = base;
-          totalSize += info.shape.reduce((a, b) => a * b, 1) * (dtype === "F32" ? 4 : 2);
-        }
-      }
-      const meta: Record<string, string> = {
-        ...file.metadata,
-        format: file.metadata.format ?? "pt",
-        cosmic_abliterated: "true",
-        cosmic_direction_file: path.basename(dir.path),
-        cosmic_direction_unit: JSON.stringify(Array.from(u, (x) => Number(x.toPrecision(9)))),
-        ...Object.fromEntries(Object.entries(dir.metadata).map(([k, v]) => [`cosmic_direction_${k}`, v])),
-      };
-      writeSafetensors(path.join(tmp, base), tensors, meta);
-    }
-    for (const f of fs.readdirSync(folder.dir)) {
-      const p = path.join(folder.dir, f);
-      if (!fs.statSync(p).isFile() || f.endsWith(".safetensors")) continue;
-      if (f === "config.json") {
-        const cfg = readJsonFile<Record<string, unknown>>(p);
-        if (untie) cfg.tie_word_embeddings = false;
-        if (o.dtype === "f32") cfg.torch_dtype = "float32";
-        fs.writeFileSync(path.join(tmp, f), JSON.stringify(cfg, null, 2) + "\n");
-      } else if (f === "model.safetensors.index.json") {
-        const idx = readJsonFile<Record<string, unknown>>(p);
-        fs.writeFileSync(path.join(tmp, f), JSON.stringify({ ...idx, metadata: { ...((idx.metadata as object) ?? {}), total_size: totalSize }, weight_map: weightMap }, null, 2) + "\n");
-      } else fs.copyFileSync(p, path.join(tmp, f));
-    }
+    const shards = writeShards(folder, dir, u, tmp, o.dtype);
+    copyFolderFiles(folder, tmp, o.dtype, shards);
     fs.writeFileSync(path.join(tmp, EXPORT_MARKER), JSON.stringify({ made_by: "cosmic export abliterate", direction: path.basename(dir.path), source: folder.name }) + "\n");
     removeOwnedFolder(out, [EXPORT_MARKER]);
     fs.renameSync(tmp, out);
     untrackTemporary(tmp);
+    return { edited: shards.edited, untied: folder.spec.tieWordEmbeddings, exact: !folder.spec.sandwichNorms, out };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
-  return { edited, untied: untie, exact: !s.sandwichNorms, out };
+}
+
+interface Shards { edited: string[]; weightMap: Record<string, string>; totalSize: number }
+
+/** Every shard with the residual-stream writers orthogonalised to `u` (and a tied lm_head untied). */
+function writeShards(folder: ModelFolder, dir: DirectionFile, u: Float64Array, tmp: string, dtypeOpt: AbliterateOptions["dtype"]): Shards {
+  const d = folder.spec.hiddenSize;
+  const untie = folder.spec.tieWordEmbeddings;
+  const isRowWriter = (name: string) => name === TENSORS.embed;
+  const isMatrixWriter = (name: string) => RESIDUAL_WRITER.test(name);
+  const isBiasWriter = (name: string) => RESIDUAL_WRITER_BIAS.test(name);
+  const out: Shards = { edited: [], weightMap: {}, totalSize: 0 };
+  for (const file of folder.checkpoint.files) {
+    const base = path.basename(file.path);
+    const tensors: TensorToWrite[] = [];
+    const add = (t: TensorToWrite) => {
+      tensors.push(t);
+      out.weightMap[t.name] = base;
+      out.totalSize += t.shape.reduce((a, b) => a * b, 1) * (t.dtype === "F32" ? 4 : 2);
+    };
+    const names = [...file.tensors.keys()].sort((a, b) => file.tensors.get(a)!.begin - file.tensors.get(b)!.begin);
+    for (const name of names) {
+      const info = file.info(name);
+      const dtype: DType = dtypeOpt === "f32" ? "F32" : info.dtype;
+      const edit = isRowWriter(name) || isMatrixWriter(name) || isBiasWriter(name);
+      const data = () => {
+        if (!edit && dtype === info.dtype) return file.readBytes(name);
+        const w = decodeToF32(file.readBytes(name), info.dtype);
+        if (isRowWriter(name)) projectRows(w, info.shape[0], d, u);
+        else if (isMatrixWriter(name)) projectColumns(w, d, info.shape[1], u);
+        else if (isBiasWriter(name)) projectRows(w, 1, d, u);
+        return w;
+      };
+      if (edit) out.edited.push(name);
+      add({ name, dtype, shape: info.shape, data });
+      if (untie && name === TENSORS.embed) {
+        // The output layer keeps the original embedding.
+        add({ name: TENSORS.lmHead, dtype, shape: info.shape, data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)) });
+      }
+    }
+    writeSafetensors(path.join(tmp, base), tensors, {
+      ...file.metadata,
+      format: file.metadata.format ?? "pt",
+      cosmic_abliterated: "true",
+      cosmic_direction_file: path.basename(dir.path),
+      cosmic_direction_unit: JSON.stringify(Array.from(u, (x) => Number(x.toPrecision(9)))),
+      ...Object.fromEntries(Object.entries(dir.metadata).map(([k, v]) => [`cosmic_direction_${k}`, v])),
+    });
+  }
+  return out;
+}
+
+/** The folder's other files: config.json (untied, dtype), the shard index (new map and size), the rest copied. */
+function copyFolderFiles(folder: ModelFolder, tmp: string, dtypeOpt: AbliterateOptions["dtype"], shards: Shards): void {
+  for (const f of fs.readdirSync(folder.dir)) {
+    const p = path.join(folder.dir, f);
+    if (!fs.statSync(p).isFile() || f.endsWith(".safetensors")) continue;
+    if (f === "config.json") {
+      const cfg = readJsonFile<Record<string, unknown>>(p);
+      if (folder.spec.tieWordEmbeddings) cfg.tie_word_embeddings = false;
+      if (dtypeOpt === "f32") cfg.torch_dtype = "float32";
+      fs.writeFileSync(path.join(tmp, f), JSON.stringify(cfg, null, 2) + "\n");
+    } else if (f === "model.safetensors.index.json") {
+      const idx = readJsonFile<Record<string, unknown>>(p);
+      const metadata = { ...((idx.metadata as object) ?? {}), total_size: shards.totalSize };
+      fs.writeFileSync(path.join(tmp, f), JSON.stringify({ ...idx, metadata, weight_map: shards.weightMap }, null, 2) + "\n");
+    } else fs.copyFileSync(p, path.join(tmp, f));
+  }
 }
