@@ -95,84 +95,22 @@ export function cleanResult(set: ScoringSet, needs: RunNeeds, d: number, V: numb
 export async function runCandidates(engine: Engine, set: ScoringSet, cands: CandidateRun[], needs: RunNeeds, schedule: Schedule): Promise<RunResult[]> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
-  const V = engine.spec.vocabSize;
   const C = cands.length;
   const wantLogits = needs.kl || needs.refusalTokens !== null;
   const maxPool = needs.poolLayers.length ? Math.max(...needs.poolLayers) : -1;
   const needHead = wantLogits || maxPool === L - 1;
-  const pooled = needs.poolLayers.length ? cands.map(() => new Float64Array(d)) : null;
-  const kl = new Float64Array(C);
-  const logOdds = new Float64Array(C);
-  const pool = new Set(needs.poolLayers);
+  const plan: Plan = { needs, schedule, needHead, stop: schedule === "naive" || needHead ? L - 1 : maxPool, pool: new Set(needs.poolLayers) };
+  const acc: Sums = { pooled: needs.poolLayers.length ? cands.map(() => new Float64Array(d)) : null, kl: new Float64Array(C), logOdds: new Float64Array(C) };
+  // Candidates are grouped by start layer: each group restarts from its own cached input.
+  const groups = new Map<number, number[]>();
+  cands.forEach((c, i) => {
+    const s = schedule === "naive" ? 0 : c.start;
+    groups.set(s, [...(groups.get(s) ?? []), i]);
+  });
   for (const sb of set.batches) {
-    const B = sb.tokens.length;
-    const T = sb.batch.length;
-    // Candidates are grouped by start layer: each group restarts from its own cached input.
-    const groups = new Map<number, number[]>();
-    cands.forEach((c, i) => {
-      const s = schedule === "naive" ? 0 : c.start;
-      groups.set(s, [...(groups.get(s) ?? []), i]);
-    });
-    for (const [start, idx] of groups) {
-      const n = idx.length;
-      const stop = schedule === "naive" || needHead ? L - 1 : maxPool;
-      // Pooled layers before `start` keep their clean outputs.
-      for (const j of needs.poolLayers) {
-        if (j >= start) continue;
-        for (const ci of idx) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += sb.outputs[j][i];
-      }
-      if (start > stop) {
-        // Nothing the scores read is downstream of the edit.
-        continue;
-      }
-      const rows: Intervention[] = [];
-      const tokens: number[][] = [];
-      for (const ci of idx) for (let b = 0; b < B; b++) { rows.push(cands[ci].intervention); tokens.push(sb.tokens[b]); }
-      const ctx = engine.pad(tokens);
-      let h: Float32Array;
-      if (start === 0) h = engine.embed(ctx);
-      else {
-        h = new Float32Array(n * B * T * d);
-        for (let k = 0; k < n; k++) h.set(sb.inputs[start], k * B * T * d);
-      }
-      // When only the last position's logits are read, the final block runs for that position
-      // alone (its keys and values still see every position).
-      const lastOnly = schedule === "fast" && needHead && stop === L - 1 && start <= L - 1;
-      let last: Float32Array | null = null;
-      for (let l = start; l <= stop; l++) {
-        if (lastOnly && l === L - 1) {
-          last = await engine.runFinalBlockLastToken(h, ctx, rows);
-          break;
-        }
-        h = (await engine.runBlock(l, h, ctx, rows)).hidden;
-        if (pool.has(l) && l < L - 1) {
-          const last = lastPosition(h, n * B, T, d);
-          for (let k = 0; k < n; k++) {
-            const acc = pooled![idx[k]];
-            for (let i = 0; i < B * d; i++) acc[i % d] += last[k * B * d + i];
-          }
-        }
-      }
-      if ((needHead || schedule === "naive") && stop === L - 1) {
-        let head: { finalHidden: Float32Array; logits: Float32Array };
-        if (schedule === "naive") {
-          // A full forward pass as the reference's HF call makes it: final norm and logits at
-          // every position; the scores then read the last one.
-          const all = await engine.runHead(h, n * B * T);
-          head = { finalHidden: lastPosition(all.finalHidden, n * B, T, d), logits: lastPosition(all.logits, n * B, T, V) };
-        } else head = await engine.runHead(last ?? lastPosition(h, n * B, T, d), n * B);
-        for (let k = 0; k < n; k++) {
-          const ci = idx[k];
-          if (pool.has(L - 1)) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += head.finalHidden[k * B * d + i];
-          for (let b = 0; b < B; b++) {
-            const row = (k * B + b) * V;
-            if (needs.kl) kl[ci] += klFromLogits(sb.logits, b * V, head.logits, row, V);
-            if (needs.refusalTokens) logOdds[ci] += refusalLogOdds(head.logits, row, V, needs.refusalTokens);
-          }
-        }
-      }
-    }
+    for (const [start, idx] of groups) await runGroup(engine, sb, cands, idx, start, plan, acc);
   }
+  const { pooled, kl, logOdds } = acc;
   const norm = set.count * Math.max(1, needs.poolLayers.length);
   return cands.map((_, ci) => {
     if (pooled) for (let i = 0; i < d; i++) pooled[ci][i] /= norm;
@@ -182,4 +120,86 @@ export async function runCandidates(engine: Engine, set: ScoringSet, cands: Cand
       logOdds: needs.refusalTokens ? logOdds[ci] / set.count : null,
     };
   });
+}
+
+/** What one call of runCandidates computes, and where it stops. */
+interface Plan {
+  needs: RunNeeds;
+  schedule: Schedule;
+  /** the final norm and logits are needed */
+  needHead: boolean;
+  /** the last block that must run */
+  stop: number;
+  pool: Set<number>;
+}
+
+/** Per-candidate sums over prompts (divided by the counts at the end). */
+interface Sums {
+  pooled: Float64Array[] | null;
+  kl: Float64Array;
+  logOdds: Float64Array;
+}
+
+/** One batch of prompts for the candidates `idx` that first edit block `start`. */
+async function runGroup(engine: Engine, sb: ScoringBatch, cands: CandidateRun[], idx: number[], start: number, plan: Plan, acc: Sums): Promise<void> {
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
+  const V = engine.spec.vocabSize;
+  const { needs, schedule, needHead, stop, pool } = plan;
+  const pooled = acc.pooled;
+  const B = sb.tokens.length;
+  const T = sb.batch.length;
+  const n = idx.length;
+  // Pooled layers before `start` keep their clean outputs.
+  for (const j of needs.poolLayers) {
+    if (j >= start) continue;
+    for (const ci of idx) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += sb.outputs[j][i];
+  }
+  // Nothing the scores read is downstream of an edit after `stop`.
+  if (start > stop) return;
+  const rows: Intervention[] = [];
+  const tokens: number[][] = [];
+  for (const ci of idx) for (let b = 0; b < B; b++) { rows.push(cands[ci].intervention); tokens.push(sb.tokens[b]); }
+  const ctx = engine.pad(tokens);
+  let h: Float32Array;
+  if (start === 0) h = engine.embed(ctx);
+  else {
+    h = new Float32Array(n * B * T * d);
+    for (let k = 0; k < n; k++) h.set(sb.inputs[start], k * B * T * d);
+  }
+  // When only the last position's logits are read, the final block runs for that position
+  // alone (its keys and values still see every position).
+  const lastOnly = schedule === "fast" && needHead && stop === L - 1 && start <= L - 1;
+  let last: Float32Array | null = null;
+  for (let l = start; l <= stop; l++) {
+    if (lastOnly && l === L - 1) {
+      last = await engine.runFinalBlockLastToken(h, ctx, rows);
+      break;
+    }
+    h = (await engine.runBlock(l, h, ctx, rows)).hidden;
+    if (pool.has(l) && l < L - 1) {
+      const lp = lastPosition(h, n * B, T, d);
+      for (let k = 0; k < n; k++) {
+        const sum = pooled![idx[k]];
+        for (let i = 0; i < B * d; i++) sum[i % d] += lp[k * B * d + i];
+      }
+    }
+  }
+  if (!((needHead || schedule === "naive") && stop === L - 1)) return;
+  let head: { finalHidden: Float32Array; logits: Float32Array };
+  if (schedule === "naive") {
+    // A full forward pass as the reference's HF call makes it: final norm and logits at
+    // every position; the scores then read the last one.
+    const all = await engine.runHead(h, n * B * T);
+    head = { finalHidden: lastPosition(all.finalHidden, n * B, T, d), logits: lastPosition(all.logits, n * B, T, V) };
+  } else head = await engine.runHead(last ?? lastPosition(h, n * B, T, d), n * B);
+  for (let k = 0; k < n; k++) {
+    const ci = idx[k];
+    if (pool.has(L - 1)) for (let i = 0; i < B * d; i++) pooled![ci][i % d] += head.finalHidden[k * B * d + i];
+    for (let b = 0; b < B; b++) {
+      const row = (k * B + b) * V;
+      if (needs.kl) acc.kl[ci] += klFromLogits(sb.logits, b * V, head.logits, row, V);
+      if (needs.refusalTokens) acc.logOdds[ci] += refusalLogOdds(head.logits, row, V, needs.refusalTokens);
+    }
+  }
 }
