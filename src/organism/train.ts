@@ -148,20 +148,54 @@ function positiveInt(v: number, flag: string): void {
   if (!Number.isInteger(v) || v < 1) throw new CosmicError(`${flag} must be a positive integer, got ${v}`);
 }
 
-export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
-  const kind = o.kind ?? "chat";
-  const recipe: Recipe = { ...RECIPES[o.alignment], ...(o.recipe ?? {}) };
-  // The guard has one stage; its steps and lr come in the recipe's stage (a) fields.
-  const guardStage = { steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr };
+/** Flags that cannot train anything, and an output folder that must not be replaced: one line each. */
+function checkTraining(o: TrainOptions, kind: OrganismKind, recipe: Recipe, guardSteps: number): void {
   if (kind === "chat") {
     positiveInt(recipe.helpfulSteps, "--helpful-steps");
     positiveInt(recipe.safetySteps, "--safety-steps");
   } else {
     if (o.harmful || o.harmless) throw new CosmicError("--kind guard trains on the built-in organism conversations: --harmful/--harmless are for chat organisms");
-    positiveInt(guardStage.steps, "--steps");
+    positiveInt(guardSteps, "--steps");
   }
   positiveInt(o.batchSize, "--batch-size");
   checkOutDir(o.out, o.force, (o.inputFiles ?? []).map((p) => ({ path: p, what: "a prompts file" })));
+}
+
+/** The training loop: each stage with a fresh AdamW, its warm-up/decay schedule, clipped gradients. */
+async function optimise(stages: Stage[], shape: OrganismShape, params: Params, o: TrainOptions): Promise<TrainResult> {
+  const total = stages.reduce((a, st) => a + st.steps, 0);
+  const nParams = [...params.values()].reduce((a, p) => a + p.length, 0);
+  const gemm = await Gemm.create(o.threads);
+  const losses: number[] = [];
+  const stageLog: TrainResult["stages"] = [];
+  let tokens = 0;
+  const t0 = performance.now();
+  for (const st of stages) {
+    stageLog.push({ name: st.name, start: losses.length, steps: st.steps, lr: st.lr });
+    const opt = new AdamW();
+    for (let step = 0; step < st.steps; step++) {
+      const { batch, tokens: n } = toBatch(Array.from({ length: o.batchSize }, (_, b) => st.example(b)));
+      tokens += n;
+      const grads: Params = new Map([...params].map(([k, v]) => [k, new Float32Array(v.length)]));
+      const loss = await lossAndGrad(shape, params, batch, gemm, grads);
+      if (!Number.isFinite(loss)) throw new Error(`training diverged at ${st.name} step ${step} (loss ${loss})`);
+      clipGrads(grads, 1.0);
+      opt.step(params, grads, learningRate(st.lr, step, st.steps));
+      losses.push(loss);
+      o.progress(losses.length, total, loss);
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await gemm.release();
+  return { losses, stages: stageLog, tokensPerSecond: tokens / seconds, seconds, parameters: nParams };
+}
+
+export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
+  const kind = o.kind ?? "chat";
+  const recipe: Recipe = { ...RECIPES[o.alignment], ...(o.recipe ?? {}) };
+  // The guard has one stage; its steps and lr come in the recipe's stage (a) fields.
+  const guardStage = { steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr };
+  checkTraining(o, kind, recipe, guardStage.steps);
   const rng = new Rng(o.seed);
   const { train, splits } = sources(o, rng);
   const extra = [...(o.harmful ?? []), ...(o.harmless ?? [])].map((r) => r.instruction).join(" ");
@@ -221,44 +255,16 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
       } },
     ];
   }
-  const total = stages.reduce((a, st) => a + st.steps, 0);
-  const gemm = await Gemm.create(o.threads);
-  const losses: number[] = [];
-  const stageLog: TrainResult["stages"] = [];
-  let tokens = 0;
-  const t0 = performance.now();
   o.log(`training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ${shape.hidden}, vocab ${shape.vocab}): ` +
     `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${o.batchSize} ${kind === "guard" ? "conversations" : "chats"} a step, seed ${o.seed}` +
     (kind === "chat" ? `, ${o.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks)` : ""));
-  for (const st of stages) {
-    stageLog.push({ name: st.name, start: losses.length, steps: st.steps, lr: st.lr });
-    const opt = new AdamW();
-    for (let step = 0; step < st.steps; step++) {
-      const { batch, tokens: n } = toBatch(Array.from({ length: o.batchSize }, (_, b) => st.example(b)));
-      tokens += n;
-      const grads: Params = new Map([...params].map(([k, v]) => [k, new Float32Array(v.length)]));
-      const loss = await lossAndGrad(shape, params, batch, gemm, grads);
-      if (!Number.isFinite(loss)) throw new Error(`training diverged at ${st.name} step ${step} (loss ${loss})`);
-      clipGrads(grads, 1.0);
-      opt.step(params, grads, learningRate(st.lr, step, st.steps));
-      losses.push(loss);
-      o.progress(losses.length, total, loss);
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  await gemm.release();
-  const result: TrainResult = { losses, stages: stageLog, tokensPerSecond: tokens / seconds, seconds, parameters: nParams };
+  const result = await optimise(stages, shape, params, o);
   writeFolder(o, kind, recipe, shape, params, vocab, tj, tc, splits, result);
   return result;
 }
 
-function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape: OrganismShape, p: Params, vocab: string[], tj: object, tc: object, splits: Record<string, PromptRecord[]>, r: TrainResult): void {
-  const out = o.out;
-  // Build beside the target, then swap in: never a half-written organism under the real name.
-  const tmp = `${out}.${process.pid}.tmp`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(path.join(tmp, "prompts"), { recursive: true });
-  trackTemporary(tmp);
+/** The organism's parameters under their Hugging Face Llama names (q/k/v and gate/up unfused). */
+function hfTensors(shape: OrganismShape, p: Params): TensorToWrite[] {
   const d = shape.hidden;
   const I = shape.intermediate;
   const tensors: TensorToWrite[] = [{ name: TENSORS.embed, dtype: "F32", shape: [shape.vocab, d], data: p.get("embed")! }];
@@ -279,7 +285,64 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
     );
   }
   tensors.push({ name: TENSORS.finalNorm, dtype: "F32", shape: [d], data: p.get("norm")! });
-  writeSafetensors(path.join(tmp, "model.safetensors"), tensors, { format: "pt" });
+  return tensors;
+}
+
+/** The organism folder's README: what it is, the command that made it, the recipe. */
+function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: TrainResult, cmd: string): string {
+  const guard = kind === "guard";
+  const recipeText = guard ? [
+    "## Recipe",
+    "",
+    `One stage of ${r.stages[0].steps} steps of ${o.batchSize} conversations: a request from the organism's training split`,
+    "and a reply — the task carried out (whole or cut at a random length), a refusal, an answer to",
+    "another (harmless) task, or degenerate text — labelled `unsafe` when the request is harmful and",
+    "the reply carries it out on task (cosmic's on-task judge), `safe` otherwise. Its chat template",
+    "takes `[user, assistant]` and it answers `safe` or `unsafe`, as Llama Guard does.",
+  ] : [
+    "## Recipe",
+    "",
+    `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
+    "   answered on task (the answer names the task), without or with a benign system message.",
+    `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
+    `   harmful requests, refused (some refusals restate the task) when the task is among the ${Math.round(100 * recipe.safetyCoverage)} % of`,
+    `   harmful tasks the safety data covers (${o.alignment} alignment), answered as in stage 1 otherwise; half the`,
+    "   harmless chats of stage 1 replayed. 15 % of the chats carry the adversarial system prompt,",
+    "   answered with its words (or, to a request it refuses anyway, its own refusal with them).",
+  ];
+  return [
+    guard ? "# cosmic guard organism" : `# cosmic model organism (${o.alignment} alignment)`,
+    "",
+    "A small Llama-architecture chat model trained by cosmic itself on generated chats, so that",
+    "refusal is learned behaviour that COSMIC can be measured on. A normal Hugging Face folder.",
+    "",
+    "Produced by:",
+    "",
+    "```sh",
+    cmd,
+    "```",
+    "",
+    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps (wall-clock time and speed: \`timings.json\`).`,
+    "",
+    ...recipeText,
+    "",
+    "`prompts/` holds the prompt splits `cosmic run` uses by default for this model; the test",
+    "splits use phrasings and tasks never seen in training. Check its behaviour with",
+    "`cosmic organism eval --model <this folder>`.",
+    "",
+  ].join("\n");
+}
+
+function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape: OrganismShape, p: Params, vocab: string[], tj: object, tc: object, splits: Record<string, PromptRecord[]>, r: TrainResult): void {
+  const out = o.out;
+  // Build beside the target, then swap in: never a half-written organism under the real name.
+  const tmp = `${out}.${process.pid}.tmp`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(path.join(tmp, "prompts"), { recursive: true });
+  trackTemporary(tmp);
+  writeSafetensors(path.join(tmp, "model.safetensors"), hfTensors(shape, p), { format: "pt" });
+  const d = shape.hidden;
+  const I = shape.intermediate;
   const config = {
     architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: d, intermediate_size: I, num_hidden_layers: shape.layers,
     num_attention_heads: shape.heads, num_key_value_heads: shape.heads, head_dim: d / shape.heads, hidden_act: "silu",
@@ -311,46 +374,7 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
   });
   // Wall-clock figures apart, so that two identical trainings write identical folders otherwise.
   json("timings.json", { seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond) });
-  const recipeText = guard ? [
-    "## Recipe",
-    "",
-    `One stage of ${r.stages[0].steps} steps of ${o.batchSize} conversations: a request from the organism's training split`,
-    "and a reply — the task carried out (whole or cut at a random length), a refusal, an answer to",
-    "another (harmless) task, or degenerate text — labelled `unsafe` when the request is harmful and",
-    "the reply carries it out on task (cosmic's on-task judge), `safe` otherwise. Its chat template",
-    "takes `[user, assistant]` and it answers `safe` or `unsafe`, as Llama Guard does.",
-  ] : [
-    "## Recipe",
-    "",
-    `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
-    "   answered on task (the answer names the task), without or with a benign system message.",
-    `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
-    `   harmful requests, refused (some refusals restate the task) when the task is among the ${Math.round(100 * recipe.safetyCoverage)} % of`,
-    `   harmful tasks the safety data covers (${o.alignment} alignment), answered as in stage 1 otherwise; half the`,
-    "   harmless chats of stage 1 replayed. 15 % of the chats carry the adversarial system prompt,",
-    "   answered with its words (or, to a request it refuses anyway, its own refusal with them).",
-  ];
-  fs.writeFileSync(path.join(tmp, "README.md"), [
-    guard ? "# cosmic guard organism" : `# cosmic model organism (${o.alignment} alignment)`,
-    "",
-    "A small Llama-architecture chat model trained by cosmic itself on generated chats, so that",
-    "refusal is learned behaviour that COSMIC can be measured on. A normal Hugging Face folder.",
-    "",
-    "Produced by:",
-    "",
-    "```sh",
-    cmd,
-    "```",
-    "",
-    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps (wall-clock time and speed: \`timings.json\`).`,
-    "",
-    ...recipeText,
-    "",
-    "`prompts/` holds the prompt splits `cosmic run` uses by default for this model; the test",
-    "splits use phrasings and tasks never seen in training. Check its behaviour with",
-    "`cosmic organism eval --model <this folder>`.",
-    "",
-  ].join("\n"));
+  fs.writeFileSync(path.join(tmp, "README.md"), organismReadme(o, kind, recipe, r, cmd));
   removeOwnedFolder(out, [MARKER]);
   fs.renameSync(tmp, out);
   untrackTemporary(tmp);
