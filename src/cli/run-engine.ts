@@ -38,14 +38,23 @@ function formatted(folder: ModelFolder, f: PromptFlags, system: string | undefin
   });
 }
 
-export async function captureCommand(f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number }): Promise<void> {
-  prepareFileOutput(f.out, { ext: ".safetensors", force: f.force, inputs: commandInputs(f) });
+/**
+ * What capture and generate share, in the order that loses nothing: the output is checked first,
+ * then the inputs are read and validated, then the device and the model's size, before any work.
+ */
+async function prepare(f: PromptFlags & EngineFlags & InterventionFlags, ext: string) {
+  prepareFileOutput(f.out, { ext, force: f.force, inputs: commandInputs(f) });
   const system = systemMessage(f);
   const folder = ModelFolder.open(f.model);
   const { intervention, description } = interventionFromFlags(f, folder);
   const items = formatted(folder, f, system);
   await preflight(folder, f.device);
   if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
+  return { system, folder, intervention, description, items };
+}
+
+export async function captureCommand(f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number }): Promise<void> {
+  const { system, folder, intervention, description, items } = await prepare(f, ".safetensors");
   const eoi = folder.tokenizer.eoiTokens(system);
   const N = f.positions ?? eoi.ids.length;
   const mode = progressMode(f);
@@ -94,13 +103,7 @@ export async function captureCommand(f: PromptFlags & EngineFlags & Intervention
 export async function generateCommand(
   f: PromptFlags & EngineFlags & InterventionFlags & { maxNewTokens: number; temperature: number; topP: number },
 ): Promise<void> {
-  prepareFileOutput(f.out, { ext: ".json", force: f.force, inputs: commandInputs(f) });
-  const system = systemMessage(f);
-  const folder = ModelFolder.open(f.model);
-  const { intervention, description } = interventionFromFlags(f, folder);
-  const items = formatted(folder, f, system);
-  await preflight(folder, f.device);
-  if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
+  const { folder, intervention, description, items } = await prepare(f, ".json");
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);
   const bar = progressBar("generate", items.length, mode);
