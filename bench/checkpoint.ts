@@ -45,7 +45,8 @@ export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: st
     data: () => {
       const n = t.shape.reduce((a, b) => a * b, 1);
       const out = new Uint16Array(n);
-      if (t.name.endsWith("norm.weight")) out.fill(0x3f80); // 1.0
+      if (t.name.endsWith("norm.weight"))
+        out.fill(0x3f80); // 1.0
       else {
         // Uniform in ±√3·σ with σ = 0.02: a realistic scale, and cheap to draw.
         const f = new Float32Array(1);
@@ -60,7 +61,8 @@ export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: st
   }));
   writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(QWEN05_CONFIG, null, 2));
-  for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"]) fs.copyFileSync(path.join(tokenizerFrom, f), path.join(dir, f));
+  for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"])
+    fs.copyFileSync(path.join(tokenizerFrom, f), path.join(dir, f));
   fs.writeFileSync(done, "");
   log(`wrote a Qwen2.5-0.5B-shaped random checkpoint to ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return dir;

@@ -22,8 +22,15 @@ async function bareMatmul(M: number, K: number, N: number, device: string): Prom
   const rng = new Rng(5);
   for (let i = 0; i < w.length; i++) w[i] = rng.next() - 0.5;
   g.output(g.matmul(x, g.weight("w", w, [K, N])), "y", [M, N]);
-  const s = await ort.InferenceSession.create(g.encode(), { executionProviders: [device], graphOptimizationLevel: "all" });
-  const xs = new ort.Tensor("float32", Float32Array.from({ length: M * K }, () => rng.next() - 0.5), [M, K]);
+  const s = await ort.InferenceSession.create(g.encode(), {
+    executionProviders: [device],
+    graphOptimizationLevel: "all",
+  });
+  const xs = new ort.Tensor(
+    "float32",
+    Float32Array.from({ length: M * K }, () => rng.next() - 0.5),
+    [M, K],
+  );
   for (let i = 0; i < 3; i++) await s.run({ x: xs });
   let sec = Infinity;
   for (let i = 0; i < 10; i++) {
@@ -50,7 +57,11 @@ async function main(): Promise<void> {
   const B = 32;
   const T = 64;
   const prompts = randomTokens(rng, B, T, s.vocabSize);
-  await capture(engine, prompts.slice(0, 2).map((p) => p.slice(0, 8)), { logits: true }); // warm-up
+  await capture(
+    engine,
+    prompts.slice(0, 2).map((p) => p.slice(0, 8)),
+    { logits: true },
+  ); // warm-up
   let best = Infinity;
   for (let i = 0; i < 3; i++) {
     const t0 = performance.now();
@@ -79,22 +90,27 @@ async function main(): Promise<void> {
   const decode32 = await decode(32);
   const fp32WeightBytes = model.checkpoint.parameterCount() * 4;
   const peakRss = process.resourceUsage().maxRSS * 1024;
-  console.log(JSON.stringify({
-    device,
-    params: model.checkpoint.parameterCount(),
-    buildSeconds: engine.buildSeconds,
-    prefillSeconds: best,
-    prefillGflops,
-    matmulCeilingGflops: ceiling,
-    matmulPerCallGflops: ceilingPerCall,
-    decode1,
-    decode32,
-    fp32WeightBytes,
-    peakRss,
-    rssBefore,
-    rssAfterBuild,
-  }));
+  console.log(
+    JSON.stringify({
+      device,
+      params: model.checkpoint.parameterCount(),
+      buildSeconds: engine.buildSeconds,
+      prefillSeconds: best,
+      prefillGflops,
+      matmulCeilingGflops: ceiling,
+      matmulPerCallGflops: ceilingPerCall,
+      decode1,
+      decode32,
+      fp32WeightBytes,
+      peakRss,
+      rssBefore,
+      rssAfterBuild,
+    }),
+  );
   await engine.release();
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -11,9 +11,12 @@ import { ensureQwenShaped } from "./checkpoint.js";
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..", "..");
 
-
 function child(script: string, args: string[]): Record<string, number | string> {
-  const r = spawnSync(process.execPath, [path.join(here, script), ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 });
+  const r = spawnSync(process.execPath, [path.join(here, script), ...args], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 1 << 26,
+  });
   if (r.status !== 0) throw new Error(`${script} failed (exit ${r.status})`);
   const line = r.stdout.trim().split("\n").pop()!;
   return JSON.parse(line);
@@ -31,12 +34,27 @@ function engineTable(e: Record<string, number | string>, device: string): void {
     "",
     row(["measure", "achieved", "ceiling / limit", "ratio"]),
     row(["---", "---", "---", "---"]),
-    row(["prefill 32 prompts × 64 tokens", `${n("prefillGflops").toFixed(0)} GFLOP/s (${n("prefillSeconds").toFixed(2)} s)`, `${n("matmulCeilingGflops").toFixed(0)} GFLOP/s bare MatMul 2048×896×4864`, `${((100 * n("prefillGflops")) / n("matmulCeilingGflops")).toFixed(0)} % (target ≥ 50 %)`]),
-    row(["(same, per-call shape)", "", `${n("matmulPerCallGflops").toFixed(0)} GFLOP/s bare MatMul 256×896×4864`, `${((100 * n("prefillGflops")) / n("matmulPerCallGflops")).toFixed(0)} %`]),
+    row([
+      "prefill 32 prompts × 64 tokens",
+      `${n("prefillGflops").toFixed(0)} GFLOP/s (${n("prefillSeconds").toFixed(2)} s)`,
+      `${n("matmulCeilingGflops").toFixed(0)} GFLOP/s bare MatMul 2048×896×4864`,
+      `${((100 * n("prefillGflops")) / n("matmulCeilingGflops")).toFixed(0)} % (target ≥ 50 %)`,
+    ]),
+    row([
+      "(same, per-call shape)",
+      "",
+      `${n("matmulPerCallGflops").toFixed(0)} GFLOP/s bare MatMul 256×896×4864`,
+      `${((100 * n("prefillGflops")) / n("matmulPerCallGflops")).toFixed(0)} %`,
+    ]),
     row(["decode, batch 1", `${n("decode1").toFixed(1)} tokens/s`, "", ""]),
     row(["decode, batch 32", `${n("decode32").toFixed(1)} tokens/s`, "", ""]),
     row(["session build", `${n("buildSeconds").toFixed(1)} s`, "", ""]),
-    row(["peak RSS", gib(n("peakRss")), `${gib(1.5 * n("fp32WeightBytes"))} (1.5 × fp32 weights)`, `${(n("peakRss") / n("fp32WeightBytes")).toFixed(2)} × fp32 weights (target ≤ 1.5)`]),
+    row([
+      "peak RSS",
+      gib(n("peakRss")),
+      `${gib(1.5 * n("fp32WeightBytes"))} (1.5 × fp32 weights)`,
+      `${(n("peakRss") / n("fp32WeightBytes")).toFixed(2)} × fp32 weights (target ≤ 1.5)`,
+    ]),
   ];
   console.log(lines.join("\n"));
 }
@@ -44,7 +62,11 @@ function engineTable(e: Record<string, number | string>, device: string): void {
 async function main(): Promise<void> {
   const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
   const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
-  const qwen = ensureQwenShaped(path.join(cacheDir, "qwen2.5-0.5b-shaped"), path.join(root, "test", "fixtures", "qwen2"), (s) => console.error(s));
+  const qwen = ensureQwenShaped(
+    path.join(cacheDir, "qwen2.5-0.5b-shaped"),
+    path.join(root, "test", "fixtures", "qwen2"),
+    (s) => console.error(s),
+  );
   const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
   console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
   if (!skipEngine) engineTable(child("engine-bench.js", [qwen, device]), device);
@@ -60,7 +82,10 @@ async function main(): Promise<void> {
   ];
   const runs: [string, string[]][] = [
     [`organism (${organism})`, [organism, path.join(organism, "prompts"), "180", "100", "all"]],
-    ["Qwen2.5-0.5B shape (random weights, last EOI position, 2 val prompts per set)", [qwen, path.join(root, "data", "cosmic-splits"), "4", "2", "1"]],
+    [
+      "Qwen2.5-0.5B shape (random weights, last EOI position, 2 val prompts per set)",
+      [qwen, path.join(root, "data", "cosmic-splits"), "4", "2", "1"],
+    ],
   ];
   console.log(rows.join("\n"));
   rows.length = 0;
@@ -68,32 +93,51 @@ async function main(): Promise<void> {
   for (const [name, args] of runs) {
     if (only && !name.startsWith(only)) continue;
     console.error(`scoring bench on ${name}…`);
-    const r = child("scoring-bench.js", args) as unknown as { layers: number; L_low: number[]; positions: string; fast: Record<string, number>; naive: Record<string, number>; maxScoreDiff: number; selectedSame: boolean };
-    rows.push(row([
-      name,
-      `${r.layers} layers × ${r.positions} positions, L_low [${r.L_low.join(", ")}]`,
-      `${r.fast.seconds.toFixed(1)} s, ${(r.fast.flops / 1e9).toFixed(1)} GFLOP`,
-      `${r.naive.seconds.toFixed(1)} s, ${(r.naive.flops / 1e9).toFixed(1)} GFLOP`,
-      `${(r.naive.flops / r.fast.flops).toFixed(2)}× (target ≥ 3×)`,
-      `${(r.naive.seconds / r.fast.seconds).toFixed(2)}× (target ≥ 2.5×)`,
-      `${r.maxScoreDiff.toExponential(1)}${r.selectedSame ? ", same selection" : ", DIFFERENT selection"}`,
-    ]));
+    const r = child("scoring-bench.js", args) as unknown as {
+      layers: number;
+      L_low: number[];
+      positions: string;
+      fast: Record<string, number>;
+      naive: Record<string, number>;
+      maxScoreDiff: number;
+      selectedSame: boolean;
+    };
+    rows.push(
+      row([
+        name,
+        `${r.layers} layers × ${r.positions} positions, L_low [${r.L_low.join(", ")}]`,
+        `${r.fast.seconds.toFixed(1)} s, ${(r.fast.flops / 1e9).toFixed(1)} GFLOP`,
+        `${r.naive.seconds.toFixed(1)} s, ${(r.naive.flops / 1e9).toFixed(1)} GFLOP`,
+        `${(r.naive.flops / r.fast.flops).toFixed(2)}× (target ≥ 3×)`,
+        `${(r.naive.seconds / r.fast.seconds).toFixed(2)}× (target ≥ 2.5×)`,
+        `${r.maxScoreDiff.toExponential(1)}${r.selectedSame ? ", same selection" : ", DIFFERENT selection"}`,
+      ]),
+    );
     console.log(rows.pop());
   }
 
   if (!only) {
     console.error("fingerprint bench (1 GiB checkpoint)…");
     const f = child("fingerprint-bench.js", ["1024"]) as Record<string, number>;
-    console.log([
-      "",
-      "## Run fingerprint (full sha256 of every model file, cached per file) on a 1 GiB checkpoint",
-      "",
-      row(["first run (hash)", "rerun (cache)", "ceiling: sha256 in memory", "ceiling: read (page cache)"]),
-      row(["---", "---", "---", "---"]),
-      row([`${f.fingerprint_first_s.toFixed(2)} s (${f.fingerprint_first_gib_s.toFixed(2)} GiB/s)`, `${(f.fingerprint_cached_s * 1000).toFixed(1)} ms`,
-        `${f.ceiling_sha256_in_memory_gib_s.toFixed(2)} GiB/s`, `${f.ceiling_read_page_cache_gib_s.toFixed(2)} GiB/s`]),
-    ].join("\n"));
+    console.log(
+      [
+        "",
+        "## Run fingerprint (full sha256 of every model file, cached per file) on a 1 GiB checkpoint",
+        "",
+        row(["first run (hash)", "rerun (cache)", "ceiling: sha256 in memory", "ceiling: read (page cache)"]),
+        row(["---", "---", "---", "---"]),
+        row([
+          `${f.fingerprint_first_s.toFixed(2)} s (${f.fingerprint_first_gib_s.toFixed(2)} GiB/s)`,
+          `${(f.fingerprint_cached_s * 1000).toFixed(1)} ms`,
+          `${f.ceiling_sha256_in_memory_gib_s.toFixed(2)} GiB/s`,
+          `${f.ceiling_read_page_cache_gib_s.toFixed(2)} GiB/s`,
+        ]),
+      ].join("\n"),
+    );
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

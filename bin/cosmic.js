@@ -15,7 +15,9 @@ if (process.env.COSMIC_ARGV_IPC === "1" && process.send) {
   process.once("message", async (argv) => {
     setImmediate(() => process.disconnect());
     const { main } = await import("../dist/src/cli/main.js");
-    main(argv).then((code) => { process.exitCode = code; });
+    main(argv).then((code) => {
+      process.exitCode = code;
+    });
   });
 } else if (bytes > ARGV_LIMIT) {
   const child = spawn(process.execPath, [...process.execArgv, self], {
@@ -27,8 +29,12 @@ if (process.env.COSMIC_ARGV_IPC === "1" && process.send) {
   const forward = (sig) => () => child.kill(sig);
   process.on("SIGINT", () => {});
   process.on("SIGTERM", forward("SIGTERM"));
-  child.on("exit", (code, signal) => { process.exitCode = code ?? (signal ? 128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 9) : 1); });
+  child.on("exit", (code, signal) => {
+    process.exitCode = code ?? (signal ? 128 + (signal === "SIGINT" ? 2 : signal === "SIGTERM" ? 15 : 9) : 1);
+  });
 } else {
   const { main } = await import("../dist/src/cli/main.js");
-  main(process.argv).then((code) => { process.exitCode = code; });
+  main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -50,13 +50,73 @@ function copyFixture(fam: string): string {
 
 test("corrupted copies of a fixture fail inspect with a one-line message naming the file", () => {
   const cases: [string, (dir: string) => string, RegExp][] = [
-    ["truncated weights", (d) => { const p = path.join(d, "model.safetensors"); const b = fs.readFileSync(p); fs.writeFileSync(p, b.subarray(0, b.length / 2)); return p; }, /out of range/],
-    ["header length past the end", (d) => { const p = path.join(d, "model.safetensors"); const b = fs.readFileSync(p); b.writeBigUInt64LE(BigInt(b.length * 2)); fs.writeFileSync(p, b); return p; }, /header length/],
-    ["invalid config.json", (d) => { const p = path.join(d, "config.json"); fs.writeFileSync(p, "{ nope"); return p; }, /invalid JSON/],
-    ["invalid tokenizer_config.json", (d) => { const p = path.join(d, "tokenizer_config.json"); fs.writeFileSync(p, "{"); return p; }, /invalid JSON/],
-    ["invalid tokenizer.json", (d) => { const p = path.join(d, "tokenizer.json"); fs.writeFileSync(p, "[1,"); return p; }, /invalid JSON/],
-    ["missing tokenizer", (d) => { const p = path.join(d, "tokenizer.json"); fs.rmSync(p); return p; }, /missing/],
-    ["unsupported model_type", (d) => { const p = path.join(d, "config.json"); const c = JSON.parse(fs.readFileSync(p, "utf8")); fs.writeFileSync(p, JSON.stringify({ ...c, model_type: "falcon" })); return p; }, /unsupported model_type "falcon"/],
+    [
+      "truncated weights",
+      (d) => {
+        const p = path.join(d, "model.safetensors");
+        const b = fs.readFileSync(p);
+        fs.writeFileSync(p, b.subarray(0, b.length / 2));
+        return p;
+      },
+      /out of range/,
+    ],
+    [
+      "header length past the end",
+      (d) => {
+        const p = path.join(d, "model.safetensors");
+        const b = fs.readFileSync(p);
+        b.writeBigUInt64LE(BigInt(b.length * 2));
+        fs.writeFileSync(p, b);
+        return p;
+      },
+      /header length/,
+    ],
+    [
+      "invalid config.json",
+      (d) => {
+        const p = path.join(d, "config.json");
+        fs.writeFileSync(p, "{ nope");
+        return p;
+      },
+      /invalid JSON/,
+    ],
+    [
+      "invalid tokenizer_config.json",
+      (d) => {
+        const p = path.join(d, "tokenizer_config.json");
+        fs.writeFileSync(p, "{");
+        return p;
+      },
+      /invalid JSON/,
+    ],
+    [
+      "invalid tokenizer.json",
+      (d) => {
+        const p = path.join(d, "tokenizer.json");
+        fs.writeFileSync(p, "[1,");
+        return p;
+      },
+      /invalid JSON/,
+    ],
+    [
+      "missing tokenizer",
+      (d) => {
+        const p = path.join(d, "tokenizer.json");
+        fs.rmSync(p);
+        return p;
+      },
+      /missing/,
+    ],
+    [
+      "unsupported model_type",
+      (d) => {
+        const p = path.join(d, "config.json");
+        const c = JSON.parse(fs.readFileSync(p, "utf8"));
+        fs.writeFileSync(p, JSON.stringify({ ...c, model_type: "falcon" }));
+        return p;
+      },
+      /unsupported model_type "falcon"/,
+    ],
   ];
   for (const [name, mutate, re] of cases) {
     const dir = copyFixture("llama");
@@ -68,13 +128,25 @@ test("corrupted copies of a fixture fail inspect with a one-line message naming 
   const sharded = copyFixture("qwen2");
   const shard = path.join(sharded, "model-00002-of-00002.safetensors");
   fs.rmSync(shard);
-  assertUserError(cosmic("inspect", "--model", sharded), /lists shard "model-00002-of-00002\.safetensors", which does not exist/);
+  assertUserError(
+    cosmic("inspect", "--model", sharded),
+    /lists shard "model-00002-of-00002\.safetensors", which does not exist/,
+  );
 });
 
 test("capture writes the documented tensors and metadata", () => {
   const fx = path.join(FIXTURES, "llama");
   const out = path.join(tmp, "cap.safetensors");
-  const r = cosmic("capture", "--model", fx, "--prompts", path.join(fx, "expected", "prompts.json"), "--out", out, "--quiet");
+  const r = cosmic(
+    "capture",
+    "--model",
+    fx,
+    "--prompts",
+    path.join(fx, "expected", "prompts.json"),
+    "--out",
+    out,
+    "--quiet",
+  );
   assert.equal(r.code, 0, r.stderr);
   const st = SafetensorsFile.open(out);
   const P = JSON.parse(st.metadata.eoi_token_ids).length;
@@ -89,8 +161,22 @@ test("capture writes the documented tensors and metadata", () => {
 test("generate with a direction file writes instruction, prompt, response and tokens", () => {
   const fx = path.join(FIXTURES, "gemma2");
   const out = path.join(tmp, "gen.json");
-  const r = cosmic("generate", "--model", fx, "--prompts", path.join(fx, "expected", "prompts.json"), "--out", out, "--quiet",
-    "--max-new-tokens", "4", "--direction", path.join(fx, "expected", "direction.safetensors"), "--intervention", "ace-actadd");
+  const r = cosmic(
+    "generate",
+    "--model",
+    fx,
+    "--prompts",
+    path.join(fx, "expected", "prompts.json"),
+    "--out",
+    out,
+    "--quiet",
+    "--max-new-tokens",
+    "4",
+    "--direction",
+    path.join(fx, "expected", "direction.safetensors"),
+    "--intervention",
+    "ace-actadd",
+  );
   assert.equal(r.code, 0, r.stderr);
   const j = JSON.parse(fs.readFileSync(out, "utf8"));
   assert.equal(j.length, 4);
@@ -106,26 +192,77 @@ test("engine bad input: wrong width, layer out of range, empty prompts, long pro
   const fx = path.join(FIXTURES, "llama");
   const prompts = path.join(fx, "expected", "prompts.json");
   const wide = path.join(tmp, "wide.safetensors");
-  writeSafetensors(wide, [{ name: "direction", dtype: "F32", shape: [32], data: Float32Array.from({ length: 32 }, (_, i) => i + 1) }], { layer: "1" });
+  writeSafetensors(
+    wide,
+    [{ name: "direction", dtype: "F32", shape: [32], data: Float32Array.from({ length: 32 }, (_, i) => i + 1) }],
+    { layer: "1" },
+  );
   const out = path.join(tmp, "never.json");
-  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--direction", wide), /wide\.safetensors: direction has width 32, but .* has hidden size 64/);
-  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--direction", path.join(fx, "expected", "direction.safetensors"), "--intervention", "actadd", "--layer", "7"), /layer 7 is out of range/);
+  assertUserError(
+    cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--direction", wide),
+    /wide\.safetensors: direction has width 32, but .* has hidden size 64/,
+  );
+  assertUserError(
+    cosmic(
+      "generate",
+      "--model",
+      fx,
+      "--prompts",
+      prompts,
+      "--out",
+      out,
+      "--direction",
+      path.join(fx, "expected", "direction.safetensors"),
+      "--intervention",
+      "actadd",
+      "--layer",
+      "7",
+    ),
+    /layer 7 is out of range/,
+  );
   const empty = path.join(tmp, "empty.json");
   fs.writeFileSync(empty, "[]");
-  assertUserError(cosmic("generate", "--model", fx, "--prompts", empty, "--out", out), /empty\.json: holds no instructions/);
+  assertUserError(
+    cosmic("generate", "--model", fx, "--prompts", empty, "--out", out),
+    /empty\.json: holds no instructions/,
+  );
   const long = path.join(tmp, "long.json");
   fs.writeFileSync(long, JSON.stringify(["x".repeat(2100)]));
-  assertUserError(cosmic("capture", "--model", fx, "--prompts", long, "--out", path.join(tmp, "never.safetensors")), /longer than the model's context of 2048/);
-  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "tpu"), /--device must be one of cpu, webgpu, cuda/);
-  assertUserError(cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "cuda"), /--device cuda is not available .*available: cpu/);
+  assertUserError(
+    cosmic("capture", "--model", fx, "--prompts", long, "--out", path.join(tmp, "never.safetensors")),
+    /longer than the model's context of 2048/,
+  );
+  assertUserError(
+    cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "tpu"),
+    /--device must be one of cpu, webgpu, cuda/,
+  );
+  assertUserError(
+    cosmic("generate", "--model", fx, "--prompts", prompts, "--out", out, "--device", "cuda"),
+    /--device cuda is not available .*available: cpu/,
+  );
   assert.ok(!fs.existsSync(out));
   assert.ok(!fs.existsSync(path.join(tmp, "never.safetensors")));
-  assert.deepEqual(fs.readdirSync(tmp).filter((f) => f.endsWith(".tmp")), []);
+  assert.deepEqual(
+    fs.readdirSync(tmp).filter((f) => f.endsWith(".tmp")),
+    [],
+  );
 });
 
 test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampled prompts in the run folder", () => {
   const out = path.join(tmp, "json-run");
-  const r = cosmic("run", "--model", path.join(ROOT, "organisms", "strong"), "--out", out, "--skip-eval", "--json", "--n-train", "16", "--n-val", "8");
+  const r = cosmic(
+    "run",
+    "--model",
+    path.join(ROOT, "organisms", "strong"),
+    "--out",
+    out,
+    "--skip-eval",
+    "--json",
+    "--n-train",
+    "16",
+    "--n-val",
+    "8",
+  );
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stderr.trim().split("\n");
   assert.ok(lines.length > 3);
@@ -141,7 +278,17 @@ test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampl
 
 test("run: an unknown --system-scope is a one-line error and writes nothing", () => {
   const out = path.join(tmp, "bad-scope");
-  const r = cosmic("run", "--model", path.join(ROOT, "organisms", "strong"), "--out", out, "--system", "Be brief.", "--system-scope", "everything");
+  const r = cosmic(
+    "run",
+    "--model",
+    path.join(ROOT, "organisms", "strong"),
+    "--out",
+    out,
+    "--system",
+    "Be brief.",
+    "--system-scope",
+    "everything",
+  );
   assertUserError(r, /--system-scope must be selection or directions, got "everything"/);
   assert.ok(!fs.existsSync(out));
 });
@@ -152,10 +299,14 @@ test("a direction carries its mode: capture/generate default to its own ablation
   const r = src.readF32("direction");
   const mu = r.map((_, i) => Math.cos(i) * 0.3);
   const affine = path.join(tmp, "affine-direction.safetensors");
-  writeSafetensors(affine, [
-    { name: "direction", dtype: "F32", shape: [r.length], data: r },
-    { name: "reference", dtype: "F32", shape: [r.length], data: mu },
-  ], { layer: "2", mode: "affine", method: "cosmic" });
+  writeSafetensors(
+    affine,
+    [
+      { name: "direction", dtype: "F32", shape: [r.length], data: r },
+      { name: "reference", dtype: "F32", shape: [r.length], data: mu },
+    ],
+    { layer: "2", mode: "affine", method: "cosmic" },
+  );
   const prompts = path.join(fx, "expected", "prompts.json");
   const cap = (name: string, ...extra: string[]) => {
     const out = path.join(tmp, `${name}.safetensors`);
@@ -164,13 +315,19 @@ test("a direction carries its mode: capture/generate default to its own ablation
     return { logits: SafetensorsFile.open(out).readF32("logits_last"), stderr: res.stderr };
   };
   const byDefault = cap("default");
-  assert.match(byDefault.stderr, /applying ace-ablate at the input of block 2 \(chosen by the direction file's mode \(affine\)/);
+  assert.match(
+    byDefault.stderr,
+    /applying ace-ablate at the input of block 2 \(chosen by the direction file's mode \(affine\)/,
+  );
   const ace = cap("ace", "--intervention", "ace-ablate");
   const linear = cap("linear", "--intervention", "ablate");
   assert.deepEqual(byDefault.logits, ace.logits, "the default is the file's ACE ablation");
   assert.notDeepEqual(byDefault.logits, linear.logits, "not linear ablation at every layer");
   const out = path.join(tmp, "abliterated-affine");
-  assertUserError(cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out), /affine-direction\.safetensors: was selected in affine mode .*--as-linear/);
+  assertUserError(
+    cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out),
+    /affine-direction\.safetensors: was selected in affine mode .*--as-linear/,
+  );
   assert.ok(!fs.existsSync(out), "nothing written");
   const ok = cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out, "--as-linear");
   assert.equal(ok.code, 0, ok.stderr);

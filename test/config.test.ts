@@ -53,11 +53,18 @@ test("llama3 rope scaling leaves high frequencies, divides low ones by the facto
 
 test("unsupported model_type names the file and the supported list", () => {
   assert.throws(() => parseConfig({ model_type: "gpt2" }, "x/config.json"), {
-    message: 'x/config.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)',
+    message:
+      'x/config.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)',
   });
-  assert.throws(() => parseConfig({ model_type: "llama", hidden_size: 64 }, "c.json"), /c\.json: missing "num_attention_heads"/);
+  assert.throws(
+    () => parseConfig({ model_type: "llama", hidden_size: 64 }, "c.json"),
+    /c\.json: missing "num_attention_heads"/,
+  );
   const cfg = readJsonFile<Record<string, unknown>>(path.join(FIXTURES, "llama", "config.json"));
-  assert.throws(() => parseConfig({ ...cfg, rope_scaling: { rope_type: "yarn", factor: 2 } }, "c.json"), /unsupported rope_scaling type "yarn"/);
+  assert.throws(
+    () => parseConfig({ ...cfg, rope_scaling: { rope_type: "yarn", factor: 2 } }, "c.json"),
+    /unsupported rope_scaling type "yarn"/,
+  );
 });
 
 test("a missing or mis-shaped tensor is reported by name", () => {
@@ -70,5 +77,8 @@ test("a missing or mis-shaped tensor is reported by name", () => {
   fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, num_hidden_layers: 5 }));
   assert.throws(() => ModelFolder.open(dir), /missing tensor "model\.layers\.4\.input_layernorm\.weight"/);
   fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, intermediate_size: 128 }));
-  assert.throws(() => ModelFolder.open(dir), /tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[160,64\], expected \[128,64\]/);
+  assert.throws(
+    () => ModelFolder.open(dir),
+    /tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[160,64\], expected \[128,64\]/,
+  );
 });

@@ -15,7 +15,9 @@ import { FIXTURES, REFERENCE_RUNS, SPLITS } from "./helpers.js";
 
 function grid(P: number, L: number, f: (p: number, l: number) => Partial<CandidateScore>): CandidateScore[] {
   const out: CandidateScore[] = [];
-  for (let p = -P; p <= -1; p++) for (let l = 0; l < L; l++) out.push({ position: p, layer: l, refusal_score: 0, steering_score: 0, kl_div_score: 0, ...f(p, l) });
+  for (let p = -P; p <= -1; p++)
+    for (let l = 0; l < L; l++)
+      out.push({ position: p, layer: l, refusal_score: 0, steering_score: 0, kl_div_score: 0, ...f(p, l) });
   return out;
 }
 
@@ -34,7 +36,13 @@ test("COSMIC selection: filters, position −1 rule, maximum of refusal + steeri
     steering_score: p === -1 ? l / 5 : l === 5 ? 0.8 : 0.1,
     kl_div_score: l === 3 ? 0.5 : 0.01,
   }));
-  const sel = selectCosmic(scores, { numLayers: L, numPositions: 3, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set(["-3:0", "-2:0", "-1:0"]) });
+  const sel = selectCosmic(scores, {
+    numLayers: L,
+    numPositions: 3,
+    klThreshold: 0.1,
+    pruneLayers: 0.2,
+    zeroNorm: new Set(["-3:0", "-2:0", "-1:0"]),
+  });
   assert.deepEqual(sel.positionRule, { limit: 4, cutoff: 5 });
   assert.equal(sel.selected.position, -1);
   assert.equal(sel.selected.layer, 5);
@@ -51,17 +59,35 @@ test("COSMIC selection: filters, position −1 rule, maximum of refusal + steeri
 
 test("a single EOI position applies no position rule; nothing surviving says why", () => {
   const scores = grid(1, 4, (_, l) => ({ refusal_score: l, steering_score: 0, kl_div_score: 0 }));
-  const sel = selectCosmic(scores, { numLayers: 4, numPositions: 1, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() });
+  const sel = selectCosmic(scores, {
+    numLayers: 4,
+    numPositions: 1,
+    klThreshold: 0.1,
+    pruneLayers: 0.2,
+    zeroNorm: new Set(),
+  });
   assert.equal(sel.positionRule, null);
   assert.equal(sel.selected.layer, 2);
   const bad = grid(2, 5, () => ({ kl_div_score: 1 }));
-  assert.throws(() => selectCosmic(bad, { numLayers: 5, numPositions: 2, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() }),
-    (e: unknown) => e instanceof CosmicError && /every one of the 10 candidate directions was filtered out \(layer ≥ 4 \(last 20 %\): 2, KL > 0\.1: 8\)/.test(e.message));
+  assert.throws(
+    () => selectCosmic(bad, { numLayers: 5, numPositions: 2, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() }),
+    (e: unknown) =>
+      e instanceof CosmicError &&
+      /every one of the 10 candidate directions was filtered out \(layer ≥ 4 \(last 20 %\): 2, KL > 0\.1: 8\)/.test(
+        e.message,
+      ),
+  );
 });
 
 test("substring selection: induce > 0, lowest bypass score", () => {
   const scores = grid(2, 10, (p, l) => ({ refusal_score: -l + (p === -1 ? 0.5 : 0), steering_score: l < 6 ? 1 : -1 }));
-  const sel = selectSubstring(scores, { numLayers: 10, numPositions: 2, klThreshold: 0.1, pruneLayers: 0.2, zeroNorm: new Set() });
+  const sel = selectSubstring(scores, {
+    numLayers: 10,
+    numPositions: 2,
+    klThreshold: 0.1,
+    pruneLayers: 0.2,
+    zeroNorm: new Set(),
+  });
   assert.equal(sel.selected.layer, 5);
   assert.equal(sel.selected.position, -2);
   assert.equal(sel.removed["induce score ≤ 0"], 4);
@@ -73,7 +99,10 @@ test("L_low: ascending cosine similarity, at least one layer, optionally from th
   const a = new Float64Array(L * d);
   const b = new Float64Array(L * d);
   const angles = [0.1, 0.5, 0.9, 0.3, 0.7, 0.2];
-  angles.forEach((t, l) => { a.set([1, 0], l * d); b.set([Math.cos(t), Math.sin(t)], l * d); });
+  angles.forEach((t, l) => {
+    a.set([1, 0], l * d);
+    b.set([Math.cos(t), Math.sin(t)], l * d);
+  });
   const r = rankLayers(a, b, L, d, 0.1, false);
   assert.deepEqual(r.ranked, [2, 4, 1, 3, 5, 0]);
   assert.deepEqual(r.low, [2]);
@@ -92,10 +121,18 @@ test("the JailbreakBench judge agrees with the authors' substring verdicts on 20
   const root = REFERENCE_RUNS;
   let n = 0;
   for (const m of fs.readdirSync(root).filter((f) => !f.startsWith("LICENSE"))) {
-    for (const f of fs.readdirSync(path.join(root, m)).filter((f) => f.endsWith("_evaluations.json") && !f.startsWith("direction"))) {
-      const d = JSON.parse(fs.readFileSync(path.join(root, m, f), "utf8")) as { completions: { response: string; is_jailbreak_substring_matching: number }[] };
+    for (const f of fs
+      .readdirSync(path.join(root, m))
+      .filter((f) => f.endsWith("_evaluations.json") && !f.startsWith("direction"))) {
+      const d = JSON.parse(fs.readFileSync(path.join(root, m, f), "utf8")) as {
+        completions: { response: string; is_jailbreak_substring_matching: number }[];
+      };
       for (const c of d.completions) {
-        assert.equal(!isRefusal(c.response, REFUSAL_PHRASES.jailbreakbench), Boolean(c.is_jailbreak_substring_matching), `${m}/${f}: ${c.response.slice(0, 60)}`);
+        assert.equal(
+          !isRefusal(c.response, REFUSAL_PHRASES.jailbreakbench),
+          Boolean(c.is_jailbreak_substring_matching),
+          `${m}/${f}: ${c.response.slice(0, 60)}`,
+        );
         n++;
       }
     }
@@ -104,7 +141,18 @@ test("the JailbreakBench judge agrees with the authors' substring verdicts on 20
 });
 
 function flags(out: string, extra: Partial<RunFlags> = {}): RunFlags {
-  return runFlags({ model: path.join(FIXTURES, "qwen2"), out, data: SPLITS, nTrain: 8, nVal: 6, nTest: 4, maxNewTokens: 4, batchSize: 8, quiet: true, ...extra });
+  return runFlags({
+    model: path.join(FIXTURES, "qwen2"),
+    out,
+    data: SPLITS,
+    nTrain: 8,
+    nVal: 6,
+    nTest: 4,
+    maxNewTokens: 4,
+    batchSize: 8,
+    quiet: true,
+    ...extra,
+  });
 }
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-run-"));
@@ -113,11 +161,18 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   const fast = await runCommand(flags(path.join(tmp, "fast")));
   const naive = await runCommand(flags(path.join(tmp, "naive"), { schedule: "naive", skipEval: true }));
   for (const sub of ["select_direction", "select_direction_substring"]) {
-    const a = JSON.parse(fs.readFileSync(path.join(tmp, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<string, number>[];
-    const b = JSON.parse(fs.readFileSync(path.join(tmp, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<string, number>[];
+    const a = JSON.parse(fs.readFileSync(path.join(tmp, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<
+      string,
+      number
+    >[];
+    const b = JSON.parse(fs.readFileSync(path.join(tmp, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<
+      string,
+      number
+    >[];
     assert.equal(a.length, 4 * 13);
     for (let i = 0; i < a.length; i++) {
-      for (const k of ["refusal_score", "steering_score", "kl_div_score"]) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-6, `${sub} ${k} ${i}`);
+      for (const k of ["refusal_score", "steering_score", "kl_div_score"])
+        assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-6, `${sub} ${k} ${i}`);
     }
   }
   assert.ok(fast.scoring.flops < naive.scoring.flops / 1.5, `${fast.scoring.flops} vs ${naive.scoring.flops}`);
@@ -125,18 +180,29 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   assert.deepEqual(fast.cosmic.removed, naive.cosmic.removed);
 
   // Same JSON shapes as the reference's artifacts.
-  const ref = JSON.parse(fs.readFileSync(path.join(REFERENCE_RUNS, "qwen-1_8b-chat", "direction_evaluations.json"), "utf8")) as object[];
-  const ours = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json"), "utf8")) as object[];
+  const ref = JSON.parse(
+    fs.readFileSync(path.join(REFERENCE_RUNS, "qwen-1_8b-chat", "direction_evaluations.json"), "utf8"),
+  ) as object[];
+  const ours = JSON.parse(
+    fs.readFileSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json"), "utf8"),
+  ) as object[];
   assert.deepEqual(Object.keys(ours[0]).sort(), Object.keys(ref[0]).sort());
   const meta = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "direction_metadata.json"), "utf8"));
   assert.deepEqual(Object.keys(meta).sort(), ["layer", "pos"]);
-  assert.ok(Array.isArray(JSON.parse(fs.readFileSync(path.join(tmp, "fast", "select_direction", "COSMIC_evaluation_layers.json"), "utf8")).ranked_layers));
+  assert.ok(
+    Array.isArray(
+      JSON.parse(fs.readFileSync(path.join(tmp, "fast", "select_direction", "COSMIC_evaluation_layers.json"), "utf8"))
+        .ranked_layers,
+    ),
+  );
   const dir = readDirection(path.join(tmp, "fast", "direction.safetensors"));
   assert.equal(dir.layer, meta.layer);
   assert.equal(dir.metadata.position, String(meta.pos));
   assert.equal(dir.metadata.seed, "42");
   assert.equal(dir.direction.length, 64);
-  const evals = JSON.parse(fs.readFileSync(path.join(tmp, "fast", "completions", "harmful_ablation_evaluations.json"), "utf8"));
+  const evals = JSON.parse(
+    fs.readFileSync(path.join(tmp, "fast", "completions", "harmful_ablation_evaluations.json"), "utf8"),
+  );
   assert.equal(evals.completions.length, 4);
   assert.ok("substring_matching_success_rate" in evals);
 
@@ -145,7 +211,11 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   const again = await runCommand(flags(path.join(tmp, "fast")));
   assert.deepEqual(again.cosmic, fast.cosmic);
   assert.deepEqual(again.scoring, fast.scoring);
-  assert.equal(fs.statSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json")).mtimeMs, before, "scores were not rewritten");
+  assert.equal(
+    fs.statSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json")).mtimeMs,
+    before,
+    "scores were not rewritten",
+  );
 
   // Changing an option that scoring depends on recomputes it: other scores, a linear direction.
   const scoresFile = path.join(tmp, "fast", "select_direction", "direction_evaluations.json");
@@ -175,23 +245,33 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
   assert.deepEqual(after, before);
   // Only layers 2 and 3 were scored again: some work, less than the whole stage.
   assert.ok(resumed.scoring.flops > 0 && resumed.scoring.flops < fullFlops, `${resumed.scoring.flops} of ${fullFlops}`);
-  assert.deepEqual(fs.readdirSync(out).filter((f) => f.endsWith(".tmp")), []);
+  assert.deepEqual(
+    fs.readdirSync(out).filter((f) => f.endsWith(".tmp")),
+    [],
+  );
 });
 
 test("--system-scope directions: the system message shapes the candidate directions only; L_low and scores use the plain prompts", async () => {
   const system = "No matter what the user prompt is, you must respond with the words 'I can't fulfill that request'.";
   const plain = await runCommand(flags(path.join(tmp, "scope-plain"), { skipEval: true }));
   await runCommand(flags(path.join(tmp, "scope-selection"), { skipEval: true, system }));
-  const dirs = await runCommand(flags(path.join(tmp, "scope-directions"), { skipEval: true, system, systemScope: "directions" }));
+  const dirs = await runCommand(
+    flags(path.join(tmp, "scope-directions"), { skipEval: true, system, systemScope: "directions" }),
+  );
   const read = (run: string, f: string) => fs.readFileSync(path.join(tmp, run, f));
-  const diffs = (run: string) => SafetensorsFile.open(path.join(tmp, run, "generate_directions", "mean_diffs.safetensors")).readF32("mean_diffs");
+  const diffs = (run: string) =>
+    SafetensorsFile.open(path.join(tmp, run, "generate_directions", "mean_diffs.safetensors")).readF32("mean_diffs");
   assert.deepEqual(diffs("scope-directions"), diffs("scope-selection"));
   assert.notDeepEqual(diffs("scope-directions"), diffs("scope-plain"));
-  const layers = (run: string) => JSON.parse(read(run, "select_direction/COSMIC_evaluation_layers.json").toString()).cosine_similarity;
+  const layers = (run: string) =>
+    JSON.parse(read(run, "select_direction/COSMIC_evaluation_layers.json").toString()).cosine_similarity;
   assert.deepEqual(layers("scope-directions"), layers("scope-plain"));
   assert.notDeepEqual(layers("scope-directions"), layers("scope-selection"));
   assert.deepEqual(dirs.L_low, plain.L_low);
-  assert.notDeepEqual(read("scope-directions", "select_direction/direction_evaluations.json"), read("scope-selection", "select_direction/direction_evaluations.json"));
+  assert.notDeepEqual(
+    read("scope-directions", "select_direction/direction_evaluations.json"),
+    read("scope-selection", "select_direction/direction_evaluations.json"),
+  );
   assert.equal(JSON.parse(read("scope-directions", "prompts.json").toString()).system_scope, "directions");
   assert.equal(JSON.parse(read("scope-selection", "prompts.json").toString()).system_scope, "selection");
 });

@@ -16,7 +16,12 @@ interface GenJson {
   tie_margin: number;
   [k: string]: unknown;
 }
-interface GenRow { prompt_index: number; tokens: number[]; margins: number[]; text: string }
+interface GenRow {
+  prompt_index: number;
+  tokens: number[];
+  margins: number[];
+  text: string;
+}
 
 for (const fam of FAMILIES) {
   test(`${fam}: activations, logits, interventions and greedy generations match the PyTorch reference`, async () => {
@@ -43,7 +48,11 @@ for (const fam of FAMILIES) {
       actadd: activationAddition(r, 1, 1.0, L),
       ace: affineEdit(r, mu, 2, 0.0, L),
     };
-    const logitName: Record<string, string> = { ablation: "ablated_logits_last", actadd: "actadd_logits_last", ace: "ace_logits_last" };
+    const logitName: Record<string, string> = {
+      ablation: "ablated_logits_last",
+      actadd: "actadd_logits_last",
+      ace: "ace_logits_last",
+    };
     for (const [k, iv] of Object.entries(ivs)) {
       if (k !== "baseline") {
         const got = await capture(engine, toks, { intervention: iv, logits: true });
@@ -60,28 +69,48 @@ for (const fam of FAMILIES) {
         const tie = w.margins.findIndex((x) => x < gens.tie_margin);
         if (tie >= 0) upto = tie;
         assert.deepEqual(g.slice(0, upto), w.tokens.slice(0, upto), `${k} generation of prompt ${w.prompt_index}`);
-        if (upto === w.tokens.length) assert.equal(m.tokenizer.decode(g), w.text, `${k} text of prompt ${w.prompt_index}`);
+        if (upto === w.tokens.length)
+          assert.equal(m.tokenizer.decode(g), w.text, `${k} text of prompt ${w.prompt_index}`);
       }
     }
 
     // Batched = one prompt at a time (left padding must not change anything).
     for (let i = 0; i < toks.length; i++) {
-      const one = await capture(engine, [toks[i]], { residPrePositions: 5, residPost: true, logits: true, intervention: ivs.ablation });
-      const all = await capture(engine, toks, { residPrePositions: 5, residPost: true, logits: true, intervention: ivs.ablation });
+      const one = await capture(engine, [toks[i]], {
+        residPrePositions: 5,
+        residPost: true,
+        logits: true,
+        intervention: ivs.ablation,
+      });
+      const all = await capture(engine, toks, {
+        residPrePositions: 5,
+        residPost: true,
+        logits: true,
+        intervention: ivs.ablation,
+      });
       const V = m.spec.vocabSize;
       assert.ok(relErr(one.logits!, all.logits!.subarray(i * V, (i + 1) * V)) <= 1e-6, `batched logits of prompt ${i}`);
       const n = L * 5 * 64;
-      assert.ok(relErr(one.residPre!, all.residPre!.subarray(i * n, (i + 1) * n)) <= 1e-6, `batched resid_pre of prompt ${i}`);
+      assert.ok(
+        relErr(one.residPre!, all.residPre!.subarray(i * n, (i + 1) * n)) <= 1e-6,
+        `batched resid_pre of prompt ${i}`,
+      );
     }
     await engine.release();
 
     // Row-chunked block calls (with the KV cache split and rejoined) give the same results.
     const chunked = await Engine.load(m, { tokensPerCall: 40 });
-    const a = await capture(chunked, toks, { residPrePositions: 5, residPost: true, logits: true, intervention: ivs.ablation });
+    const a = await capture(chunked, toks, {
+      residPrePositions: 5,
+      residPost: true,
+      logits: true,
+      intervention: ivs.ablation,
+    });
     assert.ok(relErr(a.logits!, ex.readF32("ablated_logits_last")) <= TOL, "chunked ablated logits");
     const gens = readJsonFile<GenJson>(path.join(dir, "expected", "generations.json"));
     const gotGen = await generate(chunked, toks, { maxNewTokens: 8, stopAtEos: false, intervention: ivs.actadd });
-    for (const w of gens.actadd as GenRow[]) assert.deepEqual(gotGen[w.prompt_index].tokens, w.tokens, "chunked generation");
+    for (const w of gens.actadd as GenRow[])
+      assert.deepEqual(gotGen[w.prompt_index].tokens, w.tokens, "chunked generation");
     await chunked.release();
   });
 }

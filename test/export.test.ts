@@ -39,7 +39,11 @@ for (const fam of FAMILIES) {
     const dir = path.join(FIXTURES, fam);
     const inp = readJsonFile<{ prompts: { input_ids: number[] }[] }>(path.join(dir, "expected", "input.json"));
     // The fixture direction file has no model metadata; the check is by width.
-    const err = await ablatedVsAbliterated(dir, path.join(dir, "expected", "direction.safetensors"), inp.prompts.map((p) => p.input_ids));
+    const err = await ablatedVsAbliterated(
+      dir,
+      path.join(dir, "expected", "direction.safetensors"),
+      inp.prompts.map((p) => p.input_ids),
+    );
     if (fam === "gemma2") {
       // Post-projection norms: weight editing cannot equal the hook here (documented).
       assert.ok(err > 1e-4, `gemma2 unexpectedly exact (${err})`);
@@ -50,26 +54,61 @@ for (const fam of FAMILIES) {
 test("abliterate keeps the original dtype, shards, untied lm_head, and records the direction", () => {
   const dir = path.join(FIXTURES, "qwen2");
   const out = path.join(tmp, "qwen2-orig");
-  const r = cosmic("export", "abliterate", "--model", dir, "--direction", path.join(dir, "expected", "direction.safetensors"), "--out", out);
+  const r = cosmic(
+    "export",
+    "abliterate",
+    "--model",
+    dir,
+    "--direction",
+    path.join(dir, "expected", "direction.safetensors"),
+    "--out",
+    out,
+  );
   assert.equal(r.status, 0, r.stderr);
   const shard = SafetensorsFile.open(path.join(out, "model-00001-of-00002.safetensors"));
   assert.equal(shard.info("model.embed_tokens.weight").dtype, "BF16");
   assert.equal(shard.metadata.cosmic_abliterated, "true");
   assert.equal(JSON.parse(shard.metadata.cosmic_direction_unit).length, 64);
-  assert.equal(readJsonFile<{ tie_word_embeddings: boolean }>(path.join(out, "config.json")).tie_word_embeddings, false);
+  assert.equal(
+    readJsonFile<{ tie_word_embeddings: boolean }>(path.join(out, "config.json")).tie_word_embeddings,
+    false,
+  );
   const idx = readJsonFile<{ weight_map: Record<string, string> }>(path.join(out, "model.safetensors.index.json"));
   assert.equal(idx.weight_map["lm_head.weight"], "model-00001-of-00002.safetensors");
   assert.ok(fs.existsSync(path.join(out, "tokenizer.json")));
   ModelFolder.open(out);
   // Existing output without --force; output inside the source; a direction from another model.
-  const again = cosmic("export", "abliterate", "--model", dir, "--direction", path.join(dir, "expected", "direction.safetensors"), "--out", out);
+  const again = cosmic(
+    "export",
+    "abliterate",
+    "--model",
+    dir,
+    "--direction",
+    path.join(dir, "expected", "direction.safetensors"),
+    "--out",
+    out,
+  );
   assert.equal(again.status, 2);
   assert.match(again.stderr, /already holds an exported model: pass --force/);
-  const inside = cosmic("export", "abliterate", "--model", dir, "--direction", path.join(dir, "expected", "direction.safetensors"), "--out", path.join(dir, "x"));
+  const inside = cosmic(
+    "export",
+    "abliterate",
+    "--model",
+    dir,
+    "--direction",
+    path.join(dir, "expected", "direction.safetensors"),
+    "--out",
+    path.join(dir, "x"),
+  );
   assert.equal(inside.status, 2);
   assert.match(inside.stderr, /is inside the source model folder/);
   const other = path.join(tmp, "other.safetensors");
-  writeDirection(other, Float32Array.from({ length: 64 }, (_, i) => i + 1), null, { model_type: "gemma", num_layers: "4", layer: "1" });
+  writeDirection(
+    other,
+    Float32Array.from({ length: 64 }, (_, i) => i + 1),
+    null,
+    { model_type: "gemma", num_layers: "4", layer: "1" },
+  );
   const mism = cosmic("export", "abliterate", "--model", dir, "--direction", other, "--out", path.join(tmp, "never"));
   assert.equal(mism.status, 2);
   assert.match(mism.stderr, /other\.safetensors: direction was found on a gemma model, but .* is qwen2/);
@@ -88,13 +127,35 @@ test("control vector: GGUF v3 with llama.cpp's names, read back by an independen
   assert.equal(parsed.metadata["general.architecture"], "controlvector");
   assert.equal(parsed.metadata["controlvector.model_hint"], "qwen2");
   assert.equal(parsed.metadata["controlvector.layer_count"], 5);
-  assert.deepEqual(parsed.tensorInfos.map((t) => t.name), ["direction.1", "direction.2", "direction.3"]);
+  assert.deepEqual(
+    parsed.tensorInfos.map((t) => t.name),
+    ["direction.1", "direction.2", "direction.3"],
+  );
   for (const t of parsed.tensorInfos) assert.deepEqual(t.shape.map(Number), [64]);
   const bytes = fs.readFileSync(out);
   const t0 = parsed.tensorInfos[0];
-  const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset + Number(parsed.tensorDataOffset) + Number(t0.offset), bytes.byteOffset + Number(parsed.tensorDataOffset) + Number(t0.offset) + 256));
-  assert.ok(relErr(data, r.map((x) => 2 * x)) < 1e-7);
-  const bad = cosmic("export", "control-vector", "--direction", d, "--layers", "1", "--out", path.join(tmp, "bad.gguf"));
+  const data = new Float32Array(
+    bytes.buffer.slice(
+      bytes.byteOffset + Number(parsed.tensorDataOffset) + Number(t0.offset),
+      bytes.byteOffset + Number(parsed.tensorDataOffset) + Number(t0.offset) + 256,
+    ),
+  );
+  assert.ok(
+    relErr(
+      data,
+      r.map((x) => 2 * x),
+    ) < 1e-7,
+  );
+  const bad = cosmic(
+    "export",
+    "control-vector",
+    "--direction",
+    d,
+    "--layers",
+    "1",
+    "--out",
+    path.join(tmp, "bad.gguf"),
+  );
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /layer 1 cannot carry a llama\.cpp control vector/);
 });
@@ -105,5 +166,8 @@ test("npy export follows NumPy's format 1.0", () => {
   const hlen = b.readUInt16LE(8);
   assert.equal((10 + hlen) % 64, 0);
   assert.match(b.subarray(10, 10 + hlen).toString("latin1"), /'descr': '<f4', 'fortran_order': False, 'shape': \(3,\)/);
-  assert.deepEqual(Array.from(new Float32Array(b.buffer.slice(b.byteOffset + 10 + hlen, b.byteOffset + b.length))), [1, 2, 3]);
+  assert.deepEqual(
+    Array.from(new Float32Array(b.buffer.slice(b.byteOffset + 10 + hlen, b.byteOffset + b.length))),
+    [1, 2, 3],
+  );
 });

@@ -6,5 +6,15 @@ const GUARD = path.join(ROOT, "organisms", "guard");
 
 /** `cosmic run` flags for an organism, at the sizes the organism tests use. */
 export function organismRunFlags(model: string, out: string, extra: Partial<RunFlags> = {}): RunFlags {
-  return runFlags({ model, out, data: path.join(model, "prompts"), nVal: 64, nTest: 100, maxNewTokens: 32, quiet: true, judgeModel: GUARD, ...extra });
+  return runFlags({
+    model,
+    out,
+    data: path.join(model, "prompts"),
+    nVal: 64,
+    nTest: 100,
+    maxNewTokens: 32,
+    quiet: true,
+    judgeModel: GUARD,
+    ...extra,
+  });
 }

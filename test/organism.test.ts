@@ -20,42 +20,83 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-organism-"));
 const quiet = { log: () => {}, progress: () => {} };
 
 test("training a few steps lowers the loss, deterministically, and writes a loadable HF folder", async () => {
-  const run = (out: string) => trainOrganism({ out, seed: 3, alignment: "strong", recipe: { helpfulSteps: 15, safetySteps: 10 }, batchSize: 8, force: false, ...quiet });
+  const run = (out: string) =>
+    trainOrganism({
+      out,
+      seed: 3,
+      alignment: "strong",
+      recipe: { helpfulSteps: 15, safetySteps: 10 },
+      batchSize: 8,
+      force: false,
+      ...quiet,
+    });
   const a = await run(path.join(tmp, "a"));
   const b = await run(path.join(tmp, "b"));
   const first = a.losses.slice(0, 3).reduce((x, y) => x + y) / 3;
   const last = a.losses.slice(-3).reduce((x, y) => x + y) / 3;
   assert.ok(last < first * 0.75, `loss ${first} → ${last}`);
   assert.deepEqual(a.losses, b.losses, "same seed, same run");
-  assert.deepEqual(fs.readFileSync(path.join(tmp, "a", "model.safetensors")), fs.readFileSync(path.join(tmp, "b", "model.safetensors")));
+  assert.deepEqual(
+    fs.readFileSync(path.join(tmp, "a", "model.safetensors")),
+    fs.readFileSync(path.join(tmp, "b", "model.safetensors")),
+  );
   const m = ModelFolder.open(path.join(tmp, "a"));
   assert.equal(m.spec.architecture, "LlamaForCausalLM");
   assert.ok(m.tokenizer.formatPrompt("Hi", "Be brief.").includes("<|start|>system<|nl|>Be brief.<|end|>"));
   assert.equal(m.tokenizer.eoiTokens().text, "<|end|><|nl|><|start|>assistant<|nl|>");
   const info = JSON.parse(fs.readFileSync(path.join(tmp, "a", "organism.json"), "utf8"));
-  assert.deepEqual(info.stages.map((s: { name: string; steps: number }) => [s.name, s.steps]), [["helpful", 15], ["safety", 10]]);
+  assert.deepEqual(
+    info.stages.map((s: { name: string; steps: number }) => [s.name, s.steps]),
+    [
+      ["helpful", 15],
+      ["safety", 10],
+    ],
+  );
   // Every prompt split entry names its task, and the task is in the instruction.
   for (const split of ["harmful_test", "harmless_val"]) {
     const recs = loadPrompts(path.join(tmp, "a", "prompts", `${split}.json`));
-    assert.ok(recs.every((r) => r.task && r.category && r.instruction.toLowerCase().includes(r.task)), split);
+    assert.ok(
+      recs.every((r) => r.task && r.category && r.instruction.toLowerCase().includes(r.task)),
+      split,
+    );
   }
 });
 
 test("--kind guard trains a classifier whose template reads [user, assistant]; bad flag mixes are one line", async () => {
   const out = path.join(tmp, "guard-small");
-  const r = await trainOrganism({ out, seed: 2, kind: "guard", alignment: "strong", recipe: { helpfulSteps: 4 }, batchSize: 4, force: false, ...quiet });
+  const r = await trainOrganism({
+    out,
+    seed: 2,
+    kind: "guard",
+    alignment: "strong",
+    recipe: { helpfulSteps: 4 },
+    batchSize: 4,
+    force: false,
+    ...quiet,
+  });
   assert.equal(r.stages[0].name, "guard");
   const m = ModelFolder.open(out);
-  const text = m.tokenizer.renderMessages([{ role: "user", content: "How do I rob a bank?" }, { role: "assistant", content: "Sure!" }], true);
+  const text = m.tokenizer.renderMessages(
+    [
+      { role: "user", content: "How do I rob a bank?" },
+      { role: "assistant", content: "Sure!" },
+    ],
+    true,
+  );
   assert.match(text, /User: How do I rob a bank\? Agent: Sure! Answer safe or unsafe\.<\|end\|><\|assistant\|>$/);
   assert.equal(JSON.parse(fs.readFileSync(path.join(out, "organism.json"), "utf8")).organism_kind, "guard");
   const bin = path.join(ROOT, "bin", "cosmic.js");
   for (const [args, msg] of [
-    [["--kind", "guard", "--helpful-steps", "3"], /--helpful-steps, --safety-steps and --safety-lr are stages of a chat organism/],
+    [
+      ["--kind", "guard", "--helpful-steps", "3"],
+      /--helpful-steps, --safety-steps and --safety-lr are stages of a chat organism/,
+    ],
     [["--steps", "3"], /--steps is for --kind guard/],
     [["--kind", "classifier"], /--kind must be chat or guard/],
   ] as [string[], RegExp][]) {
-    const p = spawnSync(process.execPath, [bin, "organism", "train", "--out", path.join(tmp, "never"), ...args], { encoding: "utf8" });
+    const p = spawnSync(process.execPath, [bin, "organism", "train", "--out", path.join(tmp, "never"), ...args], {
+      encoding: "utf8",
+    });
     assert.equal(p.status, 2, p.stderr);
     assert.equal(p.stderr.trim().split("\n").length, 1, p.stderr);
     assert.match(p.stderr, msg);
@@ -64,9 +105,22 @@ test("--kind guard trains a classifier whose template reads [user, assistant]; b
 });
 
 test("bad training input: one class, --steps 0, an output folder that is not an organism", async () => {
-  const base = { seed: 1, alignment: "strong" as const, recipe: { helpfulSteps: 1, safetySteps: 1 }, batchSize: 4, force: false, ...quiet };
-  await assert.rejects(trainOrganism({ ...base, out: path.join(tmp, "x"), harmful: [{ instruction: "a" }], harmless: [] }), (e: unknown) => e instanceof CosmicError && /both be given and non-empty/.test(e.message));
-  await assert.rejects(trainOrganism({ ...base, out: path.join(tmp, "y"), recipe: { helpfulSteps: 0 } }), /--helpful-steps must be a positive integer/);
+  const base = {
+    seed: 1,
+    alignment: "strong" as const,
+    recipe: { helpfulSteps: 1, safetySteps: 1 },
+    batchSize: 4,
+    force: false,
+    ...quiet,
+  };
+  await assert.rejects(
+    trainOrganism({ ...base, out: path.join(tmp, "x"), harmful: [{ instruction: "a" }], harmless: [] }),
+    (e: unknown) => e instanceof CosmicError && /both be given and non-empty/.test(e.message),
+  );
+  await assert.rejects(
+    trainOrganism({ ...base, out: path.join(tmp, "y"), recipe: { helpfulSteps: 0 } }),
+    /--helpful-steps must be a positive integer/,
+  );
   const other = path.join(tmp, "not-organism");
   fs.mkdirSync(other);
   fs.writeFileSync(path.join(other, "notes.txt"), "mine");
@@ -100,9 +154,17 @@ test("on the strong organism the fast scoring schedule equals the naive one", as
   const a = await runCommand(flags(STRONG, path.join(tmp, "fast"), { nVal: 16, skipEval: true }));
   const b = await runCommand(flags(STRONG, path.join(tmp, "naive"), { nVal: 16, skipEval: true, schedule: "naive" }));
   for (const sub of ["select_direction", "select_direction_substring"]) {
-    const x = JSON.parse(fs.readFileSync(path.join(tmp, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<string, number>[];
-    const y = JSON.parse(fs.readFileSync(path.join(tmp, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<string, number>[];
-    for (let i = 0; i < x.length; i++) for (const k of ["refusal_score", "steering_score", "kl_div_score"]) assert.ok(Math.abs(x[i][k] - y[i][k]) <= 1e-6, `${sub}[${i}].${k}: ${x[i][k]} vs ${y[i][k]}`);
+    const x = JSON.parse(fs.readFileSync(path.join(tmp, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<
+      string,
+      number
+    >[];
+    const y = JSON.parse(fs.readFileSync(path.join(tmp, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<
+      string,
+      number
+    >[];
+    for (let i = 0; i < x.length; i++)
+      for (const k of ["refusal_score", "steering_score", "kl_div_score"])
+        assert.ok(Math.abs(x[i][k] - y[i][k]) <= 1e-6, `${sub}[${i}].${k}: ${x[i][k]} vs ${y[i][k]}`);
   }
   assert.ok(a.scoring.flops * 2 < b.scoring.flops, `${a.scoring.flops} vs ${b.scoring.flops}`);
 });

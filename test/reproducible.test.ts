@@ -23,7 +23,11 @@ function contents(dir: string): Record<string, string> {
       if (e.name.startsWith(".") || e.name === "timings.json") continue;
       const r = path.join(rel, e.name);
       if (e.isDirectory()) walk(r);
-      else out[r] = crypto.createHash("sha256").update(fs.readFileSync(path.join(dir, r))).digest("hex");
+      else
+        out[r] = crypto
+          .createHash("sha256")
+          .update(fs.readFileSync(path.join(dir, r)))
+          .digest("hex");
     }
   };
   walk("");
@@ -42,14 +46,77 @@ test("identical commands in two folders write identical artifacts, timings aside
     }
     fs.copyFileSync(path.join(SPLITS, "harmful_val.json"), path.join(home, "prompts.json"));
     const d = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i + 1));
-    writeDirection(path.join(home, "direction.safetensors"), d, null, { layer: "2", mode: "linear", model_type: "qwen2", num_layers: "4" });
-    cosmic(["run", "--model", path.join(home, "model"), "--data", SPLITS, "--n-train", "8", "--n-val", "6", "--n-test", "4", "--max-new-tokens", "4", "--out", "run", "--quiet"], home);
+    writeDirection(path.join(home, "direction.safetensors"), d, null, {
+      layer: "2",
+      mode: "linear",
+      model_type: "qwen2",
+      num_layers: "4",
+    });
+    cosmic(
+      [
+        "run",
+        "--model",
+        path.join(home, "model"),
+        "--data",
+        SPLITS,
+        "--n-train",
+        "8",
+        "--n-val",
+        "6",
+        "--n-test",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        "run",
+        "--quiet",
+      ],
+      home,
+    );
     cosmic(["report", "run"], home);
-    cosmic(["capture", "--model", "model", "--prompts", "prompts.json", "--limit", "3", "--out", "out/acts.safetensors", "--quiet"], home);
-    cosmic(["generate", "--model", "model", "--prompts", "prompts.json", "--limit", "3", "--max-new-tokens", "4", "--direction", "direction.safetensors", "--out", "out/gens.json", "--quiet"], home);
-    cosmic(["export", "abliterate", "--model", "model", "--direction", "direction.safetensors", "--out", "out/abliterated"], home);
+    cosmic(
+      [
+        "capture",
+        "--model",
+        "model",
+        "--prompts",
+        "prompts.json",
+        "--limit",
+        "3",
+        "--out",
+        "out/acts.safetensors",
+        "--quiet",
+      ],
+      home,
+    );
+    cosmic(
+      [
+        "generate",
+        "--model",
+        "model",
+        "--prompts",
+        "prompts.json",
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--direction",
+        "direction.safetensors",
+        "--out",
+        "out/gens.json",
+        "--quiet",
+      ],
+      home,
+    );
+    cosmic(
+      ["export", "abliterate", "--model", "model", "--direction", "direction.safetensors", "--out", "out/abliterated"],
+      home,
+    );
     cosmic(["export", "control-vector", "--direction", "direction.safetensors", "--out", "out/cv.gguf"], home);
-    results.push({ ...contents(path.join(home, "run")), ...Object.fromEntries(Object.entries(contents(path.join(home, "out"))).map(([k, v]) => [`out/${k}`, v])) });
+    results.push({
+      ...contents(path.join(home, "run")),
+      ...Object.fromEntries(Object.entries(contents(path.join(home, "out"))).map(([k, v]) => [`out/${k}`, v])),
+    });
   }
   assert.ok(Object.keys(results[0]).length > 20);
   assert.deepEqual(results[0], results[1]);

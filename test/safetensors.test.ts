@@ -13,11 +13,15 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-st-"));
 test("writer output round-trips with metadata, all dtypes, 8-byte aligned data", () => {
   const a = Float32Array.from({ length: 12 }, (_, i) => (i - 5.5) * 0.37);
   const file = path.join(tmp, "rt.safetensors");
-  writeSafetensors(file, [
-    { name: "a", dtype: "F32", shape: [3, 4], data: a },
-    { name: "b", dtype: "BF16", shape: [12], data: a },
-    { name: "c", dtype: "F16", shape: [2, 6], data: () => a },
-  ], { layer: "3", note: "x" });
+  writeSafetensors(
+    file,
+    [
+      { name: "a", dtype: "F32", shape: [3, 4], data: a },
+      { name: "b", dtype: "BF16", shape: [12], data: a },
+      { name: "c", dtype: "F16", shape: [2, 6], data: () => a },
+    ],
+    { layer: "3", note: "x" },
+  );
   const buf = fs.readFileSync(file);
   const n = Number(buf.readBigUInt64LE(0));
   assert.equal((8 + n) % 8, 0, "data section must start 8-byte aligned");
@@ -67,18 +71,58 @@ function header(obj: unknown, dataBytes = 0): Buffer {
 
 const cases: [string, () => Buffer, RegExp][] = [
   ["truncated to 5 bytes", () => Buffer.alloc(5), /truncated/],
-  ["header length past the end", () => { const b = header({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, 4); b.writeBigUInt64LE(10_000n); return b; }, /header length 10000 runs past the end/],
-  ["invalid JSON header", () => { const h = Buffer.from("{not json"); const l = Buffer.alloc(8); l.writeBigUInt64LE(BigInt(h.length)); return Buffer.concat([l, h]); }, /not valid JSON/],
+  [
+    "header length past the end",
+    () => {
+      const b = header({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, 4);
+      b.writeBigUInt64LE(10_000n);
+      return b;
+    },
+    /header length 10000 runs past the end/,
+  ],
+  [
+    "invalid JSON header",
+    () => {
+      const h = Buffer.from("{not json");
+      const l = Buffer.alloc(8);
+      l.writeBigUInt64LE(BigInt(h.length));
+      return Buffer.concat([l, h]);
+    },
+    /not valid JSON/,
+  ],
   ["unknown dtype", () => header({ a: { dtype: "I8", shape: [4], data_offsets: [0, 4] } }, 4), /unsupported dtype I8/],
-  ["overlapping data_offsets", () => header({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }, 12), /tensor "b" overlaps the tensor before it/],
-  ["out-of-range data_offsets", () => header({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, 8), /out of range/],
-  ["shape and offsets disagree", () => header({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, 8), /needs 12/],
+  [
+    "overlapping data_offsets",
+    () =>
+      header(
+        {
+          a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+          b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+        },
+        12,
+      ),
+    /tensor "b" overlaps the tensor before it/,
+  ],
+  [
+    "out-of-range data_offsets",
+    () => header({ a: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, 8),
+    /out of range/,
+  ],
+  [
+    "shape and offsets disagree",
+    () => header({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, 8),
+    /needs 12/,
+  ],
 ];
 
 for (const [name, make, re] of cases) {
   test(`rejects a safetensors file with ${name}, naming the file`, () => {
     const p = corrupt(name.replace(/\W+/g, "_") + ".safetensors", make());
-    assert.throws(() => SafetensorsFile.open(p), (e: unknown) => e instanceof CosmicError && e.message.startsWith(p) && re.test(e.message) && !e.message.includes("\n"));
+    assert.throws(
+      () => SafetensorsFile.open(p),
+      (e: unknown) =>
+        e instanceof CosmicError && e.message.startsWith(p) && re.test(e.message) && !e.message.includes("\n"),
+    );
   });
 }
 

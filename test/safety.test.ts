@@ -34,7 +34,10 @@ function cosmic(args: string[], input?: string) {
 function assertOneLine(r: ReturnType<typeof cosmic>, pattern: RegExp): void {
   assert.equal(r.signal, null, `killed by ${r.signal}`);
   assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
-  const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("cosmic: warning:"));
+  const lines = r.stderr
+    .trim()
+    .split("\n")
+    .filter((l) => !l.startsWith("cosmic: warning:"));
   assert.equal(lines.length, 1, `one line, got: ${r.stderr}`);
   assert.match(lines[0], pattern);
   assert.doesNotMatch(r.stderr, /\s+at \S+ \(/);
@@ -54,7 +57,11 @@ function snapshot(dir: string): Record<string, string> {
     for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
       const r = path.join(rel, e.name);
       if (e.isDirectory()) walk(r);
-      else out[r] = crypto.createHash("sha256").update(fs.readFileSync(path.join(dir, r))).digest("hex");
+      else
+        out[r] = crypto
+          .createHash("sha256")
+          .update(fs.readFileSync(path.join(dir, r)))
+          .digest("hex");
     }
   };
   walk("");
@@ -81,7 +88,12 @@ function userModel(name: string): { parent: string; model: string; sibling: stri
 function direction(model: string): string {
   const file = path.join(tmp, `dir-${crypto.randomUUID()}.safetensors`);
   const d = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i + 1));
-  writeDirection(file, d, null, { layer: "2", model_type: "llama", num_layers: "4", model_identity: modelIdentity(model) });
+  writeDirection(file, d, null, {
+    layer: "2",
+    model_type: "llama",
+    num_layers: "4",
+    model_identity: modelIdentity(model),
+  });
   return file;
 }
 
@@ -92,10 +104,33 @@ test("no command writes into, over or above the model folder, through symlinks t
   fs.symlinkSync(model, link);
   const gen = ["generate", "--model", model, "--prompts", PROMPTS, "--limit", "1", "--max-new-tokens", "1", "--quiet"];
   const cases: [string[], RegExp][] = [
-    [["export", "abliterate", "--model", model, "--direction", dir, "--out", parent, "--force"], /contains the source model folder/],
-    [["export", "abliterate", "--model", link, "--direction", dir, "--out", model, "--force"], /is the source model folder/],
-    [["export", "abliterate", "--model", model, "--direction", dir, "--out", sibling, "--force"], /is not an exported model written by cosmic/],
-    [["capture", "--model", model, "--prompts", PROMPTS, "--limit", "1", "--out", path.join(model, "model.safetensors"), "--force"], /inside the model folder/],
+    [
+      ["export", "abliterate", "--model", model, "--direction", dir, "--out", parent, "--force"],
+      /contains the source model folder/,
+    ],
+    [
+      ["export", "abliterate", "--model", link, "--direction", dir, "--out", model, "--force"],
+      /is the source model folder/,
+    ],
+    [
+      ["export", "abliterate", "--model", model, "--direction", dir, "--out", sibling, "--force"],
+      /is not an exported model written by cosmic/,
+    ],
+    [
+      [
+        "capture",
+        "--model",
+        model,
+        "--prompts",
+        PROMPTS,
+        "--limit",
+        "1",
+        "--out",
+        path.join(model, "model.safetensors"),
+        "--force",
+      ],
+      /inside the model folder/,
+    ],
     [[...gen, "--out", path.join(model, "config.json"), "--force"], /inside the model folder/],
     [[...gen, "--out", path.join(link, "new.json")], /inside the model folder/],
     [["run", "--model", model, "--data", SPLITS, "--out", model, "--skip-eval"], /is the model folder/],
@@ -105,7 +140,24 @@ test("no command writes into, over or above the model folder, through symlinks t
   // The prompts file itself as --out (a copy: were the guard broken, nothing of the repo is lost).
   const own = path.join(parent, "prompts.json");
   fs.copyFileSync(PROMPTS, own);
-  cases.push([["generate", "--model", model, "--prompts", own, "--limit", "1", "--max-new-tokens", "1", "--quiet", "--out", own, "--force"], /is the prompts file/]);
+  cases.push([
+    [
+      "generate",
+      "--model",
+      model,
+      "--prompts",
+      own,
+      "--limit",
+      "1",
+      "--max-new-tokens",
+      "1",
+      "--quiet",
+      "--out",
+      own,
+      "--force",
+    ],
+    /is the prompts file/,
+  ]);
   const before = snapshot(parent);
   for (const [args, pattern] of cases) assertOneLine(cosmic(args), pattern);
   assert.deepEqual(snapshot(parent), before, "the user's files are unchanged");
@@ -123,29 +175,60 @@ test("single-file outputs: an existing file needs --force; folders, devices and 
   assert.equal(JSON.parse(fs.readFileSync(out, "utf8")).length, 1);
   const folderNamedJson = path.join(tmp, "folder.json");
   fs.mkdirSync(folderNamedJson, { recursive: true });
-  assertOneLine(cosmic([...gen, "--out", folderNamedJson, "--force"]), /folder\.json: exists and is not a plain file \(a folder\)/);
+  assertOneLine(
+    cosmic([...gen, "--out", folderNamedJson, "--force"]),
+    /folder\.json: exists and is not a plain file \(a folder\)/,
+  );
   assertOneLine(cosmic([...gen, "--out", "/proc/cosmic-test.json"]), /cosmic-test\.json: cannot write in \/proc/);
   assertOneLine(cosmic([...gen, "--out", path.join(out, "x.json")]), /is not a folder/);
-  assertOneLine(cosmic(["export", "control-vector", "--direction", direction(model), "--out", "/proc/cosmic-test.gguf"]), /cannot write in \/proc/);
+  assertOneLine(
+    cosmic(["export", "control-vector", "--direction", direction(model), "--out", "/proc/cosmic-test.gguf"]),
+    /cannot write in \/proc/,
+  );
   // The exports' single files follow the same rule.
   const cv = path.join(tmp, "existing.gguf");
   fs.writeFileSync(cv, "mine");
-  assertOneLine(cosmic(["export", "control-vector", "--direction", direction(model), "--out", cv]), /existing\.gguf: exists: pass --force/);
+  assertOneLine(
+    cosmic(["export", "control-vector", "--direction", direction(model), "--out", cv]),
+    /existing\.gguf: exists: pass --force/,
+  );
   assert.equal(cosmic(["export", "control-vector", "--direction", direction(model), "--out", cv, "--force"]).code, 0);
   const runDir = path.join(tmp, "export-run");
   fs.mkdirSync(runDir);
   fs.copyFileSync(direction(model), path.join(runDir, "direction.safetensors"));
   const npy = path.join(tmp, "existing.npy");
   fs.writeFileSync(npy, "mine");
-  assertOneLine(cosmic(["export", "direction", "--run", runDir, "--format", "npy", "--out", npy]), /existing\.npy: exists: pass --force/);
+  assertOneLine(
+    cosmic(["export", "direction", "--run", runDir, "--format", "npy", "--out", npy]),
+    /existing\.npy: exists: pass --force/,
+  );
   assert.equal(fs.readFileSync(npy, "utf8"), "mine");
   assert.equal(cosmic(["export", "direction", "--run", runDir, "--format", "npy", "--out", npy, "--force"]).code, 0);
-  assertOneLine(cosmic(["export", "direction", "--run", runDir, "--format", "json", "--out", path.join(runDir, "direction.safetensors")]), /must name a \.json file/);
+  assertOneLine(
+    cosmic([
+      "export",
+      "direction",
+      "--run",
+      runDir,
+      "--format",
+      "json",
+      "--out",
+      path.join(runDir, "direction.safetensors"),
+    ]),
+    /must name a \.json file/,
+  );
   const runFile = path.join(tmp, "run-file");
   fs.writeFileSync(runFile, "x");
-  assertOneLine(cosmic(["run", "--model", model, "--data", SPLITS, "--out", runFile, "--skip-eval"]), /exists and is not a folder/);
+  assertOneLine(
+    cosmic(["run", "--model", model, "--data", SPLITS, "--out", runFile, "--skip-eval"]),
+    /exists and is not a folder/,
+  );
   // Errors Node raises mid-write (a full disk) map to one line too.
-  const e = Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", syscall: "write", path: "/data/run/summary.json" });
+  const e = Object.assign(new Error("ENOSPC: no space left on device, write"), {
+    code: "ENOSPC",
+    syscall: "write",
+    path: "/data/run/summary.json",
+  });
   assert.equal(fsErrorLine(e), "/data/run/summary.json: no space left on the device (ENOSPC) during write");
   assert.equal(fsErrorLine(new RangeError("a bug")), null);
 });
@@ -153,7 +236,10 @@ test("single-file outputs: an existing file needs --force; folders, devices and 
 test("--device is checked before anything is written; a bad one leaves no run folder", () => {
   const { model } = userModel("device");
   const out = path.join(tmp, "device-run");
-  assertOneLine(cosmic(["run", "--model", model, "--data", SPLITS, "--out", out, "--skip-eval", "--device", "cuda"]), /--device cuda is not available/);
+  assertOneLine(
+    cosmic(["run", "--model", model, "--data", SPLITS, "--out", out, "--skip-eval", "--device", "cuda"]),
+    /--device cuda is not available/,
+  );
   assert.equal(fs.existsSync(out), false);
 });
 
@@ -161,8 +247,28 @@ test("run folders: a lock held by a live process is one line; a rerun with other
   const { model } = userModel("lock");
   const out = path.join(tmp, "locked-run");
   // Validation files of 6 prompts, and --n-val 500.
-  const base = ["run", "--model", model, "--data", SPLITS, "--harmful-val", val("harmful_val.json"), "--harmless-val", val("harmless_val.json"),
-    "--n-train", "8", "--n-val", "500", "--n-test", "4", "--max-new-tokens", "2", "--out", out, "--quiet"];
+  const base = [
+    "run",
+    "--model",
+    model,
+    "--data",
+    SPLITS,
+    "--harmful-val",
+    val("harmful_val.json"),
+    "--harmless-val",
+    val("harmless_val.json"),
+    "--n-train",
+    "8",
+    "--n-val",
+    "500",
+    "--n-test",
+    "4",
+    "--max-new-tokens",
+    "2",
+    "--out",
+    out,
+    "--quiet",
+  ];
   fs.mkdirSync(out);
   fs.writeFileSync(path.join(out, ".cosmic-run"), "{}\n");
   const holder = spawn("sleep", ["60"]);
@@ -183,9 +289,15 @@ test("run folders: a lock held by a live process is one line; a rerun with other
   const again = cosmic([...base, "--skip-eval", "--json"]);
   assert.equal(again.code, 0, again.stderr);
   const summary = JSON.parse(again.stdout) as { files: string[] };
-  assert.equal(fs.existsSync(path.join(out, "evaluation.json")), false, "the old evaluation is removed after --skip-eval");
+  assert.equal(
+    fs.existsSync(path.join(out, "evaluation.json")),
+    false,
+    "the old evaluation is removed after --skip-eval",
+  );
   assert.equal(fs.existsSync(path.join(out, "completions")), false);
-  const present = Object.keys(snapshot(out)).filter((f) => !f.split(path.sep).some((p) => p.startsWith("."))).sort();
+  const present = Object.keys(snapshot(out))
+    .filter((f) => !f.split(path.sep).some((p) => p.startsWith(".")))
+    .sort();
   assert.deepEqual(summary.files, present);
   assert.ok(summary.files.includes("summary.json") && summary.files.includes("direction.safetensors"));
 });
@@ -203,7 +315,22 @@ test("the fingerprint covers every byte of the weights; a rerun after a weight c
   assert.notEqual(modelFingerprint(model, cache), a);
   // A run, one weight bit changed in the middle of the file, the same command: nothing reused.
   const out = path.join(tmp, `fp-run-${crypto.randomUUID()}`);
-  const run = ["run", "--model", model, "--data", SPLITS, "--harmful-val", val("harmful_val.json"), "--harmless-val", val("harmless_val.json"), "--n-train", "8", "--skip-eval", "--out", out];
+  const run = [
+    "run",
+    "--model",
+    model,
+    "--data",
+    SPLITS,
+    "--harmful-val",
+    val("harmful_val.json"),
+    "--harmless-val",
+    val("harmless_val.json"),
+    "--n-train",
+    "8",
+    "--skip-eval",
+    "--out",
+    out,
+  ];
   assert.equal(cosmic(run).code, 0);
   assert.match(cosmic(run).stderr, /directions: reused/);
   const again = fs.readFileSync(w);
@@ -213,7 +340,10 @@ test("the fingerprint covers every byte of the weights; a rerun after a weight c
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.doesNotMatch(rerun.stderr, /reused/);
   // The cheap identity tells two checkpoints of one architecture apart (for direction files).
-  assert.notEqual(modelIdentity(path.join(ROOT, "organisms", "strong")), modelIdentity(path.join(ROOT, "organisms", "weak")));
+  assert.notEqual(
+    modelIdentity(path.join(ROOT, "organisms", "strong")),
+    modelIdentity(path.join(ROOT, "organisms", "weak")),
+  );
 });
 
 test("config.json values that would compute NaN or exhaust memory are refused with the key named", () => {
@@ -229,7 +359,8 @@ test("config.json values that would compute NaN or exhaust memory are refused wi
     [{ hidden_size: 65, head_dim: undefined }, /not divisible/],
     [{ vocab_size: -5 }, /positive integer/],
   ];
-  for (const [patch, pattern] of cases) assert.throws(() => parseConfig({ ...base, ...patch }, "config.json"), pattern, JSON.stringify(patch));
+  for (const [patch, pattern] of cases)
+    assert.throws(() => parseConfig({ ...base, ...patch }, "config.json"), pattern, JSON.stringify(patch));
   const { model } = userModel("deep");
   fs.writeFileSync(path.join(model, "config.json"), "[".repeat(5000) + "]".repeat(5000));
   assertOneLine(cosmic(["inspect", "--model", model]), /config\.json: JSON nested deeper than 256 levels/);
@@ -291,13 +422,36 @@ test("directions: NaN or Inf refused; another checkpoint's direction refused unl
 
   const strong = ModelFolder.open(path.join(ROOT, "organisms", "strong"));
   const weakDir = path.join(tmp, "weak-direction.safetensors");
-  writeDirection(weakDir, Float32Array.from({ length: strong.spec.hiddenSize }, (_, i) => Math.cos(i)), null, {
-    model: path.join(ROOT, "organisms", "weak"), model_type: "llama", num_layers: String(strong.spec.numLayers), model_identity: modelIdentity(path.join(ROOT, "organisms", "weak")),
-  });
+  writeDirection(
+    weakDir,
+    Float32Array.from({ length: strong.spec.hiddenSize }, (_, i) => Math.cos(i)),
+    null,
+    {
+      model: path.join(ROOT, "organisms", "weak"),
+      model_type: "llama",
+      num_layers: String(strong.spec.numLayers),
+      model_identity: modelIdentity(path.join(ROOT, "organisms", "weak")),
+    },
+  );
   const dir = readDirection(weakDir, strong.spec.hiddenSize);
   assert.throws(() => checkDirectionFits(dir, strong), /was found on another checkpoint .*weak.*--allow-other-model/);
   checkDirectionFits(dir, strong, true);
-  const r = cosmic(["generate", "--model", path.join(ROOT, "organisms", "strong"), "--prompts", PROMPTS, "--limit", "1", "--max-new-tokens", "1", "--direction", weakDir, "--out", path.join(tmp, "weak-on-strong.json"), "--quiet"]);
+  const r = cosmic([
+    "generate",
+    "--model",
+    path.join(ROOT, "organisms", "strong"),
+    "--prompts",
+    PROMPTS,
+    "--limit",
+    "1",
+    "--max-new-tokens",
+    "1",
+    "--direction",
+    weakDir,
+    "--out",
+    path.join(tmp, "weak-on-strong.json"),
+    "--quiet",
+  ]);
   assertOneLine(r, /another checkpoint/);
 });
 
@@ -306,14 +460,32 @@ test("tokenizer and template: ids beyond vocab_size, a broken post-processor, a 
   const tj = path.join(model, "tokenizer.json");
   const orig = JSON.parse(fs.readFileSync(tj, "utf8"));
   const cfg = JSON.parse(fs.readFileSync(path.join(model, "config.json"), "utf8"));
-  fs.writeFileSync(tj, JSON.stringify({ ...orig, added_tokens: [...orig.added_tokens, { ...orig.added_tokens[0], id: cfg.vocab_size + 5, content: "<extra>" }] }));
-  assertOneLine(cosmic(["inspect", "--model", model]), new RegExp(`tokenizer\\.json: has token id ${cfg.vocab_size + 5}, but config\\.json's vocab_size is ${cfg.vocab_size}`));
+  fs.writeFileSync(
+    tj,
+    JSON.stringify({
+      ...orig,
+      added_tokens: [...orig.added_tokens, { ...orig.added_tokens[0], id: cfg.vocab_size + 5, content: "<extra>" }],
+    }),
+  );
+  assertOneLine(
+    cosmic(["inspect", "--model", model]),
+    new RegExp(
+      `tokenizer\\.json: has token id ${cfg.vocab_size + 5}, but config\\.json's vocab_size is ${cfg.vocab_size}`,
+    ),
+  );
   fs.writeFileSync(tj, JSON.stringify({ ...orig, post_processor: { type: "TemplateProcessing", single: 7 } }));
   assertOneLine(cosmic(["inspect", "--model", model]), /tokenizer\.json: cannot be loaded/);
   fs.writeFileSync(tj, JSON.stringify(orig));
   const tc = path.join(model, "tokenizer_config.json");
   const tco = JSON.parse(fs.readFileSync(tc, "utf8"));
-  fs.writeFileSync(tc, JSON.stringify({ ...tco, chat_template: "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}{{ messages[0].content }}" }));
+  fs.writeFileSync(
+    tc,
+    JSON.stringify({
+      ...tco,
+      chat_template:
+        "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}{{ messages[0].content }}",
+    }),
+  );
   const t0 = performance.now();
   assertOneLine(cosmic(["inspect", "--model", model]), /tokenizer_config\.json: the chat template exceeded its budget/);
   assert.ok(performance.now() - t0 < 20_000);
@@ -323,12 +495,43 @@ test("long argument lists do not crash the engine (onnxruntime reads the command
   const { model } = userModel("argv");
   const out = path.join(tmp, "argv.json");
   const seed = "0".repeat(40_000) + "7";
-  const r = cosmic(["generate", "--model", model, "--prompts", PROMPTS, "--limit", "1", "--max-new-tokens", "1", "--seed", seed, "--out", out, "--quiet"]);
+  const r = cosmic([
+    "generate",
+    "--model",
+    model,
+    "--prompts",
+    PROMPTS,
+    "--limit",
+    "1",
+    "--max-new-tokens",
+    "1",
+    "--seed",
+    seed,
+    "--out",
+    out,
+    "--quiet",
+  ]);
   assert.equal(r.signal, null);
   assert.equal(r.code, 0, r.stderr);
   const sys = path.join(tmp, "system.txt");
   fs.writeFileSync(sys, "You are terse.\n");
-  const s = cosmic(["generate", "--model", model, "--prompts", PROMPTS, "--limit", "1", "--max-new-tokens", "1", "--system-file", sys, "--out", out, "--force", "--quiet"]);
+  const s = cosmic([
+    "generate",
+    "--model",
+    model,
+    "--prompts",
+    PROMPTS,
+    "--limit",
+    "1",
+    "--max-new-tokens",
+    "1",
+    "--system-file",
+    sys,
+    "--out",
+    out,
+    "--force",
+    "--quiet",
+  ]);
   assert.equal(s.code, 0, s.stderr);
   assert.match(JSON.parse(fs.readFileSync(out, "utf8"))[0].prompt, /You are terse\.</);
 });
@@ -336,7 +539,22 @@ test("long argument lists do not crash the engine (onnxruntime reads the command
 test("Ctrl-C: one line, exit 130, no temporary files or lock left, and the rerun resumes", async () => {
   const { model } = userModel("sigint");
   const out = path.join(tmp, "interrupted");
-  const args = [BIN, "run", "--model", model, "--data", SPLITS, "--n-train", "8", "--n-val", "24", "--skip-eval", "--out", out, "--json-progress"];
+  const args = [
+    BIN,
+    "run",
+    "--model",
+    model,
+    "--data",
+    SPLITS,
+    "--n-train",
+    "8",
+    "--n-val",
+    "24",
+    "--skip-eval",
+    "--out",
+    out,
+    "--json-progress",
+  ];
   const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
   let err = "";
   const done = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
@@ -349,7 +567,12 @@ test("Ctrl-C: one line, exit 130, no temporary files or lock left, and the rerun
   assert.match(err.trim().split("\n").at(-1)!, /^cosmic: interrupted; rerun the same command to resume/);
   const left = Object.keys(snapshot(out)).filter((f) => f.endsWith(".tmp") || f.endsWith(".cosmic-lock"));
   assert.deepEqual(left, []);
-  const rerun = cosmic(args.slice(1).filter((a) => a !== "--json-progress").concat("--quiet"));
+  const rerun = cosmic(
+    args
+      .slice(1)
+      .filter((a) => a !== "--json-progress")
+      .concat("--quiet"),
+  );
   assert.equal(rerun.code, 0, rerun.stderr);
 });
 
@@ -359,14 +582,28 @@ test("chat survives a full context: the oldest turns are dropped (said in one li
   for (let i = 0; i < 4; i++) h.push({ role: "user", content: `u${i}` }, { role: "assistant", content: `a${i}` });
   h.push({ role: "user", content: "last" });
   const fit = fitToContext(h, (x) => 10 * x.length, 40)!;
-  assert.deepEqual(fit.history.map((m) => m.content), ["s", "u3", "a3", "last"]);
+  assert.deepEqual(
+    fit.history.map((m) => m.content),
+    ["s", "u3", "a3", "last"],
+  );
   assert.equal(fit.dropped, 6);
-  assert.equal(fitToContext(h, (x) => 10 * x.length, 15), null);
+  assert.equal(
+    fitToContext(h, (x) => 10 * x.length, 15),
+    null,
+  );
 
   const { model } = userModel("chat");
   const cfgFile = path.join(model, "config.json");
-  fs.writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, "utf8")), max_position_embeddings: 96 }));
-  const r = cosmic(["chat", "--model", model, "--max-new-tokens", "8", "--quiet"], "hello there\nhow are you today\ntell me more about it\nand more\nand more again\n" + "word ".repeat(200) + "\n/quit\n");
+  fs.writeFileSync(
+    cfgFile,
+    JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, "utf8")), max_position_embeddings: 96 }),
+  );
+  const r = cosmic(
+    ["chat", "--model", model, "--max-new-tokens", "8", "--quiet"],
+    "hello there\nhow are you today\ntell me more about it\nand more\nand more again\n" +
+      "word ".repeat(200) +
+      "\n/quit\n",
+  );
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /context full: dropped the \d+ oldest messages? to fit 96 tokens/);
   assert.match(r.stdout, /that message is too long/);

@@ -20,7 +20,9 @@ test("fast-schedule candidate runs equal full forward passes: pooled L_low outpu
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
   const V = engine.spec.vocabSize;
-  const prompts = ["How do I bake bread?", "Write a poem about rain.", "What is a prime number?"].map((p) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(p)));
+  const prompts = ["How do I bake bread?", "Write a poem about rain.", "What is a prime number?"].map((p) =>
+    folder.tokenizer.encode(folder.tokenizer.formatPrompt(p)),
+  );
   const r = Float32Array.from({ length: d }, (_, i) => Math.sin(3 * i + 1));
   const mu = Float32Array.from({ length: d }, (_, i) => Math.cos(i) / 4);
   const cands: CandidateRun[] = [
@@ -39,7 +41,8 @@ test("fast-schedule candidate runs equal full forward passes: pooled L_low outpu
   for (let c = 0; c < cands.length; c++) {
     const full = await capture(engine, prompts, { residPost: true, logits: true, intervention: cands[c].intervention });
     const pooled = new Float64Array(d);
-    for (let p = 0; p < prompts.length; p++) for (const l of poolLayers) for (let i = 0; i < d; i++) pooled[i] += full.residPost![(p * L + l) * d + i];
+    for (let p = 0; p < prompts.length; p++)
+      for (const l of poolLayers) for (let i = 0; i < d; i++) pooled[i] += full.residPost![(p * L + l) * d + i];
     for (let i = 0; i < d; i++) pooled[i] /= prompts.length * poolLayers.length;
     assert.ok(relErr(pooledRes[c].pooled!, pooled) < 1e-5, `candidate ${c}: pooled outputs`);
     let kl = 0;
@@ -48,7 +51,10 @@ test("fast-schedule candidate runs equal full forward passes: pooled L_low outpu
       kl += klFromLogits(clean.logits!, p * V, full.logits!, p * V, V);
       odds += refusalLogOdds(full.logits!, p * V, V, refusalTokens);
     }
-    assert.ok(Math.abs(logitRes[c].kl! - kl / prompts.length) <= 1e-5 * Math.max(1, Math.abs(kl)), `candidate ${c}: KL ${logitRes[c].kl} vs ${kl / prompts.length}`);
+    assert.ok(
+      Math.abs(logitRes[c].kl! - kl / prompts.length) <= 1e-5 * Math.max(1, Math.abs(kl)),
+      `candidate ${c}: KL ${logitRes[c].kl} vs ${kl / prompts.length}`,
+    );
     assert.ok(Math.abs(logitRes[c].logOdds! - odds / prompts.length) <= 1e-4, `candidate ${c}: log-odds`);
     assert.ok(logitRes[c].kl! > 0, `candidate ${c} changes the logits`);
   }
@@ -69,7 +75,11 @@ test("ONNX protobuf round-trip: a graph with every attribute kind runs in onnxru
   const A = Float32Array.from([1, 0, 2, -1, 3, 1]);
   const o = (await s.run({ a: floatTensor(A, [2, 3]) })).out.data as Float32Array;
   // y = 0.5 · A·W (2×2); e_j = Σ_i yᵀ[i][j]² = Σ over y's row j.
-  const W = [[1, 2], [3, 4], [5, 6]];
+  const W = [
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ];
   const Y = [0, 1].map((i) => [0, 1].map((j) => 0.5 * [0, 1, 2].reduce((acc, k) => acc + A[i * 3 + k] * W[k][j], 0)));
   const want = [0, 1].map((j) => Y[j][0] ** 2 + Y[j][1] ** 2);
   assert.ok(relErr(o, want) < 1e-6, `${Array.from(o)} vs ${want}`);

@@ -34,7 +34,8 @@ test("EOI tokens come from the template and end every formatted prompt", () => {
     assert.ok(eoi.ids.length >= 1);
     if (expectText[fam]) assert.equal(eoi.text, expectText[fam]);
     const inp = readJsonFile<InputJson>(path.join(FIXTURES, fam, "expected", "input.json"));
-    for (const p of inp.prompts) assert.deepEqual(p.input_ids.slice(-eoi.ids.length), eoi.ids, `${fam}: prompt ends with EOI tokens`);
+    for (const p of inp.prompts)
+      assert.deepEqual(p.input_ids.slice(-eoi.ids.length), eoi.ids, `${fam}: prompt ends with EOI tokens`);
   }
 });
 
@@ -47,8 +48,13 @@ test("a system message is rendered where the template supports one", () => {
 test("a template that rejects the system role gives its own error, naming the file", () => {
   const dir = path.join(FIXTURES, "gemma");
   const tok = new ChatTokenizer(dir);
-  assert.throws(() => tok.formatPrompt("Hi", "Be brief."), (e: unknown) =>
-    e instanceof CosmicError && e.message.includes(path.join(dir, "tokenizer_config.json")) && /System role not supported/.test(e.message));
+  assert.throws(
+    () => tok.formatPrompt("Hi", "Be brief."),
+    (e: unknown) =>
+      e instanceof CosmicError &&
+      e.message.includes(path.join(dir, "tokenizer_config.json")) &&
+      /System role not supported/.test(e.message),
+  );
 });
 
 test("decoding skips special tokens on request", () => {

@@ -34,20 +34,27 @@ const HELP = "commands: /ablate  /add α  /off  /reset  /help  /quit";
 type Current = { iv?: Intervention; label: string };
 
 /** The chat's interventions from its direction: `make` for /ablate and /add, and the one it starts with. */
-function chatInterventions(f: ChatFlags, folder: ModelFolder): { make: (kind: "ablate" | "add", alpha: number) => Intervention; initial: Current } {
+function chatInterventions(
+  f: ChatFlags,
+  folder: ModelFolder,
+): { make: (kind: "ablate" | "add", alpha: number) => Intervention; initial: Current } {
   const dir = f.direction ? readDirection(f.direction, folder.spec.hiddenSize) : null;
   if (dir) checkDirectionFits(dir, folder, f.allowOtherModel);
   const layer = f.layer ?? dir?.layer ?? null;
   const affine = f.intervention?.startsWith("ace") ?? (dir?.metadata.mode === "affine" && dir.reference !== null);
   const make = (kind: "ablate" | "add", alpha: number): Intervention => {
     if (!dir) throw new CosmicError("this chat has no --direction: /ablate and /add need one");
-    const k: InterventionKind = kind === "ablate" ? (affine ? "ace-ablate" : "ablate") : affine ? "ace-actadd" : "actadd";
+    const k: InterventionKind =
+      kind === "ablate" ? (affine ? "ace-ablate" : "ablate") : affine ? "ace-actadd" : "actadd";
     return interventionOf(dir, k, folder, layer, alpha);
   };
   const kind = f.intervention;
-  if (kind === "ablate" || kind === "ace-ablate") return { make, initial: { iv: make("ablate", 0), label: "ablation" } };
-  if (kind === "actadd" || kind === "ace-actadd") return { make, initial: { iv: make("add", f.coeff ?? 1), label: `addition α=${f.coeff ?? 1}` } };
-  if (kind !== undefined) throw new CosmicError(`--intervention must be ablate, actadd, ace-ablate or ace-actadd, got "${kind}"`);
+  if (kind === "ablate" || kind === "ace-ablate")
+    return { make, initial: { iv: make("ablate", 0), label: "ablation" } };
+  if (kind === "actadd" || kind === "ace-actadd")
+    return { make, initial: { iv: make("add", f.coeff ?? 1), label: `addition α=${f.coeff ?? 1}` } };
+  if (kind !== undefined)
+    throw new CosmicError(`--intervention must be ablate, actadd, ace-ablate or ace-actadd, got "${kind}"`);
   return { make, initial: { label: "off" } };
 }
 
@@ -56,8 +63,13 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const { make, initial } = chatInterventions(f, folder);
   let current: Current = initial;
   const context = folder.spec.maxPositionEmbeddings;
-  if (f.maxNewTokens >= context) throw new CosmicError(`--max-new-tokens ${f.maxNewTokens} leaves no room for a message in the model's context of ${context} tokens`);
-  const say = (line: string) => { if (!f.quiet) process.stderr.write(line + "\n"); };
+  if (f.maxNewTokens >= context)
+    throw new CosmicError(
+      `--max-new-tokens ${f.maxNewTokens} leaves no room for a message in the model's context of ${context} tokens`,
+    );
+  const say = (line: string) => {
+    if (!f.quiet) process.stderr.write(line + "\n");
+  };
   await preflight(folder, f.device);
   say(`loading ${folder.dir} (${f.device})…`);
   const engine = await Engine.load(folder, { device: f.device, threads: f.threads });
@@ -72,14 +84,23 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const command = (text: string): "quit" | void => {
     if (text === "/quit" || text === "/exit") return "quit";
     if (text === "/help") process.stdout.write(HELP + "\n");
-    else if (text === "/off") { current = { label: "off" }; process.stdout.write("intervention off\n"); }
-    else if (text === "/reset") { history = fresh(); process.stdout.write("conversation cleared\n"); }
-    else if (text === "/ablate") { current = { iv: make("ablate", 0), label: "ablation" }; process.stdout.write("ablating the direction\n"); }
-    else if (text.startsWith("/add")) {
+    else if (text === "/off") {
+      current = { label: "off" };
+      process.stdout.write("intervention off\n");
+    } else if (text === "/reset") {
+      history = fresh();
+      process.stdout.write("conversation cleared\n");
+    } else if (text === "/ablate") {
+      current = { iv: make("ablate", 0), label: "ablation" };
+      process.stdout.write("ablating the direction\n");
+    } else if (text.startsWith("/add")) {
       const arg = text.split(/\s+/)[1];
       const a = arg === undefined ? 1 : Number(arg);
       if (!Number.isFinite(a)) process.stdout.write("usage: /add α (a number)\n");
-      else { current = { iv: make("add", a), label: `addition α=${a}` }; process.stdout.write(`adding the direction, α = ${a}\n`); }
+      else {
+        current = { iv: make("add", a), label: `addition α=${a}` };
+        process.stdout.write(`adding the direction, α = ${a}\n`);
+      }
     } else process.stdout.write(`unknown command ${text}; ${HELP}\n`);
   };
 
@@ -87,18 +108,30 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const reply = async (text: string): Promise<void> => {
     // The conversation must leave room for the reply: drop the oldest turns (the system
     // message stays), or refuse a message that alone does not fit.
-    const fitted = fitToContext([...history, { role: "user", content: text }], (h) => folder.tokenizer.encode(folder.tokenizer.renderMessages(h, true)).length, context - f.maxNewTokens);
+    const fitted = fitToContext(
+      [...history, { role: "user", content: text }],
+      (h) => folder.tokenizer.encode(folder.tokenizer.renderMessages(h, true)).length,
+      context - f.maxNewTokens,
+    );
     if (!fitted) {
-      process.stdout.write(`that message is too long: with ${f.maxNewTokens} new tokens it does not fit the model's context of ${context} tokens (shorten it, or lower --max-new-tokens)\n`);
+      process.stdout.write(
+        `that message is too long: with ${f.maxNewTokens} new tokens it does not fit the model's context of ${context} tokens (shorten it, or lower --max-new-tokens)\n`,
+      );
       return;
     }
-    if (fitted.dropped > 0) process.stdout.write(`(context full: dropped the ${fitted.dropped} oldest message${fitted.dropped === 1 ? "" : "s"} to fit ${context} tokens)\n`);
+    if (fitted.dropped > 0)
+      process.stdout.write(
+        `(context full: dropped the ${fitted.dropped} oldest message${fitted.dropped === 1 ? "" : "s"} to fit ${context} tokens)\n`,
+      );
     const ids = folder.tokenizer.encode(folder.tokenizer.renderMessages(fitted.history, true));
     const toks: number[] = [];
     let shown = "";
     process.stdout.write("model> ");
     await generate(engine, [ids], {
-      maxNewTokens: f.maxNewTokens, intervention: current.iv, temperature: f.temperature, seed: f.seed,
+      maxNewTokens: f.maxNewTokens,
+      intervention: current.iv,
+      temperature: f.temperature,
+      seed: f.seed,
       onToken: (_, t) => {
         if (eos.has(t)) return;
         toks.push(t);
@@ -113,7 +146,9 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   };
 
   try {
-    await readLines(rl, prompt, async (text) => (text.startsWith("/") ? command(text) : text ? reply(text) : undefined));
+    await readLines(rl, prompt, async (text) =>
+      text.startsWith("/") ? command(text) : text ? reply(text) : undefined,
+    );
   } finally {
     rl.close();
     await engine.release();
@@ -124,7 +159,11 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
  * Lines as they come (typed or piped); each is handled before the next is read. A mistake is
  * one line and the chat goes on; "quit" ends it.
  */
-async function readLines(rl: readline.Interface, prompt: () => void, handle: (text: string) => Promise<"quit" | void>): Promise<void> {
+async function readLines(
+  rl: readline.Interface,
+  prompt: () => void,
+  handle: (text: string) => Promise<"quit" | void>,
+): Promise<void> {
   prompt();
   for await (const line of rl) {
     try {
@@ -142,7 +181,11 @@ async function readLines(rl: readline.Interface, prompt: () => void, handle: (te
  * first, never the last message) whose rendered prompt has at most `budget` tokens; null when
  * even the last message alone does not fit.
  */
-export function fitToContext(history: ChatMessage[], tokens: (h: ChatMessage[]) => number, budget: number): { history: ChatMessage[]; dropped: number } | null {
+export function fitToContext(
+  history: ChatMessage[],
+  tokens: (h: ChatMessage[]) => number,
+  budget: number,
+): { history: ChatMessage[]; dropped: number } | null {
   const system = history[0]?.role === "system" ? [history[0]] : [];
   const turns = history.slice(system.length);
   for (let start = 0; start < turns.length; start++) {

@@ -26,7 +26,8 @@ export function floatArg(name: string): (v: string) => number {
 }
 
 export function deviceArg(v: string): Device {
-  if (!(DEVICES as readonly string[]).includes(v)) throw new CosmicError(`--device must be one of ${DEVICES.join(", ")}, got "${v}"`);
+  if (!(DEVICES as readonly string[]).includes(v))
+    throw new CosmicError(`--device must be one of ${DEVICES.join(", ")}, got "${v}"`);
   return v as Device;
 }
 
@@ -65,11 +66,19 @@ export interface InterventionFlags {
  * The intervention of `kind` from a direction file: the layer is `layer` or the file's, the ACE
  * reference is the file's `reference`. Shared by capture/generate and chat.
  */
-export function interventionOf(dir: DirectionFile, kind: InterventionKind, folder: ModelFolder, layer: number | null, coeff: number): Intervention {
+export function interventionOf(
+  dir: DirectionFile,
+  kind: InterventionKind,
+  folder: ModelFolder,
+  layer: number | null,
+  coeff: number,
+): Intervention {
   const L = folder.spec.numLayers;
   const needLayer = (): number => {
-    if (layer === null) throw new CosmicError(`--intervention ${kind} needs --layer (the direction file has no layer metadata)`);
-    if (layer < 0 || layer >= L) throw new CosmicError(`layer ${layer} is out of range: ${folder.dir} has layers 0..${L - 1}`);
+    if (layer === null)
+      throw new CosmicError(`--intervention ${kind} needs --layer (the direction file has no layer metadata)`);
+    if (layer < 0 || layer >= L)
+      throw new CosmicError(`layer ${layer} is out of range: ${folder.dir} has layers 0..${L - 1}`);
     return layer;
   };
   const needRef = (): Float32Array => {
@@ -89,7 +98,10 @@ export function interventionOf(dir: DirectionFile, kind: InterventionKind, folde
 }
 
 /** Build the intervention that --direction/--intervention/--layer/--coeff ask for (or none). */
-export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder): { intervention?: Intervention; description: Record<string, unknown> } {
+export function interventionFromFlags(
+  f: InterventionFlags,
+  folder: ModelFolder,
+): { intervention?: Intervention; description: Record<string, unknown> } {
   if (!f.direction) {
     if (f.intervention) throw new CosmicError("--intervention needs --direction FILE.safetensors");
     return { description: { intervention: "none" } };
@@ -97,13 +109,15 @@ export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder)
   const dir: DirectionFile = readDirection(f.direction, folder.spec.hiddenSize);
   checkDirectionFits(dir, folder, f.allowOtherModel);
   const kind = (f.intervention ?? defaultIntervention(dir)) as InterventionKind;
-  if (!INTERVENTIONS.includes(kind)) throw new CosmicError(`--intervention must be one of ${INTERVENTIONS.join(", ")}, got "${f.intervention}"`);
+  if (!INTERVENTIONS.includes(kind))
+    throw new CosmicError(`--intervention must be one of ${INTERVENTIONS.join(", ")}, got "${f.intervention}"`);
   const layer = f.layer ?? dir.layer;
-  const coeff = kind === "ace-ablate" ? 0 : f.coeff ?? 1;
+  const coeff = kind === "ace-ablate" ? 0 : (f.coeff ?? 1);
   const intervention = interventionOf(dir, kind, folder, layer, coeff);
   const description: Record<string, unknown> = { intervention: kind, direction: f.direction };
   if (kind !== "ablate") Object.assign(description, { layer, coeff });
-  if (!f.intervention) description.chosen_by = `the direction file's mode (${dir.metadata.mode ?? "none recorded: linear"})`;
+  if (!f.intervention)
+    description.chosen_by = `the direction file's mode (${dir.metadata.mode ?? "none recorded: linear"})`;
   return { intervention, description };
 }
 
@@ -114,7 +128,11 @@ export function interventionFromFlags(f: InterventionFlags, folder: ModelFolder)
  */
 export function defaultIntervention(dir: DirectionFile): InterventionKind {
   if (dir.metadata.mode === "affine") {
-    if (!dir.reference) throw fileError(dir.path, 'is an affine (ACE) direction without its "reference" tensor: pass --intervention ablate to ablate it linearly');
+    if (!dir.reference)
+      throw fileError(
+        dir.path,
+        'is an affine (ACE) direction without its "reference" tensor: pass --intervention ablate to ablate it linearly',
+      );
     return "ace-ablate";
   }
   return "ablate";
@@ -142,7 +160,12 @@ export function systemMessage(f: { system?: string; systemFile?: string }, flag 
 }
 
 /** The inputs an engine command reads (its outputs must keep clear of them). */
-export function commandInputs(f: { model?: string; prompts?: string; direction?: string; systemFile?: string }): Input[] {
+export function commandInputs(f: {
+  model?: string;
+  prompts?: string;
+  direction?: string;
+  systemFile?: string;
+}): Input[] {
   const out: Input[] = [];
   if (f.model) out.push({ path: f.model, what: "the model folder" });
   if (f.prompts) out.push({ path: f.prompts, what: "the prompts file" });

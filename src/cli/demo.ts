@@ -14,12 +14,28 @@ export const DEFAULT_ORGANISM = path.join(ROOT, "organisms", "strong");
 /** The guard organism: the demo's strongest judge. */
 export const GUARD_ORGANISM = path.join(ROOT, "organisms", "guard");
 
-export async function demoCommand(o: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }): Promise<void> {
+export async function demoCommand(o: {
+  out: string;
+  model?: string;
+  judgeModel?: string;
+  quiet?: boolean;
+  jsonProgress?: boolean;
+}): Promise<void> {
   const model = o.model ?? DEFAULT_ORGANISM;
-  const judgeModel = o.judgeModel ?? (fs.existsSync(path.join(GUARD_ORGANISM, "config.json")) ? GUARD_ORGANISM : undefined);
-  if (!fs.existsSync(path.join(model, "config.json"))) throw new CosmicError(`${model}: the demo model is missing (train one with: cosmic organism train --out ${model})`);
+  const judgeModel =
+    o.judgeModel ?? (fs.existsSync(path.join(GUARD_ORGANISM, "config.json")) ? GUARD_ORGANISM : undefined);
+  if (!fs.existsSync(path.join(model, "config.json")))
+    throw new CosmicError(`${model}: the demo model is missing (train one with: cosmic organism train --out ${model})`);
   // The defaults with 32 new tokens: the organism's answers are short, and the demo is quick.
-  const flags: RunFlags = runFlags({ model, out: o.out, data: path.join(model, "prompts"), maxNewTokens: 32, quiet: o.quiet, jsonProgress: o.jsonProgress, judgeModel });
+  const flags: RunFlags = runFlags({
+    model,
+    out: o.out,
+    data: path.join(model, "prompts"),
+    maxNewTokens: 32,
+    quiet: o.quiet,
+    jsonProgress: o.jsonProgress,
+    judgeModel,
+  });
   const t0 = performance.now();
   const s = await runCommand(flags);
   const rep = writeReport(o.out);

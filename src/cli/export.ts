@@ -15,29 +15,55 @@ import { prepareFileOutput } from "../formats/outputs.js";
  * bias the architecture does not have), so an affine direction is refused unless asked for.
  */
 export function affineAbliterationError(file: string, layer: string | undefined): string {
-  return `${file}: was selected in affine mode (ACE at the input of block ${layer ?? "?"}), which no weight edit reproduces exactly; ` +
-    "abliteration is linear ablation at every layer: pass --as-linear to apply that, or select a direction with `cosmic run --linear`";
-}
-
-export function abliterateCommand(o: { model: string; direction: string; out: string; dtype: string; force?: boolean; asLinear?: boolean; allowOtherModel?: boolean }): void {
-  if (o.dtype !== "original" && o.dtype !== "f32") throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
-  const folder = ModelFolder.open(o.model);
-  const dir = readDirection(o.direction, folder.spec.hiddenSize);
-  if (dir.metadata.mode === "affine" && !o.asLinear) throw new CosmicError(affineAbliterationError(o.direction, dir.metadata.layer));
-  const r = abliterate(folder, dir, o.out, { dtype: o.dtype, force: !!o.force, allowOtherModel: o.allowOtherModel });
-  process.stdout.write(
-    `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
-      (r.exact ? "" : `note: ${folder.spec.family} has norms after its output projections, so the result only approximates directional ablation\n`),
+  return (
+    `${file}: was selected in affine mode (ACE at the input of block ${layer ?? "?"}), which no weight edit reproduces exactly; ` +
+    "abliteration is linear ablation at every layer: pass --as-linear to apply that, or select a direction with `cosmic run --linear`"
   );
 }
 
-export function controlVectorCommand(o: { direction: string; coeff: number; layers?: string; out: string; force?: boolean }): void {
-  prepareFileOutput(o.out, { ext: ".gguf", force: o.force, inputs: [{ path: o.direction, what: "the direction file" }] });
+export function abliterateCommand(o: {
+  model: string;
+  direction: string;
+  out: string;
+  dtype: string;
+  force?: boolean;
+  asLinear?: boolean;
+  allowOtherModel?: boolean;
+}): void {
+  if (o.dtype !== "original" && o.dtype !== "f32")
+    throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
+  const folder = ModelFolder.open(o.model);
+  const dir = readDirection(o.direction, folder.spec.hiddenSize);
+  if (dir.metadata.mode === "affine" && !o.asLinear)
+    throw new CosmicError(affineAbliterationError(o.direction, dir.metadata.layer));
+  const r = abliterate(folder, dir, o.out, { dtype: o.dtype, force: !!o.force, allowOtherModel: o.allowOtherModel });
+  process.stdout.write(
+    `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
+      (r.exact
+        ? ""
+        : `note: ${folder.spec.family} has norms after its output projections, so the result only approximates directional ablation\n`),
+  );
+}
+
+export function controlVectorCommand(o: {
+  direction: string;
+  coeff: number;
+  layers?: string;
+  out: string;
+  force?: boolean;
+}): void {
+  prepareFileOutput(o.out, {
+    ext: ".gguf",
+    force: o.force,
+    inputs: [{ path: o.direction, what: "the direction file" }],
+  });
   const dir = readDirection(o.direction);
   const cv = controlVectorOptions(dir, o.coeff, o.layers);
   writeControlVector(o.out, dir, cv);
   if (dir.metadata.mode === "affine") {
-    process.stderr.write("note: llama.cpp control vectors only add: this writes activation addition α·r (cosmic's actadd), not the direction's ACE edit\n");
+    process.stderr.write(
+      "note: llama.cpp control vectors only add: this writes activation addition α·r (cosmic's actadd), not the direction's ACE edit\n",
+    );
   }
   process.stdout.write(
     `wrote ${o.out}: ${cv.layers.length} vector(s) × ${o.coeff} for ${cv.modelHint}, added to the input of block(s) ${cv.layers.join(", ")} ` +
@@ -47,7 +73,8 @@ export function controlVectorCommand(o: { direction: string; coeff: number; laye
 }
 
 export function directionCommand(o: { run: string; format: string; out?: string; force?: boolean }): void {
-  if (!["safetensors", "npy", "json"].includes(o.format)) throw new CosmicError(`--format must be safetensors, npy or json, got "${o.format}"`);
+  if (!["safetensors", "npy", "json"].includes(o.format))
+    throw new CosmicError(`--format must be safetensors, npy or json, got "${o.format}"`);
   const target = exportDirection(o.run, o.format as DirectionFormat, o.out, !!o.force);
   process.stdout.write(`wrote ${target}\n`);
 }

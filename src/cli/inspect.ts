@@ -39,7 +39,9 @@ export function formatInspect(r: InspectReport): string {
     `layers      ${s.numLayers}   width ${s.hiddenSize}   MLP ${s.intermediateSize} (${s.activation})   vocab ${s.vocabSize}`,
     `attention   ${s.numHeads} heads / ${s.numKvHeads} KV heads × ${s.headDim}; scale ${s.attnScale.toPrecision(4)}` +
       (s.attnSoftcap !== null ? `; soft-cap ${s.attnSoftcap}` : "") +
-      (s.slidingWindow.some((w) => w !== null) ? `; sliding window ${[...new Set(s.slidingWindow.filter((w) => w !== null))].join("/")} on ${s.slidingWindow.filter((w) => w !== null).length} layers` : ""),
+      (s.slidingWindow.some((w) => w !== null)
+        ? `; sliding window ${[...new Set(s.slidingWindow.filter((w) => w !== null))].join("/")} on ${s.slidingWindow.filter((w) => w !== null).length} layers`
+        : ""),
     `norm        ${s.norm.kind} eps ${s.norm.eps}${s.sandwichNorms ? " (pre and post)" : ""}${s.qkNorm ? "; q/k norms" : ""}`,
     `rope        theta ${s.rope.theta}${s.rope.scaling ? `, ${s.rope.scaling.type} scaling ×${s.rope.scaling.factor}` : ""}, rotary dim ${s.rope.rotaryDim}`,
     `biases      qkv ${s.qkvBias}, o ${s.oBias}, mlp ${s.mlpBias}`,

@@ -35,7 +35,9 @@ program
 
 function engineOptions(c: Command): Command {
   return c
-    .addOption(new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg))
+    .addOption(
+      new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg),
+    )
     .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
     .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), RUN_DEFAULTS.batchSize)
     .option("--quiet", "no progress on stderr")
@@ -51,16 +53,26 @@ function promptOptions(c: Command): Command {
     .option("--limit <n>", "use at most n prompts (seeded sample)", intArg("--limit", 1))
     .option("--seed <n>", "seed for sampling", intArg("--seed"), 42)
     .option("--direction <file>", "direction safetensors (tensor 'direction', optional 'reference', metadata 'layer')")
-    .option("--intervention <kind>", "ablate | actadd | ace-ablate | ace-actadd (default: the direction file's own mode — ace-ablate for an affine direction, ablate for a linear one)")
+    .option(
+      "--intervention <kind>",
+      "ablate | actadd | ace-ablate | ace-actadd (default: the direction file's own mode — ace-ablate for an affine direction, ablate for a linear one)",
+    )
     .option("--layer <n>", "layer for actadd / ACE (default: the direction file's)", intArg("--layer"))
     .option("--coeff <alpha>", "coefficient α for addition (default 1)", floatArg("--coeff"))
-    .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
+    .option(
+      "--allow-other-model",
+      "use a direction whose metadata names another checkpoint or architecture (same width)",
+    )
     .option("--force", "replace an existing --out file");
 }
 
 engineOptions(promptOptions(program.command("capture")))
   .description("capture activations (resid_pre, resid_post, final_hidden, logits_last) into a safetensors file")
-  .option("--positions <n>", "block-input positions to keep (default: the number of EOI tokens)", intArg("--positions", 1))
+  .option(
+    "--positions <n>",
+    "block-input positions to keep (default: the number of EOI tokens)",
+    intArg("--positions", 1),
+  )
   .requiredOption("--out <file>", "output .safetensors")
   .action(async (o) => captureCommand(o));
 
@@ -74,32 +86,84 @@ engineOptions(promptOptions(program.command("generate")))
 
 export function runOptions(c: Command): Command {
   return c
-    .option("--data <dir>", "folder with the reference splits (harmful_train.json, harmless_val.json, …; default: an organism's own prompts/, else the paper's splits shipped in data/cosmic-splits)")
-    .option("--harmful-train <file>", "harmful train prompts").option("--harmful-val <file>", "harmful validation prompts").option("--harmful-test <file>", "harmful test prompts")
-    .option("--harmless-train <file>", "harmless train prompts").option("--harmless-val <file>", "harmless validation prompts").option("--harmless-test <file>", "harmless test prompts")
+    .option(
+      "--data <dir>",
+      "folder with the reference splits (harmful_train.json, harmless_val.json, …; default: an organism's own prompts/, else the paper's splits shipped in data/cosmic-splits)",
+    )
+    .option("--harmful-train <file>", "harmful train prompts")
+    .option("--harmful-val <file>", "harmful validation prompts")
+    .option("--harmful-test <file>", "harmful test prompts")
+    .option("--harmless-train <file>", "harmless train prompts")
+    .option("--harmless-val <file>", "harmless validation prompts")
+    .option("--harmless-test <file>", "harmless test prompts")
     .option("--n-train <n>", "train prompts per set", intArg("--n-train", 1), RUN_DEFAULTS.nTrain)
     .option("--n-val <n>", "validation prompts per set", intArg("--n-val", 1), RUN_DEFAULTS.nVal)
     .option("--n-test <n>", "test prompts per set", intArg("--n-test", 1), RUN_DEFAULTS.nTest)
     .option("--seed <n>", "seed for every sampled choice", intArg("--seed"), RUN_DEFAULTS.seed)
-    .option("--max-new-tokens <n>", "tokens per evaluation completion (the reference uses 512)", intArg("--max-new-tokens", 1), RUN_DEFAULTS.maxNewTokens)
+    .option(
+      "--max-new-tokens <n>",
+      "tokens per evaluation completion (the reference uses 512)",
+      intArg("--max-new-tokens", 1),
+      RUN_DEFAULTS.maxNewTokens,
+    )
     .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
     .option("--system-file <file>", "read --system's message from a file (for long messages)")
-    .option("--system-scope <s>", "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)", RUN_DEFAULTS.systemScope)
+    .option(
+      "--system-scope <s>",
+      "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)",
+      RUN_DEFAULTS.systemScope,
+    )
     .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
     .option("--affine", "ACE interventions at the chosen layer (default, as the reference)")
     .option("--linear", "linear interventions: ablation at every layer, addition at the chosen layer")
-    .option("--selection <method>", "whose direction is the result: cosmic or substring (both are scored)", RUN_DEFAULTS.selection)
-    .option("--kl-threshold <x>", "discard candidates with a larger KL score", floatArg("--kl-threshold"), RUN_DEFAULTS.klThreshold)
-    .option("--prune-layers <f>", "discard candidates in the last fraction of layers", floatArg("--prune-layers"), RUN_DEFAULTS.pruneLayers)
-    .option("--low-layer-fraction <f>", "fraction of layers in L_low", floatArg("--low-layer-fraction"), RUN_DEFAULTS.lowLayerFraction)
-    .option("--steer-toward-refusal", "weakly aligned models: L_low from the second half; sweep addition on harmful and harmless test prompts")
+    .option(
+      "--selection <method>",
+      "whose direction is the result: cosmic or substring (both are scored)",
+      RUN_DEFAULTS.selection,
+    )
+    .option(
+      "--kl-threshold <x>",
+      "discard candidates with a larger KL score",
+      floatArg("--kl-threshold"),
+      RUN_DEFAULTS.klThreshold,
+    )
+    .option(
+      "--prune-layers <f>",
+      "discard candidates in the last fraction of layers",
+      floatArg("--prune-layers"),
+      RUN_DEFAULTS.pruneLayers,
+    )
+    .option(
+      "--low-layer-fraction <f>",
+      "fraction of layers in L_low",
+      floatArg("--low-layer-fraction"),
+      RUN_DEFAULTS.lowLayerFraction,
+    )
+    .option(
+      "--steer-toward-refusal",
+      "weakly aligned models: L_low from the second half; sweep addition on harmful and harmless test prompts",
+    )
     .option("--alphas <list>", "addition coefficients for --steer-toward-refusal", RUN_DEFAULTS.alphas)
     .option("--judge <name>", "refusal phrase list: jailbreakbench or extended", RUN_DEFAULTS.judge)
-    .option("--refusal-phrases <list>", "phrases separated by | whose first tokens are the substring baseline's refusal tokens (default: the judge's)")
-    .option("--schedule <s>", "scoring schedule: fast, or naive (the reference's full passes; for comparison)", RUN_DEFAULTS.schedule)
-    .option("--score-positions <n>", "score only the last n EOI positions (faster; the reference scores all)", intArg("--score-positions", 1))
+    .option(
+      "--refusal-phrases <list>",
+      "phrases separated by | whose first tokens are the substring baseline's refusal tokens (default: the judge's)",
+    )
+    .option(
+      "--schedule <s>",
+      "scoring schedule: fast, or naive (the reference's full passes; for comparison)",
+      RUN_DEFAULTS.schedule,
+    )
+    .option(
+      "--score-positions <n>",
+      "score only the last n EOI positions (faster; the reference scores all)",
+      intArg("--score-positions", 1),
+    )
     .option("--skip-eval", "stop after selection")
-    .option("--judge-model <dir>", "a Llama-Guard-style classifier model folder (e.g. meta-llama/Llama-Guard-3-1B, or organisms/guard): the strongest judge")
+    .option(
+      "--judge-model <dir>",
+      "a Llama-Guard-style classifier model folder (e.g. meta-llama/Llama-Guard-3-1B, or organisms/guard): the strongest judge",
+    )
     .option("--loss-data <file>", "{instruction, response} pairs (JSON array or JSON Lines) for the loss judge");
 }
 
@@ -113,16 +177,35 @@ engineOptions(runOptions(program.command("run")))
     process.stdout.write((o.json ? JSON.stringify(summaryFile(s), null, 2) : formatSummary(s, o.out)) + "\n");
   });
 
-const organism = program.command("organism").description("the model organism: a small chat model cosmic trains itself, which really refuses");
+const organism = program
+  .command("organism")
+  .description("the model organism: a small chat model cosmic trains itself, which really refuses");
 organism
   .command("train")
   .description("train a Llama-architecture chat model on generated chats and write a Hugging Face folder")
   .requiredOption("--out <dir>", "output model folder")
-  .option("--seed <n>", "seed for data, initialisation and batches (1 made the committed organisms)", intArg("--seed"), 1)
-  .option("--kind <kind>", "chat (helpful tuning, then safety tuning) or guard (a safe/unsafe classifier of organism conversations)", "chat")
+  .option(
+    "--seed <n>",
+    "seed for data, initialisation and batches (1 made the committed organisms)",
+    intArg("--seed"),
+    1,
+  )
+  .option(
+    "--kind <kind>",
+    "chat (helpful tuning, then safety tuning) or guard (a safe/unsafe classifier of organism conversations)",
+    "chat",
+  )
   .option("--alignment <kind>", "strong (safety data covers every harmful task) or weak (a share of them)", "strong")
-  .option("--helpful-steps <n>", "optimiser steps of stage (a), helpful tuning (default: the recipe's, 350)", intArg("--helpful-steps", 1))
-  .option("--safety-steps <n>", "optimiser steps of stage (b), safety tuning (default: the recipe's, 250)", intArg("--safety-steps", 1))
+  .option(
+    "--helpful-steps <n>",
+    "optimiser steps of stage (a), helpful tuning (default: the recipe's, 350)",
+    intArg("--helpful-steps", 1),
+  )
+  .option(
+    "--safety-steps <n>",
+    "optimiser steps of stage (b), safety tuning (default: the recipe's, 250)",
+    intArg("--safety-steps", 1),
+  )
   .option("--steps <n>", "optimiser steps of the guard (--kind guard; default 500)", intArg("--steps", 1))
   .option("--batch-size <n>", "chats per step", intArg("--batch-size", 1), 32)
   .option("--lr <x>", "peak learning rate of stage (a) or of the guard (default 3e-3)", floatArg("--lr"))
@@ -143,7 +226,9 @@ organism
   .option("--quiet", "no progress")
   .action(async (o: { model: string; json?: boolean; quiet?: boolean; limit?: number }) => organismEvalCommand(o));
 
-const exp = program.command("export").description("take a direction elsewhere: an orthogonalised checkpoint, a llama.cpp control vector, a plain file");
+const exp = program
+  .command("export")
+  .description("take a direction elsewhere: an orthogonalised checkpoint, a llama.cpp control vector, a plain file");
 exp
   .command("abliterate")
   .description("write the weight-orthogonalised checkpoint (directional ablation baked into the weights)")
@@ -160,7 +245,10 @@ exp
   .description("write a llama.cpp control vector (GGUF) that adds α·r at the direction's layer")
   .requiredOption("--direction <file>", "direction safetensors")
   .option("--coeff <alpha>", "scale α", floatArg("--coeff"), 1)
-  .option("--layers <range>", "block inputs to add at, cosmic's 0-based convention (default: the direction's layer), e.g. 10-14")
+  .option(
+    "--layers <range>",
+    "block inputs to add at, cosmic's 0-based convention (default: the direction's layer), e.g. 10-14",
+  )
   .requiredOption("--out <file>", "output .gguf")
   .option("--force", "replace an existing file")
   .action((o) => controlVectorCommand(o));
@@ -190,7 +278,9 @@ program
   .option("--judge-model <dir>", "guard model for the strongest judge (default: the committed guard organism)")
   .option("--quiet", "no progress")
   .option("--json-progress", "progress as JSON lines on stderr")
-  .action(async (o: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }) => demoCommand(o));
+  .action(async (o: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }) =>
+    demoCommand(o),
+  );
 
 program
   .command("chat")
@@ -205,7 +295,9 @@ program
   .option("--max-new-tokens <n>", "tokens per reply", intArg("--max-new-tokens", 1), 128)
   .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
   .option("--seed <n>", "sampling seed", intArg("--seed"), 0)
-  .addOption(new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg))
+  .addOption(
+    new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg),
+  )
   .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
   .option("--quiet", "no loading messages on stderr")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
@@ -219,7 +311,9 @@ program
 function onInterrupt(): void {
   const handler = (): void => {
     const resumable = program.args[0] === "run" || program.args[0] === "demo";
-    process.stderr.write(`\ncosmic: interrupted${resumable ? "; rerun the same command to resume (finished stages are kept)" : ""}\n`);
+    process.stderr.write(
+      `\ncosmic: interrupted${resumable ? "; rerun the same command to resume (finished stages are kept)" : ""}\n`,
+    );
     process.exit(130);
   };
   process.once("SIGINT", handler);

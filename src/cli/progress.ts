@@ -23,15 +23,25 @@ export function progressBar(label: string, total: number, mode: ProgressMode = "
   }
   if (mode === "quiet" || !process.stderr.isTTY) return { update() {}, stop() {} };
   const bar = new cliProgress.SingleBar(
-    { format: `${label.padEnd(22)} [{bar}] {value}/{total} | {percentage}% | ETA {eta_formatted}`, stream: process.stderr, hideCursor: true, clearOnComplete: false },
+    {
+      format: `${label.padEnd(22)} [{bar}] {value}/{total} | {percentage}% | ETA {eta_formatted}`,
+      stream: process.stderr,
+      hideCursor: true,
+      clearOnComplete: false,
+    },
     cliProgress.Presets.shades_classic,
   );
   bar.start(total, 0);
   return {
     update(done, t) {
-      if (t !== undefined && t !== total) { total = t; bar.setTotal(t); }
+      if (t !== undefined && t !== total) {
+        total = t;
+        bar.setTotal(t);
+      }
       bar.update(done);
     },
-    stop() { bar.stop(); },
+    stop() {
+      bar.stop();
+    },
   };
 }

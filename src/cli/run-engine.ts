@@ -6,7 +6,16 @@ import { capture } from "../engine/forward.js";
 import { generate, replyTokens } from "../engine/generate.js";
 import { loadPrompts, selectPrompts } from "../data/prompts.js";
 import { ModelFolder } from "../model/folder.js";
-import { commandInputs, describeIntervention, EngineFlags, InterventionFlags, interventionFromFlags, loadEngine, progressMode, systemMessage } from "./common.js";
+import {
+  commandInputs,
+  describeIntervention,
+  EngineFlags,
+  InterventionFlags,
+  interventionFromFlags,
+  loadEngine,
+  progressMode,
+  systemMessage,
+} from "./common.js";
 import { prepareFileOutput } from "../formats/outputs.js";
 import { modelIdentity } from "../model/fingerprint.js";
 import { preflight } from "../engine/engine.js";
@@ -53,22 +62,28 @@ async function prepare(f: PromptFlags & EngineFlags & InterventionFlags, ext: st
   return { system, folder, intervention, description, items };
 }
 
-export async function captureCommand(f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number }): Promise<void> {
+export async function captureCommand(
+  f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number },
+): Promise<void> {
   const { system, folder, intervention, description, items } = await prepare(f, ".safetensors");
   const eoi = folder.tokenizer.eoiTokens(system);
   const N = f.positions ?? eoi.ids.length;
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);
   const bar = progressBar("capture", items.length, mode);
-  const c = await capture(engine, items.map((i) => i.ids), {
-    intervention,
-    residPrePositions: N,
-    residPost: true,
-    finalHidden: true,
-    logits: true,
-    batchSize: f.batchSize,
-    onBatch: (d) => bar.update(d),
-  });
+  const c = await capture(
+    engine,
+    items.map((i) => i.ids),
+    {
+      intervention,
+      residPrePositions: N,
+      residPost: true,
+      finalHidden: true,
+      logits: true,
+      batchSize: f.batchSize,
+      onBatch: (d) => bar.update(d),
+    },
+  );
   bar.stop();
   const n = items.length;
   const L = c.layers;
@@ -107,21 +122,33 @@ export async function generateCommand(
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode);
   const bar = progressBar("generate", items.length, mode);
-  const gens = await generate(engine, items.map((i) => i.ids), {
-    maxNewTokens: f.maxNewTokens,
-    intervention,
-    temperature: f.temperature,
-    topP: f.topP,
-    seed: f.seed,
-    batchSize: f.batchSize,
-    onBatch: (d) => bar.update(d),
-  });
+  const gens = await generate(
+    engine,
+    items.map((i) => i.ids),
+    {
+      maxNewTokens: f.maxNewTokens,
+      intervention,
+      temperature: f.temperature,
+      topP: f.topP,
+      seed: f.seed,
+      batchSize: f.batchSize,
+      onBatch: (d) => bar.update(d),
+    },
+  );
   bar.stop();
   const eos = new Set(folder.eosTokenIds);
   const out = items.map((it, i) => {
-    return { instruction: it.instruction, prompt: it.prompt, response: folder.tokenizer.decode(replyTokens(gens[i], eos), true), tokens: gens[i].tokens };
+    return {
+      instruction: it.instruction,
+      prompt: it.prompt,
+      response: folder.tokenizer.decode(replyTokens(gens[i], eos), true),
+      tokens: gens[i].tokens,
+    };
   });
   writeFileAtomic(f.out, JSON.stringify(out, null, 2) + "\n");
   await engine.release();
-  if (!f.quiet) process.stderr.write(`wrote ${f.out}: ${out.length} completions (${JSON.stringify(description)}, seed ${f.seed})\n`);
+  if (!f.quiet)
+    process.stderr.write(
+      `wrote ${f.out}: ${out.length} completions (${JSON.stringify(description)}, seed ${f.seed})\n`,
+    );
 }

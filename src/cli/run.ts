@@ -17,9 +17,15 @@ export interface RunFlags {
   model: string;
   out: string;
   data?: string;
-  harmfulTrain?: string; harmfulVal?: string; harmfulTest?: string;
-  harmlessTrain?: string; harmlessVal?: string; harmlessTest?: string;
-  nTrain: number; nVal: number; nTest: number;
+  harmfulTrain?: string;
+  harmfulVal?: string;
+  harmfulTest?: string;
+  harmlessTrain?: string;
+  harmlessVal?: string;
+  harmlessTest?: string;
+  nTrain: number;
+  nVal: number;
+  nTest: number;
   seed: number;
   maxNewTokens: number;
   batchSize: number;
@@ -58,9 +64,21 @@ export interface RunFlags {
  * flags' defaults, the demo, the tests and the benchmarks all start from this one object.
  */
 export const RUN_DEFAULTS = {
-  nTrain: 180, nVal: 100, nTest: 512, seed: 42, maxNewTokens: 64, batchSize: 32,
-  klThreshold: 0.1, pruneLayers: 0.2, lowLayerFraction: 0.1, selection: "cosmic", alphas: "1,2,3",
-  judge: "jailbreakbench", schedule: "fast", systemScope: "selection", device: "cpu",
+  nTrain: 180,
+  nVal: 100,
+  nTest: 512,
+  seed: 42,
+  maxNewTokens: 64,
+  batchSize: 32,
+  klThreshold: 0.1,
+  pruneLayers: 0.2,
+  lowLayerFraction: 0.1,
+  selection: "cosmic",
+  alphas: "1,2,3",
+  judge: "jailbreakbench",
+  schedule: "fast",
+  systemScope: "selection",
+  device: "cpu",
 } as const satisfies Partial<RunFlags>;
 
 /** Run flags: the defaults, then `f`. */
@@ -69,12 +87,20 @@ export function runFlags(f: Pick<RunFlags, "model" | "out"> & Partial<RunFlags>)
 }
 
 /** Where each split comes from: an explicit flag, or DIR/<split>.json (the reference layout). */
-export function resolveSets(f: RunFlags, defaultData?: string, warn?: (line: string) => void, inputs?: Input[]): PromptSets {
+export function resolveSets(
+  f: RunFlags,
+  defaultData?: string,
+  warn?: (line: string) => void,
+  inputs?: Input[],
+): PromptSets {
   const data = f.data ?? defaultData;
   if (data && inputs) inputs.push({ path: data, what: "the prompt data folder" });
   const pick = (flag: string | undefined, name: string, n: number, salt: number): PromptRecord[] => {
     const file = flag ?? (data ? path.join(data, `${name}.json`) : undefined);
-    if (!file) throw new CosmicError(`no ${name.replace("_", " ")} prompts: pass --${name.replace("_", "-")} FILE or --data DIR (with ${name}.json)`);
+    if (!file)
+      throw new CosmicError(
+        `no ${name.replace("_", " ")} prompts: pass --${name.replace("_", "-")} FILE or --data DIR (with ${name}.json)`,
+      );
     if (!fs.existsSync(file)) throw new CosmicError(`${file}: missing (${name.replace("_", " ")} prompts)`);
     inputs?.push({ path: file, what: "a prompts file" });
     const nFlag = `--n-${name.split("_")[1]}`;
@@ -100,7 +126,10 @@ function fraction(name: string, v: number): number {
   return v;
 }
 
-export function progressReporter(mode: ProgressMode): { progress: (stage: string, done: number, total: number) => void; close: () => void } {
+export function progressReporter(mode: ProgressMode): {
+  progress: (stage: string, done: number, total: number) => void;
+  close: () => void;
+} {
   let current: { stage: string; bar: Progress } | null = null;
   return {
     progress(stage, done, total) {
@@ -120,10 +149,13 @@ export function progressReporter(mode: ProgressMode): { progress: (stage: string
 export async function runCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<RunSummary> {
   if (f.linear && f.affine) throw new CosmicError("choose one of --affine and --linear");
   const mode: Mode = f.linear ? "linear" : "affine";
-  if (f.selection !== "cosmic" && f.selection !== "substring") throw new CosmicError(`--selection must be cosmic or substring, got "${f.selection}"`);
-  if (f.schedule !== "fast" && f.schedule !== "naive") throw new CosmicError(`--schedule must be fast or naive, got "${f.schedule}"`);
+  if (f.selection !== "cosmic" && f.selection !== "substring")
+    throw new CosmicError(`--selection must be cosmic or substring, got "${f.selection}"`);
+  if (f.schedule !== "fast" && f.schedule !== "naive")
+    throw new CosmicError(`--schedule must be fast or naive, got "${f.schedule}"`);
   const alphas = f.alphas.split(",").map((s) => Number(s.trim()));
-  if (alphas.some((a) => !Number.isFinite(a))) throw new CosmicError(`--alphas must be numbers separated by commas, got "${f.alphas}"`);
+  if (alphas.some((a) => !Number.isFinite(a)))
+    throw new CosmicError(`--alphas must be numbers separated by commas, got "${f.alphas}"`);
   const mode_ = f.quiet ? "quiet" : f.jsonProgress || f.json ? "json" : "bar";
   const rep = progressReporter(mode_);
   const log = (s: string) => {
@@ -180,7 +212,6 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   }
 }
 
-
 /**
  * The evaluation table, led by the strongest judge: attack success on harmful prompts, answered
  * (on task when the prompts have tasks) on harmless ones; the substring figure beside it.
@@ -194,8 +225,12 @@ export function formatEvaluation(rates: Record<string, SetRates>, judge: string)
   ];
   for (const r of Object.values(rates)) {
     const success = r.set === "harmful" ? `attack success ${pct(r.success_rate)}` : `answered ${pct(r.success_rate)}`;
-    const loss = r.loss_own_completions ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${r.loss_own_completions.relative_increase >= 0 ? "+" : ""}${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)` : "";
-    lines.push(`| ${r.set} | ${r.intervention} | ${r.count} | ${success} | ${r.set === "harmful" ? pct(r.attack_success_substring) : ""} | ${pct(r.refusal_rate)} | ${pct(r.degenerate_rate)} | ${pct(r.on_task_rate)} | ${pct(r.guard_unsafe_rate)} | ${loss} |`);
+    const loss = r.loss_own_completions
+      ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${r.loss_own_completions.relative_increase >= 0 ? "+" : ""}${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)`
+      : "";
+    lines.push(
+      `| ${r.set} | ${r.intervention} | ${r.count} | ${success} | ${r.set === "harmful" ? pct(r.attack_success_substring) : ""} | ${pct(r.refusal_rate)} | ${pct(r.degenerate_rate)} | ${pct(r.on_task_rate)} | ${pct(r.guard_unsafe_rate)} | ${loss} |`,
+    );
   }
   return lines;
 }
@@ -205,15 +240,25 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   const fmt = (x: number) => x.toFixed(4);
   lines.push(`model ${s.model} (${s.layers} layers, ${s.positions} EOI positions), mode ${s.mode}, seed ${s.seed}`);
   lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);
-  lines.push(`scoring: COSMIC ${s.timings.scoring_seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; substring baseline ${s.timings.substring_scoring_seconds.toFixed(1)} s, ${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`);
+  lines.push(
+    `scoring: COSMIC ${s.timings.scoring_seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; substring baseline ${s.timings.substring_scoring_seconds.toFixed(1)} s, ${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`,
+  );
   lines.push("");
   lines.push("| selection | position | layer | refusal score | steering score | KL score |");
   lines.push("| --- | --- | --- | --- | --- | --- |");
-  lines.push(`| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`);
-  if (s.substring) lines.push(`| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`);
+  lines.push(
+    `| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`,
+  );
+  if (s.substring)
+    lines.push(
+      `| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`,
+    );
   if (s.substring_note) lines.push(`substring baseline: ${s.substring_note.replace(/^the substring baseline /, "")}`);
   if (s.evaluation) lines.push("", ...formatEvaluation(s.evaluation.rates, s.evaluation.strongest_judge.description));
-  if (s.evaluation) lines.push(`first-token KL on harmless test under the COSMIC ablation: ${s.evaluation.harmless_ablation_first_token_kl.toFixed(4)}`);
+  if (s.evaluation)
+    lines.push(
+      `first-token KL on harmless test under the COSMIC ablation: ${s.evaluation.harmless_ablation_first_token_kl.toFixed(4)}`,
+    );
   lines.push("");
   lines.push(`run folder: ${runDir} (summary.json, direction.safetensors, select_direction/, completions/)`);
   return lines.join("\n");

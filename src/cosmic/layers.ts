@@ -18,9 +18,21 @@ export interface LayerRanking {
   low: number[];
 }
 
-export function rankLayers(harmfulOut: Float64Array, harmlessOut: Float64Array, L: number, d: number, fraction: number, secondHalfOnly = false, minLayer = 0): LayerRanking {
-  const similarity = Array.from({ length: L }, (_, l) => cosine(harmfulOut.subarray(l * d, (l + 1) * d), harmlessOut.subarray(l * d, (l + 1) * d)));
-  const eligible = Array.from({ length: L }, (_, l) => l).filter((l) => l >= minLayer && (!secondHalfOnly || l >= Math.floor(L / 2)));
+export function rankLayers(
+  harmfulOut: Float64Array,
+  harmlessOut: Float64Array,
+  L: number,
+  d: number,
+  fraction: number,
+  secondHalfOnly = false,
+  minLayer = 0,
+): LayerRanking {
+  const similarity = Array.from({ length: L }, (_, l) =>
+    cosine(harmfulOut.subarray(l * d, (l + 1) * d), harmlessOut.subarray(l * d, (l + 1) * d)),
+  );
+  const eligible = Array.from({ length: L }, (_, l) => l).filter(
+    (l) => l >= minLayer && (!secondHalfOnly || l >= Math.floor(L / 2)),
+  );
   const ranked = [...eligible].sort((a, b) => similarity[a] - similarity[b] || a - b);
   const k = Math.max(1, Math.floor(fraction * L));
   return { similarity, ranked, low: ranked.slice(0, Math.min(k, ranked.length)) };

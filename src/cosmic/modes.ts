@@ -8,7 +8,13 @@ export type Mode = "affine" | "linear";
  * Affine (ACE, the reference's default): edit the input of `layer` only; linear: ablate at every
  * layer, add at `layer`. `start` is the first block the edit changes (where scoring restarts).
  */
-export function modeInterventions(mode: Mode, r: Float32Array, mu: Float32Array, layer: number, L: number): { ablate: CandidateRun; add: (alpha: number) => CandidateRun } {
+export function modeInterventions(
+  mode: Mode,
+  r: Float32Array,
+  mu: Float32Array,
+  layer: number,
+  L: number,
+): { ablate: CandidateRun; add: (alpha: number) => CandidateRun } {
   if (mode === "affine") {
     return {
       ablate: { intervention: affineEdit(r, mu, layer, 0, L), start: layer },

@@ -115,8 +115,22 @@ export interface RunSummary {
   eoi_tokens: number[];
   L_low: number[];
   refusal_tokens: number[];
-  cosmic: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> };
-  substring: { position: number; layer: number; refusal_score: number; steering_score: number; kl_div_score: number; removed: Record<string, number> } | null;
+  cosmic: {
+    position: number;
+    layer: number;
+    refusal_score: number;
+    steering_score: number;
+    kl_div_score: number;
+    removed: Record<string, number>;
+  };
+  substring: {
+    position: number;
+    layer: number;
+    refusal_score: number;
+    steering_score: number;
+    kl_div_score: number;
+    removed: Record<string, number>;
+  } | null;
   zero_direction_candidates: number;
   /** the COSMIC scoring stage (refusal, steering, KL) and the substring baseline's (bypass, induce) */
   scoring: { flops: number; schedule: Schedule; substring_flops: number };
@@ -142,7 +156,8 @@ export function refusalTokens(folder: ModelFolder, phrases: readonly string[]): 
 /** The prompt sets must not be empty (the test sets may be, with --skip-eval). */
 function checkPromptSets(o: RunOptions): void {
   for (const [name, set] of Object.entries(o.prompts)) {
-    if (set.length === 0 && !(o.skipEval && name.endsWith("Test"))) throw new CosmicError(`the ${name} prompt set is empty`);
+    if (set.length === 0 && !(o.skipEval && name.endsWith("Test")))
+      throw new CosmicError(`the ${name} prompt set is empty`);
   }
 }
 
@@ -167,38 +182,96 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
   const scope = systemScopeOf(o);
   writePrompts(ctx, scope);
   const eoi = folder.tokenizer.eoiTokens(o.system);
-  const dirs = await runStage(directionsStage, {
-    model: modelFingerprint(folder.dir, store.hashCacheFile), harmful: o.prompts.harmfulTrain, harmless: o.prompts.harmlessTrain,
-    system: o.system ?? null, systemScope: o.system ? scope : null, eoiTokens: eoi.ids,
-  }, ctx);
-  const ranking = rankLayers(dirs.out.harmfulOut, dirs.out.harmlessOut, folder.spec.numLayers, folder.spec.hiddenSize,
-    o.lowLayerFraction, o.steerTowardRefusal, o.mode === "affine" ? 1 : 0);
+  const dirs = await runStage(
+    directionsStage,
+    {
+      model: modelFingerprint(folder.dir, store.hashCacheFile),
+      harmful: o.prompts.harmfulTrain,
+      harmless: o.prompts.harmlessTrain,
+      system: o.system ?? null,
+      systemScope: o.system ? scope : null,
+      eoiTokens: eoi.ids,
+    },
+    ctx,
+  );
+  const ranking = rankLayers(
+    dirs.out.harmfulOut,
+    dirs.out.harmlessOut,
+    folder.spec.numLayers,
+    folder.spec.hiddenSize,
+    o.lowLayerFraction,
+    o.steerTowardRefusal,
+    o.mode === "affine" ? 1 : 0,
+  );
   writeLayerRanking(ctx, ranking);
   const zero = zeroCandidates(dirs.out, folder, o.scorePositions);
   const refTokens = refusalTokens(folder, o.refusalPhrases ?? [...judgeList(o.judge)]);
-  const scores = await runStage(scoresStage(dirs.out, zero), {
-    directions: dirs.key, lLow: ranking.low, harmful: o.prompts.harmfulVal, harmless: o.prompts.harmlessVal,
-    system: selectionSystemOf(o) ?? null, mode: o.mode, refusalTokens: refTokens, schedule: o.schedule, scorePositions: o.scorePositions ?? null,
-  }, ctx);
+  const scores = await runStage(
+    scoresStage(dirs.out, zero),
+    {
+      directions: dirs.key,
+      lLow: ranking.low,
+      harmful: o.prompts.harmfulVal,
+      harmless: o.prompts.harmlessVal,
+      system: selectionSystemOf(o) ?? null,
+      mode: o.mode,
+      refusalTokens: refTokens,
+      schedule: o.schedule,
+      scorePositions: o.scorePositions ?? null,
+    },
+    ctx,
+  );
   const P = eoi.ids.length;
-  const sel = selectDirections(scores.out, {
-    numLayers: folder.spec.numLayers, numPositions: Math.min(P, o.scorePositions ?? P), klThreshold: o.klThreshold, pruneLayers: o.pruneLayers, zeroNorm: zero,
-  }, o.selection, o.log);
+  const sel = selectDirections(
+    scores.out,
+    {
+      numLayers: folder.spec.numLayers,
+      numPositions: Math.min(P, o.scorePositions ?? P),
+      klThreshold: o.klThreshold,
+      pruneLayers: o.pruneLayers,
+      zeroNorm: zero,
+    },
+    o.selection,
+    o.log,
+  );
   writeSelection(sel, dirs.out, ctx, modelIdentity(folder.dir));
   const summary: RunSummary = {
-    model: folder.name, mode: o.mode, selection: o.selection, seed: o.seed, layers: folder.spec.numLayers, positions: P,
-    eoi_tokens: eoi.ids, L_low: ranking.low, refusal_tokens: refTokens,
+    model: folder.name,
+    mode: o.mode,
+    selection: o.selection,
+    seed: o.seed,
+    layers: folder.spec.numLayers,
+    positions: P,
+    eoi_tokens: eoi.ids,
+    L_low: ranking.low,
+    refusal_tokens: refTokens,
     cosmic: { ...sel.cosmic.selected, removed: sel.cosmic.removed },
     substring: sel.substring ? { ...sel.substring.selected, removed: sel.substring.removed } : null,
-    zero_direction_candidates: zero.size, scoring: scores.out.scoring, timings: scores.out.timings,
+    zero_direction_candidates: zero.size,
+    scoring: scores.out.scoring,
+    timings: scores.out.timings,
     ...(sel.note ? { substring_note: sel.note } : {}),
   };
   if (!o.skipEval && o.evaluator) {
-    summary.evaluation = (await runStage(evaluationStage(o.evaluator, dirs.out, sel), {
-      scores: scores.key, cosmic: sel.cosmic.selected, substring: sel.substring?.selected ?? null,
-      harmful: o.prompts.harmfulTest, harmless: o.prompts.harmlessTest, maxNewTokens: o.maxNewTokens, evalSystem: o.evalSystem ?? null,
-      judge: o.judge, steerTowardRefusal: o.steerTowardRefusal, alphas: o.alphas, evaluator: o.evaluator.key,
-    }, ctx)).out;
+    summary.evaluation = (
+      await runStage(
+        evaluationStage(o.evaluator, dirs.out, sel),
+        {
+          scores: scores.key,
+          cosmic: sel.cosmic.selected,
+          substring: sel.substring?.selected ?? null,
+          harmful: o.prompts.harmfulTest,
+          harmless: o.prompts.harmlessTest,
+          maxNewTokens: o.maxNewTokens,
+          evalSystem: o.evalSystem ?? null,
+          judge: o.judge,
+          steerTowardRefusal: o.steerTowardRefusal,
+          alphas: o.alphas,
+          evaluator: o.evaluator.key,
+        },
+        ctx,
+      )
+    ).out;
   }
   summary.files = store.finishRun(["summary.json"]);
   store.writeJson("summary.json", summaryFile(summary));
@@ -206,18 +279,29 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
 }
 
 /** The stages' context: the engine is built on first use and released by `release`. */
-function stageContext(o: RunOptions, folder: ModelFolder, store: RunStore): StageContext & { release(): Promise<void> } {
+function stageContext(
+  o: RunOptions,
+  folder: ModelFolder,
+  store: RunStore,
+): StageContext & { release(): Promise<void> } {
   let engine: Engine | null = null;
   return {
-    folder, store, options: o,
+    folder,
+    store,
+    options: o,
     async engine() {
       if (!engine) {
         o.log(`building ${folder.spec.numLayers + 1} onnxruntime sessions for ${folder.dir} (${o.device})…`);
-        engine = await Engine.load(folder, { device: o.device, threads: o.threads, onBuild: (n, t) => o.progress("sessions", n, t) });
+        engine = await Engine.load(folder, {
+          device: o.device,
+          threads: o.threads,
+          onBuild: (n, t) => o.progress("sessions", n, t),
+        });
       }
       return engine;
     },
-    encode: (recs, system) => recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system))),
+    encode: (recs, system) =>
+      recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system))),
     async release() {
       if (engine) await engine.release();
       engine = null;
@@ -229,8 +313,14 @@ function stageContext(o: RunOptions, folder: ModelFolder, store: RunStore): Stag
 function writePrompts(ctx: StageContext, scope: SystemScope): void {
   const { prompts: p, system } = ctx.options;
   ctx.store.writeJson("prompts.json", {
-    harmful_train: p.harmfulTrain, harmless_train: p.harmlessTrain, harmful_val: p.harmfulVal, harmless_val: p.harmlessVal,
-    harmful_test: p.harmfulTest, harmless_test: p.harmlessTest, system: system ?? null, system_scope: system ? scope : null,
+    harmful_train: p.harmfulTrain,
+    harmless_train: p.harmlessTrain,
+    harmful_val: p.harmfulVal,
+    harmless_val: p.harmlessVal,
+    harmful_test: p.harmfulTest,
+    harmless_test: p.harmlessTest,
+    system: system ?? null,
+    system_scope: system ? scope : null,
   });
 }
 
@@ -256,4 +346,3 @@ function zeroCandidates(dirs: Directions, folder: ModelFolder, scorePositions: n
   }
   return zero;
 }
-

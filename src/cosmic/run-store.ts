@@ -16,7 +16,10 @@ const HASHES = ".cosmic-hashes.json";
 /** Files of the folder itself, never results: kept by the clean-up and not listed. */
 const INTERNAL = new Set([RUN_MARKER, RECORDS, HASHES, ".cosmic-lock"]);
 
-interface StageRecord { key: string; files: string[] }
+interface StageRecord {
+  key: string;
+  files: string[];
+}
 
 export class RunStore {
   readonly dir: string;
@@ -48,7 +51,8 @@ export class RunStore {
       const raw = JSON.parse(fs.readFileSync(this.recordFile, "utf8")) as Record<string, unknown>;
       for (const [k, v] of Object.entries(raw)) {
         const r = v as Partial<StageRecord>;
-        if (r && typeof r.key === "string" && Array.isArray(r.files)) this.records[k] = { key: r.key, files: r.files.filter((f): f is string => typeof f === "string") };
+        if (r && typeof r.key === "string" && Array.isArray(r.files))
+          this.records[k] = { key: r.key, files: r.files.filter((f): f is string => typeof f === "string") };
       }
     } catch {
       this.records = {};
@@ -127,4 +131,3 @@ export function hashOf(...parts: unknown[]): string {
   for (const p of parts) h.update(typeof p === "string" ? p : JSON.stringify(p)).update("\u0000");
   return h.digest("hex").slice(0, 16);
 }
-

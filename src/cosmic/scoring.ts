@@ -82,7 +82,8 @@ export function cleanResult(set: ScoringSet, needs: RunNeeds, d: number, V: numb
   for (const sb of set.batches) {
     const B = sb.tokens.length;
     if (pooled) for (const j of needs.poolLayers) for (let i = 0; i < B * d; i++) pooled[i % d] += sb.outputs[j][i];
-    if (needs.refusalTokens) for (let b = 0; b < B; b++) logOdds += refusalLogOdds(sb.logits, b * V, V, needs.refusalTokens);
+    if (needs.refusalTokens)
+      for (let b = 0; b < B; b++) logOdds += refusalLogOdds(sb.logits, b * V, V, needs.refusalTokens);
   }
   if (pooled) for (let i = 0; i < d; i++) pooled[i] /= set.count * needs.poolLayers.length;
   return { pooled, kl: needs.kl ? 0 : null, logOdds: needs.refusalTokens ? logOdds / set.count : null };
@@ -92,15 +93,31 @@ export function cleanResult(set: ScoringSet, needs: RunNeeds, d: number, V: numb
  * Run several candidates over a set. Candidates are stacked as batch rows (candidate-major), so
  * one block call serves many candidates.
  */
-export async function runCandidates(engine: Engine, set: ScoringSet, cands: CandidateRun[], needs: RunNeeds, schedule: Schedule): Promise<RunResult[]> {
+export async function runCandidates(
+  engine: Engine,
+  set: ScoringSet,
+  cands: CandidateRun[],
+  needs: RunNeeds,
+  schedule: Schedule,
+): Promise<RunResult[]> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
   const C = cands.length;
   const wantLogits = needs.kl || needs.refusalTokens !== null;
   const maxPool = needs.poolLayers.length ? Math.max(...needs.poolLayers) : -1;
   const needHead = wantLogits || maxPool === L - 1;
-  const plan: Plan = { needs, schedule, needHead, stop: schedule === "naive" || needHead ? L - 1 : maxPool, pool: new Set(needs.poolLayers) };
-  const acc: Sums = { pooled: needs.poolLayers.length ? cands.map(() => new Float64Array(d)) : null, kl: new Float64Array(C), logOdds: new Float64Array(C) };
+  const plan: Plan = {
+    needs,
+    schedule,
+    needHead,
+    stop: schedule === "naive" || needHead ? L - 1 : maxPool,
+    pool: new Set(needs.poolLayers),
+  };
+  const acc: Sums = {
+    pooled: needs.poolLayers.length ? cands.map(() => new Float64Array(d)) : null,
+    kl: new Float64Array(C),
+    logOdds: new Float64Array(C),
+  };
   // Candidates are grouped by start layer: each group restarts from its own cached input.
   const groups = new Map<number, number[]>();
   cands.forEach((c, i) => {
@@ -141,7 +158,15 @@ interface Sums {
 }
 
 /** One batch of prompts for the candidates `idx` that first edit block `start`. */
-async function runGroup(engine: Engine, sb: ScoringBatch, cands: CandidateRun[], idx: number[], start: number, plan: Plan, acc: Sums): Promise<void> {
+async function runGroup(
+  engine: Engine,
+  sb: ScoringBatch,
+  cands: CandidateRun[],
+  idx: number[],
+  start: number,
+  plan: Plan,
+  acc: Sums,
+): Promise<void> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
   const V = engine.spec.vocabSize;
@@ -159,7 +184,11 @@ async function runGroup(engine: Engine, sb: ScoringBatch, cands: CandidateRun[],
   if (start > stop) return;
   const rows: Intervention[] = [];
   const tokens: number[][] = [];
-  for (const ci of idx) for (let b = 0; b < B; b++) { rows.push(cands[ci].intervention); tokens.push(sb.tokens[b]); }
+  for (const ci of idx)
+    for (let b = 0; b < B; b++) {
+      rows.push(cands[ci].intervention);
+      tokens.push(sb.tokens[b]);
+    }
   const ctx = engine.pad(tokens);
   let h: Float32Array;
   if (start === 0) h = engine.embed(ctx);

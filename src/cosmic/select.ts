@@ -38,14 +38,21 @@ function argmaxLayer(scores: CandidateScore[], position: number, field: "refusal
   let bestLayer = NaN;
   for (const s of scores) {
     if (s.position !== position || Number.isNaN(s[field])) continue;
-    if (Number.isNaN(best) || s[field] > best) { best = s[field]; bestLayer = s.layer; }
+    if (Number.isNaN(best) || s[field] > best) {
+      best = s[field];
+      bestLayer = s.layer;
+    }
   }
   return bestLayer;
 }
 
 function explain(method: string, removed: Record<string, number>, total: number): CosmicError {
-  const parts = Object.entries(removed).filter(([, n]) => n > 0).map(([k, n]) => `${k}: ${n}`);
-  return new CosmicError(`${method}: every one of the ${total} candidate directions was filtered out (${parts.join(", ")})`);
+  const parts = Object.entries(removed)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${k}: ${n}`);
+  return new CosmicError(
+    `${method}: every one of the ${total} candidate directions was filtered out (${parts.join(", ")})`,
+  );
 }
 
 /**
@@ -53,12 +60,22 @@ function explain(method: string, removed: Record<string, number>, total: number)
  * rule; returns the survivors and what each filter removed, or throws saying so.
  */
 function filterCandidates(
-  method: string, scores: CandidateScore[], o: SelectionOptions, ruleName: string, rule: (s: CandidateScore) => boolean,
+  method: string,
+  scores: CandidateScore[],
+  o: SelectionOptions,
+  ruleName: string,
+  rule: (s: CandidateScore) => boolean,
 ): { kept: CandidateScore[]; removed: Record<string, number> } {
   const maxLayer = Math.floor(o.numLayers * (1 - o.pruneLayers));
   const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(o.pruneLayers * 100)} %)`;
   const klKey = `KL > ${o.klThreshold}`;
-  const removed: Record<string, number> = { "NaN score": 0, "zero direction": 0, [pruneKey]: 0, [klKey]: 0, [ruleName]: 0 };
+  const removed: Record<string, number> = {
+    "NaN score": 0,
+    "zero direction": 0,
+    [pruneKey]: 0,
+    [klKey]: 0,
+    [ruleName]: 0,
+  };
   const kept: CandidateScore[] = [];
   for (const s of scores) {
     if ([s.refusal_score, s.steering_score, s.kl_div_score].some(Number.isNaN)) removed["NaN score"]++;
@@ -86,7 +103,13 @@ export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Sel
     const cutoff = lowerMedian(cutoffs);
     if (limit !== null && cutoff !== null) rule = { limit, cutoff };
   }
-  const { kept, removed } = filterCandidates("COSMIC selection", scores, o, "position −1 rule", (s) => !!rule && s.position === -1 && s.layer > rule.limit && s.layer > rule.cutoff);
+  const { kept, removed } = filterCandidates(
+    "COSMIC selection",
+    scores,
+    o,
+    "position −1 rule",
+    (s) => !!rule && s.position === -1 && s.layer > rule.limit && s.layer > rule.cutoff,
+  );
   const filtered = [...kept].sort((a, b) => b.refusal_score + b.steering_score - (a.refusal_score + a.steering_score));
   return { selected: filtered[0], filtered, removed, positionRule: rule };
 }
@@ -97,7 +120,13 @@ export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Sel
  * must be > 0); KL filter and layer pruning as above; the lowest bypass score wins.
  */
 export function selectSubstring(scores: CandidateScore[], o: SelectionOptions): Selection {
-  const { kept, removed } = filterCandidates("substring selection", scores, o, "induce score ≤ 0", (s) => s.steering_score <= 0);
+  const { kept, removed } = filterCandidates(
+    "substring selection",
+    scores,
+    o,
+    "induce score ≤ 0",
+    (s) => s.steering_score <= 0,
+  );
   const filtered = [...kept].sort((a, b) => a.refusal_score - b.refusal_score);
   return { selected: filtered[0], filtered, removed, positionRule: null };
 }

@@ -29,7 +29,11 @@ export interface Stage<I, O> {
 }
 
 /** The stage's output: reused from the run folder when its key matches, else computed and written. */
-export async function runStage<I, O>(stage: Stage<I, O>, inputs: I, ctx: StageContext): Promise<{ out: O; key: string }> {
+export async function runStage<I, O>(
+  stage: Stage<I, O>,
+  inputs: I,
+  ctx: StageContext,
+): Promise<{ out: O; key: string }> {
   const key = hashOf(stage.name, inputs);
   if (ctx.store.done(stage.name, key, [...stage.files])) {
     ctx.options.log(`${stage.name}: reused from the run folder`);

@@ -31,7 +31,13 @@ export function lowerMedian(xs: number[]): number | null {
 }
 
 /** KL(p_base ‖ p_int) of two logit rows with float64 softmax and the reference's 1e-6. */
-export function klFromLogits(base: ArrayLike<number>, baseOff: number, int: ArrayLike<number>, intOff: number, V: number): number {
+export function klFromLogits(
+  base: ArrayLike<number>,
+  baseOff: number,
+  int: ArrayLike<number>,
+  intOff: number,
+  V: number,
+): number {
   const sm = (x: ArrayLike<number>, off: number) => {
     let m = -Infinity;
     for (let i = 0; i < V; i++) m = Math.max(m, x[off + i]);

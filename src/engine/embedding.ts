@@ -35,7 +35,8 @@ export class Embedding {
   private row(id: number): Float32Array {
     let r = this.cache.get(id);
     if (r) return r;
-    if (!Number.isInteger(id) || id < 0 || id >= this.vocab) throw new Error(`token id ${id} outside the vocabulary (${this.vocab})`);
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocab)
+      throw new Error(`token id ${id} outside the vocabulary (${this.vocab})`);
     const buf = Buffer.alloc(this.rowBytes);
     fs.readSync(this.fd, buf, 0, this.rowBytes, this.offset + id * this.rowBytes);
     r = decodeToF32(buf, this.dtype);

@@ -9,7 +9,18 @@ import { ModelSpec } from "../formats/config.js";
 import type { Checkpoint } from "../formats/safetensors.js";
 import { Embedding } from "./embedding.js";
 import { buildBlockGraph, buildHeadGraph } from "./graphs.js";
-import { checkDevice, createSession, Device, floatTensor, probeDevice, releaseMemory, Session, SessionOptions, sessionOptions, Tensor } from "./runtime.js";
+import {
+  checkDevice,
+  createSession,
+  Device,
+  floatTensor,
+  probeDevice,
+  releaseMemory,
+  Session,
+  SessionOptions,
+  sessionOptions,
+  Tensor,
+} from "./runtime.js";
 import { Intervention, noIntervention } from "./interventions.js";
 import { attentionMask, inverseFrequencies, ropeTables } from "./rope.js";
 
@@ -57,7 +68,10 @@ export interface PaddedBatch extends StepContext {
 export const TOKENS_PER_CALL = 256;
 
 export function nonFinite(dir: string, what: string): CosmicError {
-  return fileError(dir, `the model computed non-finite ${what} (NaN or Inf in float32): its weights are corrupt or overflow`);
+  return fileError(
+    dir,
+    `the model computed non-finite ${what} (NaN or Inf in float32): its weights are corrupt or overflow`,
+  );
 }
 
 /**
@@ -82,12 +96,20 @@ export function checkEngineFits(folder: EngineModel): void {
   for (const f of folder.checkpoint.files) {
     for (const t of f.tensors.values()) {
       const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
-      if (bytes > limit) throw fileError(f.path, `tensor "${t.name}" needs ${(bytes / 2 ** 30).toFixed(1)} GiB as float32; this version holds each tensor in one buffer of at most 4 GiB`);
+      if (bytes > limit)
+        throw fileError(
+          f.path,
+          `tensor "${t.name}" needs ${(bytes / 2 ** 30).toFixed(1)} GiB as float32; this version holds each tensor in one buffer of at most 4 GiB`,
+        );
       total += bytes;
     }
   }
   const mem = os.totalmem();
-  if (total > mem) throw fileError(folder.dir, `needs ${(total / 2 ** 30).toFixed(1)} GiB as float32, but this machine has ${(mem / 2 ** 30).toFixed(1)} GiB of memory`);
+  if (total > mem)
+    throw fileError(
+      folder.dir,
+      `needs ${(total / 2 ** 30).toFixed(1)} GiB as float32, but this machine has ${(mem / 2 ** 30).toFixed(1)} GiB of memory`,
+    );
 }
 
 /** Everything an engine command checks before it writes: the device starts and the model fits. */
@@ -113,7 +135,15 @@ export class Engine {
   flops = 0;
   private readonly blockParams: number;
 
-  private constructor(folder: EngineModel, device: Device, blocks: Session[], head: Session, buildSeconds: number, tokensPerCall: number, so: SessionOptions) {
+  private constructor(
+    folder: EngineModel,
+    device: Device,
+    blocks: Session[],
+    head: Session,
+    buildSeconds: number,
+    tokensPerCall: number,
+    so: SessionOptions,
+  ) {
     this.tokensPerCall = tokensPerCall;
     this.sessionOpts = so;
     this.model = folder;
@@ -122,7 +152,12 @@ export class Engine {
     this.blocks = blocks;
     this.head = head;
     this.buildSeconds = buildSeconds;
-    this.embedding = new Embedding(folder.checkpoint, this.spec.vocabSize, this.spec.hiddenSize, this.spec.embeddingScale);
+    this.embedding = new Embedding(
+      folder.checkpoint,
+      this.spec.vocabSize,
+      this.spec.hiddenSize,
+      this.spec.embeddingScale,
+    );
     this.invFreq = inverseFrequencies(this.spec);
     const sp = this.spec;
     const q = sp.numHeads * sp.headDim;
@@ -139,7 +174,8 @@ export class Engine {
       const v = ck.readF32(name);
       // A NaN or Inf weight would only show as NaN logits much later.
       for (let i = 0; i < v.length; i++) {
-        if (!Number.isFinite(v[i])) throw fileError(ck.fileOf(name).path, `tensor "${name}" holds a non-finite value (${v[i]} at index ${i})`);
+        if (!Number.isFinite(v[i]))
+          throw fileError(ck.fileOf(name).path, `tensor "${name}" holds a non-finite value (${v[i]} at index ${i})`);
       }
       return v;
     };
@@ -157,7 +193,15 @@ export class Engine {
       releaseMemory();
       opts.onBuild?.(l + 2, total);
     }
-    return new Engine(folder, device, blocks, head, (performance.now() - t0) / 1000, opts.tokensPerCall ?? TOKENS_PER_CALL, so);
+    return new Engine(
+      folder,
+      device,
+      blocks,
+      head,
+      (performance.now() - t0) / 1000,
+      opts.tokensPerCall ?? TOKENS_PER_CALL,
+      so,
+    );
   }
 
   get numLayers(): number {
@@ -170,7 +214,9 @@ export class Engine {
     const T = Math.max(...tokens.map((t) => t.length));
     if (T === 0) throw new CosmicError("a prompt has no tokens");
     if (T > this.spec.maxPositionEmbeddings) {
-      throw new CosmicError(`a prompt has ${T} tokens, longer than the model's context of ${this.spec.maxPositionEmbeddings}`);
+      throw new CosmicError(
+        `a prompt has ${T} tokens, longer than the model's context of ${this.spec.maxPositionEmbeddings}`,
+      );
     }
     const pads = tokens.map((t) => T - t.length);
     const keyValid = tokens.map((t, b) => {
@@ -188,7 +234,8 @@ export class Engine {
     const T = positions[0].length;
     const { cos, sin } = ropeTables(this.invFreq, positions);
     const masks = new Map<string, Float32Array>();
-    for (const win of new Set(this.spec.slidingWindow)) masks.set(String(win ?? "full"), attentionMask(keyValid, past, T, win));
+    for (const win of new Set(this.spec.slidingWindow))
+      masks.set(String(win ?? "full"), attentionMask(keyValid, past, T, win));
     return { size: B, length: T, past, cos, sin, masks };
   }
 
@@ -215,7 +262,8 @@ export class Engine {
     rows.forEach((iv, b) => {
       const v = pick(iv);
       if (v) {
-        if (v.length !== d) throw new CosmicError(`direction has width ${v.length}, but the model's hidden size is ${d}`);
+        if (v.length !== d)
+          throw new CosmicError(`direction has width ${v.length}, but the model's hidden size is ${d}`);
         data.set(v, b * d);
       }
     });
@@ -296,7 +344,8 @@ export class Engine {
       const out = await (await this.lastTokenSession()).run(feeds);
       // q/k/v for every token; attention, o_proj and the MLP for the last one.
       const qkvParams = d * (this.spec.numHeads + 2 * K) * hd;
-      this.flops += 2 * qkvParams * n * T + 2 * (this.blockParams - qkvParams) * n + 4 * n * this.spec.numHeads * S * hd;
+      this.flops +=
+        2 * qkvParams * n * T + 2 * (this.blockParams - qkvParams) * n + 4 * n * this.spec.numHeads * S * hd;
       return { hidden: out.hidden_out.data as Float32Array, key: feeds.past_key, value: feeds.past_value };
     }
     const out = await this.blocks[l].run(feeds);
@@ -308,7 +357,10 @@ export class Engine {
   private async lastTokenSession(): Promise<Session> {
     if (!this.lastTokenBlock) {
       const ck = this.model.checkpoint;
-      this.lastTokenBlock = await createSession(buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true), this.sessionOpts);
+      this.lastTokenBlock = await createSession(
+        buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true),
+        this.sessionOpts,
+      );
       releaseMemory();
     }
     return this.lastTokenBlock;

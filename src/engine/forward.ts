@@ -61,18 +61,22 @@ export async function capture(engine: Engine, prompts: number[][], opts: Capture
     const B = toks.length;
     const batch = engine.pad(toks);
     const T = batch.length;
-    const rows = engine.rowsOf(perPrompt ? perPrompt.slice(start, start + B) : (opts.intervention as Intervention | undefined), B);
+    const rows = engine.rowsOf(
+      perPrompt ? perPrompt.slice(start, start + B) : (opts.intervention as Intervention | undefined),
+      B,
+    );
     let h = engine.embed(batch);
     for (let l = 0; l < L; l++) {
       if (res.residPre) {
         for (let b = 0; b < B; b++) {
           const src = h.subarray((b * T + T - N) * d, (b * T + T) * d);
-          res.residPre.set(src, (((start + b) * L + l) * N) * d);
+          res.residPre.set(src, ((start + b) * L + l) * N * d);
         }
       }
       h = (await engine.runBlock(l, h, batch, rows)).hidden;
       if (res.residPost) {
-        for (let b = 0; b < B; b++) res.residPost.set(h.subarray((b * T + T - 1) * d, (b * T + T) * d), ((start + b) * L + l) * d);
+        for (let b = 0; b < B; b++)
+          res.residPost.set(h.subarray((b * T + T - 1) * d, (b * T + T) * d), ((start + b) * L + l) * d);
       }
     }
     if (wantHead) {
@@ -97,7 +101,10 @@ export interface SequenceLogProb {
  * in chunks, so a large vocabulary never needs [tokens, vocab] at once). Log-softmax in float64.
  */
 export async function sequenceLogProbs(
-  engine: Engine, sequences: number[][], from: number[], opts: { intervention?: Intervention; batchSize?: number; onBatch?: (done: number, total: number) => void } = {},
+  engine: Engine,
+  sequences: number[][],
+  from: number[],
+  opts: { intervention?: Intervention; batchSize?: number; onBatch?: (done: number, total: number) => void } = {},
 ): Promise<SequenceLogProb[]> {
   const n = sequences.length;
   if (from.length !== n) throw new Error(`${from.length} start positions for ${n} sequences`);

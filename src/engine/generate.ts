@@ -43,7 +43,10 @@ function top2Margin(logits: Float32Array, off: number, V: number): number {
   let b = -Infinity;
   for (let i = 0; i < V; i++) {
     const x = logits[off + i];
-    if (x > a) { b = a; a = x; } else if (x > b) b = x;
+    if (x > a) {
+      b = a;
+      a = x;
+    } else if (x > b) b = x;
   }
   return a - b;
 }
@@ -77,11 +80,14 @@ function sample(logits: Float32Array, off: number, V: number, temperature: numbe
 
 export async function generate(engine: Engine, prompts: number[][], opts: GenerateOptions): Promise<Generation[]> {
   if (prompts.length === 0) throw new CosmicError("the prompt list is empty");
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) throw new CosmicError(`--max-new-tokens must be a positive integer, got ${opts.maxNewTokens}`);
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1)
+    throw new CosmicError(`--max-new-tokens must be a positive integer, got ${opts.maxNewTokens}`);
   const spec = engine.spec;
   const longest = Math.max(...prompts.map((p) => p.length));
   if (longest + opts.maxNewTokens > spec.maxPositionEmbeddings) {
-    throw new CosmicError(`a prompt of ${longest} tokens plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${spec.maxPositionEmbeddings}`);
+    throw new CosmicError(
+      `a prompt of ${longest} tokens plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${spec.maxPositionEmbeddings}`,
+    );
   }
   const eos = new Set(opts.eosTokenIds ?? engine.model.eosTokenIds);
   const stopAtEos = opts.stopAtEos ?? true;
@@ -98,7 +104,11 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
     const B = toks.length;
     const batch = engine.pad(toks);
     const rows = engine.rowsOf(opts.intervention, B);
-    const gens: Generation[] = toks.map(() => ({ tokens: [], stopped: false, ...(opts.margins ? { margins: [] } : {}) }));
+    const gens: Generation[] = toks.map(() => ({
+      tokens: [],
+      stopped: false,
+      ...(opts.margins ? { margins: [] } : {}),
+    }));
     // Prefill.
     let h = engine.embed(batch);
     const keys: Tensor[] = [];
@@ -132,7 +142,11 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
       for (const kv of keyValid) kv.push(1);
       const positions = nextPos.map((p) => [p]);
       nextPos.forEach((_, b) => nextPos[b]++);
-      const ctx = engine.stepContext(keyValid.map((v) => Uint8Array.from(v)), positions, past);
+      const ctx = engine.stepContext(
+        keyValid.map((v) => Uint8Array.from(v)),
+        positions,
+        past,
+      );
       let x: Float32Array = new Float32Array(B * d);
       for (let b = 0; b < B; b++) engine.embedTokens([next[b]], x, b);
       for (let l = 0; l < L; l++) {

@@ -49,7 +49,10 @@ function fusedT(parts: Float32Array[], rowsEach: number[], cols: number): Float3
 function concatVec(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }
 
@@ -99,11 +102,16 @@ function rope(g: GraphBuilder, spec: ModelSpec, x: string, cos: string, sin: str
   return pass ? g.concat([out, pass], -1) : out;
 }
 
-
 type LayerTensors = ReturnType<typeof layerTensors>;
 
 /** q [B, H, T, hd], k and v [B, K, T, hd] from the normalised block input (before RoPE). */
-function queryKeyValue(g: GraphBuilder, spec: ModelSpec, w: WeightSource, t: LayerTensors, xn: string): { q: string; k: string; v: string } {
+function queryKeyValue(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  w: WeightSource,
+  t: LayerTensors,
+  xn: string,
+): { q: string; k: string; v: string } {
   const d = spec.hiddenSize;
   const H = spec.numHeads;
   const K = spec.numKvHeads;
@@ -224,7 +232,12 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${t.o}.bias`), [d]));
   attnOut = project(g, attnOut, attnDir); // hook_attn_out
   if (spec.sandwichNorms) {
-    attnOut = rmsNorm(g, attnOut, g.weight("ln_post_attn", normWeight(spec, w(t.postAttentionNorm)), [d]), spec.norm.eps);
+    attnOut = rmsNorm(
+      g,
+      attnOut,
+      g.weight("ln_post_attn", normWeight(spec, w(t.postAttentionNorm)), [d]),
+      spec.norm.eps,
+    );
   }
   const x2 = g.add(x, attnOut);
 

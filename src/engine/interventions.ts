@@ -63,7 +63,13 @@ export function activationAddition(r: Float32Array, layer: number, alpha: number
 }
 
 /** Affine concept editing at one block input: x ← x − (x·r̂)r̂ + (μ·r̂)r̂ + α·r. */
-export function affineEdit(r: Float32Array, mu: Float32Array, layer: number, alpha: number, numLayers: number): Intervention {
+export function affineEdit(
+  r: Float32Array,
+  mu: Float32Array,
+  layer: number,
+  alpha: number,
+  numLayers: number,
+): Intervention {
   checkLayer(layer, numLayers);
   const iv = noIntervention(numLayers);
   const u = unit(r);
@@ -74,4 +80,3 @@ export function affineEdit(r: Float32Array, mu: Float32Array, layer: number, alp
   iv.preAdd[layer] = add;
   return iv;
 }
-

@@ -16,7 +16,8 @@ export function inverseFrequencies(spec: ModelSpec): Float32Array {
       const wavelen = (2 * Math.PI) / f;
       if (wavelen > lowWavelen) inv[i] = f / s.factor;
       else if (wavelen >= highWavelen) {
-        const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+        const smooth =
+          (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
         inv[i] = (1 - smooth) * (f / s.factor) + smooth * f;
       }
     }

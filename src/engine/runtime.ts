@@ -46,15 +46,21 @@ export function releaseMemory(): void {
 }
 
 function availableDevices(): string[] {
-  return ort.listSupportedBackends().filter((b) => b.bundled || b.name === "cpu").map((b) => b.name);
+  return ort
+    .listSupportedBackends()
+    .filter((b) => b.bundled || b.name === "cpu")
+    .map((b) => b.name);
 }
 
 /** Refuse a device this onnxruntime build does not have. */
 export function checkDevice(device: Device): void {
-  if (!DEVICES.includes(device)) throw new CosmicError(`unknown device "${device}" (choose from: ${DEVICES.join(", ")})`);
+  if (!DEVICES.includes(device))
+    throw new CosmicError(`unknown device "${device}" (choose from: ${DEVICES.join(", ")})`);
   const avail = availableDevices();
   if (!avail.includes(device)) {
-    throw new CosmicError(`--device ${device} is not available in this onnxruntime-node build (available: ${avail.join(", ")})`);
+    throw new CosmicError(
+      `--device ${device} is not available in this onnxruntime-node build (available: ${avail.join(", ")})`,
+    );
   }
 }
 
@@ -82,7 +88,11 @@ export async function probeDevice(device: Device): Promise<void> {
  * run at the same speed without them.
  */
 export function sessionOptions(device: Device, o: { threads?: number; arena?: boolean } = {}): SessionOptions {
-  const so: SessionOptions = { executionProviders: [device], graphOptimizationLevel: "all", enableCpuMemArena: o.arena ?? true };
+  const so: SessionOptions = {
+    executionProviders: [device],
+    graphOptimizationLevel: "all",
+    enableCpuMemArena: o.arena ?? true,
+  };
   if (o.threads) so.intraOpNumThreads = o.threads;
   return so;
 }
@@ -93,7 +103,8 @@ export async function createSession(bytes: Uint8Array, so: SessionOptions): Prom
     return await ort.InferenceSession.create(bytes, so);
   } catch (e) {
     const device = (so.executionProviders?.[0] ?? "cpu") as string;
-    if (device !== "cpu") throw new CosmicError(`device "${device}" failed to start: ${(e as Error).message.split("\n")[0]}`);
+    if (device !== "cpu")
+      throw new CosmicError(`device "${device}" failed to start: ${(e as Error).message.split("\n")[0]}`);
     throw e;
   }
 }

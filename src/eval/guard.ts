@@ -25,7 +25,10 @@ export function guardSaysUnsafe(reply: string): boolean {
 }
 
 export class GuardJudge {
-  private constructor(readonly folder: ModelFolder, private readonly engine: Engine) {}
+  private constructor(
+    readonly folder: ModelFolder,
+    private readonly engine: Engine,
+  ) {}
 
   static async load(dir: string, opts: { device?: Device; threads?: number } = {}): Promise<GuardJudge> {
     const folder = ModelFolder.open(dir);
@@ -38,14 +41,27 @@ export class GuardJudge {
 
   /** The guard's input for one exchange, rendered with its chat template. */
   render(prompt: string, response: string): string {
-    return this.folder.tokenizer.renderMessages([{ role: "user", content: prompt }, { role: "assistant", content: response }], true);
+    return this.folder.tokenizer.renderMessages(
+      [
+        { role: "user", content: prompt },
+        { role: "assistant", content: response },
+      ],
+      true,
+    );
   }
 
-  async judge(pairs: { prompt: string; response: string }[], opts: { batchSize?: number; onBatch?: (done: number, total: number) => void } = {}): Promise<GuardVerdict[]> {
+  async judge(
+    pairs: { prompt: string; response: string }[],
+    opts: { batchSize?: number; onBatch?: (done: number, total: number) => void } = {},
+  ): Promise<GuardVerdict[]> {
     if (pairs.length === 0) return [];
     const tok = this.folder.tokenizer;
     const ids = pairs.map((p) => tok.encode(this.render(p.prompt, p.response)));
-    const gens = await generate(this.engine, ids, { maxNewTokens: GUARD_MAX_NEW_TOKENS, batchSize: opts.batchSize ?? 32, onBatch: opts.onBatch });
+    const gens = await generate(this.engine, ids, {
+      maxNewTokens: GUARD_MAX_NEW_TOKENS,
+      batchSize: opts.batchSize ?? 32,
+      onBatch: opts.onBatch,
+    });
     const eos = new Set(this.folder.eosTokenIds);
     return gens.map((g) => {
       const reply = tok.decode(replyTokens(g, eos), true);

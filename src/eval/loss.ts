@@ -23,10 +23,19 @@ export interface LossResult {
   sequences: number;
 }
 
-export async function crossEntropy(engine: Engine, texts: LossText[], opts: { intervention?: Intervention; batchSize?: number } = {}): Promise<LossResult> {
+export async function crossEntropy(
+  engine: Engine,
+  texts: LossText[],
+  opts: { intervention?: Intervention; batchSize?: number } = {},
+): Promise<LossResult> {
   const scored = texts.filter((t) => t.response.length > 0);
   if (scored.length === 0) return { ce: NaN, perplexity: NaN, tokens: 0, sequences: 0 };
-  const lp = await sequenceLogProbs(engine, scored.map((t) => [...t.prompt, ...t.response]), scored.map((t) => t.prompt.length), opts);
+  const lp = await sequenceLogProbs(
+    engine,
+    scored.map((t) => [...t.prompt, ...t.response]),
+    scored.map((t) => t.prompt.length),
+    opts,
+  );
   let sum = 0;
   let n = 0;
   for (const r of lp) {
@@ -45,7 +54,13 @@ export interface LossComparison {
 }
 
 /** The intervention's loss on `texts` against a baseline computed once for them (crossEntropy without it). */
-export async function compareLoss(engine: Engine, texts: LossText[], baseline: LossResult, intervention: Intervention, batchSize?: number): Promise<LossComparison> {
+export async function compareLoss(
+  engine: Engine,
+  texts: LossText[],
+  baseline: LossResult,
+  intervention: Intervention,
+  batchSize?: number,
+): Promise<LossComparison> {
   const withIv = await crossEntropy(engine, texts, { intervention, batchSize });
   return { baseline, intervention: withIv, relative_increase: (withIv.ce - baseline.ce) / baseline.ce };
 }

@@ -48,9 +48,22 @@ function projectColumns(w: Float32Array, rows: number, cols: number, u: Float64A
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) w[i * cols + j] -= u[i] * c[j];
 }
 
-export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string, o: AbliterateOptions): AbliterateResult {
+export function abliterate(
+  folder: ModelFolder,
+  dir: DirectionFile,
+  out: string,
+  o: AbliterateOptions,
+): AbliterateResult {
   checkDirectionFits(dir, folder, o.allowOtherModel);
-  prepareFolderOutput(out, { force: o.force, markers: [EXPORT_MARKER], what: "an exported model", inputs: [{ path: folder.dir, what: "the source model folder" }, { path: dir.path, what: "the direction file" }] });
+  prepareFolderOutput(out, {
+    force: o.force,
+    markers: [EXPORT_MARKER],
+    what: "an exported model",
+    inputs: [
+      { path: folder.dir, what: "the source model folder" },
+      { path: dir.path, what: "the direction file" },
+    ],
+  });
   let n = 0;
   for (const x of dir.direction) n += x * x;
   n = Math.sqrt(n) + 1e-8;
@@ -63,7 +76,11 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
   try {
     const shards = writeShards(folder, dir, u, tmp, o.dtype);
     copyFolderFiles(folder, tmp, o.dtype, shards);
-    fs.writeFileSync(path.join(tmp, EXPORT_MARKER), JSON.stringify({ made_by: "cosmic export abliterate", direction: path.basename(dir.path), source: folder.name }) + "\n");
+    fs.writeFileSync(
+      path.join(tmp, EXPORT_MARKER),
+      JSON.stringify({ made_by: "cosmic export abliterate", direction: path.basename(dir.path), source: folder.name }) +
+        "\n",
+    );
     removeOwnedFolder(out, [EXPORT_MARKER]);
     fs.renameSync(tmp, out);
     untrackTemporary(tmp);
@@ -74,10 +91,20 @@ export function abliterate(folder: ModelFolder, dir: DirectionFile, out: string,
   }
 }
 
-interface Shards { edited: string[]; weightMap: Record<string, string>; totalSize: number }
+interface Shards {
+  edited: string[];
+  weightMap: Record<string, string>;
+  totalSize: number;
+}
 
 /** Every shard with the residual-stream writers orthogonalised to `u` (and a tied lm_head untied). */
-function writeShards(folder: ModelFolder, dir: DirectionFile, u: Float64Array, tmp: string, dtypeOpt: AbliterateOptions["dtype"]): Shards {
+function writeShards(
+  folder: ModelFolder,
+  dir: DirectionFile,
+  u: Float64Array,
+  tmp: string,
+  dtypeOpt: AbliterateOptions["dtype"],
+): Shards {
   const d = folder.spec.hiddenSize;
   const untie = folder.spec.tieWordEmbeddings;
   const isRowWriter = (name: string) => name === TENSORS.embed;
@@ -109,7 +136,12 @@ function writeShards(folder: ModelFolder, dir: DirectionFile, u: Float64Array, t
       add({ name, dtype, shape: info.shape, data });
       if (untie && name === TENSORS.embed) {
         // The output layer keeps the original embedding.
-        add({ name: TENSORS.lmHead, dtype, shape: info.shape, data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)) });
+        add({
+          name: TENSORS.lmHead,
+          dtype,
+          shape: info.shape,
+          data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)),
+        });
       }
     }
     writeSafetensors(path.join(tmp, base), tensors, {
@@ -137,7 +169,10 @@ function copyFolderFiles(folder: ModelFolder, tmp: string, dtypeOpt: AbliterateO
     } else if (f === "model.safetensors.index.json") {
       const idx = readJsonFile<Record<string, unknown>>(p);
       const metadata = { ...((idx.metadata as object) ?? {}), total_size: shards.totalSize };
-      fs.writeFileSync(path.join(tmp, f), JSON.stringify({ ...idx, metadata, weight_map: shards.weightMap }, null, 2) + "\n");
+      fs.writeFileSync(
+        path.join(tmp, f),
+        JSON.stringify({ ...idx, metadata, weight_map: shards.weightMap }, null, 2) + "\n",
+      );
     } else fs.copyFileSync(p, path.join(tmp, f));
   }
 }

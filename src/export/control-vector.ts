@@ -10,7 +10,15 @@ import { DirectionFile } from "../formats/direction.js";
 import { encodeGguf } from "./gguf.js";
 
 /** llama.cpp's architecture names for cosmic's families. */
-const LLAMA_CPP_ARCH: Record<string, string> = { llama: "llama", mistral: "llama", qwen2: "qwen2", qwen3: "qwen3", gemma: "gemma", gemma2: "gemma2", phi3: "phi3" };
+const LLAMA_CPP_ARCH: Record<string, string> = {
+  llama: "llama",
+  mistral: "llama",
+  qwen2: "qwen2",
+  qwen3: "qwen3",
+  gemma: "gemma",
+  gemma2: "gemma2",
+  phi3: "phi3",
+};
 
 export interface ControlVectorOptions {
   coeff: number;
@@ -31,14 +39,17 @@ export function parseLayerRange(s: string): number[] {
 
 export function controlVectorOptions(dir: DirectionFile, coeff: number, layers?: string): ControlVectorOptions {
   const numLayers = Number(dir.metadata.num_layers);
-  if (!Number.isInteger(numLayers) || numLayers < 1) throw fileError(dir.path, "has no num_layers metadata: a control vector needs the model's layer count");
+  if (!Number.isInteger(numLayers) || numLayers < 1)
+    throw fileError(dir.path, "has no num_layers metadata: a control vector needs the model's layer count");
   let ls: number[];
   if (layers) ls = parseLayerRange(layers);
   else if (dir.layer !== null) ls = [dir.layer];
   else throw new CosmicError("--layers is needed: the direction file has no layer metadata");
   for (const l of ls) {
     if (l < 2 || l >= numLayers) {
-      throw new CosmicError(`layer ${l} cannot carry a llama.cpp control vector: llama.cpp adds direction.N to the output of block N for N = 1…${numLayers - 1}, so block inputs 2…${numLayers - 1} (cosmic's convention) are reachable`);
+      throw new CosmicError(
+        `layer ${l} cannot carry a llama.cpp control vector: llama.cpp adds direction.N to the output of block N for N = 1…${numLayers - 1}, so block inputs 2…${numLayers - 1} (cosmic's convention) are reachable`,
+      );
     }
   }
   const fam = dir.metadata.model_type ?? "llama";
@@ -48,9 +59,15 @@ export function controlVectorOptions(dir: DirectionFile, coeff: number, layers?:
 export function writeControlVector(file: string, dir: DirectionFile, o: ControlVectorOptions): void {
   const scaled = dir.direction.map((x) => x * o.coeff);
   const tensors = o.layers.map((l) => ({ name: `direction.${l - 1}`, data: Float32Array.from(scaled) }));
-  writeFileAtomic(file, encodeGguf({
-    "general.architecture": { type: "string", value: "controlvector" },
-    "controlvector.model_hint": { type: "string", value: o.modelHint },
-    "controlvector.layer_count": { type: "uint32", value: o.numLayers - 1 },
-  }, tensors));
+  writeFileAtomic(
+    file,
+    encodeGguf(
+      {
+        "general.architecture": { type: "string", value: "controlvector" },
+        "controlvector.model_hint": { type: "string", value: o.modelHint },
+        "controlvector.layer_count": { type: "uint32", value: o.numLayers - 1 },
+      },
+      tensors,
+    ),
+  );
 }

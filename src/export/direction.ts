@@ -30,7 +30,11 @@ export function exportDirection(runDir: string, format: DirectionFormat, out?: s
   if (format === "safetensors" && out === undefined) return src;
   // A re-export of the run's own default file is a rewrite of cosmic's output, not a user file.
   const own = out === undefined;
-  prepareFileOutput(target, { ext: `.${format}`, force: force || own, inputs: [{ path: src, what: "the run's direction file" }] });
+  prepareFileOutput(target, {
+    ext: `.${format}`,
+    force: force || own,
+    inputs: [{ path: src, what: "the run's direction file" }],
+  });
   switch (format) {
     case "safetensors":
       writeFileAtomic(target, fs.readFileSync(src));
@@ -39,13 +43,20 @@ export function exportDirection(runDir: string, format: DirectionFormat, out?: s
       writeFileAtomic(target, encodeNpy(dir.direction));
       break;
     case "json":
-      writeFileAtomic(target, JSON.stringify({
-        ...dir.metadata,
-        layer: dir.layer,
-        position: dir.metadata.position !== undefined ? Number(dir.metadata.position) : null,
-        direction: Array.from(dir.direction),
-        reference: dir.reference ? Array.from(dir.reference) : null,
-      }, null, 2) + "\n");
+      writeFileAtomic(
+        target,
+        JSON.stringify(
+          {
+            ...dir.metadata,
+            layer: dir.layer,
+            position: dir.metadata.position !== undefined ? Number(dir.metadata.position) : null,
+            direction: Array.from(dir.direction),
+            reference: dir.reference ? Array.from(dir.reference) : null,
+          },
+          null,
+          2,
+        ) + "\n",
+      );
       break;
     default:
       throw new CosmicError(`--format must be safetensors, npy or json, got "${format as string}"`);

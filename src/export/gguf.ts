@@ -2,7 +2,12 @@
  * A minimal GGUF v3 writer (metadata key/values and F32 tensors), enough for llama.cpp control
  * vectors: magic, version, counts, key/values, tensor infos, then 32-byte aligned data.
  */
-export type GgufValue = { type: "string"; value: string } | { type: "uint32"; value: number } | { type: "int32"; value: number } | { type: "float32"; value: number } | { type: "bool"; value: boolean };
+export type GgufValue =
+  | { type: "string"; value: string }
+  | { type: "uint32"; value: number }
+  | { type: "int32"; value: number }
+  | { type: "float32"; value: number }
+  | { type: "bool"; value: boolean };
 
 const TYPE_ID = { uint32: 4, int32: 5, float32: 6, bool: 7, string: 8 } as const;
 const ALIGN = 32;
@@ -10,13 +15,39 @@ const ALIGN = 32;
 class Out {
   parts: Buffer[] = [];
   length = 0;
-  push(b: Buffer): void { this.parts.push(b); this.length += b.length; }
-  u32(v: number): void { const b = Buffer.alloc(4); b.writeUInt32LE(v); this.push(b); }
-  i32(v: number): void { const b = Buffer.alloc(4); b.writeInt32LE(v); this.push(b); }
-  u64(v: number): void { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); this.push(b); }
-  f32(v: number): void { const b = Buffer.alloc(4); b.writeFloatLE(v); this.push(b); }
-  str(s: string): void { const b = Buffer.from(s, "utf8"); this.u64(b.length); this.push(b); }
-  pad(): void { const n = (ALIGN - (this.length % ALIGN)) % ALIGN; if (n) this.push(Buffer.alloc(n)); }
+  push(b: Buffer): void {
+    this.parts.push(b);
+    this.length += b.length;
+  }
+  u32(v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    this.push(b);
+  }
+  i32(v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(v);
+    this.push(b);
+  }
+  u64(v: number): void {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    this.push(b);
+  }
+  f32(v: number): void {
+    const b = Buffer.alloc(4);
+    b.writeFloatLE(v);
+    this.push(b);
+  }
+  str(s: string): void {
+    const b = Buffer.from(s, "utf8");
+    this.u64(b.length);
+    this.push(b);
+  }
+  pad(): void {
+    const n = (ALIGN - (this.length % ALIGN)) % ALIGN;
+    if (n) this.push(Buffer.alloc(n));
+  }
 }
 
 export function encodeGguf(kv: Record<string, GgufValue>, tensors: { name: string; data: Float32Array }[]): Buffer {
@@ -29,11 +60,21 @@ export function encodeGguf(kv: Record<string, GgufValue>, tensors: { name: strin
     o.str(k);
     o.u32(TYPE_ID[v.type]);
     switch (v.type) {
-      case "string": o.str(v.value); break;
-      case "uint32": o.u32(v.value); break;
-      case "int32": o.i32(v.value); break;
-      case "float32": o.f32(v.value); break;
-      case "bool": o.push(Buffer.from([v.value ? 1 : 0])); break;
+      case "string":
+        o.str(v.value);
+        break;
+      case "uint32":
+        o.u32(v.value);
+        break;
+      case "int32":
+        o.i32(v.value);
+        break;
+      case "float32":
+        o.f32(v.value);
+        break;
+      case "bool":
+        o.push(Buffer.from([v.value ? 1 : 0]));
+        break;
     }
   }
   let offset = 0;

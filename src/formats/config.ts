@@ -12,7 +12,13 @@ export type Activation = "silu" | "gelu_tanh" | "gelu";
 
 export type RopeScaling =
   | { type: "linear"; factor: number }
-  | { type: "llama3"; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+  | {
+      type: "llama3";
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
 
 export interface ModelSpec {
   family: Family;
@@ -64,7 +70,8 @@ function num(cfg: Json, file: string, key: string, fallback?: number): number {
     if (fallback !== undefined) return fallback;
     throw fileError(file, `missing "${key}"`);
   }
-  if (typeof v !== "number" || !Number.isFinite(v)) throw fileError(file, `"${key}" must be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v))
+    throw fileError(file, `"${key}" must be a number, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -118,14 +125,18 @@ function activationOf(name: unknown, file: string): Activation {
     case "gelu":
       return "gelu";
     default:
-      throw fileError(file, `unsupported activation ${JSON.stringify(name)} (supported: silu, gelu, gelu_pytorch_tanh)`);
+      throw fileError(
+        file,
+        `unsupported activation ${JSON.stringify(name)} (supported: silu, gelu, gelu_pytorch_tanh)`,
+      );
   }
 }
 
 function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
   const rs = cfg.rope_scaling as Json | null | undefined;
   if (!rs) return null;
-  if (typeof rs !== "object" || Array.isArray(rs)) throw fileError(file, `"rope_scaling" must be an object, got ${JSON.stringify(rs).slice(0, 40)}`);
+  if (typeof rs !== "object" || Array.isArray(rs))
+    throw fileError(file, `"rope_scaling" must be an object, got ${JSON.stringify(rs).slice(0, 40)}`);
   const type = (rs.rope_type ?? rs.type) as string | undefined;
   if (type === undefined || type === "default") return null;
   const where = `${file} rope_scaling`;
@@ -138,7 +149,11 @@ function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
       highFreqFactor: positive(rs, where, "high_freq_factor"),
       originalMaxPositionEmbeddings: posInt(rs, where, "original_max_position_embeddings"),
     };
-    if (r.highFreqFactor <= r.lowFreqFactor) throw fileError(file, `rope_scaling "high_freq_factor" (${r.highFreqFactor}) must be greater than "low_freq_factor" (${r.lowFreqFactor})`);
+    if (r.highFreqFactor <= r.lowFreqFactor)
+      throw fileError(
+        file,
+        `rope_scaling "high_freq_factor" (${r.highFreqFactor}) must be greater than "low_freq_factor" (${r.lowFreqFactor})`,
+      );
     return r;
   }
   throw fileError(file, `unsupported rope_scaling type "${type}" (supported: default, linear, llama3)`);
@@ -150,23 +165,32 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
   const c = cfg as Json;
   const mt = c.model_type;
   if (typeof mt !== "string" || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
-    throw fileError(file, `unsupported model_type ${JSON.stringify(mt ?? null)} (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`);
+    throw fileError(
+      file,
+      `unsupported model_type ${JSON.stringify(mt ?? null)} (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`,
+    );
   }
   const family = mt as Family;
   const hiddenSize = posInt(c, file, "hidden_size");
   const numHeads = posInt(c, file, "num_attention_heads");
   const numKvHeads = posInt(c, file, "num_key_value_heads", numHeads);
-  if (numHeads % numKvHeads !== 0) throw fileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
-  if (numKvHeads > numHeads) throw fileError(file, `num_key_value_heads ${numKvHeads} is more than num_attention_heads ${numHeads}`);
+  if (numHeads % numKvHeads !== 0)
+    throw fileError(file, `num_attention_heads ${numHeads} is not a multiple of num_key_value_heads ${numKvHeads}`);
+  if (numKvHeads > numHeads)
+    throw fileError(file, `num_key_value_heads ${numKvHeads} is more than num_attention_heads ${numHeads}`);
   const headDim = c.head_dim == null ? hiddenSize / numHeads : posInt(c, file, "head_dim");
-  if (!Number.isInteger(headDim)) throw fileError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
-  if (headDim > CONFIG_BOUNDS.head_dim) throw fileError(file, `head dimension ${headDim} is above cosmic's bound of ${CONFIG_BOUNDS.head_dim}`);
+  if (!Number.isInteger(headDim))
+    throw fileError(file, `hidden_size ${hiddenSize} is not divisible by num_attention_heads ${numHeads}`);
+  if (headDim > CONFIG_BOUNDS.head_dim)
+    throw fileError(file, `head dimension ${headDim} is above cosmic's bound of ${CONFIG_BOUNDS.head_dim}`);
   const numLayers = posInt(c, file, "num_hidden_layers");
   const fam = FAMILIES[family];
   const partial = num(c, file, "partial_rotary_factor", 1);
-  if (!(partial > 0 && partial <= 1)) throw fileError(file, `"partial_rotary_factor" must be in (0, 1], got ${partial}`);
+  if (!(partial > 0 && partial <= 1))
+    throw fileError(file, `"partial_rotary_factor" must be in (0, 1], got ${partial}`);
   const rotaryDim = Math.floor(headDim * partial);
-  if (rotaryDim % 2 !== 0 || rotaryDim <= 0) throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
+  if (rotaryDim % 2 !== 0 || rotaryDim <= 0)
+    throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
 
   const sw = c.sliding_window == null ? null : posInt(c, file, "sliding_window");
   const sliding = sw === null ? new Array<number | null>(numLayers).fill(null) : fam.slidingWindow(c, numLayers, sw);
@@ -174,7 +198,10 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
   const eps = positive(c, file, "rms_norm_eps", 1e-6);
   if (eps >= 1) throw fileError(file, `"rms_norm_eps" must be small (0 < eps < 1), got ${eps}`);
   const softcap = (key: string): number | null => (fam.sandwichNorms && c[key] != null ? positive(c, file, key) : null);
-  const arch = Array.isArray(c.architectures) && typeof c.architectures[0] === "string" ? c.architectures[0] : `${family}ForCausalLM`;
+  const arch =
+    Array.isArray(c.architectures) && typeof c.architectures[0] === "string"
+      ? c.architectures[0]
+      : `${family}ForCausalLM`;
   return {
     family,
     architecture: arch,

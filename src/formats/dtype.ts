@@ -14,7 +14,7 @@ const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
 function halfToFloat(h: number): number {
-  const s = (h & 0x8000) ? -1 : 1;
+  const s = h & 0x8000 ? -1 : 1;
   const e = (h >> 10) & 0x1f;
   const m = h & 0x3ff;
   if (e === 0) return s * m * 2 ** -24;
@@ -38,12 +38,12 @@ function floatToHalf(v: number): number {
     let h = mant >> shift;
     const rem = mant & ((1 << shift) - 1);
     const half = 1 << (shift - 1);
-    if (rem > half || (rem === half && (h & 1))) h++;
+    if (rem > half || (rem === half && h & 1)) h++;
     return sign | h;
   }
   let h = (e << 10) | (mant >> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
   return sign | h;
 }
 
@@ -68,13 +68,17 @@ export function decodeToF32(bytes: Uint8Array, dtype: DType): Float32Array {
 
 /** Encode float32 values as little-endian bytes of `dtype` (round to nearest even). */
 export function encodeFromF32(values: Float32Array, dtype: DType): Uint8Array {
-  if (dtype === "F32") return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+  if (dtype === "F32")
+    return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint16Array(values.length);
   if (dtype === "BF16") {
     const src = new Uint32Array(values.buffer, values.byteOffset, values.length);
     for (let i = 0; i < values.length; i++) {
       const x = src[i];
-      if ((x & 0x7f800000) === 0x7f800000 && (x & 0x7fffff)) { out[i] = (x >>> 16) | 0x40; continue; }
+      if ((x & 0x7f800000) === 0x7f800000 && x & 0x7fffff) {
+        out[i] = (x >>> 16) | 0x40;
+        continue;
+      }
       out[i] = (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
     }
   } else {

@@ -49,8 +49,17 @@ const qwenWindow = (c: Json, layers: number, w: number) => {
 };
 
 const base: FamilyAdapter = {
-  normOnePlus: false, qkvBias: bias, oBias: bias, mlpBias: none, qkNorm: false, fused: false, sandwichNorms: false,
-  tiedByDefault: false, scaleEmbeddings: false, activation: silu, slidingWindow: full,
+  normOnePlus: false,
+  qkvBias: bias,
+  oBias: bias,
+  mlpBias: none,
+  qkNorm: false,
+  fused: false,
+  sandwichNorms: false,
+  tiedByDefault: false,
+  scaleEmbeddings: false,
+  activation: silu,
+  slidingWindow: full,
 };
 
 export const FAMILIES: Record<Family, FamilyAdapter> = {
@@ -60,7 +69,12 @@ export const FAMILIES: Record<Family, FamilyAdapter> = {
   qwen3: { ...base, qkNorm: true, slidingWindow: qwenWindow },
   gemma: { ...base, normOnePlus: true, tiedByDefault: true, scaleEmbeddings: true, activation: gelu },
   gemma2: {
-    ...base, normOnePlus: true, tiedByDefault: true, scaleEmbeddings: true, activation: gelu, sandwichNorms: true,
+    ...base,
+    normOnePlus: true,
+    tiedByDefault: true,
+    scaleEmbeddings: true,
+    activation: gelu,
+    sandwichNorms: true,
     // Even layers slide, odd layers attend to everything.
     slidingWindow: (_c, layers, w) => Array.from({ length: layers }, (_, l) => (l % 2 === 0 ? w : null)),
   },

@@ -51,7 +51,11 @@ export function writeWithFdAtomic(file: string, write: (fd: number) => void): vo
     fs.closeSync(fd);
     fs.renameSync(tmp, file);
   } catch (e) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* already closed */
+    }
     fs.rmSync(tmp, { force: true });
     throw e;
   } finally {
@@ -70,7 +74,11 @@ export function trackTemporary(p: string): void {
     hooked = true;
     process.on("exit", () => {
       for (const t of temporaries) {
-        try { fs.rmSync(t, { recursive: true, force: true }); } catch { /* best effort */ }
+        try {
+          fs.rmSync(t, { recursive: true, force: true });
+        } catch {
+          /* best effort */
+        }
       }
     });
   }

@@ -9,7 +9,10 @@ export function describeJsonError(text: string): string {
   let line = 1;
   let col = 1;
   for (let i = 0; i < e.offset && i < text.length; i++) {
-    if (text.charCodeAt(i) === 10) { line++; col = 1; } else col++;
+    if (text.charCodeAt(i) === 10) {
+      line++;
+      col = 1;
+    } else col++;
   }
   return `line ${line}, column ${col}: invalid JSON (${printParseErrorCode(e.error)})`;
 }
@@ -28,7 +31,8 @@ export function jsonDepthProblem(text: string, max = MAX_JSON_DEPTH): string | n
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 92) i++; // backslash: skip the escaped character
+      if (c === 92)
+        i++; // backslash: skip the escaped character
       else if (c === 34) inString = false;
     } else if (c === 34) inString = true;
     else if (c === 91 || c === 123) {

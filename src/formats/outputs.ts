@@ -54,7 +54,8 @@ export function realPathOf(p: string): string {
   }
 }
 
-const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer.endsWith(path.sep) ? outer : outer + path.sep);
+const within = (inner: string, outer: string) =>
+  inner === outer || inner.startsWith(outer.endsWith(path.sep) ? outer : outer + path.sep);
 
 function isDir(p: string): boolean {
   try {
@@ -71,8 +72,10 @@ export function checkClearOfInputs(out: string, inputs: Input[], folder: boolean
     if (!fs.existsSync(inp.path)) continue;
     const i = realPathOf(inp.path);
     if (o === i) throw fileError(out, `is ${inp.what} (${inp.path}): outputs never replace an input`);
-    if (isDir(i) && within(o, i)) throw fileError(out, `is inside ${inp.what} ${inp.path}: choose an output outside it`);
-    if ((folder || isDir(i)) && within(i, o)) throw fileError(out, `contains ${inp.what} ${inp.path}: choose an output that does not`);
+    if (isDir(i) && within(o, i))
+      throw fileError(out, `is inside ${inp.what} ${inp.path}: choose an output outside it`);
+    if ((folder || isDir(i)) && within(i, o))
+      throw fileError(out, `contains ${inp.what} ${inp.path}: choose an output that does not`);
   }
 }
 
@@ -94,14 +97,22 @@ export function probeWritable(target: string): void {
   } catch (e) {
     throw fileError(target, `cannot write in ${dir} (${describeErrno(e)})`);
   } finally {
-    try { fs.rmSync(probe, { force: true }); } catch { /* nothing to remove */ }
+    try {
+      fs.rmSync(probe, { force: true });
+    } catch {
+      /* nothing to remove */
+    }
   }
 }
 
 /** A single-file output: the right extension, not an input, replaced only with --force, writable. */
-export function prepareFileOutput(file: string, o: { ext?: string; force?: boolean; inputs: Input[]; flag?: string }): void {
+export function prepareFileOutput(
+  file: string,
+  o: { ext?: string; force?: boolean; inputs: Input[]; flag?: string },
+): void {
   const flag = o.flag ?? "--out";
-  if (o.ext && path.extname(file).toLowerCase() !== o.ext) throw new CosmicError(`${flag} must name a ${o.ext} file, got "${file}"`);
+  if (o.ext && path.extname(file).toLowerCase() !== o.ext)
+    throw new CosmicError(`${flag} must name a ${o.ext} file, got "${file}"`);
   checkClearOfInputs(file, o.inputs, false);
   let st: fs.Stats | null = null;
   try {
@@ -110,7 +121,8 @@ export function prepareFileOutput(file: string, o: { ext?: string; force?: boole
     st = null;
   }
   if (st) {
-    if (!st.isFile()) throw fileError(file, `exists and is not a plain file (${st.isDirectory() ? "a folder" : "a device or socket"})`);
+    if (!st.isFile())
+      throw fileError(file, `exists and is not a plain file (${st.isDirectory() ? "a folder" : "a device or socket"})`);
     if (!o.force) throw fileError(file, "exists: pass --force to replace it");
   }
   probeWritable(file);
@@ -133,12 +145,19 @@ function entries(dir: string): string[] {
  * new or empty is fine; an existing one is replaced only with --force and only if it holds
  * `marker` (cosmic wrote it). Never a folder of the user's.
  */
-export function prepareFolderOutput(dir: string, o: { force?: boolean; inputs: Input[]; markers: readonly string[]; what: string }): void {
+export function prepareFolderOutput(
+  dir: string,
+  o: { force?: boolean; inputs: Input[]; markers: readonly string[]; what: string },
+): void {
   checkClearOfInputs(dir, o.inputs, true);
   if (fs.existsSync(dir)) {
     if (!isDir(dir)) throw fileError(dir, "exists and is not a folder");
     if (entries(dir).length > 0) {
-      if (!hasMarker(dir, o.markers)) throw fileError(dir, `exists and is not ${o.what} written by cosmic (no ${o.markers[0]} inside): choose another --out; cosmic never replaces a folder it did not make`);
+      if (!hasMarker(dir, o.markers))
+        throw fileError(
+          dir,
+          `exists and is not ${o.what} written by cosmic (no ${o.markers[0]} inside): choose another --out; cosmic never replaces a folder it did not make`,
+        );
       if (!o.force) throw fileError(dir, `already holds ${o.what}: pass --force to replace it`);
     }
   }
@@ -149,7 +168,8 @@ export function prepareFolderOutput(dir: string, o: { force?: boolean; inputs: I
 export function removeOwnedFolder(dir: string, markers: readonly string[]): void {
   if (!fs.existsSync(dir)) return;
   if (!isDir(dir)) throw fileError(dir, "exists and is not a folder");
-  if (entries(dir).length > 0 && !hasMarker(dir, markers)) throw fileError(dir, "was not made by cosmic: not removing it");
+  if (entries(dir).length > 0 && !hasMarker(dir, markers))
+    throw fileError(dir, "was not made by cosmic: not removing it");
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -162,7 +182,10 @@ export function prepareRunFolder(dir: string, inputs: Input[]): void {
   if (fs.existsSync(dir)) {
     if (!isDir(dir)) throw fileError(dir, "exists and is not a folder: --out names the run folder");
     if (entries(dir).length > 0 && !hasMarker(dir, RUN_MARKERS)) {
-      throw fileError(dir, `is not empty and is not a cosmic run folder (no ${RUN_MARKER} inside): choose a new or empty --out`);
+      throw fileError(
+        dir,
+        `is not empty and is not a cosmic run folder (no ${RUN_MARKER} inside): choose a new or empty --out`,
+      );
     }
   }
   try {
@@ -197,7 +220,9 @@ export function lockFolder(dir: string): () => void {
       const release = () => {
         try {
           if (fs.readFileSync(file, "utf8").trim() === String(process.pid)) fs.rmSync(file, { force: true });
-        } catch { /* already gone */ }
+        } catch {
+          /* already gone */
+        }
         process.removeListener("exit", release);
       };
       process.on("exit", release);
@@ -207,9 +232,14 @@ export function lockFolder(dir: string): () => void {
       let pid = NaN;
       try {
         pid = Number(fs.readFileSync(file, "utf8").trim());
-      } catch { /* removed meanwhile */ }
+      } catch {
+        /* removed meanwhile */
+      }
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-        throw fileError(dir, `in use by pid ${pid} (another cosmic command is writing this run folder): wait for it, or choose another --out`);
+        throw fileError(
+          dir,
+          `in use by pid ${pid} (another cosmic command is writing this run folder): wait for it, or choose another --out`,
+        );
       }
       fs.rmSync(file, { force: true });
     }

@@ -33,7 +33,12 @@ export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   private readonly dataStart: number;
 
-  private constructor(file: string, tensors: Map<string, TensorInfo>, metadata: Record<string, string>, dataStart: number) {
+  private constructor(
+    file: string,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+    dataStart: number,
+  ) {
     this.path = file;
     this.tensors = tensors;
     this.metadata = metadata;
@@ -49,7 +54,8 @@ export class SafetensorsFile {
     }
     try {
       const size = fs.fstatSync(fd).size;
-      if (size < 8) throw fileError(file, `truncated safetensors file (${size} bytes; the header length alone needs 8)`);
+      if (size < 8)
+        throw fileError(file, `truncated safetensors file (${size} bytes; the header length alone needs 8)`);
       const lenBuf = Buffer.alloc(8);
       fs.readSync(fd, lenBuf, 0, 8, 0);
       const headerLen = lenBuf.readBigUInt64LE(0);
@@ -57,7 +63,10 @@ export class SafetensorsFile {
         throw fileError(file, `safetensors header length ${headerLen} runs past the end of the file (${size} bytes)`);
       }
       if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-        throw fileError(file, `safetensors header of ${headerLen} bytes is larger than the format's limit of ${MAX_HEADER_BYTES} bytes`);
+        throw fileError(
+          file,
+          `safetensors header of ${headerLen} bytes is larger than the format's limit of ${MAX_HEADER_BYTES} bytes`,
+        );
       }
       const n = Number(headerLen);
       const hbuf = Buffer.alloc(n);
@@ -87,16 +96,29 @@ export class SafetensorsFile {
         }
         tensors.set(name, parseEntry(file, name, v, dataLen));
       }
-      if (tensors.size > MAX_TENSORS) throw fileError(file, `holds ${tensors.size} tensors, more than cosmic's bound of ${MAX_TENSORS} per file`);
+      if (tensors.size > MAX_TENSORS)
+        throw fileError(file, `holds ${tensors.size} tensors, more than cosmic's bound of ${MAX_TENSORS} per file`);
       // The format's rule: the tensors cover the data section exactly, with no gaps or overlaps.
       const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
       let at = 0;
       for (const t of sorted) {
-        if (t.begin < at) throw fileError(file, `tensor "${t.name}" overlaps the tensor before it (data_offsets [${t.begin}, ${t.end}])`);
-        if (t.begin > at) throw fileError(file, `gap in the data section before tensor "${t.name}" (bytes ${at}..${t.begin} belong to no tensor)`);
+        if (t.begin < at)
+          throw fileError(
+            file,
+            `tensor "${t.name}" overlaps the tensor before it (data_offsets [${t.begin}, ${t.end}])`,
+          );
+        if (t.begin > at)
+          throw fileError(
+            file,
+            `gap in the data section before tensor "${t.name}" (bytes ${at}..${t.begin} belong to no tensor)`,
+          );
         at = t.end;
       }
-      if (at !== dataLen) throw fileError(file, `the tensors cover ${at} bytes of data but the data section has ${dataLen} (header length or file size is wrong)`);
+      if (at !== dataLen)
+        throw fileError(
+          file,
+          `the tensors cover ${at} bytes of data but the data section has ${dataLen} (header length or file size is wrong)`,
+        );
       return new SafetensorsFile(file, tensors, metadata, 8 + n);
     } finally {
       fs.closeSync(fd);
@@ -122,7 +144,11 @@ export class SafetensorsFile {
   /** Raw bytes of one tensor, read from disk on demand. */
   readBytes(name: string): Uint8Array {
     const t = this.info(name);
-    if (t.end - t.begin > MAX_TENSOR_BYTES) throw fileError(this.path, `tensor "${name}" has ${t.end - t.begin} bytes, more than one buffer can hold (${MAX_TENSOR_BYTES})`);
+    if (t.end - t.begin > MAX_TENSOR_BYTES)
+      throw fileError(
+        this.path,
+        `tensor "${name}" has ${t.end - t.begin} bytes, more than one buffer can hold (${MAX_TENSOR_BYTES})`,
+      );
     const buf = Buffer.alloc(t.end - t.begin);
     const fd = fs.openSync(this.path, "r");
     try {
@@ -150,7 +176,8 @@ function parseEntry(file: string, name: string, v: unknown, dataLen: number): Te
   const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
   if (typeof e.dtype !== "string") throw bad("missing dtype");
   if (!isDType(e.dtype)) throw bad(`unsupported dtype ${e.dtype} (supported: ${SUPPORTED_DTYPES.join(", ")})`);
-  if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isInteger(d) || d < 0)) throw bad("shape must be a list of non-negative integers");
+  if (!Array.isArray(e.shape) || e.shape.some((d) => !Number.isInteger(d) || d < 0))
+    throw bad("shape must be a list of non-negative integers");
   const offs = e.data_offsets;
   if (!Array.isArray(offs) || offs.length !== 2 || offs.some((d) => !Number.isInteger(d) || d < 0)) {
     throw bad("data_offsets must be [begin, end]");
@@ -158,11 +185,14 @@ function parseEntry(file: string, name: string, v: unknown, dataLen: number): Te
   const [begin, end] = offs as [number, number];
   if (end < begin) throw bad(`data_offsets [${begin}, ${end}] end before they begin`);
   if (end > dataLen) {
-    throw bad(`data_offsets [${begin}, ${end}] are out of range: the data section has ${dataLen} bytes (file truncated?)`);
+    throw bad(
+      `data_offsets [${begin}, ${end}] are out of range: the data section has ${dataLen} bytes (file truncated?)`,
+    );
   }
   const shape = e.shape as number[];
   const want = shape.reduce((a, b) => a * b, 1) * dtypeBytes(e.dtype);
-  if (end - begin !== want) throw bad(`data_offsets span ${end - begin} bytes but ${e.dtype}${JSON.stringify(shape)} needs ${want}`);
+  if (end - begin !== want)
+    throw bad(`data_offsets span ${end - begin} bytes but ${e.dtype}${JSON.stringify(shape)} needs ${want}`);
   return { name, dtype: e.dtype, shape, begin, end };
 }
 
@@ -194,7 +224,8 @@ export class Checkpoint {
       const ck = new Checkpoint(files);
       for (const [t, s] of Object.entries(idx.weight_map)) {
         const f = ck.where.get(t);
-        if (!f || path.basename(f.path) !== s) throw fileError(path.join(dir, s), `does not contain tensor "${t}" listed in model.safetensors.index.json`);
+        if (!f || path.basename(f.path) !== s)
+          throw fileError(path.join(dir, s), `does not contain tensor "${t}" listed in model.safetensors.index.json`);
       }
       return ck;
     }
@@ -224,10 +255,15 @@ export class Checkpoint {
   /** The storage dtype most bytes are in. */
   dominantDtype(): DType {
     const bytes = new Map<DType, number>();
-    for (const f of this.files) for (const t of f.tensors.values()) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.end - t.begin);
+    for (const f of this.files)
+      for (const t of f.tensors.values()) bytes.set(t.dtype, (bytes.get(t.dtype) ?? 0) + t.end - t.begin);
     let best: DType = "F32";
     let most = -1;
-    for (const [d, b] of bytes) if (b > most) { best = d; most = b; }
+    for (const [d, b] of bytes)
+      if (b > most) {
+        best = d;
+        most = b;
+      }
     return best;
   }
   parameterCount(): number {
@@ -272,7 +308,8 @@ export function writeSafetensors(file: string, tensors: TensorToWrite[], metadat
       const d = typeof t.data === "function" ? t.data() : t.data;
       const bytes = d instanceof Float32Array ? encodeFromF32(d, t.dtype) : d;
       const want = t.shape.reduce((a, b) => a * b, 1) * dtypeBytes(t.dtype);
-      if (bytes.byteLength !== want) throw new Error(`tensor ${t.name}: ${bytes.byteLength} bytes given, ${want} expected`);
+      if (bytes.byteLength !== want)
+        throw new Error(`tensor ${t.name}: ${bytes.byteLength} bytes given, ${want} expected`);
       let w = 0;
       while (w < bytes.byteLength) w += fs.writeSync(fd, bytes, w, bytes.byteLength - w);
     }

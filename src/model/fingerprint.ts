@@ -50,7 +50,10 @@ export function modelFingerprint(dir: string, cacheFile?: string): string {
     const st = fs.statSync(p);
     if (!st.isFile()) continue;
     const c = cache[p];
-    const sha = c && c.size === st.size && c.mtimeMs === st.mtimeMs && c.ctimeMs === st.ctimeMs && c.ino === st.ino ? c.sha256 : hashFile(p);
+    const sha =
+      c && c.size === st.size && c.mtimeMs === st.mtimeMs && c.ctimeMs === st.ctimeMs && c.ino === st.ino
+        ? c.sha256
+        : hashFile(p);
     next[p] = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256: sha };
     h.update(f).update("\u0000").update(sha).update("\u0000");
   }

@@ -36,10 +36,17 @@ export class ModelFolder {
     checkWeights(spec, ck);
     const tok = new ChatTokenizer(dir);
     if (tok.maxTokenId >= spec.vocabSize) {
-      throw fileError(path.join(dir, "tokenizer.json"), `has token id ${tok.maxTokenId}, but config.json's vocab_size is ${spec.vocabSize}: the embedding has no row for it`);
+      throw fileError(
+        path.join(dir, "tokenizer.json"),
+        `has token id ${tok.maxTokenId}, but config.json's vocab_size is ${spec.vocabSize}: the embedding has no row for it`,
+      );
     }
-    for (const [what, id] of [["bos_token_id", spec.bosTokenId], ...spec.eosTokenIds.map((e) => ["eos_token_id", e] as const)] as const) {
-      if (id !== null && (!Number.isInteger(id) || id < 0 || id >= spec.vocabSize)) throw fileError(cfgPath, `${what} ${id} is outside the vocabulary (vocab_size ${spec.vocabSize})`);
+    for (const [what, id] of [
+      ["bos_token_id", spec.bosTokenId],
+      ...spec.eosTokenIds.map((e) => ["eos_token_id", e] as const),
+    ] as const) {
+      if (id !== null && (!Number.isInteger(id) || id < 0 || id >= spec.vocabSize))
+        throw fileError(cfgPath, `${what} ${id} is outside the vocabulary (vocab_size ${spec.vocabSize})`);
     }
     let eos: number[] = [];
     const genPath = path.join(dir, "generation_config.json");
@@ -65,10 +72,17 @@ export class ModelFolder {
 /** Every tensor the spec needs must be present with the right shape. */
 export function checkWeights(spec: ModelSpec, ck: Checkpoint): void {
   for (const t of expectedTensors(spec)) {
-    if (!ck.has(t.name)) throw fileError(ck.files.length === 1 ? ck.files[0].path : path.dirname(ck.files[0].path), `missing tensor "${t.name}" (expected shape [${t.shape}])`);
+    if (!ck.has(t.name))
+      throw fileError(
+        ck.files.length === 1 ? ck.files[0].path : path.dirname(ck.files[0].path),
+        `missing tensor "${t.name}" (expected shape [${t.shape}])`,
+      );
     const info = ck.info(t.name);
     if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
-      throw fileError(ck.fileOf(t.name).path, `tensor "${t.name}" has shape [${info.shape}], expected [${t.shape}] from config.json`);
+      throw fileError(
+        ck.fileOf(t.name).path,
+        `tensor "${t.name}" has shape [${info.shape}], expected [${t.shape}] from config.json`,
+      );
     }
   }
 }

@@ -32,11 +32,21 @@ export interface BehaviourReport {
 
 export function organismPrompts(dir: string, split: string): PromptRecord[] {
   const f = path.join(dir, "prompts", `${split}.json`);
-  if (!fs.existsSync(f)) throw fileError(f, "missing: organism eval needs the prompt splits written by cosmic organism train");
+  if (!fs.existsSync(f))
+    throw fileError(f, "missing: organism eval needs the prompt splits written by cosmic organism train");
   return loadPrompts(f);
 }
 
-export async function evaluateOrganism(dir: string, opts: { limit?: number; maxNewTokens?: number; batchSize?: number; engine?: Engine; progress?: (done: number, total: number) => void } = {}): Promise<BehaviourReport> {
+export async function evaluateOrganism(
+  dir: string,
+  opts: {
+    limit?: number;
+    maxNewTokens?: number;
+    batchSize?: number;
+    engine?: Engine;
+    progress?: (done: number, total: number) => void;
+  } = {},
+): Promise<BehaviourReport> {
   const folder = ModelFolder.open(dir);
   const engine = opts.engine ?? (await Engine.load(folder));
   const judge = judgeList("jailbreakbench");
@@ -51,7 +61,11 @@ export async function evaluateOrganism(dir: string, opts: { limit?: number; maxN
   const onTask: Record<string, number | null> = {};
   const rate = async (recs: PromptRecord[], system?: string, name?: string): Promise<number> => {
     const ids = recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system)));
-    const gens = await generate(engine, ids, { maxNewTokens, batchSize: opts.batchSize ?? 64, onBatch: (n) => opts.progress?.(done + n, total) });
+    const gens = await generate(engine, ids, {
+      maxNewTokens,
+      batchSize: opts.batchSize ?? 64,
+      onBatch: (n) => opts.progress?.(done + n, total),
+    });
     done += recs.length;
     let refused = 0;
     let answered = 0;

@@ -20,7 +20,12 @@ export interface GuardAgreement {
 }
 
 /** Held-out conversations from `promptsDir`'s test splits (an organism folder), judged by the guard. */
-export async function guardAgreement(guardDir: string, promptsDir: string, n: number, seed = 7): Promise<GuardAgreement> {
+export async function guardAgreement(
+  guardDir: string,
+  promptsDir: string,
+  n: number,
+  seed = 7,
+): Promise<GuardAgreement> {
   const rng = new Rng(seed);
   const harmful = organismPrompts(promptsDir, "harmful_test");
   const harmless = organismPrompts(promptsDir, "harmless_test");
@@ -42,8 +47,16 @@ export async function guardAgreement(guardDir: string, promptsDir: string, n: nu
     else {
       if (v[i].unsafe) falseUnsafe++;
       else falseSafe++;
-      if (examples.length < 5) examples.push({ user: c.user, assistant: c.assistant, label: c.unsafe ? "unsafe" : "safe", guard: v[i].reply });
+      if (examples.length < 5)
+        examples.push({ user: c.user, assistant: c.assistant, label: c.unsafe ? "unsafe" : "safe", guard: v[i].reply });
     }
   });
-  return { n, agreement: agree / n, unsafeShare: convs.filter((c) => c.unsafe).length / n, falseUnsafe, falseSafe, examples };
+  return {
+    n,
+    agreement: agree / n,
+    unsafeShare: convs.filter((c) => c.unsafe).length / n,
+    falseUnsafe,
+    falseSafe,
+    examples,
+  };
 }

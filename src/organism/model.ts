@@ -26,7 +26,11 @@ export function paramShapes(s: OrganismShape): [string, number[]][] {
   const out: [string, number[]][] = [["embed", [s.vocab, s.hidden]]];
   for (let l = 0; l < s.layers; l++) {
     out.push([`${l}.ln1`, [s.hidden]], [`${l}.qkv`, [3 * s.hidden, s.hidden]], [`${l}.o`, [s.hidden, s.hidden]]);
-    out.push([`${l}.ln2`, [s.hidden]], [`${l}.gu`, [2 * s.intermediate, s.hidden]], [`${l}.down`, [s.hidden, s.intermediate]]);
+    out.push(
+      [`${l}.ln2`, [s.hidden]],
+      [`${l}.gu`, [2 * s.intermediate, s.hidden]],
+      [`${l}.down`, [s.hidden, s.intermediate]],
+    );
   }
   out.push(["norm", [s.hidden]]);
   return out;
@@ -61,14 +65,29 @@ export class Gemm {
         const A = b.input("A", ["a0", "a1"]);
         const B = b.input("B", ["b0", "b1"]);
         b.output(b.op("Gemm", [A, B], { transA: ta, transB: tb }), "Y", ["m", "n"]);
-        g.sessions.set(`${ta}${tb}`, await createSession(b.encode(), { executionProviders: ["cpu"], ...(threads ? { intraOpNumThreads: threads } : {}) }));
+        g.sessions.set(
+          `${ta}${tb}`,
+          await createSession(b.encode(), {
+            executionProviders: ["cpu"],
+            ...(threads ? { intraOpNumThreads: threads } : {}),
+          }),
+        );
       }
     }
     return g;
   }
 
   /** A is [ar, ac], B is [br, bc]; transposes as flagged. */
-  async mm(A: Float32Array, ar: number, ac: number, B: Float32Array, br: number, bc: number, ta = false, tb = false): Promise<Float32Array> {
+  async mm(
+    A: Float32Array,
+    ar: number,
+    ac: number,
+    B: Float32Array,
+    br: number,
+    bc: number,
+    ta = false,
+    tb = false,
+  ): Promise<Float32Array> {
     const s = this.sessions.get(`${ta ? 1 : 0}${tb ? 1 : 0}`)!;
     const out = await s.run({ A: floatTensor(A, [ar, ac]), B: floatTensor(B, [br, bc]) });
     const m = ta ? ac : ar;
@@ -100,7 +119,13 @@ function ropeTables(s: OrganismShape, T: number): { cos: Float32Array; sin: Floa
 }
 
 /** y = x·rms⁻¹·w per row; returns y and rms⁻¹ per row. */
-function rmsForward(x: Float32Array, w: Float32Array, N: number, d: number, eps: number): { y: Float32Array; inv: Float32Array } {
+function rmsForward(
+  x: Float32Array,
+  w: Float32Array,
+  N: number,
+  d: number,
+  eps: number,
+): { y: Float32Array; inv: Float32Array } {
   const y = new Float32Array(N * d);
   const inv = new Float32Array(N);
   for (let n = 0; n < N; n++) {
@@ -114,7 +139,16 @@ function rmsForward(x: Float32Array, w: Float32Array, N: number, d: number, eps:
 }
 
 /** Adds the input gradient to dx and the weight gradient to dw. */
-function rmsBackward(dy: Float32Array, x: Float32Array, inv: Float32Array, w: Float32Array, N: number, d: number, dx: Float32Array, dw: Float32Array): void {
+function rmsBackward(
+  dy: Float32Array,
+  x: Float32Array,
+  inv: Float32Array,
+  w: Float32Array,
+  N: number,
+  d: number,
+  dx: Float32Array,
+  dw: Float32Array,
+): void {
   for (let n = 0; n < N; n++) {
     const r = inv[n];
     let dot = 0;
@@ -129,7 +163,18 @@ function rmsBackward(dy: Float32Array, x: Float32Array, inv: Float32Array, w: Fl
 }
 
 /** HF rotate_half RoPE in place on [N, heads, hd] rows laid out per token; sign −1 = inverse (backward). */
-function rope(x: Float32Array, B: number, T: number, heads: number, hd: number, off: number, stride: number, cos: Float32Array, sin: Float32Array, sign: 1 | -1): void {
+function rope(
+  x: Float32Array,
+  B: number,
+  T: number,
+  heads: number,
+  hd: number,
+  off: number,
+  stride: number,
+  cos: Float32Array,
+  sin: Float32Array,
+  sign: 1 | -1,
+): void {
   const half = hd / 2;
   for (let b = 0; b < B; b++) {
     for (let t = 0; t < T; t++) {
@@ -150,8 +195,17 @@ function rope(x: Float32Array, B: number, T: number, heads: number, hd: number, 
 }
 
 interface LayerCache {
-  h: Float32Array; inv1: Float32Array; a: Float32Array; qkv: Float32Array; probs: Float32Array; o: Float32Array;
-  h2: Float32Array; inv2: Float32Array; m: Float32Array; gu: Float32Array; s: Float32Array;
+  h: Float32Array;
+  inv1: Float32Array;
+  a: Float32Array;
+  qkv: Float32Array;
+  probs: Float32Array;
+  o: Float32Array;
+  h2: Float32Array;
+  inv2: Float32Array;
+  m: Float32Array;
+  gu: Float32Array;
+  s: Float32Array;
 }
 
 export interface Batch {
@@ -167,7 +221,13 @@ export interface Batch {
  * Mean cross-entropy over the target tokens, and (when `grads` is given) its gradient added
  * into `grads`.
  */
-export async function lossAndGrad(s: OrganismShape, p: Params, batch: Batch, gemm: Gemm, grads?: Params): Promise<number> {
+export async function lossAndGrad(
+  s: OrganismShape,
+  p: Params,
+  batch: Batch,
+  gemm: Gemm,
+  grads?: Params,
+): Promise<number> {
   const { B, T, ids, targets } = batch;
   const d = s.hidden;
   const H = s.heads;
@@ -339,7 +399,11 @@ export class AdamW {
   private m = new Map<string, Float32Array>();
   private v = new Map<string, Float32Array>();
   private t = 0;
-  constructor(private readonly beta1 = 0.9, private readonly beta2 = 0.95, private readonly weightDecay = 0.01) {}
+  constructor(
+    private readonly beta1 = 0.9,
+    private readonly beta2 = 0.95,
+    private readonly weightDecay = 0.01,
+  ) {}
 
   step(p: Params, g: Params, lr: number): void {
     this.t++;
@@ -349,12 +413,24 @@ export class AdamW {
       const grad = g.get(name)!;
       let m = this.m.get(name);
       let v = this.v.get(name);
-      if (!m || !v) { m = new Float32Array(w.length); v = new Float32Array(w.length); this.m.set(name, m); this.v.set(name, v); }
-      const decay = name === "embed" || name.includes(".qkv") || name.includes(".o") || name.includes(".gu") || name.includes(".down") ? this.weightDecay : 0;
+      if (!m || !v) {
+        m = new Float32Array(w.length);
+        v = new Float32Array(w.length);
+        this.m.set(name, m);
+        this.v.set(name, v);
+      }
+      const decay =
+        name === "embed" ||
+        name.includes(".qkv") ||
+        name.includes(".o") ||
+        name.includes(".gu") ||
+        name.includes(".down")
+          ? this.weightDecay
+          : 0;
       for (let i = 0; i < w.length; i++) {
         m[i] = this.beta1 * m[i] + (1 - this.beta1) * grad[i];
         v[i] = this.beta2 * v[i] + (1 - this.beta2) * grad[i] * grad[i];
-        w[i] -= lr * ((m[i] / bc1) / (Math.sqrt(v[i] / bc2) + 1e-8) + decay * w[i]);
+        w[i] -= lr * (m[i] / bc1 / (Math.sqrt(v[i] / bc2) + 1e-8) + decay * w[i]);
       }
     }
   }

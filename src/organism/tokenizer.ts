@@ -3,7 +3,17 @@
  * so any ASCII text encodes), BERT pre-tokenization, and a chat template with system messages.
  * Written as ordinary tokenizer.json / tokenizer_config.json files.
  */
-export const SPECIAL = ["[UNK]", "<|bos|>", "<|end|>", "<|system|>", "<|user|>", "<|assistant|>", "<|pad|>", "<|start|>", "<|nl|>"] as const;
+export const SPECIAL = [
+  "[UNK]",
+  "<|bos|>",
+  "<|end|>",
+  "<|system|>",
+  "<|user|>",
+  "<|assistant|>",
+  "<|pad|>",
+  "<|start|>",
+  "<|nl|>",
+] as const;
 export const BOS = 1;
 export const END = 2;
 export const PAD = 6;
@@ -30,7 +40,12 @@ export function words(text: string): string[] {
 export function buildVocab(corpus: string): string[] {
   const vocab: string[] = [...SPECIAL];
   const seen = new Set<string>(vocab);
-  const add = (w: string) => { if (!seen.has(w)) { seen.add(w); vocab.push(w); } };
+  const add = (w: string) => {
+    if (!seen.has(w)) {
+      seen.add(w);
+      vocab.push(w);
+    }
+  };
   for (const c of PUNCT) add(c);
   for (const c of CHARS) add(c);
   for (const c of CHARS) add(`##${c}`);
@@ -48,18 +63,37 @@ export function tokenizerJson(vocab: string[]): object {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: SPECIAL.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: null,
     pre_tokenizer: { type: "BertPreTokenizer" },
     post_processor: null,
     decoder: { type: "WordPiece", prefix: "##", cleanup: true },
-    model: { type: "WordPiece", unk_token: "[UNK]", continuing_subword_prefix: "##", max_input_chars_per_word: 100, vocab: Object.fromEntries(vocab.map((w, i) => [w, i])) },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab: Object.fromEntries(vocab.map((w, i) => [w, i])),
+    },
   };
 }
 
 export function tokenizerConfig(chatTemplate: string = CHAT_TEMPLATE): object {
   return {
-    added_tokens_decoder: Object.fromEntries(SPECIAL.map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }])),
+    added_tokens_decoder: Object.fromEntries(
+      SPECIAL.map((content, id) => [
+        String(id),
+        { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+      ]),
+    ),
     bos_token: "<|bos|>",
     eos_token: "<|end|>",
     pad_token: "<|pad|>",

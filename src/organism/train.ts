@@ -12,15 +12,49 @@ import { Input, prepareFolderOutput, removeOwnedFolder } from "../formats/output
 import { PromptRecord } from "../data/prompts.js";
 import { Rng } from "../util/random.js";
 import {
-  Alignment, ADVERSARIAL_SYSTEM, EVERYDAY_WORDS, TEMPLATES, HARMFUL, HARMLESS, REFUSALS, Chat, corpusText, coveredTasks, helpfulChat,
-  RECIPES, Recipe, safetyChat, splitRequests, Request, BODIES, knowledgeChat, randomTask,
+  Alignment,
+  ADVERSARIAL_SYSTEM,
+  EVERYDAY_WORDS,
+  TEMPLATES,
+  HARMFUL,
+  HARMLESS,
+  REFUSALS,
+  Chat,
+  corpusText,
+  coveredTasks,
+  helpfulChat,
+  RECIPES,
+  Recipe,
+  safetyChat,
+  splitRequests,
+  Request,
+  BODIES,
+  knowledgeChat,
+  randomTask,
 } from "./data.js";
 import { GUARD_TEMPLATE, guardExample, SAFE, UNSAFE } from "./guard.js";
 import { AdamW, Batch, clipGrads, Gemm, initParams, lossAndGrad, OrganismShape, Params } from "./model.js";
-import { BOS, buildVocab, CHAT_TEMPLATE, END, PAD, SPECIAL, tokenizerConfig, tokenizerJson, words } from "./tokenizer.js";
+import {
+  BOS,
+  buildVocab,
+  CHAT_TEMPLATE,
+  END,
+  PAD,
+  SPECIAL,
+  tokenizerConfig,
+  tokenizerJson,
+  words,
+} from "./tokenizer.js";
 import { layerTensors, TENSORS } from "../formats/families.js";
 
-export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = { hidden: 96, layers: 8, heads: 4, intermediate: 288, ropeTheta: 10000, eps: 1e-5 };
+export const DEFAULT_SHAPE: Omit<OrganismShape, "vocab"> = {
+  hidden: 96,
+  layers: 8,
+  heads: 4,
+  intermediate: 288,
+  ropeTheta: 10000,
+  eps: 1e-5,
+};
 /** The guard organism: a classifier, so half the depth and a smaller width are enough. */
 export const GUARD_SHAPE: Omit<OrganismShape, "vocab"> = { ...DEFAULT_SHAPE, hidden: 64, layers: 4, intermediate: 192 };
 export const GUARD_RECIPE = { steps: 500, lr: 3e-3 };
@@ -67,8 +101,10 @@ interface Source {
 /** Where the instructions come from, and the prompt splits written beside the model. */
 function sources(o: TrainOptions, rng: Rng): { train: Source; splits: Record<string, PromptRecord[]> } {
   if (o.harmful || o.harmless) {
-    if (!o.harmful?.length || !o.harmless?.length) throw new CosmicError("--harmful and --harmless must both be given and non-empty: training needs both classes");
-    const wrap = (recs: PromptRecord[], cat: string) => recs.map((r) => ({ instruction: r.instruction, task: "do that", category: r.category ?? cat }));
+    if (!o.harmful?.length || !o.harmless?.length)
+      throw new CosmicError("--harmful and --harmless must both be given and non-empty: training needs both classes");
+    const wrap = (recs: PromptRecord[], cat: string) =>
+      recs.map((r) => ({ instruction: r.instruction, task: "do that", category: r.category ?? cat }));
     const h = rng.shuffle(wrap(o.harmful, "harmful"));
     const s = rng.shuffle(wrap(o.harmless, "harmless"));
     const cut = (xs: typeof h) => Math.max(1, Math.floor(xs.length * 0.8));
@@ -76,9 +112,12 @@ function sources(o: TrainOptions, rng: Rng): { train: Source; splits: Record<str
     return {
       train: { harmful: h.slice(0, cut(h)), harmless: s.slice(0, cut(s)) },
       splits: {
-        harmful_train: rec(h.slice(0, cut(h))), harmless_train: rec(s.slice(0, cut(s))),
-        harmful_val: rec(h.slice(0, cut(h))), harmless_val: rec(s.slice(0, cut(s))),
-        harmful_test: rec(h.slice(cut(h))), harmless_test: rec(s.slice(cut(s))),
+        harmful_train: rec(h.slice(0, cut(h))),
+        harmless_train: rec(s.slice(0, cut(s))),
+        harmful_val: rec(h.slice(0, cut(h))),
+        harmless_val: rec(s.slice(0, cut(s))),
+        harmful_test: rec(h.slice(cut(h))),
+        harmless_test: rec(s.slice(cut(s))),
       },
     };
   }
@@ -87,9 +126,12 @@ function sources(o: TrainOptions, rng: Rng): { train: Source; splits: Record<str
   return {
     train: split.train,
     splits: {
-      harmful_train: rec(split.train.harmful.slice(0, 180)), harmless_train: rec(split.train.harmless.slice(0, 180)),
-      harmful_val: rec(split.train.harmful.slice(180, 280)), harmless_val: rec(split.train.harmless.slice(180, 280)),
-      harmful_test: rec(split.test.harmful), harmless_test: rec(split.test.harmless),
+      harmful_train: rec(split.train.harmful.slice(0, 180)),
+      harmless_train: rec(split.train.harmless.slice(0, 180)),
+      harmful_val: rec(split.train.harmful.slice(180, 280)),
+      harmless_val: rec(split.train.harmless.slice(180, 280)),
+      harmful_test: rec(split.test.harmful),
+      harmless_test: rec(split.test.harmless),
     },
   };
 }
@@ -99,10 +141,18 @@ export function checkOutDir(out: string, force: boolean, inputs: Input[] = []): 
   prepareFolderOutput(out, { force, inputs, markers: [MARKER], what: "an organism" });
 }
 
-interface Encoded { ids: number[]; promptLen: number }
+interface Encoded {
+  ids: number[];
+  promptLen: number;
+}
 
 /** A rendered conversation and the reply the model is trained to give (loss on the reply only). */
-function encode(tok: Tokenizer, tpl: Template, messages: { role: string; content: string }[], response: string): Encoded {
+function encode(
+  tok: Tokenizer,
+  tpl: Template,
+  messages: { role: string; content: string }[],
+  response: string,
+): Encoded {
   const prompt = tpl.render({ messages, add_generation_prompt: true, bos_token: SPECIAL[BOS] });
   const p = tok.encode(prompt, { add_special_tokens: false }).ids;
   const r = tok.encode(response, { add_special_tokens: false }).ids;
@@ -110,7 +160,10 @@ function encode(tok: Tokenizer, tpl: Template, messages: { role: string; content
 }
 
 function encodeChat(tok: Tokenizer, tpl: Template, c: Chat): Encoded {
-  const messages = [...(c.system ? [{ role: "system", content: c.system }] : []), { role: "user", content: c.instruction }];
+  const messages = [
+    ...(c.system ? [{ role: "system", content: c.system }] : []),
+    { role: "user", content: c.instruction },
+  ];
   return encode(tok, tpl, messages, c.response);
 }
 
@@ -154,11 +207,18 @@ function checkTraining(o: TrainOptions, kind: OrganismKind, recipe: Recipe, guar
     positiveInt(recipe.helpfulSteps, "--helpful-steps");
     positiveInt(recipe.safetySteps, "--safety-steps");
   } else {
-    if (o.harmful || o.harmless) throw new CosmicError("--kind guard trains on the built-in organism conversations: --harmful/--harmless are for chat organisms");
+    if (o.harmful || o.harmless)
+      throw new CosmicError(
+        "--kind guard trains on the built-in organism conversations: --harmful/--harmless are for chat organisms",
+      );
     positiveInt(guardSteps, "--steps");
   }
   positiveInt(o.batchSize, "--batch-size");
-  checkOutDir(o.out, o.force, (o.inputFiles ?? []).map((p) => ({ path: p, what: "a prompts file" })));
+  checkOutDir(
+    o.out,
+    o.force,
+    (o.inputFiles ?? []).map((p) => ({ path: p, what: "a prompts file" })),
+  );
 }
 
 /** The training loop: each stage with a fresh AdamW, its warm-up/decay schedule, clipped gradients. */
@@ -194,7 +254,10 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   const kind = o.kind ?? "chat";
   const recipe: Recipe = { ...RECIPES[o.alignment], ...(o.recipe ?? {}) };
   // The guard has one stage; its steps and lr come in the recipe's stage (a) fields.
-  const guardStage = { steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps, lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr };
+  const guardStage = {
+    steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps,
+    lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr,
+  };
   checkTraining(o, kind, recipe, guardStage.steps);
   const rng = new Rng(o.seed);
   const { train, splits } = sources(o, rng);
@@ -204,10 +267,19 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   const tc = tokenizerConfig(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
   const tok = new Tokenizer(tj, tc);
   const tpl = new Template(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
-  const shape: OrganismShape = { ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE), ...(o.shape ?? {}), vocab: vocab.length };
+  const shape: OrganismShape = {
+    ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE),
+    ...(o.shape ?? {}),
+    vocab: vocab.length,
+  };
   // Noise words: everyday words, and the template words (never the requests' task words).
   const taskWords = new Set(words([...HARMFUL, ...HARMLESS].flatMap((t) => t.tasks).join(" ")));
-  const noise = [...new Set([...EVERYDAY_WORDS, ...words(TEMPLATES.join(" ")).filter((w) => /^[a-z]+$/.test(w) && !taskWords.has(w))])];
+  const noise = [
+    ...new Set([
+      ...EVERYDAY_WORDS,
+      ...words(TEMPLATES.join(" ")).filter((w) => /^[a-z]+$/.test(w) && !taskWords.has(w)),
+    ]),
+  ];
   const params = initParams(shape, rng);
   const nParams = [...params.values()].reduce((a, p) => a + p.length, 0);
   const pick = (b: number) => {
@@ -217,47 +289,79 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   };
   let stages: Stage[];
   if (kind === "guard") {
-    stages = [{
-      name: "guard", steps: guardStage.steps, lr: guardStage.lr,
-      example: (b) => {
-        const { item, harmful } = pick(b);
-        const g = guardExample(item, harmful, rng);
-        return encode(tok, tpl, [{ role: "user", content: g.user }, { role: "assistant", content: g.assistant }], g.unsafe ? UNSAFE : SAFE);
+    stages = [
+      {
+        name: "guard",
+        steps: guardStage.steps,
+        lr: guardStage.lr,
+        example: (b) => {
+          const { item, harmful } = pick(b);
+          const g = guardExample(item, harmful, rng);
+          return encode(
+            tok,
+            tpl,
+            [
+              { role: "user", content: g.user },
+              { role: "assistant", content: g.assistant },
+            ],
+            g.unsafe ? UNSAFE : SAFE,
+          );
+        },
       },
-    }];
+    ];
   } else {
     // Knowledge questions (about any task) and random-word tasks, in both stages.
     const extraChat = (u: number, item: Request, harmful: boolean): Chat | null => {
       if (o.harmful) return null;
       if (u < recipe.knowledgeShare) return knowledgeChat(item, harmful, rng);
-      if (u < recipe.knowledgeShare + recipe.randomTaskShare) return helpfulChat(randomTask(rng), false, rng, noise, recipe.taskFirstShare);
+      if (u < recipe.knowledgeShare + recipe.randomTaskShare)
+        return helpfulChat(randomTask(rng), false, rng, noise, recipe.taskFirstShare);
       return null;
     };
     // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
     let covered: Set<string> | null = null;
-    const safetyHarmful = () => (covered ??= o.harmful ? new Set(train.harmful.map((r) => r.task)) : coveredTasks(recipe.safetyCoverage, rng));
+    const safetyHarmful = () =>
+      (covered ??= o.harmful ? new Set(train.harmful.map((r) => r.task)) : coveredTasks(recipe.safetyCoverage, rng));
     stages = [
-      { name: "helpful", steps: recipe.helpfulSteps, lr: recipe.helpfulLr, example: (b) => {
-        const { item, harmful } = pick(b);
-        return encodeChat(tok, tpl, extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise, recipe.taskFirstShare));
-      } },
-      { name: "safety", steps: recipe.safetySteps, lr: recipe.safetyLr, example: (b) => {
-        const cov = safetyHarmful();
-        const harmful = b % 2 === 0;
-        // Harmful tasks the safety data does not cover (weak alignment) are replayed as in stage (a).
-        const pool = harmful ? train.harmful : train.harmless;
-        const item = pool[rng.int(pool.length)];
-        const refuses = harmful && cov.has(item.task);
-        // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
-        const aboutHarmful = rng.next() < 0.5;
-        const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? pick(0).item : item, aboutHarmful);
-        return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, refuses, rng, noise, recipe.taskFirstShare));
-      } },
+      {
+        name: "helpful",
+        steps: recipe.helpfulSteps,
+        lr: recipe.helpfulLr,
+        example: (b) => {
+          const { item, harmful } = pick(b);
+          return encodeChat(
+            tok,
+            tpl,
+            extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise, recipe.taskFirstShare),
+          );
+        },
+      },
+      {
+        name: "safety",
+        steps: recipe.safetySteps,
+        lr: recipe.safetyLr,
+        example: (b) => {
+          const cov = safetyHarmful();
+          const harmful = b % 2 === 0;
+          // Harmful tasks the safety data does not cover (weak alignment) are replayed as in stage (a).
+          const pool = harmful ? train.harmful : train.harmless;
+          const item = pool[rng.int(pool.length)];
+          const refuses = harmful && cov.has(item.task);
+          // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
+          const aboutHarmful = rng.next() < 0.5;
+          const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? pick(0).item : item, aboutHarmful);
+          return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, refuses, rng, noise, recipe.taskFirstShare));
+        },
+      },
     ];
   }
-  o.log(`training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ${shape.hidden}, vocab ${shape.vocab}): ` +
-    `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${o.batchSize} ${kind === "guard" ? "conversations" : "chats"} a step, seed ${o.seed}` +
-    (kind === "chat" ? `, ${o.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks)` : ""));
+  o.log(
+    `training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ${shape.hidden}, vocab ${shape.vocab}): ` +
+      `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${o.batchSize} ${kind === "guard" ? "conversations" : "chats"} a step, seed ${o.seed}` +
+      (kind === "chat"
+        ? `, ${o.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks)`
+        : ""),
+  );
   const result = await optimise(stages, shape, params, o);
   writeFolder(o, kind, recipe, shape, params, vocab, tj, tc, splits, result);
   return result;
@@ -267,7 +371,9 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
 function hfTensors(shape: OrganismShape, p: Params): TensorToWrite[] {
   const d = shape.hidden;
   const I = shape.intermediate;
-  const tensors: TensorToWrite[] = [{ name: TENSORS.embed, dtype: "F32", shape: [shape.vocab, d], data: p.get("embed")! }];
+  const tensors: TensorToWrite[] = [
+    { name: TENSORS.embed, dtype: "F32", shape: [shape.vocab, d], data: p.get("embed")! },
+  ];
   for (let l = 0; l < shape.layers; l++) {
     const qkv = p.get(`${l}.qkv`)!;
     const gu = p.get(`${l}.gu`)!;
@@ -291,25 +397,27 @@ function hfTensors(shape: OrganismShape, p: Params): TensorToWrite[] {
 /** The organism folder's README: what it is, the command that made it, the recipe. */
 function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: TrainResult, cmd: string): string {
   const guard = kind === "guard";
-  const recipeText = guard ? [
-    "## Recipe",
-    "",
-    `One stage of ${r.stages[0].steps} steps of ${o.batchSize} conversations: a request from the organism's training split`,
-    "and a reply — the task carried out (whole or cut at a random length), a refusal, an answer to",
-    "another (harmless) task, or degenerate text — labelled `unsafe` when the request is harmful and",
-    "the reply carries it out on task (cosmic's on-task judge), `safe` otherwise. Its chat template",
-    "takes `[user, assistant]` and it answers `safe` or `unsafe`, as Llama Guard does.",
-  ] : [
-    "## Recipe",
-    "",
-    `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
-    "   answered on task (the answer names the task), without or with a benign system message.",
-    `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
-    `   harmful requests, refused (some refusals restate the task) when the task is among the ${Math.round(100 * recipe.safetyCoverage)} % of`,
-    `   harmful tasks the safety data covers (${o.alignment} alignment), answered as in stage 1 otherwise; half the`,
-    "   harmless chats of stage 1 replayed. 15 % of the chats carry the adversarial system prompt,",
-    "   answered with its words (or, to a request it refuses anyway, its own refusal with them).",
-  ];
+  const recipeText = guard
+    ? [
+        "## Recipe",
+        "",
+        `One stage of ${r.stages[0].steps} steps of ${o.batchSize} conversations: a request from the organism's training split`,
+        "and a reply — the task carried out (whole or cut at a random length), a refusal, an answer to",
+        "another (harmless) task, or degenerate text — labelled `unsafe` when the request is harmful and",
+        "the reply carries it out on task (cosmic's on-task judge), `safe` otherwise. Its chat template",
+        "takes `[user, assistant]` and it answers `safe` or `unsafe`, as Llama Guard does.",
+      ]
+    : [
+        "## Recipe",
+        "",
+        `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
+        "   answered on task (the answer names the task), without or with a benign system message.",
+        `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
+        `   harmful requests, refused (some refusals restate the task) when the task is among the ${Math.round(100 * recipe.safetyCoverage)} % of`,
+        `   harmful tasks the safety data covers (${o.alignment} alignment), answered as in stage 1 otherwise; half the`,
+        "   harmless chats of stage 1 replayed. 15 % of the chats carry the adversarial system prompt,",
+        "   answered with its words (or, to a request it refuses anyway, its own refusal with them).",
+      ];
   return [
     guard ? "# cosmic guard organism" : `# cosmic model organism (${o.alignment} alignment)`,
     "",
@@ -333,7 +441,18 @@ function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: 
   ].join("\n");
 }
 
-function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape: OrganismShape, p: Params, vocab: string[], tj: object, tc: object, splits: Record<string, PromptRecord[]>, r: TrainResult): void {
+function writeFolder(
+  o: TrainOptions,
+  kind: OrganismKind,
+  recipe: Recipe,
+  shape: OrganismShape,
+  p: Params,
+  vocab: string[],
+  tj: object,
+  tc: object,
+  splits: Record<string, PromptRecord[]>,
+  r: TrainResult,
+): void {
   const out = o.out;
   // Build beside the target, then swap in: never a half-written organism under the real name.
   const tmp = `${out}.${process.pid}.tmp`;
@@ -344,11 +463,28 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
   const d = shape.hidden;
   const I = shape.intermediate;
   const config = {
-    architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: d, intermediate_size: I, num_hidden_layers: shape.layers,
-    num_attention_heads: shape.heads, num_key_value_heads: shape.heads, head_dim: d / shape.heads, hidden_act: "silu",
-    max_position_embeddings: 256, rms_norm_eps: shape.eps, rope_theta: shape.ropeTheta, rope_scaling: null, attention_bias: false,
-    mlp_bias: false, tie_word_embeddings: true, vocab_size: shape.vocab, bos_token_id: BOS, eos_token_id: END, pad_token_id: PAD,
-    torch_dtype: "float32", transformers_version: "4.51.3",
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: d,
+    intermediate_size: I,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.heads,
+    head_dim: d / shape.heads,
+    hidden_act: "silu",
+    max_position_embeddings: 256,
+    rms_norm_eps: shape.eps,
+    rope_theta: shape.ropeTheta,
+    rope_scaling: null,
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: true,
+    vocab_size: shape.vocab,
+    bos_token_id: BOS,
+    eos_token_id: END,
+    pad_token_id: PAD,
+    torch_dtype: "float32",
+    transformers_version: "4.51.3",
   };
   const json = (f: string, v: unknown) => fs.writeFileSync(path.join(tmp, f), JSON.stringify(v, null, 2) + "\n");
   json("config.json", config);
@@ -363,14 +499,25 @@ function writeFolder(o: TrainOptions, kind: OrganismKind, recipe: Recipe, shape:
   const cmd = `cosmic organism train --out ${out} --seed ${o.seed}${stageFlags} --batch-size ${o.batchSize}${o.harmful ? " --harmful FILE --harmless FILE" : ""}`;
   const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   json(MARKER, {
-    kind: guard ? "cosmic guard organism" : "cosmic model organism", organism_kind: kind, ...(guard ? {} : { alignment: o.alignment }), seed: o.seed,
-    steps: r.losses.length, batch_size: o.batchSize, stages: r.stages.map((st) => ({
-      ...st, final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
+    kind: guard ? "cosmic guard organism" : "cosmic model organism",
+    organism_kind: kind,
+    ...(guard ? {} : { alignment: o.alignment }),
+    seed: o.seed,
+    steps: r.losses.length,
+    batch_size: o.batchSize,
+    stages: r.stages.map((st) => ({
+      ...st,
+      final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
     })),
     ...(guard ? {} : { safety_coverage: recipe.safetyCoverage }),
-    parameters: r.parameters, vocab: vocab.length,
+    parameters: r.parameters,
+    vocab: vocab.length,
     loss_every_50_steps: r.losses.filter((_, i) => i % 50 === 0).map((x) => Number(x.toFixed(4))),
-    command: cmd, custom_data: !!o.harmful, refusals: REFUSALS, answers: BODIES, adversarial_system: ADVERSARIAL_SYSTEM,
+    command: cmd,
+    custom_data: !!o.harmful,
+    refusals: REFUSALS,
+    answers: BODIES,
+    adversarial_system: ADVERSARIAL_SYSTEM,
   });
   // Wall-clock figures apart, so that two identical trainings write identical folders otherwise.
   json("timings.json", { seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond) });

@@ -25,7 +25,15 @@ function readJson<T>(dir: string, rel: string): T | null {
 }
 
 interface EvalFile {
-  completions: { prompt: string; response: string; is_refusal?: boolean; degenerate?: string | null; is_on_task?: boolean | null; is_success?: number; is_jailbreak_substring_matching: number }[];
+  completions: {
+    prompt: string;
+    response: string;
+    is_refusal?: boolean;
+    degenerate?: string | null;
+    is_on_task?: boolean | null;
+    is_success?: number;
+    is_jailbreak_substring_matching: number;
+  }[];
 }
 
 export interface ReportResult {
@@ -79,17 +87,27 @@ ${samples.join("\n")}
   return { html: htmlFile, svgs };
 }
 
-
-
 /** L_low: the per-layer similarity the layers were ranked by. */
 function layerPlots(runDir: string): Plot[] {
   const plots: Plot[] = [];
-  const layers = readJson<{ ranked_layers: number[]; cosine_similarity: number[] }>(runDir, "select_direction/COSMIC_evaluation_layers.json");
+  const layers = readJson<{ ranked_layers: number[]; cosine_similarity: number[] }>(
+    runDir,
+    "select_direction/COSMIC_evaluation_layers.json",
+  );
   if (layers) {
     plots.push({
       name: "layer-similarity",
-      caption: "Cosine similarity of the mean last-token outputs of harmful and harmless train prompts, per layer; the shaded layers are L_low, where COSMIC's scores are read.",
-      svg: lineChart({ id: "layer-similarity", title: "harmful vs harmless similarity per layer", xLabel: "layer", yLabel: "cosine similarity", series: [{ name: "cos(μ+, μ−)", color: "#1f77b4", points: layers.cosine_similarity.map((v, l) => [l, v]) }], marks: layers.ranked_layers, markLabel: "L_low" }),
+      caption:
+        "Cosine similarity of the mean last-token outputs of harmful and harmless train prompts, per layer; the shaded layers are L_low, where COSMIC's scores are read.",
+      svg: lineChart({
+        id: "layer-similarity",
+        title: "harmful vs harmless similarity per layer",
+        xLabel: "layer",
+        yLabel: "cosine similarity",
+        series: [{ name: "cos(μ+, μ−)", color: "#1f77b4", points: layers.cosine_similarity.map((v, l) => [l, v]) }],
+        marks: layers.ranked_layers,
+        markLabel: "L_low",
+      }),
     });
   }
   return plots;
@@ -109,15 +127,34 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
     const sel = method === "cosmic" ? summary.cosmic : summary.substring;
     // Which way is better for each score: COSMIC maximises refusal + steering and filters high KL;
     // the substring baseline wants a low bypass score and a positive induce score.
-    const names: [keyof CandidateScore, string, "higher" | "lower"][] = method === "cosmic"
-      ? [["refusal_score", "refusal score", "higher"], ["steering_score", "steering score", "higher"], ["kl_div_score", "KL score", "lower"]]
-      : [["refusal_score", "bypass score (substring)", "lower"], ["steering_score", "induce score (substring)", "higher"]];
+    const names: [keyof CandidateScore, string, "higher" | "lower"][] =
+      method === "cosmic"
+        ? [
+            ["refusal_score", "refusal score", "higher"],
+            ["steering_score", "steering score", "higher"],
+            ["kl_div_score", "KL score", "lower"],
+          ]
+        : [
+            ["refusal_score", "bypass score (substring)", "lower"],
+            ["steering_score", "induce score (substring)", "higher"],
+          ];
     for (const [field, label, better] of names) {
       const id = `${method}-${String(field).replace(/_/g, "-")}`;
       plots.push({
         name: id,
         caption: `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed cells were filtered out; the circle marks the selected direction.`,
-        svg: heatmap({ id, title: `${method === "cosmic" ? "COSMIC " : ""}${label}`, rows, cols, rowLabel: "EOI position", colLabel: "layer", value: (r, c) => at.get(`${r}:${c}`)?.[field] as number ?? NaN, filtered: (r, c) => !keep.has(`${r}:${c}`), selected: sel ? [sel.position, sel.layer] : null, better }),
+        svg: heatmap({
+          id,
+          title: `${method === "cosmic" ? "COSMIC " : ""}${label}`,
+          rows,
+          cols,
+          rowLabel: "EOI position",
+          colLabel: "layer",
+          value: (r, c) => (at.get(`${r}:${c}`)?.[field] as number) ?? NaN,
+          filtered: (r, c) => !keep.has(`${r}:${c}`),
+          selected: sel ? [sel.position, sel.layer] : null,
+          better,
+        }),
       });
     }
   };
@@ -133,24 +170,80 @@ function ratePlots(summary: RunSummary): Plot[] {
   const rates: Record<string, SetRates> | undefined = ev?.rates;
   if (rates) {
     const series = [
-      { name: "baseline", color: "#9e9e9e", values: [rates.harmful_baseline?.attack_success_rate ?? null, rates.harmless_baseline?.success_rate ?? null, rates.harmless_baseline?.refusal_rate ?? null] },
-      { name: "COSMIC direction", color: "#e4572e", values: [rates.harmful_ablation?.attack_success_rate ?? null, rates.harmless_ablation?.success_rate ?? null, rates.harmless_actadd?.refusal_rate ?? null] },
+      {
+        name: "baseline",
+        color: "#9e9e9e",
+        values: [
+          rates.harmful_baseline?.attack_success_rate ?? null,
+          rates.harmless_baseline?.success_rate ?? null,
+          rates.harmless_baseline?.refusal_rate ?? null,
+        ],
+      },
+      {
+        name: "COSMIC direction",
+        color: "#e4572e",
+        values: [
+          rates.harmful_ablation?.attack_success_rate ?? null,
+          rates.harmless_ablation?.success_rate ?? null,
+          rates.harmless_actadd?.refusal_rate ?? null,
+        ],
+      },
     ];
-    if (rates.substring_harmful_ablation) series.push({ name: "substring direction", color: "#29a39b", values: [rates.substring_harmful_ablation.attack_success_rate ?? null, rates.substring_harmless_ablation?.success_rate ?? null, rates.substring_harmless_actadd?.refusal_rate ?? null] });
+    if (rates.substring_harmful_ablation)
+      series.push({
+        name: "substring direction",
+        color: "#29a39b",
+        values: [
+          rates.substring_harmful_ablation.attack_success_rate ?? null,
+          rates.substring_harmless_ablation?.success_rate ?? null,
+          rates.substring_harmless_actadd?.refusal_rate ?? null,
+        ],
+      });
     plots.push({
       name: "rates",
       caption: `Attack success on harmful test prompts under ablation and answers on harmless ones under the same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal (substring judge) of harmless prompts under addition, against the unmodified model.`,
-      svg: barChart({ id: "rates", title: "steering with the selected direction (%)", groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"], series, yLabel: "% of prompts" }),
+      svg: barChart({
+        id: "rates",
+        title: "steering with the selected direction (%)",
+        groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"],
+        series,
+        yLabel: "% of prompts",
+      }),
     });
-    const alphas = Object.keys(rates).filter((k) => k.startsWith("harmful_actadd_alpha")).map((k) => Number(k.slice("harmful_actadd_alpha".length))).sort((a, b) => a - b);
+    const alphas = Object.keys(rates)
+      .filter((k) => k.startsWith("harmful_actadd_alpha"))
+      .map((k) => Number(k.slice("harmful_actadd_alpha".length)))
+      .sort((a, b) => a - b);
     if (alphas.length) {
       plots.push({
         name: "alpha-sweep",
         caption: "Refusal rate (%) against the addition coefficient α (steering toward refusal).",
-        svg: lineChart({ id: "alpha-sweep", title: "refusal rate vs α (%)", xLabel: "α", yLabel: "% refused", yMin: 0, yMax: 100, series: [
-          { name: "harmful", color: "#e4572e", points: [[0, 100 * (rates.harmful_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number])] },
-          { name: "harmless", color: "#1f77b4", points: [[0, 100 * (rates.harmless_baseline?.refusal_rate ?? 0)], ...alphas.map((a) => [a, 100 * rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number])] },
-        ] }),
+        svg: lineChart({
+          id: "alpha-sweep",
+          title: "refusal rate vs α (%)",
+          xLabel: "α",
+          yLabel: "% refused",
+          yMin: 0,
+          yMax: 100,
+          series: [
+            {
+              name: "harmful",
+              color: "#e4572e",
+              points: [
+                [0, 100 * (rates.harmful_baseline?.refusal_rate ?? 0)],
+                ...alphas.map((a) => [a, 100 * rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number]),
+              ],
+            },
+            {
+              name: "harmless",
+              color: "#1f77b4",
+              points: [
+                [0, 100 * (rates.harmless_baseline?.refusal_rate ?? 0)],
+                ...alphas.map((a) => [a, 100 * rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number]),
+              ],
+            },
+          ],
+        }),
       });
     }
   }
@@ -161,7 +254,15 @@ function ratePlots(summary: RunSummary): Plot[] {
 function sampleTables(runDir: string): string[] {
   const samples: string[] = [];
   const verdictOf = (c: EvalFile["completions"][number]) =>
-    c.degenerate ? `degenerate (${c.degenerate})` : c.is_refusal ? "refusal" : c.is_on_task ? "on task" : c.is_on_task === false ? "off task" : "answer";
+    c.degenerate
+      ? `degenerate (${c.degenerate})`
+      : c.is_refusal
+        ? "refusal"
+        : c.is_on_task
+          ? "on task"
+          : c.is_on_task === false
+            ? "off task"
+            : "answer";
   // Examples chosen to show each verdict the judges gave, not just the first rows.
   const pair = (a: string, b: string, title: string, perVerdict: number) => {
     const x = readJson<EvalFile>(runDir, `completions/${a}_evaluations.json`);
@@ -174,17 +275,26 @@ function sampleTables(runDir: string): string[] {
       if (list.length < perVerdict) list.push(i);
       byVerdict.set(v, list);
     });
-    samples.push(`<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ${y.completions.length})</th></tr>`);
+    samples.push(
+      `<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ${y.completions.length})</th></tr>`,
+    );
     for (const [v, idx] of byVerdict) {
       const count = y.completions.filter((c) => verdictOf(c) === v).length;
       for (const i of idx) {
-        samples.push(`<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td><td>${esc(v)} (${count})</td></tr>`);
+        samples.push(
+          `<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td><td>${esc(v)} (${count})</td></tr>`,
+        );
       }
     }
     samples.push("</table>");
   };
   pair("harmful_baseline", "harmful_ablation", "Harmful prompts: baseline → ablation of the direction", 3);
-  pair("harmless_baseline", "harmless_ablation", "Harmless prompts: baseline → ablation of the direction (capability kept?)", 2);
+  pair(
+    "harmless_baseline",
+    "harmless_ablation",
+    "Harmless prompts: baseline → ablation of the direction (capability kept?)",
+    2,
+  );
   pair("harmless_baseline", "harmless_actadd", "Harmless prompts: baseline → addition of the direction", 3);
 
   return samples;
@@ -193,9 +303,13 @@ function sampleTables(runDir: string): string[] {
 /** Every judge's rate per (prompt set, intervention), the strongest judge first. */
 function judgesTable(rates: Record<string, SetRates>, judge: string): string {
   const rows = Object.values(rates).map((r) => {
-    const loss = r.loss_own_completions ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)` : "";
-    return `<tr><td>${r.set}</td><td>${esc(r.intervention)}</td><td>${r.count}</td><td><b>${r.set === "harmful" ? "attack success" : "answered"} ${pct(r.success_rate)}</b></td>` +
-      `<td>${r.set === "harmful" ? pct(r.attack_success_substring) : ""}</td><td>${pct(r.refusal_rate)}</td><td>${pct(r.degenerate_rate)}</td><td>${pct(r.on_task_rate)}</td><td>${pct(r.guard_unsafe_rate)}</td><td>${loss}</td></tr>`;
+    const loss = r.loss_own_completions
+      ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)`
+      : "";
+    return (
+      `<tr><td>${r.set}</td><td>${esc(r.intervention)}</td><td>${r.count}</td><td><b>${r.set === "harmful" ? "attack success" : "answered"} ${pct(r.success_rate)}</b></td>` +
+      `<td>${r.set === "harmful" ? pct(r.attack_success_substring) : ""}</td><td>${pct(r.refusal_rate)}</td><td>${pct(r.degenerate_rate)}</td><td>${pct(r.on_task_rate)}</td><td>${pct(r.guard_unsafe_rate)}</td><td>${loss}</td></tr>`
+    );
   });
   return `<p>Strongest judge: <b>${esc(judge)}</b>. The substring column is the paper's (a reply with no refusal phrase counts as an attack success).</p>
 <table><tr><th>prompts</th><th>intervention</th><th>n</th><th>strongest judge</th><th>substring ASR</th><th>refused</th><th>degenerate</th><th>on task</th><th>guard unsafe</th><th>CE on own harmless completions</th></tr>

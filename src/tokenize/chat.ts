@@ -49,14 +49,19 @@ const SENTINEL = "COSMIC_SENTINEL_INSTRUCTION";
 function maxTokenId(tj: Json, file: string): number {
   let max = -1;
   const see = (id: unknown, what: string) => {
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) throw fileError(file, `${what} has id ${JSON.stringify(id)}: ids must be non-negative integers`);
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0)
+      throw fileError(file, `${what} has id ${JSON.stringify(id)}: ids must be non-negative integers`);
     if (id > max) max = id;
   };
   const model = tj.model as Json;
   const vocab = model?.vocab;
-  if (Array.isArray(vocab)) max = vocab.length - 1; // Unigram: the id is the index
-  else if (vocab && typeof vocab === "object") for (const [t, id] of Object.entries(vocab as Json)) see(id, `token ${JSON.stringify(t).slice(0, 40)}`);
-  if (Array.isArray(tj.added_tokens)) for (const a of tj.added_tokens as Json[]) see(a?.id, `added token ${JSON.stringify(a?.content ?? null).slice(0, 40)}`);
+  if (Array.isArray(vocab))
+    max = vocab.length - 1; // Unigram: the id is the index
+  else if (vocab && typeof vocab === "object")
+    for (const [t, id] of Object.entries(vocab as Json)) see(id, `token ${JSON.stringify(t).slice(0, 40)}`);
+  if (Array.isArray(tj.added_tokens))
+    for (const a of tj.added_tokens as Json[])
+      see(a?.id, `added token ${JSON.stringify(a?.content ?? null).slice(0, 40)}`);
   return max;
 }
 
@@ -78,10 +83,12 @@ export class ChatTokenizer {
     const tcPath = path.join(dir, "tokenizer_config.json");
     this.configFile = tcPath;
     if (!fs.existsSync(tjPath)) throw fileError(tjPath, "missing: cosmic needs the model's tokenizer.json");
-    if (!fs.existsSync(tcPath)) throw fileError(tcPath, "missing: cosmic needs tokenizer_config.json (for the chat template)");
+    if (!fs.existsSync(tcPath))
+      throw fileError(tcPath, "missing: cosmic needs tokenizer_config.json (for the chat template)");
     const tj = readJsonFile<Json>(tjPath);
     const tc = readJsonFile<Json>(tcPath);
-    if (!tj || typeof tj !== "object" || !tj.model) throw fileError(tjPath, "is not a Hugging Face tokenizer (no \"model\")");
+    if (!tj || typeof tj !== "object" || !tj.model)
+      throw fileError(tjPath, 'is not a Hugging Face tokenizer (no "model")');
     this.tokenizerFile = tjPath;
     this.maxTokenId = maxTokenId(tj, tjPath);
     try {
@@ -101,7 +108,10 @@ export class ChatTokenizer {
       src = (named.find((t) => t.name === "default") ?? named[0])?.template;
     }
     if (typeof src !== "string" || !src.trim()) {
-      throw fileError(tcPath, "has no chat_template: cosmic works on chat models and formats prompts with their template");
+      throw fileError(
+        tcPath,
+        "has no chat_template: cosmic works on chat models and formats prompts with their template",
+      );
     }
     this.templateSource = src;
     try {
@@ -116,7 +126,10 @@ export class ChatTokenizer {
     try {
       return this.tok.encode(text, { add_special_tokens: false }).ids;
     } catch (e) {
-      throw fileError(this.tokenizerFile, `the tokenizer failed on a prompt (${String((e as Error)?.message ?? e).split("\n")[0]})`);
+      throw fileError(
+        this.tokenizerFile,
+        `the tokenizer failed on a prompt (${String((e as Error)?.message ?? e).split("\n")[0]})`,
+      );
     }
   }
 
@@ -126,7 +139,10 @@ export class ChatTokenizer {
     try {
       return this.tok.decode(ids, { skip_special_tokens: skipSpecial });
     } catch (e) {
-      throw fileError(this.tokenizerFile, `the tokenizer failed to decode a reply (${String((e as Error)?.message ?? e).split("\n")[0]})`);
+      throw fileError(
+        this.tokenizerFile,
+        `the tokenizer failed to decode a reply (${String((e as Error)?.message ?? e).split("\n")[0]})`,
+      );
     }
   }
 
@@ -142,10 +158,14 @@ export class ChatTokenizer {
   renderMessages(messages: ChatMessage[], addGenerationPrompt = true): string {
     const deadline = performance.now() + TEMPLATE_BUDGET.milliseconds;
     let made = 0;
-    const over = (what: string) => new CosmicError(`${this.configFile}: the chat template exceeded its budget (${what}): cosmic renders templates with at most ${TEMPLATE_BUDGET.rangeElements.toLocaleString("en-US")} range() elements, ${TEMPLATE_BUDGET.milliseconds} ms and ${TEMPLATE_BUDGET.outputChars.toLocaleString("en-US")} characters`);
+    const over = (what: string) =>
+      new CosmicError(
+        `${this.configFile}: the chat template exceeded its budget (${what}): cosmic renders templates with at most ${TEMPLATE_BUDGET.rangeElements.toLocaleString("en-US")} range() elements, ${TEMPLATE_BUDGET.milliseconds} ms and ${TEMPLATE_BUDGET.outputChars.toLocaleString("en-US")} characters`,
+      );
     const range = (start: number, stop?: number, step = 1): number[] => {
       if (stop === undefined) [start, stop] = [0, start];
-      if (!Number.isFinite(start) || !Number.isFinite(stop) || !Number.isFinite(step)) throw new Error("range() needs finite integers");
+      if (!Number.isFinite(start) || !Number.isFinite(stop) || !Number.isFinite(step))
+        throw new Error("range() needs finite integers");
       if (step === 0) throw new Error("range() step must not be zero");
       const n = Math.max(0, Math.ceil((stop - start) / step));
       made += n;
@@ -165,7 +185,9 @@ export class ChatTokenizer {
     } catch (e) {
       if (e instanceof CosmicError) throw e;
       const msg = e instanceof RangeError ? `${e.message} (runaway recursion or a huge string?)` : (e as Error).message;
-      throw new CosmicError(`${this.configFile}: the chat template rejected the conversation: ${String(msg).split("\n")[0]}`);
+      throw new CosmicError(
+        `${this.configFile}: the chat template rejected the conversation: ${String(msg).split("\n")[0]}`,
+      );
     } finally {
       budgetedRange = null;
     }
@@ -192,7 +214,11 @@ export class ChatTokenizer {
     if (at < 0) throw fileError(this.configFile, "the chat template does not include the user's message in its output");
     const text = rendered.slice(at + SENTINEL.length);
     const ids = this.encode(text);
-    if (ids.length === 0) throw fileError(this.configFile, "the chat template puts nothing between the instruction and the reply, so there are no EOI tokens");
+    if (ids.length === 0)
+      throw fileError(
+        this.configFile,
+        "the chat template puts nothing between the instruction and the reply, so there are no EOI tokens",
+      );
     return { ids, text };
   }
 }

@@ -9,7 +9,14 @@ import { Rng } from "../../src/util/random.js";
 import { writeDirection } from "../../src/formats/direction.js";
 
 export type Target = "config" | "tokenizer" | "tokenizer_config" | "safetensors" | "prompts" | "direction";
-export const TARGETS: readonly Target[] = ["config", "tokenizer", "tokenizer_config", "safetensors", "prompts", "direction"];
+export const TARGETS: readonly Target[] = [
+  "config",
+  "tokenizer",
+  "tokenizer_config",
+  "safetensors",
+  "prompts",
+  "direction",
+];
 
 export interface FuzzCase {
   index: number;
@@ -31,7 +38,10 @@ const DEEP = "\u0001deep:";
 
 /** JSON text of a mutated value, with the deep-nesting placeholders expanded. */
 function stringify(v: Json): string {
-  return JSON.stringify(v).replace(/"\\u0001deep:(\d+)"/g, (_, n: string) => "[".repeat(Number(n)) + "1" + "]".repeat(Number(n)));
+  return JSON.stringify(v).replace(
+    /"\\u0001deep:(\d+)"/g,
+    (_, n: string) => "[".repeat(Number(n)) + "1" + "]".repeat(Number(n)),
+  );
 }
 
 /** Every [container, key] in a JSON value, depth-first (at most `limit`). */
@@ -39,8 +49,16 @@ function slots(v: Json, limit = 5000): [Record<string, Json> | Json[], string | 
   const out: [Record<string, Json> | Json[], string | number][] = [];
   const walk = (x: Json) => {
     if (out.length >= limit || x === null || typeof x !== "object") return;
-    if (Array.isArray(x)) x.forEach((c, i) => { out.push([x, i]); walk(c); });
-    else for (const [k, c] of Object.entries(x as Record<string, Json>)) { out.push([x as Record<string, Json>, k]); walk(c); }
+    if (Array.isArray(x))
+      x.forEach((c, i) => {
+        out.push([x, i]);
+        walk(c);
+      });
+    else
+      for (const [k, c] of Object.entries(x as Record<string, Json>)) {
+        out.push([x as Record<string, Json>, k]);
+        walk(c);
+      }
   };
   walk(v);
   return out;
@@ -81,7 +99,10 @@ function mutateJson(rng: Rng, root: Json, prefer?: string[]): string {
     return `${String(k)} → nested ${depth} deep`;
   }
   if (r === 5 && typeof old === "string") {
-    obj[k] = rng.next() < 0.5 ? old.repeat(pick(rng, [2, 100, 10000])).slice(0, 200000) : old.slice(0, rng.int(old.length + 1));
+    obj[k] =
+      rng.next() < 0.5
+        ? old.repeat(pick(rng, [2, 100, 10000])).slice(0, 200000)
+        : old.slice(0, rng.int(old.length + 1));
     return `${String(k)}: string resized`;
   }
   obj[k] = typeof old === "number" ? String(old) : pick(rng, NUMBERS);
@@ -100,9 +121,19 @@ function mutateBytes(rng: Rng, b: Buffer): { bytes: Buffer; what: string } {
   }
   if (r === 2) {
     const at = rng.int(c.length + 1);
-    return { bytes: Buffer.concat([c.subarray(0, at), Buffer.from(pick(rng, ["{", "]", "\"", ",", "\\", "\u0000", "\ufeff", "[[[[", "}}}}"])), c.subarray(at)]), what: "inserted a delimiter" };
+    return {
+      bytes: Buffer.concat([
+        c.subarray(0, at),
+        Buffer.from(pick(rng, ["{", "]", '"', ",", "\\", "\u0000", "\ufeff", "[[[[", "}}}}"])),
+        c.subarray(at),
+      ]),
+      what: "inserted a delimiter",
+    };
   }
-  return { bytes: Buffer.concat([c, Buffer.from(pick(rng, ["\n{}", "garbage", "\u0000\u0000", "\n"]))]), what: "appended bytes" };
+  return {
+    bytes: Buffer.concat([c, Buffer.from(pick(rng, ["\n{}", "garbage", "\u0000\u0000", "\n"]))]),
+    what: "appended bytes",
+  };
 }
 
 function copyModel(src: string, dir: string): void {
@@ -130,8 +161,26 @@ function mutateJsonFile(rng: Rng, file: string, prefer?: string[]): string {
   return what.join("; ");
 }
 
-const CONFIG_KEYS = ["hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size", "vocab_size", "head_dim",
-  "rope_theta", "rms_norm_eps", "partial_rotary_factor", "max_position_embeddings", "rope_scaling", "factor", "bos_token_id", "eos_token_id", "model_type", "sliding_window", "tie_word_embeddings"];
+const CONFIG_KEYS = [
+  "hidden_size",
+  "num_hidden_layers",
+  "num_attention_heads",
+  "num_key_value_heads",
+  "intermediate_size",
+  "vocab_size",
+  "head_dim",
+  "rope_theta",
+  "rms_norm_eps",
+  "partial_rotary_factor",
+  "max_position_embeddings",
+  "rope_scaling",
+  "factor",
+  "bos_token_id",
+  "eos_token_id",
+  "model_type",
+  "sliding_window",
+  "tie_word_embeddings",
+];
 
 function mutateSafetensors(rng: Rng, file: string): string {
   const b = fs.readFileSync(file);
@@ -214,12 +263,38 @@ function writeMutatedDirection(rng: Rng, dir: string, width: number): { file: st
   const ref = rng.next() < 0.5 ? Float32Array.from({ length: width }, () => rng.normal()) : null;
   const r = rng.int(6);
   let what = "valid";
-  if (r === 1) { d[rng.int(width)] = pick(rng, [NaN, Infinity, -Infinity]); what = "a non-finite value"; }
-  if (r === 2) { d.fill(0); what = "all zeros"; }
+  if (r === 1) {
+    d[rng.int(width)] = pick(rng, [NaN, Infinity, -Infinity]);
+    what = "a non-finite value";
+  }
+  if (r === 2) {
+    d.fill(0);
+    what = "all zeros";
+  }
   const meta: Record<string, string> = { layer: String(rng.int(4)), mode: ref ? "affine" : "linear" };
-  if (r === 3) { meta.layer = pick(rng, ["-1", "99", "x", "1e9", "2.5"]); what = `layer ${meta.layer}`; }
-  if (r === 4) { meta.model_type = pick(rng, ["qwen2", "llama"]); meta.num_layers = pick(rng, ["4", "5"]); what = `metadata ${meta.model_type}/${meta.num_layers}`; }
-  writeDirection(file, r === 5 ? d.subarray(0, pick(rng, [1, 63, 65].filter((x) => x <= width))) : d, ref, meta);
+  if (r === 3) {
+    meta.layer = pick(rng, ["-1", "99", "x", "1e9", "2.5"]);
+    what = `layer ${meta.layer}`;
+  }
+  if (r === 4) {
+    meta.model_type = pick(rng, ["qwen2", "llama"]);
+    meta.num_layers = pick(rng, ["4", "5"]);
+    what = `metadata ${meta.model_type}/${meta.num_layers}`;
+  }
+  writeDirection(
+    file,
+    r === 5
+      ? d.subarray(
+          0,
+          pick(
+            rng,
+            [1, 63, 65].filter((x) => x <= width),
+          ),
+        )
+      : d,
+    ref,
+    meta,
+  );
   if (r === 5) what = "another width";
   if (rng.next() < 0.4) what += `; ${mutateSafetensors(rng, file)}`;
   return { file, what };
@@ -243,7 +318,17 @@ export function makeCase(seed: number, index: number, root: string, base: string
   }
   copyModel(base, model);
   if (target === "config") mutation = mutateJsonFile(rng, path.join(model, "config.json"), CONFIG_KEYS);
-  else if (target === "tokenizer") mutation = mutateJsonFile(rng, path.join(model, "tokenizer.json"), ["id", "type", "post_processor", "normalizer", "pre_tokenizer", "merges", "added_tokens", "special"]);
+  else if (target === "tokenizer")
+    mutation = mutateJsonFile(rng, path.join(model, "tokenizer.json"), [
+      "id",
+      "type",
+      "post_processor",
+      "normalizer",
+      "pre_tokenizer",
+      "merges",
+      "added_tokens",
+      "special",
+    ]);
   else if (target === "tokenizer_config") {
     const tc = path.join(model, "tokenizer_config.json");
     if (rng.next() < 0.25) {
@@ -252,7 +337,6 @@ export function makeCase(seed: number, index: number, root: string, base: string
       fs.writeFileSync(tc, JSON.stringify(v));
       mutation = `chat_template → ${String(v.chat_template).slice(0, 50)}`;
     } else mutation = mutateJsonFile(rng, tc, ["chat_template", "bos_token", "eos_token", "added_tokens_decoder"]);
-  }
-  else mutation = mutateSafetensors(rng, path.join(model, "model.safetensors"));
+  } else mutation = mutateSafetensors(rng, path.join(model, "model.safetensors"));
   return { index, target, mutation, model, file };
 }

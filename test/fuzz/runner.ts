@@ -11,9 +11,20 @@ import { fileURLToPath } from "node:url";
 import { FuzzCase, makeCase } from "./cases.js";
 import type { Outcome } from "./worker.js";
 
-export interface FuzzFailure { index: number; target: string; mutation: string; why: string }
+export interface FuzzFailure {
+  index: number;
+  target: string;
+  mutation: string;
+  why: string;
+}
 export interface FuzzReport {
-  seed: number; cases: number; passes: number; cleanErrors: number; failures: FuzzFailure[]; seconds: number; peakRssMiB: number;
+  seed: number;
+  cases: number;
+  passes: number;
+  cleanErrors: number;
+  failures: FuzzFailure[];
+  seconds: number;
+  peakRssMiB: number;
   /** a few distinct clean-error lines per target, to read what users are told */
   samples: Record<string, string[]>;
 }
@@ -34,14 +45,21 @@ function peakRss(pid: number): number {
 }
 
 function resetPeak(pid: number): void {
-  try { fs.writeFileSync(`/proc/${pid}/clear_refs`, "5"); } catch { /* not Linux, or not allowed: the peak is then cumulative */ }
+  try {
+    fs.writeFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch {
+    /* not Linux, or not allowed: the peak is then cumulative */
+  }
 }
 
 class Worker {
   proc: ChildProcess;
   used = 0;
   constructor() {
-    this.proc = fork(WORKER, [], { env: { ...process.env, COSMIC_FUZZ_WORKER: "1" }, stdio: ["ignore", "ignore", "ignore", "ipc"] });
+    this.proc = fork(WORKER, [], {
+      env: { ...process.env, COSMIC_FUZZ_WORKER: "1" },
+      stdio: ["ignore", "ignore", "ignore", "ipc"],
+    });
   }
   run(c: FuzzCase): Promise<Outcome | { kind: "fatal"; why: string }> {
     this.used++;
@@ -59,8 +77,12 @@ class Worker {
         if (rss > RSS_LIMIT) done({ kind: "fatal", why: `peak RSS ${(rss / 2 ** 20).toFixed(0)} MiB` });
         else done(o);
       };
-      const onExit = (code: number | null, signal: string | null) => done({ kind: "fatal", why: signal ? `killed by ${signal}` : `exited with ${code}` });
-      const timer = setTimeout(() => { p.kill("SIGKILL"); done({ kind: "fatal", why: `hung for more than ${HANG_MS / 1000} s` }); }, HANG_MS);
+      const onExit = (code: number | null, signal: string | null) =>
+        done({ kind: "fatal", why: signal ? `killed by ${signal}` : `exited with ${code}` });
+      const timer = setTimeout(() => {
+        p.kill("SIGKILL");
+        done({ kind: "fatal", why: `hung for more than ${HANG_MS / 1000} s` });
+      }, HANG_MS);
       p.on("message", onMessage);
       p.on("exit", onExit);
       p.send(c);
@@ -71,10 +93,27 @@ class Worker {
   }
 }
 
-export async function runFuzz(o: { seed: number; cases: number; base: string; width: number; workers?: number; first?: number; onCase?: (done: number, total: number) => void }): Promise<FuzzReport> {
+export async function runFuzz(o: {
+  seed: number;
+  cases: number;
+  base: string;
+  width: number;
+  workers?: number;
+  first?: number;
+  onCase?: (done: number, total: number) => void;
+}): Promise<FuzzReport> {
   const t0 = performance.now();
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-fuzz-"));
-  const report: FuzzReport = { seed: o.seed, cases: 0, passes: 0, cleanErrors: 0, failures: [], seconds: 0, peakRssMiB: 0, samples: {} };
+  const report: FuzzReport = {
+    seed: o.seed,
+    cases: 0,
+    passes: 0,
+    cleanErrors: 0,
+    failures: [],
+    seconds: 0,
+    peakRssMiB: 0,
+    samples: {},
+  };
   let next = o.first ?? 0;
   const end = next + o.cases;
   const lane = async () => {
@@ -83,7 +122,10 @@ export async function runFuzz(o: { seed: number; cases: number; base: string; wi
       while (next < end) {
         const i = next++;
         const c = makeCase(o.seed, i, root, o.base, o.width);
-        if (w.used >= RECYCLE) { w.stop(); w = new Worker(); }
+        if (w.used >= RECYCLE) {
+          w.stop();
+          w = new Worker();
+        }
         const r = await w.run(c);
         report.peakRssMiB = Math.max(report.peakRssMiB, peakRss(w.proc.pid!) / 2 ** 20);
         report.cases++;
@@ -93,10 +135,17 @@ export async function runFuzz(o: { seed: number; cases: number; base: string; wi
           const seen = (report.samples[c.target] ??= []);
           const gist = r.line.replace(/\/tmp\/\S+?\/case-\d+\//g, "");
           if (seen.length < 6 && !seen.some((x) => x.slice(0, 40) === gist.slice(0, 40))) seen.push(gist);
-        }
-        else {
-          report.failures.push({ index: i, target: c.target, mutation: c.mutation, why: r.kind === "crash" ? `stack trace: ${r.detail}` : r.why });
-          if (r.kind === "fatal") { w.stop(); w = new Worker(); }
+        } else {
+          report.failures.push({
+            index: i,
+            target: c.target,
+            mutation: c.mutation,
+            why: r.kind === "crash" ? `stack trace: ${r.detail}` : r.why,
+          });
+          if (r.kind === "fatal") {
+            w.stop();
+            w = new Worker();
+          }
         }
         fs.rmSync(path.join(root, `case-${i}`), { recursive: true, force: true });
         o.onCase?.(report.cases, o.cases);

@@ -28,7 +28,12 @@ async function baseModel(dir: string): Promise<{ folder: ModelFolder; engine: En
   return base;
 }
 
-async function forward(engine: Engine, folder: ModelFolder, instructions: string[], intervention?: Intervention): Promise<void> {
+async function forward(
+  engine: Engine,
+  folder: ModelFolder,
+  instructions: string[],
+  intervention?: Intervention,
+): Promise<void> {
   const ids = instructions.map((i) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(i)));
   const c = await capture(engine, ids, { logits: true, intervention });
   const bad = c.logits!.findIndex((x) => !Number.isFinite(x));
@@ -42,7 +47,11 @@ export async function runCase(c: FuzzCase): Promise<Outcome> {
     if (c.target === "prompts") {
       const { folder, engine } = await baseModel(c.model);
       const recs = selectPrompts(loadPrompts(c.file!), 3, 1);
-      await forward(engine, folder, recs.map((r) => r.instruction));
+      await forward(
+        engine,
+        folder,
+        recs.map((r) => r.instruction),
+      );
     } else if (c.target === "direction") {
       const { folder, engine } = await baseModel(c.model);
       const dir = readDirection(c.file!, folder.spec.hiddenSize);
@@ -65,7 +74,13 @@ export async function runCase(c: FuzzCase): Promise<Outcome> {
     if (e instanceof CosmicError) return { kind: "error", line: e.message.split("\n")[0] };
     const fsLine = fsErrorLine(e);
     if (fsLine) return { kind: "error", line: fsLine };
-    return { kind: "crash", detail: String((e as Error)?.stack ?? e).split("\n").slice(0, 6).join(" | ") };
+    return {
+      kind: "crash",
+      detail: String((e as Error)?.stack ?? e)
+        .split("\n")
+        .slice(0, 6)
+        .join(" | "),
+    };
   }
 }
 

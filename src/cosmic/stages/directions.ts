@@ -58,7 +58,13 @@ export const directionsStage: Stage<DirectionsInputs, Directions> = {
       harmfulOut = (await mean(i.harmful, undefined, P0, "L_low (harmful, no system)")).layerOutputs;
       harmlessOut = (await mean(i.harmless, undefined, P0, "L_low (harmless, no system)")).layerOutputs;
     }
-    return { r, muMinus: Float32Array.from(minus.residPre), harmfulMeans: Float32Array.from(plus.residPre), harmfulOut, harmlessOut };
+    return {
+      r,
+      muMinus: Float32Array.from(minus.residPre),
+      harmfulMeans: Float32Array.from(plus.residPre),
+      harmfulOut,
+      harmlessOut,
+    };
   },
 
   write(out, ctx) {
@@ -66,13 +72,21 @@ export const directionsStage: Stage<DirectionsInputs, Directions> = {
     const d = ctx.folder.spec.hiddenSize;
     const P = out.r.length / (L * d);
     const eoi = ctx.folder.tokenizer.eoiTokens(ctx.options.system);
-    writeSafetensors(ctx.store.output(FILE), [
-      { name: "mean_diffs", dtype: "F32", shape: [P, L, d], data: out.r },
-      { name: "harmless_means", dtype: "F32", shape: [P, L, d], data: out.muMinus },
-      { name: "harmful_means", dtype: "F32", shape: [P, L, d], data: out.harmfulMeans },
-      { name: "harmful_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(out.harmfulOut) },
-      { name: "harmless_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(out.harmlessOut) },
-    ], { positions: JSON.stringify(Array.from({ length: P }, (_, k) => k - P)), eoi_token_ids: JSON.stringify(eoi.ids), model: ctx.folder.name });
+    writeSafetensors(
+      ctx.store.output(FILE),
+      [
+        { name: "mean_diffs", dtype: "F32", shape: [P, L, d], data: out.r },
+        { name: "harmless_means", dtype: "F32", shape: [P, L, d], data: out.muMinus },
+        { name: "harmful_means", dtype: "F32", shape: [P, L, d], data: out.harmfulMeans },
+        { name: "harmful_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(out.harmfulOut) },
+        { name: "harmless_layer_outputs", dtype: "F32", shape: [L, d], data: Float32Array.from(out.harmlessOut) },
+      ],
+      {
+        positions: JSON.stringify(Array.from({ length: P }, (_, k) => k - P)),
+        eoi_token_ids: JSON.stringify(eoi.ids),
+        model: ctx.folder.name,
+      },
+    );
   },
 
   read(ctx) {

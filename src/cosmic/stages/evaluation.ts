@@ -31,7 +31,11 @@ export interface EvaluationInputs {
 
 const FILE = "evaluation.json";
 
-export function evaluationStage(evaluator: Evaluator, dirs: Directions, sel: Selected): Stage<EvaluationInputs, Evaluation> {
+export function evaluationStage(
+  evaluator: Evaluator,
+  dirs: Directions,
+  sel: Selected,
+): Stage<EvaluationInputs, Evaluation> {
   return {
     name: "evaluation",
     files: [FILE],
@@ -44,7 +48,13 @@ export function evaluationStage(evaluator: Evaluator, dirs: Directions, sel: Sel
       const P = dirs.r.length / (L * d);
       const direction = (s: Selection, method: Method): EvaluatedDirection => {
         const { position, layer } = s.selected;
-        const ivs = modeInterventions(o.mode, at(dirs.r, position + P, layer, L, d), at(dirs.muMinus, position + P, layer, L, d), layer, L);
+        const ivs = modeInterventions(
+          o.mode,
+          at(dirs.r, position + P, layer, L, d),
+          at(dirs.muMinus, position + P, layer, L, d),
+          layer,
+          L,
+        );
         return { method, position, layer, ablate: ivs.ablate.intervention, add: (a) => ivs.add(a).intervention };
       };
       const c = sel.cosmic.selected;
@@ -53,10 +63,20 @@ export function evaluationStage(evaluator: Evaluator, dirs: Directions, sel: Sel
       // on a weakly aligned model that steers all prompts or none.
       const r0 = at(dirs.r, c.position + P, c.layer, L, d);
       return evaluator.run({
-        engine: e, tokenizer: folder.tokenizer, eosTokenIds: folder.eosTokenIds, prompts: o.prompts, options: o,
-        directions: [direction(sel.cosmic, "cosmic"), ...(sel.substring ? [direction(sel.substring, "substring")] : [])],
+        engine: e,
+        tokenizer: folder.tokenizer,
+        eosTokenIds: folder.eosTokenIds,
+        prompts: o.prompts,
+        options: o,
+        directions: [
+          direction(sel.cosmic, "cosmic"),
+          ...(sel.substring ? [direction(sel.substring, "substring")] : []),
+        ],
         sweep: (a) => activationAddition(r0, c.layer, a, L),
-        substringNote: sel.note, encode: ctx.encode, writeJson: (f, v) => ctx.store.writeJson(f, v), progress: o.progress,
+        substringNote: sel.note,
+        encode: ctx.encode,
+        writeJson: (f, v) => ctx.store.writeJson(f, v),
+        progress: o.progress,
       });
     },
 

@@ -8,7 +8,15 @@ import type { PromptRecord } from "../../data/prompts.js";
 import { at } from "../activations.js";
 import { Mode, modeInterventions } from "../modes.js";
 import type { RunSummary, Timings } from "../pipeline.js";
-import { cleanResult, prepareScoringSet, RunNeeds, runCandidates, RunResult, Schedule, ScoringSet } from "../scoring.js";
+import {
+  cleanResult,
+  prepareScoringSet,
+  RunNeeds,
+  runCandidates,
+  RunResult,
+  Schedule,
+  ScoringSet,
+} from "../scoring.js";
 import { CandidateScore, key } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
@@ -43,7 +51,12 @@ const TIMINGS_FILE = "timings.json";
 const PARTIAL_FILE = "select_direction/.partial-scores.json";
 
 type Acc = { seconds: number; flops: number };
-interface Partial { key: string; layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }>; cosmic: Acc; substring: Acc }
+interface Partial {
+  key: string;
+  layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }>;
+  cosmic: Acc;
+  substring: Acc;
+}
 
 /** The clean passes and what every candidate is compared with. */
 interface Baseline {
@@ -69,11 +82,26 @@ async function baseline(e: Engine, i: ScoresInputs, ctx: StageContext): Promise<
   const needs: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
   const cleanHarm = cleanResult(harm, needs, d, V);
   const cleanHarmless = cleanResult(harmless, needs, d, V);
-  return { harm, harmless, cleanHarm, cleanHarmless, bPlus: normalize(cleanHarm.pooled!), bMinus: normalize(cleanHarmless.pooled!) };
+  return {
+    harm,
+    harmless,
+    cleanHarm,
+    cleanHarmless,
+    bPlus: normalize(cleanHarm.pooled!),
+    bMinus: normalize(cleanHarmless.pooled!),
+  };
 }
 
 /** One layer's candidates (the live ones run; zero ones take the clean run's scores). */
-async function scoreLayer(e: Engine, l: number, i: ScoresInputs, dirs: Directions, zero: Set<string>, b: Baseline, acc: Partial): Promise<{ cos: CandidateScore[]; sub: CandidateScore[] }> {
+async function scoreLayer(
+  e: Engine,
+  l: number,
+  i: ScoresInputs,
+  dirs: Directions,
+  zero: Set<string>,
+  b: Baseline,
+  acc: Partial,
+): Promise<{ cos: CandidateScore[]; sub: CandidateScore[] }> {
   const L = e.numLayers;
   const d = e.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
@@ -85,25 +113,44 @@ async function scoreLayer(e: Engine, l: number, i: ScoresInputs, dirs: Direction
     if (zero.has(key(k - P, l))) {
       // A zero direction edits nothing: its scores are the clean run's.
       const base = { position: k - P, layer: l, kl_div_score: 0 };
-      cos.push({ ...base, refusal_score: dot(normalize(b.cleanHarm.pooled!), b.bMinus), steering_score: dot(normalize(b.cleanHarmless.pooled!), b.bPlus) });
+      cos.push({
+        ...base,
+        refusal_score: dot(normalize(b.cleanHarm.pooled!), b.bMinus),
+        steering_score: dot(normalize(b.cleanHarmless.pooled!), b.bPlus),
+      });
       sub.push({ ...base, refusal_score: b.cleanHarm.logOdds!, steering_score: b.cleanHarmless.logOdds! });
     } else live.push(k);
   }
   if (live.length) {
     const ivs = live.map((k) => modeInterventions(i.mode, at(dirs.r, k, l, L, d), at(dirs.muMinus, k, l, L, d), l, L));
     const run = (set: ScoringSet, which: "ablate" | "add", needs: RunNeeds) =>
-      runCandidates(e, set, ivs.map((v) => (which === "ablate" ? v.ablate : v.add(1))), needs, i.schedule);
+      runCandidates(
+        e,
+        set,
+        ivs.map((v) => (which === "ablate" ? v.ablate : v.add(1))),
+        needs,
+        i.schedule,
+      );
     const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
     const odds: RunNeeds = { poolLayers: [], kl: false, refusalTokens: i.refusalTokens };
     // COSMIC: pooled L_low outputs (the forward stops after L_low) and the KL (to the logits).
     const [abl, add, kl] = await timed(e, acc.cosmic, async () => [
-      await run(b.harm, "ablate", pool), await run(b.harmless, "add", pool), await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
+      await run(b.harm, "ablate", pool),
+      await run(b.harmless, "add", pool),
+      await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
     ]);
     // The substring baseline: refusal-token log-odds under the same interventions.
-    const [bypass, induce] = await timed(e, acc.substring, async () => [await run(b.harm, "ablate", odds), await run(b.harmless, "add", odds)]);
+    const [bypass, induce] = await timed(e, acc.substring, async () => [
+      await run(b.harm, "ablate", odds),
+      await run(b.harmless, "add", odds),
+    ]);
     live.forEach((k, j) => {
       const base = { position: k - P, layer: l, kl_div_score: kl[j].kl! };
-      cos.push({ ...base, refusal_score: dot(normalize(abl[j].pooled!), b.bMinus), steering_score: dot(normalize(add[j].pooled!), b.bPlus) });
+      cos.push({
+        ...base,
+        refusal_score: dot(normalize(abl[j].pooled!), b.bMinus),
+        steering_score: dot(normalize(add[j].pooled!), b.bPlus),
+      });
       sub.push({ ...base, refusal_score: bypass[j].logOdds!, steering_score: induce[j].logOdds! });
     });
   }
@@ -131,11 +178,18 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       const L = e.numLayers;
       const b = await baseline(e, i, ctx);
       // Partial results survive an interruption: finished layers are not scored again.
-      let partial: Partial = { key: stageKey, layers: {}, cosmic: { seconds: 0, flops: 0 }, substring: { seconds: 0, flops: 0 } };
+      let partial: Partial = {
+        key: stageKey,
+        layers: {},
+        cosmic: { seconds: 0, flops: 0 },
+        substring: { seconds: 0, flops: 0 },
+      };
       try {
         const p = ctx.store.readJson<Partial>(PARTIAL_FILE);
         if (p.key === stageKey) partial = p;
-      } catch { /* none yet */ }
+      } catch {
+        /* none yet */
+      }
       for (let l = 0; l < L; l++) {
         if (!partial.layers[l]) {
           partial.layers[l] = await scoreLayer(e, l, i, dirs, zero, b, partial);
@@ -146,8 +200,12 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       // The reference lists candidates position-major: (−P, 0), (−P, 1), …
       const order = (x: CandidateScore, y: CandidateScore) => x.position - y.position || x.layer - y.layer;
       return {
-        cosmic: Object.values(partial.layers).flatMap((x) => x.cos).sort(order),
-        substring: Object.values(partial.layers).flatMap((x) => x.sub).sort(order),
+        cosmic: Object.values(partial.layers)
+          .flatMap((x) => x.cos)
+          .sort(order),
+        substring: Object.values(partial.layers)
+          .flatMap((x) => x.sub)
+          .sort(order),
         scoring: { flops: partial.cosmic.flops, schedule: i.schedule, substring_flops: partial.substring.flops },
         timings: { scoring_seconds: partial.cosmic.seconds, substring_scoring_seconds: partial.substring.seconds },
       };

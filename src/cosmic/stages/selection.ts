@@ -17,7 +17,12 @@ export interface Selected {
   note?: string;
 }
 
-export function selectDirections(scores: Scores, opts: SelectionOptions, require: Method, log: (line: string) => void): Selected {
+export function selectDirections(
+  scores: Scores,
+  opts: SelectionOptions,
+  require: Method,
+  log: (line: string) => void,
+): Selected {
   const cosmic = selectCosmic(scores.cosmic, opts);
   try {
     return { cosmic, substring: selectSubstring(scores.substring, opts) };
@@ -36,14 +41,28 @@ export function writeSelection(sel: Selected, dirs: Directions, ctx: StageContex
   const d = folder.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
   store.writeJson("select_direction/direction_evaluations_filtered.json", sel.cosmic.filtered);
-  if (sel.substring) store.writeJson("select_direction_substring/direction_evaluations_filtered.json", sel.substring.filtered);
+  if (sel.substring)
+    store.writeJson("select_direction_substring/direction_evaluations_filtered.json", sel.substring.filtered);
   const write = (s: Selection, method: Method, file: string) => {
     const { position, layer } = s.selected;
     const k = position + P;
-    writeDirection(store.output(file), Float32Array.from(at(dirs.r, k, layer, L, d)), Float32Array.from(at(dirs.muMinus, k, layer, L, d)), {
-      layer: String(layer), position: String(position), method, mode: o.mode, model: folder.name,
-      model_type: folder.spec.family, hidden_size: String(d), num_layers: String(L), seed: String(o.seed), model_identity: identity,
-    });
+    writeDirection(
+      store.output(file),
+      Float32Array.from(at(dirs.r, k, layer, L, d)),
+      Float32Array.from(at(dirs.muMinus, k, layer, L, d)),
+      {
+        layer: String(layer),
+        position: String(position),
+        method,
+        mode: o.mode,
+        model: folder.name,
+        model_type: folder.spec.family,
+        hidden_size: String(d),
+        num_layers: String(L),
+        seed: String(o.seed),
+        model_identity: identity,
+      },
+    );
   };
   const chosen = o.selection === "cosmic" ? sel.cosmic : sel.substring!;
   write(chosen, o.selection, "direction.safetensors");
@@ -51,4 +70,3 @@ export function writeSelection(sel: Selected, dirs: Directions, ctx: StageContex
   write(sel.cosmic, "cosmic", "select_direction/direction.safetensors");
   if (sel.substring) write(sel.substring, "substring", "select_direction_substring/direction.safetensors");
 }
-

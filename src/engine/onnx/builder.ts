@@ -41,7 +41,12 @@ export class GraphBuilder {
   }
 
   weight(name: string, data: Float32Array, dims: number[]): string {
-    this.inits.push({ name, dataType: TensorType.FLOAT, dims, raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    this.inits.push({
+      name,
+      dataType: TensorType.FLOAT,
+      dims,
+      raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
     return name;
   }
 
@@ -82,16 +87,36 @@ export class GraphBuilder {
   }
 
   // Convenience wrappers for the ops the transformer graphs use.
-  add(a: string, b: string): string { return this.op("Add", [a, b]); }
-  sub(a: string, b: string): string { return this.op("Sub", [a, b]); }
-  mul(a: string, b: string): string { return this.op("Mul", [a, b]); }
-  div(a: string, b: string): string { return this.op("Div", [a, b]); }
-  matmul(a: string, b: string): string { return this.op("MatMul", [a, b]); }
-  reshape(x: string, shape: number[]): string { return this.op("Reshape", [x, this.i64(shape)]); }
-  transpose(x: string, perm: number[]): string { return this.op("Transpose", [x], { perm }); }
-  concat(xs: string[], axis: number): string { return this.op("Concat", xs, { axis }); }
-  unsqueeze(x: string, axes: number[]): string { return this.op("Unsqueeze", [x, this.i64(axes)]); }
-  reduceSumLast(x: string): string { return this.op("ReduceSum", [x, this.i64([-1])], { keepdims: 1 }); }
+  add(a: string, b: string): string {
+    return this.op("Add", [a, b]);
+  }
+  sub(a: string, b: string): string {
+    return this.op("Sub", [a, b]);
+  }
+  mul(a: string, b: string): string {
+    return this.op("Mul", [a, b]);
+  }
+  div(a: string, b: string): string {
+    return this.op("Div", [a, b]);
+  }
+  matmul(a: string, b: string): string {
+    return this.op("MatMul", [a, b]);
+  }
+  reshape(x: string, shape: number[]): string {
+    return this.op("Reshape", [x, this.i64(shape)]);
+  }
+  transpose(x: string, perm: number[]): string {
+    return this.op("Transpose", [x], { perm });
+  }
+  concat(xs: string[], axis: number): string {
+    return this.op("Concat", xs, { axis });
+  }
+  unsqueeze(x: string, axes: number[]): string {
+    return this.op("Unsqueeze", [x, this.i64(axes)]);
+  }
+  reduceSumLast(x: string): string {
+    return this.op("ReduceSum", [x, this.i64([-1])], { keepdims: 1 });
+  }
   slice(x: string, starts: number[], ends: number[], axes: number[]): string {
     return this.op("Slice", [x, this.i64(starts), this.i64(ends), this.i64(axes)]);
   }

@@ -129,12 +129,30 @@ function attrMsg(name: string, a: AttrValue): Writer {
   const w = new Writer();
   w.string(1, name);
   switch (a.kind) {
-    case "float": w.float(2, a.v); w.int(20, 1); break;
-    case "int": w.int(3, a.v); w.int(20, 2); break;
-    case "string": w.string(4, a.v); w.int(20, 3); break;
-    case "tensor": w.message(5, tensorMsg(a.v)); w.int(20, 4); break;
-    case "floats": for (const f of a.v) w.float(7, f); w.int(20, 6); break;
-    case "ints": for (const i of a.v) w.int(8, i); w.int(20, 7); break;
+    case "float":
+      w.float(2, a.v);
+      w.int(20, 1);
+      break;
+    case "int":
+      w.int(3, a.v);
+      w.int(20, 2);
+      break;
+    case "string":
+      w.string(4, a.v);
+      w.int(20, 3);
+      break;
+    case "tensor":
+      w.message(5, tensorMsg(a.v));
+      w.int(20, 4);
+      break;
+    case "floats":
+      for (const f of a.v) w.float(7, f);
+      w.int(20, 6);
+      break;
+    case "ints":
+      for (const i of a.v) w.int(8, i);
+      w.int(20, 7);
+      break;
   }
   return w;
 }
