@@ -5,6 +5,7 @@ import { ModelFolder } from "../src/model/folder.js";
 import { Engine } from "../src/engine/engine.js";
 import { capture } from "../src/engine/forward.js";
 import { generate } from "../src/engine/generate.js";
+import { headRowRanges } from "../src/engine/graphs.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { ablation, activationAddition, affineEdit, Intervention } from "../src/engine/interventions.js";
@@ -128,4 +129,23 @@ test("greedy generation stops at EOS, sampling is reproducible from the seed", a
   const s2 = await generate(engine, toks, { maxNewTokens: 6, temperature: 1.5, topP: 0.9, seed: 7, stopAtEos: false });
   assert.deepEqual(s1, s2);
   await engine.release();
+});
+
+// ONNX models are protobufs capped at 2 GiB, so a large head is split by vocabulary rows into
+// several sessions; forced here with a tiny cap, the split head gives the same logits.
+test("a head split by vocabulary rows into several sessions gives the unsplit head's logits", async () => {
+  for (const fam of ["gemma2", "llama"] as const) {
+    const folder = ModelFolder.open(path.join(FIXTURES, fam));
+    const ids = ["Hello there", "How do I bake bread?"].map((p) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(p)));
+    const whole = await Engine.load(folder);
+    const rowBytes = folder.spec.hiddenSize * 4;
+    const split = await Engine.load(folder, { maxSessionBytes: Math.ceil(folder.spec.vocabSize / 3.5) * rowBytes });
+    assert.equal(headRowRanges(folder.spec, Math.ceil(folder.spec.vocabSize / 3.5) * rowBytes).length, 4);
+    const a = await capture(whole, ids, { logits: true, finalHidden: true });
+    const b = await capture(split, ids, { logits: true, finalHidden: true });
+    assert.ok(relErr(b.logits!, a.logits!) < 1e-6, `${fam}: logits`);
+    assert.ok(relErr(b.finalHidden!, a.finalHidden!) < 1e-7, `${fam}: final hidden`);
+    await whole.release();
+    await split.release();
+  }
 });

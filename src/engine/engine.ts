@@ -5,10 +5,11 @@
  */
 import os from "node:os";
 import { CosmicError, fileError } from "../errors.js";
-import { ModelSpec } from "../formats/config.js";
+import { expectedTensors, ModelSpec } from "../formats/config.js";
 import type { Checkpoint } from "../formats/safetensors.js";
 import { Embedding } from "./embedding.js";
-import { buildBlockGraph, buildHeadGraph } from "./graphs.js";
+import { buildBlockGraph, buildHeadGraph, headRowRanges } from "./graphs.js";
+import { TENSORS } from "../formats/families.js";
 import {
   checkDevice,
   createSession,
@@ -34,7 +35,12 @@ export interface EngineOptions {
   tokensPerCall?: number;
   /** called after each session is built */
   onBuild?: (done: number, total: number) => void;
+  /** the most weight bytes one session holds (default MAX_SESSION_BYTES); the head is split by vocabulary rows to stay under it */
+  maxSessionBytes?: number;
 }
+
+/** Weight bytes per session: well under onnxruntime's 2 GiB cap on one ONNX protobuf. */
+export const MAX_SESSION_BYTES = 1.5 * 2 ** 30;
 
 /**
  * What the block graphs need besides hidden states for one call: T new positions of B rows
@@ -104,6 +110,12 @@ export function checkEngineFits(folder: EngineModel): void {
       total += bytes;
     }
   }
+  // The head is split by vocabulary rows; a decoder block is one session, so it must fit alone.
+  const block = expectedTensors(folder.spec).filter((t) => t.name.startsWith("model.layers.0."));
+  const blockBytes = block.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * 4, 0);
+  if (blockBytes > 2 ** 31 - 2 ** 26) {
+    throw fileError(folder.dir, `one decoder block needs ${(blockBytes / 2 ** 30).toFixed(2)} GiB of float32 weights in one onnxruntime session, over the 2 GiB cap on an ONNX model (not supported yet)`);
+  }
   const mem = os.totalmem();
   if (total > mem)
     throw fileError(
@@ -123,7 +135,8 @@ export class Engine {
   readonly model: EngineModel;
   readonly device: Device;
   private readonly blocks: Session[];
-  private readonly head: Session;
+  /** the head's sessions, each for a range of vocabulary rows */
+  private readonly heads: { session: Session; rows: [number, number] }[];
   private lastTokenBlock: Session | null = null;
   private readonly sessionOpts: SessionOptions;
   private readonly embedding: Embedding;
@@ -139,7 +152,7 @@ export class Engine {
     folder: EngineModel,
     device: Device,
     blocks: Session[],
-    head: Session,
+    heads: { session: Session; rows: [number, number] }[],
     buildSeconds: number,
     tokensPerCall: number,
     so: SessionOptions,
@@ -150,7 +163,7 @@ export class Engine {
     this.spec = folder.spec;
     this.device = device;
     this.blocks = blocks;
-    this.head = head;
+    this.heads = heads;
     this.buildSeconds = buildSeconds;
     this.embedding = new Embedding(
       folder.checkpoint,
@@ -184,7 +197,14 @@ export class Engine {
     const create = (bytes: Uint8Array): Promise<Session> => createSession(bytes, so);
     // The head first: its matrix is the largest, and building it while little else is
     // resident keeps the peak low. Large buffers are dropped (and collected) after each build.
-    const head = await create(buildHeadGraph(folder.spec, w));
+    const lmName = folder.spec.tieWordEmbeddings ? TENSORS.embed : TENSORS.lmHead;
+    let lm: Float32Array | null = null;
+    const wHead = (name: string) => (name === lmName ? (lm ??= w(name)) : w(name));
+    const heads: { session: Session; rows: [number, number] }[] = [];
+    for (const rows of headRowRanges(folder.spec, opts.maxSessionBytes ?? MAX_SESSION_BYTES)) {
+      heads.push({ session: await create(buildHeadGraph(folder.spec, wHead, rows)), rows });
+    }
+    lm = null;
     releaseMemory();
     opts.onBuild?.(1, total);
     const blocks: Session[] = [];
@@ -197,7 +217,7 @@ export class Engine {
       folder,
       device,
       blocks,
-      head,
+      heads,
       (performance.now() - t0) / 1000,
       opts.tokensPerCall ?? TOKENS_PER_CALL,
       so,
@@ -385,12 +405,29 @@ export class Engine {
 
   /** Final norm and logits for last-position hidden states [B, d]. */
   async runHead(last: Float32Array, B: number): Promise<{ finalHidden: Float32Array; logits: Float32Array }> {
-    const out = await this.head.run({ hidden: floatTensor(last, [B, this.spec.hiddenSize]) });
-    this.flops += 2 * B * this.spec.hiddenSize * this.spec.vocabSize;
-    const logits = out.logits.data as Float32Array;
+    const V = this.spec.vocabSize;
+    const input = { hidden: floatTensor(last, [B, this.spec.hiddenSize]) };
+    let finalHidden: Float32Array | null = null;
+    let logits: Float32Array;
+    if (this.heads.length === 1) {
+      const out = await this.heads[0].session.run(input);
+      finalHidden = out.final_hidden.data as Float32Array;
+      logits = out.logits.data as Float32Array;
+    } else {
+      // Each session gives [B, rows] of the logits; they are placed side by side per row.
+      logits = new Float32Array(B * V);
+      for (const h of this.heads) {
+        const out = await h.session.run(input);
+        finalHidden ??= out.final_hidden.data as Float32Array;
+        const part = out.logits.data as Float32Array;
+        const n = h.rows[1] - h.rows[0];
+        for (let b = 0; b < B; b++) logits.set(part.subarray(b * n, (b + 1) * n), b * V + h.rows[0]);
+      }
+    }
+    this.flops += 2 * B * this.spec.hiddenSize * V;
     // Finite weights can still overflow float32 (a corrupted checkpoint): say so, not NaN scores.
     for (let i = 0; i < logits.length; i++) if (!Number.isFinite(logits[i])) throw nonFinite(this.model.dir, "logits");
-    return { finalHidden: out.final_hidden.data as Float32Array, logits };
+    return { finalHidden: finalHidden!, logits };
   }
 
   /** Per-row interventions from one shared value or a list. */
@@ -404,7 +441,7 @@ export class Engine {
 
   async release(): Promise<void> {
     for (const s of this.blocks) await s.release();
-    await this.head.release();
+    for (const h of this.heads) await h.session.release();
     await this.lastTokenBlock?.release();
     this.embedding.close();
   }

@@ -254,19 +254,31 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
  * (often the tied embedding, the largest matrix) stays in HF's [vocab, d] layout under
  * Gemm(transB): no transposed copy is ever made.
  */
-export function buildHeadGraph(spec: ModelSpec, w: WeightSource): Uint8Array {
-  const g = new GraphBuilder("head");
+export function buildHeadGraph(spec: ModelSpec, w: WeightSource, rows: [number, number] = [0, spec.vocabSize]): Uint8Array {
+  const g = new GraphBuilder(rows[0] === 0 ? "head" : `head_${rows[0]}`);
   const d = spec.hiddenSize;
-  const V = spec.vocabSize;
+  const [r0, r1] = rows;
   const hidden = g.input("hidden", ["batch", d]);
   const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w(TENSORS.finalNorm)), [d]), spec.norm.eps);
   g.output(normed, "final_hidden", ["batch", d]);
-  const lm = w(spec.tieWordEmbeddings ? TENSORS.embed : TENSORS.lmHead);
-  let logits = g.op("Gemm", [normed, g.weight("w_lm", lm, [V, d])], { transB: 1 });
+  const lm = w(spec.tieWordEmbeddings ? TENSORS.embed : TENSORS.lmHead).subarray(r0 * d, r1 * d);
+  let logits = g.op("Gemm", [normed, g.weight("w_lm", lm, [r1 - r0, d])], { transB: 1 });
   if (spec.finalSoftcap !== null) {
     const c = g.f32(spec.finalSoftcap);
     logits = g.mul(g.op("Tanh", [g.div(logits, c)]), c);
   }
-  g.output(logits, "logits", ["batch", V]);
+  g.output(logits, "logits", ["batch", r1 - r0]);
   return g.encode();
+}
+
+/**
+ * The head's vocabulary rows split so that each session's weights stay under `maxBytes`: an
+ * ONNX model is a protobuf, capped at 2 GiB, and a 256,000 × 2,304 float32 head is 2.2 GiB.
+ */
+export function headRowRanges(spec: ModelSpec, maxBytes: number): [number, number][] {
+  const rowBytes = spec.hiddenSize * 4;
+  const per = Math.max(1, Math.floor(maxBytes / rowBytes));
+  const out: [number, number][] = [];
+  for (let r = 0; r < spec.vocabSize; r += per) out.push([r, Math.min(spec.vocabSize, r + per)]);
+  return out;
 }
