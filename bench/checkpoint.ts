@@ -30,12 +30,51 @@ export const QWEN05_CONFIG = {
   torch_dtype: "bfloat16",
 };
 
-/** Write the checkpoint into `dir` unless it is already there; returns the folder. */
+/**
+ * Gemma-2-2B-it's head and block shapes (vocab 256,000 × width 2,304: a 2.2 GiB float32 head,
+ * over the 2 GiB ONNX cap), with 2 of its 26 layers: what the head split must handle.
+ */
+export const GEMMA2_2B_HEAD_CONFIG = {
+  architectures: ["Gemma2ForCausalLM"],
+  model_type: "gemma2",
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  num_hidden_layers: 2,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 256,
+  vocab_size: 256000,
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000.0,
+  query_pre_attn_scalar: 256,
+  attn_logit_softcapping: 50.0,
+  final_logit_softcapping: 30.0,
+  sliding_window: 4096,
+  hidden_activation: "gelu_pytorch_tanh",
+  tie_word_embeddings: true,
+  bos_token_id: 2,
+  eos_token_id: 1,
+  torch_dtype: "bfloat16",
+};
+
+/** Write the Qwen2.5-0.5B-shaped checkpoint into `dir` unless it is already there; returns the folder. */
 export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: string) => void): string {
+  return ensureShaped(dir, QWEN05_CONFIG, "Qwen2.5-0.5B", tokenizerFrom, log);
+}
+
+/** A random BF16 checkpoint of `config` in `dir` (tokenizer files from `tokenizerFrom`), unless already there. */
+export function ensureShaped(
+  dir: string,
+  config: Record<string, unknown>,
+  label: string,
+  tokenizerFrom: string,
+  log: (s: string) => void,
+): string {
   const done = path.join(dir, ".complete");
   if (fs.existsSync(done)) return dir;
   fs.mkdirSync(dir, { recursive: true });
-  const spec = parseConfig(QWEN05_CONFIG, "bench config");
+  const spec = parseConfig(config, "bench config");
   const rng = new Rng(1234);
   const t0 = performance.now();
   const tensors: TensorToWrite[] = expectedTensors(spec).map((t) => ({
@@ -60,10 +99,10 @@ export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: st
     },
   }));
   writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
-  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(QWEN05_CONFIG, null, 2));
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config, null, 2));
   for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"])
     fs.copyFileSync(path.join(tokenizerFrom, f), path.join(dir, f));
   fs.writeFileSync(done, "");
-  log(`wrote a Qwen2.5-0.5B-shaped random checkpoint to ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(`wrote a ${label}-shaped random checkpoint to ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return dir;
 }

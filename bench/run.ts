@@ -117,6 +117,24 @@ async function main(): Promise<void> {
   }
 
   if (!only) {
+    console.error("head bench (Gemma-2-2B head shape)…");
+    const h = child("head-bench.js", []) as Record<string, number>;
+    console.log(
+      [
+        "",
+        "## The 2 GiB ONNX cap: a Gemma-2-2B-shaped head (256,000 × 2,304, 2 of 26 layers)",
+        "",
+        row(["head as float32", "head sessions", "load", "RSS", "logits vs float64 reference"]),
+        row(["---", "---", "---", "---", "---"]),
+        row([
+          `${h.head_gib_f32.toFixed(2)} GiB`,
+          String(h.head_sessions),
+          `${h.load_seconds.toFixed(1)} s`,
+          `${h.rss_gib.toFixed(1)} GiB`,
+          `${h.logits_rel_err_vs_f64.toExponential(1)} relative`,
+        ]),
+      ].join("\n"),
+    );
     console.error("fingerprint bench (1 GiB checkpoint)…");
     const f = child("fingerprint-bench.js", ["1024"]) as Record<string, number>;
     console.log(
