@@ -27,6 +27,7 @@ export interface ChatFlags {
   threads?: number;
   quiet?: boolean;
   allowOtherModel?: boolean;
+  chatTemplate?: string;
 }
 
 const HELP = "commands: /ablate  /add α  /off  /reset  /help  /quit";
@@ -59,7 +60,7 @@ function chatInterventions(
 }
 
 export async function chatCommand(f: ChatFlags): Promise<void> {
-  const folder = ModelFolder.open(f.model);
+  const folder = ModelFolder.open(f.model, { chatTemplate: f.chatTemplate });
   const { make, initial } = chatInterventions(f, folder);
   let current: Current = initial;
   const context = folder.spec.maxPositionEmbeddings;

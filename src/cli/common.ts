@@ -165,11 +165,13 @@ export function commandInputs(f: {
   prompts?: string;
   direction?: string;
   systemFile?: string;
+  chatTemplate?: string;
 }): Input[] {
   const out: Input[] = [];
   if (f.model) out.push({ path: f.model, what: "the model folder" });
   if (f.prompts) out.push({ path: f.prompts, what: "the prompts file" });
   if (f.direction) out.push({ path: f.direction, what: "the direction file" });
   if (f.systemFile) out.push({ path: f.systemFile, what: "the system-message file" });
+  if (f.chatTemplate) out.push({ path: f.chatTemplate, what: "the chat template file" });
   return out;
 }

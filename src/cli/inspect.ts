@@ -14,8 +14,8 @@ export interface InspectReport {
   eoi: { ids: number[]; text: string; tokens: string[] };
 }
 
-export function inspectModel(dir: string): InspectReport {
-  const m = ModelFolder.open(dir);
+export function inspectModel(dir: string, chatTemplate?: string): InspectReport {
+  const m = ModelFolder.open(dir, { chatTemplate });
   const eoi = m.tokenizer.eoiTokens();
   return {
     dir,

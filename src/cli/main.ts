@@ -28,8 +28,12 @@ program
   .description("describe a Hugging Face model folder: architecture, parameters, chat template, EOI tokens")
   .requiredOption("--model <dir>", "model folder (config.json, safetensors, tokenizer)")
   .option("--json", "print JSON")
-  .action((o: { model: string; json?: boolean }) => {
-    const r = inspectModel(o.model);
+  .option(
+    "--chat-template <file>",
+    "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+  )
+  .action((o: { model: string; json?: boolean; chatTemplate?: string }) => {
+    const r = inspectModel(o.model, o.chatTemplate);
     process.stdout.write((o.json ? JSON.stringify(r, null, 2) : formatInspect(r)) + "\n");
   });
 
@@ -50,6 +54,10 @@ function promptOptions(c: Command): Command {
     .requiredOption("--prompts <file>", "instructions: JSON array, JSONL or CSV")
     .option("--system <text>", "system message for every prompt")
     .option("--system-file <file>", "read the system message from a file (for long messages)")
+    .option(
+      "--chat-template <file>",
+      "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+    )
     .option("--limit <n>", "use at most n prompts (seeded sample)", intArg("--limit", 1))
     .option("--seed <n>", "seed for sampling", intArg("--seed"), 42)
     .option("--direction <file>", "direction safetensors (tensor 'direction', optional 'reference', metadata 'layer')")
@@ -108,6 +116,10 @@ export function runOptions(c: Command): Command {
     )
     .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
     .option("--system-file <file>", "read --system's message from a file (for long messages)")
+    .option(
+      "--chat-template <file>",
+      "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+    )
     .option(
       "--system-scope <s>",
       "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)",
@@ -292,6 +304,10 @@ program
   .option("--coeff <alpha>", "α for addition", floatArg("--coeff"))
   .option("--system <text>", "system message")
   .option("--system-file <file>", "read the system message from a file")
+  .option(
+    "--chat-template <file>",
+    "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+  )
   .option("--max-new-tokens <n>", "tokens per reply", intArg("--max-new-tokens", 1), 128)
   .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
   .option("--seed <n>", "sampling seed", intArg("--seed"), 0)

@@ -29,6 +29,7 @@ export interface PromptFlags {
   seed: number;
   batchSize: number;
   systemFile?: string;
+  chatTemplate?: string;
   force?: boolean;
   out: string;
   quiet?: boolean;
@@ -54,7 +55,7 @@ function formatted(folder: ModelFolder, f: PromptFlags, system: string | undefin
 async function prepare(f: PromptFlags & EngineFlags & InterventionFlags, ext: string) {
   prepareFileOutput(f.out, { ext, force: f.force, inputs: commandInputs(f) });
   const system = systemMessage(f);
-  const folder = ModelFolder.open(f.model);
+  const folder = ModelFolder.open(f.model, { chatTemplate: f.chatTemplate });
   const { intervention, description } = interventionFromFlags(f, folder);
   const items = formatted(folder, f, system);
   await preflight(folder, f.device);

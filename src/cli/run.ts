@@ -32,6 +32,8 @@ export interface RunFlags {
   system?: string;
   /** the system message read from a file (long messages need not go through argv) */
   systemFile?: string;
+  /** a Jinja chat template that replaces the model folder's */
+  chatTemplate?: string;
   systemScope?: string;
   evalSystem?: string;
   klThreshold: number;
@@ -178,6 +180,7 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   try {
     const summary = await runPipeline({
       model: f.model,
+      chatTemplate: f.chatTemplate,
       out: f.out,
       prompts,
       inputs,

@@ -86,6 +86,8 @@ export interface RunOptions {
   evaluator?: Evaluator;
   device: Device;
   threads?: number;
+  /** a Jinja chat template that replaces the model folder's */
+  chatTemplate?: string;
   /** files and folders the run reads besides the model (prompt files, the judge model, …): the run folder must keep clear of them */
   inputs?: Input[];
   progress: (stage: string, done: number, total: number) => void;
@@ -162,7 +164,7 @@ function checkPromptSets(o: RunOptions): void {
 }
 
 export async function runPipeline(o: RunOptions): Promise<RunSummary> {
-  const folder = ModelFolder.open(o.model);
+  const folder = ModelFolder.open(o.model, { chatTemplate: o.chatTemplate });
   checkPromptSets(o);
   // Nothing is written before the device is known to start and the run folder is safe to use.
   await preflight(folder, o.device);
@@ -191,6 +193,7 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
       system: o.system ?? null,
       systemScope: o.system ? scope : null,
       eoiTokens: eoi.ids,
+      template: folder.tokenizer.templateSource,
     },
     ctx,
   );

@@ -26,7 +26,8 @@ export class ModelFolder {
     this.eosTokenIds = eos;
   }
 
-  static open(dir: string): ModelFolder {
+  /** `chatTemplate`: a Jinja file that replaces the folder's chat template. */
+  static open(dir: string, opts: { chatTemplate?: string } = {}): ModelFolder {
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw fileError(dir, "is not a model folder");
     const cfgPath = path.join(dir, "config.json");
     if (!fs.existsSync(cfgPath)) throw fileError(cfgPath, "missing: not a Hugging Face model folder");
@@ -34,7 +35,7 @@ export class ModelFolder {
     const spec = parseConfig(raw, cfgPath);
     const ck = Checkpoint.openFolder(dir);
     checkWeights(spec, ck);
-    const tok = new ChatTokenizer(dir);
+    const tok = new ChatTokenizer(dir, opts.chatTemplate);
     if (tok.maxTokenId >= spec.vocabSize) {
       throw fileError(
         path.join(dir, "tokenizer.json"),

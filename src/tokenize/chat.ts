@@ -72,12 +72,13 @@ export class ChatTokenizer {
   readonly templateSource: string;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
-  private readonly configFile: string;
+  private configFile: string;
   private readonly tokenizerFile: string;
   /** the largest token id the tokenizer can produce (its vocabulary and added tokens) */
   readonly maxTokenId: number;
 
-  constructor(dir: string) {
+  /** `chatTemplateFile`: a Jinja chat template to use instead of the folder's (Llama-2-chat folders have none). */
+  constructor(dir: string, chatTemplateFile?: string) {
     this.dir = dir;
     const tjPath = path.join(dir, "tokenizer.json");
     const tcPath = path.join(dir, "tokenizer_config.json");
@@ -103,6 +104,14 @@ export class ChatTokenizer {
     let src: unknown = tc.chat_template;
     const jinjaFile = path.join(dir, "chat_template.jinja");
     if (src === undefined && fs.existsSync(jinjaFile)) src = fs.readFileSync(jinjaFile, "utf8");
+    if (chatTemplateFile !== undefined) {
+      try {
+        src = fs.readFileSync(chatTemplateFile, "utf8");
+      } catch (e) {
+        throw fileError(chatTemplateFile, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      }
+      this.configFile = chatTemplateFile;
+    }
     if (Array.isArray(src)) {
       const named = src as { name?: string; template?: string }[];
       src = (named.find((t) => t.name === "default") ?? named[0])?.template;
@@ -110,7 +119,8 @@ export class ChatTokenizer {
     if (typeof src !== "string" || !src.trim()) {
       throw fileError(
         tcPath,
-        "has no chat_template: cosmic works on chat models and formats prompts with their template",
+        "has no chat_template: cosmic works on chat models and formats prompts with their template " +
+          "(pass --chat-template FILE; data/chat-templates/ has Llama-2-chat's)",
       );
     }
     this.templateSource = src;

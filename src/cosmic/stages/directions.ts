@@ -20,6 +20,8 @@ export interface DirectionsInputs {
   systemScope: SystemScope | null;
   /** the EOI tokens under the system message (their count P is the number of positions) */
   eoiTokens: number[];
+  /** the chat template the prompts are rendered with */
+  template: string;
 }
 
 export interface Directions {
