@@ -136,7 +136,9 @@ test("greedy generation stops at EOS, sampling is reproducible from the seed", a
 test("a head split by vocabulary rows into several sessions gives the unsplit head's logits", async () => {
   for (const fam of ["gemma2", "llama"] as const) {
     const folder = ModelFolder.open(path.join(FIXTURES, fam));
-    const ids = ["Hello there", "How do I bake bread?"].map((p) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(p)));
+    const ids = ["Hello there", "How do I bake bread?"].map((p) =>
+      folder.tokenizer.encode(folder.tokenizer.formatPrompt(p)),
+    );
     const whole = await Engine.load(folder);
     const rowBytes = folder.spec.hiddenSize * 4;
     const split = await Engine.load(folder, { maxSessionBytes: Math.ceil(folder.spec.vocabSize / 3.5) * rowBytes });

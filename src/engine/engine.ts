@@ -114,7 +114,10 @@ export function checkEngineFits(folder: EngineModel): void {
   const block = expectedTensors(folder.spec).filter((t) => t.name.startsWith("model.layers.0."));
   const blockBytes = block.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * 4, 0);
   if (blockBytes > 2 ** 31 - 2 ** 26) {
-    throw fileError(folder.dir, `one decoder block needs ${(blockBytes / 2 ** 30).toFixed(2)} GiB of float32 weights in one onnxruntime session, over the 2 GiB cap on an ONNX model (not supported yet)`);
+    throw fileError(
+      folder.dir,
+      `one decoder block needs ${(blockBytes / 2 ** 30).toFixed(2)} GiB of float32 weights in one onnxruntime session, over the 2 GiB cap on an ONNX model (not supported yet)`,
+    );
   }
   const mem = os.totalmem();
   if (total > mem)

@@ -254,7 +254,11 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
  * (often the tied embedding, the largest matrix) stays in HF's [vocab, d] layout under
  * Gemm(transB): no transposed copy is ever made.
  */
-export function buildHeadGraph(spec: ModelSpec, w: WeightSource, rows: [number, number] = [0, spec.vocabSize]): Uint8Array {
+export function buildHeadGraph(
+  spec: ModelSpec,
+  w: WeightSource,
+  rows: [number, number] = [0, spec.vocabSize],
+): Uint8Array {
   const g = new GraphBuilder(rows[0] === 0 ? "head" : `head_${rows[0]}`);
   const d = spec.hiddenSize;
   const [r0, r1] = rows;
