@@ -6,6 +6,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { runCommand, RunFlags, runFlags } from "../src/cli/run.js";
+import { maxScoreDifference } from "../test/helpers.js";
 
 async function main(): Promise<void> {
   const [model, data, nTrain, nVal, positions] = process.argv.slice(2);
@@ -24,20 +25,7 @@ async function main(): Promise<void> {
     });
   const fast = await runCommand(flags("fast"));
   const naive = await runCommand(flags("naive"));
-  let maxDiff = 0;
-  for (const sub of ["select_direction", "select_direction_substring"]) {
-    const a = JSON.parse(fs.readFileSync(path.join(out, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<
-      string,
-      number
-    >[];
-    const b = JSON.parse(fs.readFileSync(path.join(out, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<
-      string,
-      number
-    >[];
-    for (let i = 0; i < a.length; i++)
-      for (const k of ["refusal_score", "steering_score", "kl_div_score"])
-        maxDiff = Math.max(maxDiff, Math.abs(a[i][k] - b[i][k]));
-  }
+  const maxDiff = maxScoreDifference(path.join(out, "fast"), path.join(out, "naive")).max;
   fs.rmSync(out, { recursive: true, force: true });
   console.log(
     JSON.stringify({

@@ -1,3 +1,5 @@
+import crypto from "node:crypto";
+import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -23,4 +25,51 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   if (den === 0) throw new Error("reference is all zeros: a comparison against it proves nothing");
   return Math.sqrt(num / den);
+}
+
+/**
+ * The largest |difference| between two run folders' candidate scores (refusal, steering, KL),
+ * COSMIC's and the substring baseline's, with the number of candidates compared.
+ */
+export function maxScoreDifference(runA: string, runB: string): { max: number; candidates: number; where: string } {
+  let max = 0;
+  let where = "";
+  let candidates = 0;
+  for (const sub of ["select_direction", "select_direction_substring"]) {
+    const read = (run: string) =>
+      JSON.parse(fs.readFileSync(path.join(run, sub, "direction_evaluations.json"), "utf8")) as Record<
+        string,
+        number
+      >[];
+    const a = read(runA);
+    const b = read(runB);
+    if (a.length !== b.length) throw new Error(`${sub}: ${a.length} vs ${b.length} candidates`);
+    candidates += a.length;
+    for (let i = 0; i < a.length; i++) {
+      for (const k of ["refusal_score", "steering_score", "kl_div_score"]) {
+        const diff = Math.abs(a[i][k] - b[i][k]);
+        if (diff > max) [max, where] = [diff, `${sub}[${i}].${k}: ${a[i][k]} vs ${b[i][k]}`];
+      }
+    }
+  }
+  return { max, candidates, where };
+}
+
+/** sha256 of every file under `dir` by relative path, skipping names that `skip` accepts. */
+export function fileHashes(dir: string, skip: (name: string) => boolean = () => false): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (rel: string) => {
+    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      if (skip(e.name)) continue;
+      const r = path.join(rel, e.name);
+      if (e.isDirectory()) walk(r);
+      else
+        out[r] = crypto
+          .createHash("sha256")
+          .update(fs.readFileSync(path.join(dir, r)))
+          .digest("hex");
+    }
+  };
+  walk("");
+  return out;
 }

@@ -10,7 +10,7 @@ import { runCommand } from "../src/cli/run.js";
 import { loadPrompts } from "../src/data/prompts.js";
 import { CosmicError } from "../src/errors.js";
 import { guardAgreement } from "../src/organism/guard-eval.js";
-import { ROOT } from "./helpers.js";
+import { maxScoreDifference, ROOT } from "./helpers.js";
 import { organismRunFlags } from "./organism-flags.js";
 import { spawnSync } from "node:child_process";
 
@@ -153,19 +153,8 @@ const flags = organismRunFlags;
 test("on the strong organism the fast scoring schedule equals the naive one", async () => {
   const a = await runCommand(flags(STRONG, path.join(tmp, "fast"), { nVal: 16, skipEval: true }));
   const b = await runCommand(flags(STRONG, path.join(tmp, "naive"), { nVal: 16, skipEval: true, schedule: "naive" }));
-  for (const sub of ["select_direction", "select_direction_substring"]) {
-    const x = JSON.parse(fs.readFileSync(path.join(tmp, "fast", sub, "direction_evaluations.json"), "utf8")) as Record<
-      string,
-      number
-    >[];
-    const y = JSON.parse(fs.readFileSync(path.join(tmp, "naive", sub, "direction_evaluations.json"), "utf8")) as Record<
-      string,
-      number
-    >[];
-    for (let i = 0; i < x.length; i++)
-      for (const k of ["refusal_score", "steering_score", "kl_div_score"])
-        assert.ok(Math.abs(x[i][k] - y[i][k]) <= 1e-6, `${sub}[${i}].${k}: ${x[i][k]} vs ${y[i][k]}`);
-  }
+  const diff = maxScoreDifference(path.join(tmp, "fast"), path.join(tmp, "naive"));
+  assert.ok(diff.candidates > 0 && diff.max <= 1e-6, diff.where);
   assert.ok(a.scoring.flops * 2 < b.scoring.flops, `${a.scoring.flops} vs ${b.scoring.flops}`);
 });
 

@@ -1,11 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { FIXTURES, ROOT, SPLITS } from "./helpers.js";
+import { FIXTURES, ROOT, SPLITS, fileHashes } from "./helpers.js";
 import { writeDirection } from "../src/formats/direction.js";
 
 const BIN = path.join(ROOT, "bin", "cosmic.js");
@@ -16,23 +15,7 @@ function cosmic(args: string[], cwd: string): void {
 }
 
 /** Every file under `dir` but dot files and timings.json, with its sha256. */
-function contents(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      if (e.name.startsWith(".") || e.name === "timings.json") continue;
-      const r = path.join(rel, e.name);
-      if (e.isDirectory()) walk(r);
-      else
-        out[r] = crypto
-          .createHash("sha256")
-          .update(fs.readFileSync(path.join(dir, r)))
-          .digest("hex");
-    }
-  };
-  walk("");
-  return out;
-}
+const contents = (dir: string) => fileHashes(dir, (name) => name.startsWith(".") || name === "timings.json");
 
 // Two machines (two different folders) running the same commands write the same bytes: no
 // absolute paths or wall-clock times inside artifacts (those are in timings.json).

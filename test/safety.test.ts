@@ -10,7 +10,7 @@ import { once } from "node:events";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { FIXTURES, ROOT, SPLITS } from "./helpers.js";
+import { FIXTURES, ROOT, SPLITS, fileHashes } from "./helpers.js";
 import { parseConfig } from "../src/formats/config.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { readDirection, writeDirection } from "../src/formats/direction.js";
@@ -50,23 +50,14 @@ function val(name: string): string {
   return f;
 }
 
-/** sha256 of every file under `dir`, by relative path. */
-function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string) => {
-    for (const e of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
-      const r = path.join(rel, e.name);
-      if (e.isDirectory()) walk(r);
-      else
-        out[r] = crypto
-          .createHash("sha256")
-          .update(fs.readFileSync(path.join(dir, r)))
-          .digest("hex");
-    }
-  };
-  walk("");
-  return out;
+/** `cosmic run` on `model` with 6-prompt validation files and 8 train prompts, then `extra`. */
+function smallRun(model: string, out: string, extra: string[]): string[] {
+  const v = ["--harmful-val", val("harmful_val.json"), "--harmless-val", val("harmless_val.json")];
+  return ["run", "--model", model, "--data", SPLITS, ...v, "--n-train", "8", "--out", out, ...extra];
 }
+
+/** sha256 of every file under `dir`, by relative path. */
+const snapshot = (dir: string) => fileHashes(dir);
 
 /** A copy of a fixture model (no expected tensors) inside a parent folder with a sibling. */
 function userModel(name: string): { parent: string; model: string; sibling: string } {
@@ -247,28 +238,7 @@ test("run folders: a lock held by a live process is one line; a rerun with other
   const { model } = userModel("lock");
   const out = path.join(tmp, "locked-run");
   // Validation files of 6 prompts, and --n-val 500.
-  const base = [
-    "run",
-    "--model",
-    model,
-    "--data",
-    SPLITS,
-    "--harmful-val",
-    val("harmful_val.json"),
-    "--harmless-val",
-    val("harmless_val.json"),
-    "--n-train",
-    "8",
-    "--n-val",
-    "500",
-    "--n-test",
-    "4",
-    "--max-new-tokens",
-    "2",
-    "--out",
-    out,
-    "--quiet",
-  ];
+  const base = smallRun(model, out, ["--n-val", "500", "--n-test", "4", "--max-new-tokens", "2", "--quiet"]);
   fs.mkdirSync(out);
   fs.writeFileSync(path.join(out, ".cosmic-run"), "{}\n");
   const holder = spawn("sleep", ["60"]);
@@ -315,22 +285,7 @@ test("the fingerprint covers every byte of the weights; a rerun after a weight c
   assert.notEqual(modelFingerprint(model, cache), a);
   // A run, one weight bit changed in the middle of the file, the same command: nothing reused.
   const out = path.join(tmp, `fp-run-${crypto.randomUUID()}`);
-  const run = [
-    "run",
-    "--model",
-    model,
-    "--data",
-    SPLITS,
-    "--harmful-val",
-    val("harmful_val.json"),
-    "--harmless-val",
-    val("harmless_val.json"),
-    "--n-train",
-    "8",
-    "--skip-eval",
-    "--out",
-    out,
-  ];
+  const run = smallRun(model, out, ["--skip-eval"]);
   assert.equal(cosmic(run).code, 0);
   assert.match(cosmic(run).stderr, /directions: reused/);
   const again = fs.readFileSync(w);
