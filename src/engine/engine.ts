@@ -1,7 +1,7 @@
 /**
- * The engine: one onnxruntime session per decoder block plus a head session, built from the
- * model folder's ModelSpec and weights. Batches are left-padded; position ids follow HF
- * (cumsum(mask) − 1, padding set to 1). Hook points and captures are described in graphs.ts.
+ * The engine: one onnxruntime session per decoder block plus the head's sessions, built from a
+ * ModelSpec and its weights. Batches are left-padded; position ids follow HF (cumsum(mask) − 1,
+ * padding set to 1). The hook points are described in graphs.ts, captures in forward.ts.
  */
 import os from "node:os";
 import { CosmicError, fileError } from "../errors.js";
@@ -67,9 +67,9 @@ export interface PaddedBatch extends StepContext {
 }
 
 /**
- * Rows × tokens per block call. At 256 tokens a call is as fast per token as at 2048 (measured
- * 182 vs 170 GFLOP/s on the Qwen2.5-0.5B shape) while its intermediates stay small enough for
- * malloc to recycle without onnxruntime's per-session arenas (see sessionOptions).
+ * Rows × tokens per block call: large enough that a call runs as fast per token as a much larger
+ * one (`npm run bench` measures it), small enough that its intermediates are recycled by malloc
+ * without onnxruntime's per-session arenas (see runtime.ts's sessionOptions).
  */
 export const TOKENS_PER_CALL = 256;
 

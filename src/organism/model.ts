@@ -1,7 +1,7 @@
 /**
  * The organism's Llama model, trained in TypeScript: forward and backward written out by hand
  * (as in nanoGPT, one readable file), with every matrix product on onnxruntime (Gemm sessions
- * with dynamic shapes, ~30–70 GFLOP/s here against ~1 for JavaScript loops) and the rest
+ * with dynamic shapes, tens of times faster than JavaScript loops) and the rest
  * (norms, RoPE, attention over short sequences, the optimiser) in JavaScript.
  * Weights use Hugging Face's names and [out, in] layouts, so the result is a LlamaForCausalLM.
  */
