@@ -270,6 +270,12 @@ test("run folders: a lock held by a live process is one line; a rerun with other
     .sort();
   assert.deepEqual(summary.files, present);
   assert.ok(summary.files.includes("summary.json") && summary.files.includes("direction.safetensors"));
+  // `cosmic report` writes into a run folder only: never into a folder of the user's with a summary.json.
+  const mine = fs.mkdtempSync(path.join(tmp, "mine-"));
+  fs.writeFileSync(path.join(mine, "summary.json"), "{}\n");
+  assertOneLine(cosmic(["report", mine]), /is not a cosmic run folder/);
+  assert.deepEqual(fs.readdirSync(mine), ["summary.json"]);
+  assert.equal(cosmic(["report", out]).code, 0);
 });
 
 test("the fingerprint covers every byte of the weights; a rerun after a weight change recomputes", () => {

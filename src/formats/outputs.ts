@@ -197,6 +197,11 @@ export function prepareRunFolder(dir: string, inputs: Input[]): void {
   }
 }
 
+/** Whether `dir` is a run folder cosmic made (its marker, or an older run's stage records). */
+export function isRunFolder(dir: string): boolean {
+  return hasMarker(dir, RUN_MARKERS);
+}
+
 const LOCK = ".cosmic-lock";
 
 function alive(pid: number): boolean {

@@ -11,6 +11,7 @@ import { RunSummary } from "../cosmic/pipeline.js";
 import { SetRates } from "../cosmic/evaluation.js";
 import { barChart, heatmap, lineChart } from "./svg.js";
 import { escapeXml, pct } from "../util/format.js";
+import { isRunFolder } from "../formats/outputs.js";
 
 const esc = escapeXml;
 
@@ -46,6 +47,9 @@ type Plot = { name: string; svg: string; caption: string };
 export function writeReport(runDir: string): ReportResult {
   const summary = readJson<RunSummary>(runDir, "summary.json");
   if (!summary) throw fileError(runDir, "has no summary.json: run `cosmic run --out " + runDir + "` first");
+  // The report is written inside the run folder: only into one that cosmic made.
+  if (!isRunFolder(runDir))
+    throw fileError(runDir, "is not a cosmic run folder (no .cosmic-run inside): the report is only written into one");
   const plots: Plot[] = [...layerPlots(runDir), ...scorePlots(runDir, summary), ...ratePlots(summary)];
   const samples = sampleTables(runDir);
   const ev = summary.evaluation;
