@@ -17,7 +17,7 @@ import { Evaluation, Evaluator } from "./evaluation.js";
 import { at } from "./activations.js";
 import { rankLayers, LayerRanking } from "./layers.js";
 import { Schedule } from "./scoring.js";
-import { key } from "./select.js";
+import { CandidateScore, key } from "./select.js";
 import { RunStore } from "./run-store.js";
 import { runStage, StageContext } from "./stage.js";
 import { Directions, directionsStage } from "./stages/directions.js";
@@ -107,6 +107,9 @@ export function summaryFile(s: RunSummary): Omit<RunSummary, "timings"> {
   return rest;
 }
 
+/** A method's selected candidate with its scores, and how many candidates each filter removed. */
+export type SelectedDirection = CandidateScore & { removed: Record<string, number> };
+
 export interface RunSummary {
   model: string;
   mode: Mode;
@@ -117,22 +120,8 @@ export interface RunSummary {
   eoi_tokens: number[];
   L_low: number[];
   refusal_tokens: number[];
-  cosmic: {
-    position: number;
-    layer: number;
-    refusal_score: number;
-    steering_score: number;
-    kl_div_score: number;
-    removed: Record<string, number>;
-  };
-  substring: {
-    position: number;
-    layer: number;
-    refusal_score: number;
-    steering_score: number;
-    kl_div_score: number;
-    removed: Record<string, number>;
-  } | null;
+  cosmic: SelectedDirection;
+  substring: SelectedDirection | null;
   zero_direction_candidates: number;
   /** the COSMIC scoring stage (refusal, steering, KL) and the substring baseline's (bypass, induce) */
   scoring: { flops: number; schedule: Schedule; substring_flops: number };

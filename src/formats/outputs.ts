@@ -181,7 +181,7 @@ export function prepareRunFolder(dir: string, inputs: Input[]): void {
   checkClearOfInputs(dir, inputs, true);
   if (fs.existsSync(dir)) {
     if (!isDir(dir)) throw fileError(dir, "exists and is not a folder: --out names the run folder");
-    if (entries(dir).length > 0 && !hasMarker(dir, RUN_MARKERS)) {
+    if (entries(dir).length > 0 && !isRunFolder(dir)) {
       throw fileError(
         dir,
         `is not empty and is not a cosmic run folder (no ${RUN_MARKER} inside): choose a new or empty --out`,

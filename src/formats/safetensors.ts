@@ -10,6 +10,7 @@ import { fileError } from "../errors.js";
 import { DType, decodeToF32, dtypeBytes, encodeFromF32, isDType, SUPPORTED_DTYPES } from "./dtype.js";
 import { readJsonFile, writeWithFdAtomic } from "./files.js";
 import { jsonDepthProblem } from "./json-errors.js";
+import { describeErrno } from "./outputs.js";
 
 export interface TensorInfo {
   name: string;
@@ -50,7 +51,7 @@ export class SafetensorsFile {
     try {
       fd = fs.openSync(file, "r");
     } catch (e) {
-      throw fileError(file, `cannot open (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      throw fileError(file, `cannot open (${describeErrno(e)})`);
     }
     try {
       const size = fs.fstatSync(fd).size;

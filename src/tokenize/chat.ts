@@ -9,6 +9,7 @@ import { Tokenizer } from "@huggingface/tokenizers";
 import { Environment, Template } from "@huggingface/jinja";
 import { CosmicError, fileError } from "../errors.js";
 import { readJsonFile } from "../formats/files.js";
+import { describeErrno } from "../formats/outputs.js";
 
 export interface ChatMessage {
   role: "system" | "user" | "assistant";
@@ -108,7 +109,7 @@ export class ChatTokenizer {
       try {
         src = fs.readFileSync(chatTemplateFile, "utf8");
       } catch (e) {
-        throw fileError(chatTemplateFile, `cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+        throw fileError(chatTemplateFile, `cannot read (${describeErrno(e)})`);
       }
       this.configFile = chatTemplateFile;
     }
