@@ -50,6 +50,11 @@ function val(name: string): string {
   return f;
 }
 
+/** `cosmic generate` of one token for one prompt (then the caller's --out and flags). */
+function generate(model: string, prompts = PROMPTS): string[] {
+  return ["generate", "--model", model, "--prompts", prompts, "--limit", "1", "--max-new-tokens", "1", "--quiet"];
+}
+
 /** `cosmic run` on `model` with 6-prompt validation files and 8 train prompts, then `extra`. */
 function smallRun(model: string, out: string, extra: string[]): string[] {
   const v = ["--harmful-val", val("harmful_val.json"), "--harmless-val", val("harmless_val.json")];
@@ -93,7 +98,7 @@ test("no command writes into, over or above the model folder, through symlinks t
   const dir = direction(model);
   const link = path.join(tmp, `link-${crypto.randomUUID()}`);
   fs.symlinkSync(model, link);
-  const gen = ["generate", "--model", model, "--prompts", PROMPTS, "--limit", "1", "--max-new-tokens", "1", "--quiet"];
+  const gen = generate(model);
   const cases: [string[], RegExp][] = [
     [
       ["export", "abliterate", "--model", model, "--direction", dir, "--out", parent, "--force"],
@@ -131,24 +136,7 @@ test("no command writes into, over or above the model folder, through symlinks t
   // The prompts file itself as --out (a copy: were the guard broken, nothing of the repo is lost).
   const own = path.join(parent, "prompts.json");
   fs.copyFileSync(PROMPTS, own);
-  cases.push([
-    [
-      "generate",
-      "--model",
-      model,
-      "--prompts",
-      own,
-      "--limit",
-      "1",
-      "--max-new-tokens",
-      "1",
-      "--quiet",
-      "--out",
-      own,
-      "--force",
-    ],
-    /is the prompts file/,
-  ]);
+  cases.push([[...generate(model, own), "--out", own, "--force"], /is the prompts file/]);
   const before = snapshot(parent);
   for (const [args, pattern] of cases) assertOneLine(cosmic(args), pattern);
   assert.deepEqual(snapshot(parent), before, "the user's files are unchanged");
@@ -159,7 +147,7 @@ test("single-file outputs: an existing file needs --force; folders, devices and 
   const { model } = userModel("files");
   const out = path.join(tmp, "existing.json");
   fs.writeFileSync(out, "[]\n");
-  const gen = ["generate", "--model", model, "--prompts", PROMPTS, "--limit", "1", "--max-new-tokens", "1", "--quiet"];
+  const gen = generate(model);
   assertOneLine(cosmic([...gen, "--out", out]), /existing\.json: exists: pass --force/);
   assert.equal(fs.readFileSync(out, "utf8"), "[]\n");
   assert.equal(cosmic([...gen, "--out", out, "--force"]).code, 0);
@@ -398,20 +386,11 @@ test("directions: NaN or Inf refused; another checkpoint's direction refused unl
   assert.throws(() => checkDirectionFits(dir, strong), /was found on another checkpoint .*weak.*--allow-other-model/);
   checkDirectionFits(dir, strong, true);
   const r = cosmic([
-    "generate",
-    "--model",
-    path.join(ROOT, "organisms", "strong"),
-    "--prompts",
-    PROMPTS,
-    "--limit",
-    "1",
-    "--max-new-tokens",
-    "1",
+    ...generate(path.join(ROOT, "organisms", "strong")),
     "--direction",
     weakDir,
     "--out",
     path.join(tmp, "weak-on-strong.json"),
-    "--quiet",
   ]);
   assertOneLine(r, /another checkpoint/);
 });
@@ -456,43 +435,12 @@ test("long argument lists do not crash the engine (onnxruntime reads the command
   const { model } = userModel("argv");
   const out = path.join(tmp, "argv.json");
   const seed = "0".repeat(40_000) + "7";
-  const r = cosmic([
-    "generate",
-    "--model",
-    model,
-    "--prompts",
-    PROMPTS,
-    "--limit",
-    "1",
-    "--max-new-tokens",
-    "1",
-    "--seed",
-    seed,
-    "--out",
-    out,
-    "--quiet",
-  ]);
+  const r = cosmic([...generate(model), "--seed", seed, "--out", out]);
   assert.equal(r.signal, null);
   assert.equal(r.code, 0, r.stderr);
   const sys = path.join(tmp, "system.txt");
   fs.writeFileSync(sys, "You are terse.\n");
-  const s = cosmic([
-    "generate",
-    "--model",
-    model,
-    "--prompts",
-    PROMPTS,
-    "--limit",
-    "1",
-    "--max-new-tokens",
-    "1",
-    "--system-file",
-    sys,
-    "--out",
-    out,
-    "--force",
-    "--quiet",
-  ]);
+  const s = cosmic([...generate(model), "--system-file", sys, "--out", out, "--force"]);
   assert.equal(s.code, 0, s.stderr);
   assert.match(JSON.parse(fs.readFileSync(out, "utf8"))[0].prompt, /You are terse\.</);
 });
