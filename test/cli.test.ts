@@ -48,6 +48,13 @@ function copyFixture(fam: string): string {
   return dir;
 }
 
+/** A case that replaces one file of a fixture copy with `text`; returns the file. */
+const overwrite = (file: string, text: string) => (d: string) => {
+  const p = path.join(d, file);
+  fs.writeFileSync(p, text);
+  return p;
+};
+
 test("corrupted copies of a fixture fail inspect with a one-line message naming the file", () => {
   const cases: [string, (dir: string) => string, RegExp][] = [
     [
@@ -71,33 +78,9 @@ test("corrupted copies of a fixture fail inspect with a one-line message naming 
       },
       /header length/,
     ],
-    [
-      "invalid config.json",
-      (d) => {
-        const p = path.join(d, "config.json");
-        fs.writeFileSync(p, "{ nope");
-        return p;
-      },
-      /invalid JSON/,
-    ],
-    [
-      "invalid tokenizer_config.json",
-      (d) => {
-        const p = path.join(d, "tokenizer_config.json");
-        fs.writeFileSync(p, "{");
-        return p;
-      },
-      /invalid JSON/,
-    ],
-    [
-      "invalid tokenizer.json",
-      (d) => {
-        const p = path.join(d, "tokenizer.json");
-        fs.writeFileSync(p, "[1,");
-        return p;
-      },
-      /invalid JSON/,
-    ],
+    ["invalid config.json", overwrite("config.json", "{ nope"), /invalid JSON/],
+    ["invalid tokenizer_config.json", overwrite("tokenizer_config.json", "{"), /invalid JSON/],
+    ["invalid tokenizer.json", overwrite("tokenizer.json", "[1,"), /invalid JSON/],
     [
       "missing tokenizer",
       (d) => {
