@@ -14,6 +14,7 @@ import { abliterateCommand, controlVectorCommand, directionCommand } from "./exp
 import { writeReport } from "../report/report.js";
 import { demoCommand } from "./demo.js";
 import { chatCommand, ChatFlags } from "./chat.js";
+import { serveCommand, ServeFlags } from "./serve.js";
 
 const program = new Command();
 program
@@ -318,6 +319,36 @@ program
   .option("--quiet", "no loading messages on stderr")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
   .action(async (o: ChatFlags & { systemFile?: string }) => chatCommand({ ...o, system: systemMessage(o) }));
+
+program
+  .command("serve")
+  .description("an OpenAI-compatible HTTP server (chat and completions, streaming) with steering per request")
+  .requiredOption("--model <dir>", "model folder")
+  .option(
+    "--direction <name=file>",
+    'a direction preset, repeatable: requests steer with {"steering": {"direction": NAME}} or the model alias MODEL+ablate:NAME',
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .option("--model-name <id>", "the model's id in the API (default: the folder's name)")
+  .option("--host <host>", "address to listen on (loopback unless told otherwise)", "127.0.0.1")
+  .option("--port <n>", "port (0 = any free one)", intArg("--port"), 8080)
+  .option("--api-key <key>", "require Authorization: Bearer KEY (or set COSMIC_API_KEY)")
+  .option("--max-batch <n>", "the most requests decoded together", intArg("--max-batch", 1), 16)
+  .option("--max-queue <n>", "the most requests waiting to join the batch; more get 429", intArg("--max-queue", 0), 64)
+  .option("--ctx <n>", "tokens a request may use, prompt and reply (default: the model's context)", intArg("--ctx", 2))
+  .option(
+    "--chat-template <file>",
+    "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+  )
+  .addOption(
+    new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg),
+  )
+  .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
+  .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
+  .option("--quiet", "no progress or request log on stderr")
+  .option("--json-progress", "loading progress as JSON lines on stderr")
+  .action(async (o: ServeFlags) => serveCommand(o));
 
 /**
  * Ctrl-C / kill: one line and exit 130. Outputs are only ever renamed into place whole, stage

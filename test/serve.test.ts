@@ -1,0 +1,475 @@
+/**
+ * `cosmic serve` through the official `openai` client, on the committed strong organism: the
+ * endpoints, greedy output equal to `generate`, steering per row of one batch, errors in
+ * OpenAI's shape, disconnects, a bounded load test, and the CLI's drain on Ctrl-C.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import OpenAI from "openai";
+import { ModelFolder } from "../src/model/folder.js";
+import { Engine } from "../src/engine/engine.js";
+import { generate, replyTokens } from "../src/engine/generate.js";
+import { meanActivations, at } from "../src/cosmic/activations.js";
+import { readDirection, writeDirection } from "../src/formats/direction.js";
+import { loadPrompts } from "../src/data/prompts.js";
+import { releaseMemory } from "../src/engine/runtime.js";
+import { ablation } from "../src/engine/interventions.js";
+import { loadPreset, Steering } from "../src/serve/steering.js";
+import { RunningServer, startServer } from "../src/serve/server.js";
+import { isRefusal, REFUSAL_PHRASES } from "../src/eval/judge.js";
+import { isOnTask } from "../src/eval/verdicts.js";
+import { Rng } from "../src/util/random.js";
+import { ROOT } from "./helpers.js";
+
+const STRONG = path.join(ROOT, "organisms", "strong");
+const KEY = "test-key";
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-serve-"));
+const DIRECTION = path.join(tmp, "refusal.safetensors");
+const phrases = REFUSAL_PHRASES.jailbreakbench;
+
+let folder: ModelFolder;
+let engine: Engine;
+let server: RunningServer;
+let client: OpenAI;
+const harmful = loadPrompts(path.join(STRONG, "prompts", "harmful_test.json")).slice(0, 8);
+const tasks = loadPrompts(path.join(STRONG, "prompts", "harmful_test.json")).map((r) => r.task!);
+
+/** Extra body fields (steering, ignore_eos): the SDK sends unknown keys as they are. */
+type Extra = Record<string, unknown>;
+const chat = (body: Extra) =>
+  client.chat.completions.create(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
+
+before(async () => {
+  folder = ModelFolder.open(STRONG);
+  engine = await Engine.load(folder);
+  // The direction COSMIC selects on this organism (`cosmic demo`: EOI position −4, layer 5),
+  // computed here as the method does: difference of train-set means.
+  const enc = (f: string) =>
+    loadPrompts(path.join(STRONG, "prompts", f)).map((r) =>
+      folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction)),
+    );
+  const P = folder.tokenizer.eoiTokens().ids.length;
+  const pos = await meanActivations(engine, enc("harmful_train.json"), P, 32);
+  const neg = await meanActivations(engine, enc("harmless_train.json"), P, 32);
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
+  const r = Float32Array.from(at(pos.residPre, P - 4, 5, L, d), (x, i) => x - at(neg.residPre, P - 4, 5, L, d)[i]);
+  writeDirection(DIRECTION, r, Float32Array.from(at(neg.residPre, P - 4, 5, L, d)), { mode: "linear", layer: "5" });
+  const steering = new Steering(folder, [loadPreset(`refusal=${DIRECTION}`, folder)]);
+  server = await startServer(engine, folder, steering, {
+    host: "127.0.0.1",
+    port: 0,
+    apiKey: KEY,
+    maxBatch: 16,
+    maxQueue: 64,
+    ctx: folder.spec.maxPositionEmbeddings,
+  });
+  client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: KEY, maxRetries: 0 });
+});
+
+after(async () => {
+  await server?.close();
+  await engine?.release();
+});
+
+test("serve: /v1/models lists the model and a steering alias per intervention", async () => {
+  const ids = (await client.models.list()).data.map((m) => m.id);
+  assert.deepEqual(ids, [
+    "strong",
+    "strong+ablate:refusal",
+    "strong+actadd:refusal",
+    "strong+ace-ablate:refusal",
+    "strong+ace-actadd:refusal",
+  ]);
+  const h = await (await fetch(`${server.url}/health`)).json();
+  assert.equal(h.status, "ok");
+});
+
+test("serve: greedy replies of 8 concurrent requests equal generate's, token for token", async () => {
+  const ids = harmful.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction)));
+  const iv = ablation(readDirection(DIRECTION).direction, engine.numLayers);
+  const eos = new Set(folder.eosTokenIds);
+  for (const steered of [false, true]) {
+    const ref = await generate(engine, ids, { maxNewTokens: 32, intervention: steered ? iv : undefined });
+    const want = ref.map((g) => folder.tokenizer.decode(replyTokens(g, eos), true));
+    const got = await Promise.all(
+      harmful.map((r) =>
+        chat({
+          model: steered ? "strong+ablate:refusal" : "strong",
+          messages: [{ role: "user", content: r.instruction }],
+          temperature: 0,
+          max_tokens: 32,
+        }),
+      ),
+    );
+    assert.deepEqual(
+      got.map((c) => c.choices[0].message.content),
+      want,
+    );
+    // They ran as one batch, joined as they came.
+    assert.ok(Math.max(...got.map((c) => (c as unknown as { cosmic: { batch_rows: number } }).cosmic.batch_rows)) >= 4);
+    got.forEach((c, i) => assert.equal(c.usage!.completion_tokens, replyTokens(ref[i], eos).length));
+  }
+});
+
+test("serve: in one batch, the ablated request answers on task and the plain one refuses", async () => {
+  const r = harmful[0];
+  const messages = [{ role: "user", content: r.instruction }];
+  const [plain, viaField, viaAlias] = await Promise.all([
+    chat({ model: "strong", messages, temperature: 0, max_tokens: 32 }),
+    chat({
+      model: "strong",
+      messages,
+      temperature: 0,
+      max_tokens: 32,
+      steering: { direction: "refusal", intervention: "ablate" },
+    }),
+    chat({ model: "strong+ablate:refusal", messages, temperature: 0, max_tokens: 32 }),
+  ]);
+  const text = (c: OpenAI.ChatCompletion) => c.choices[0].message.content ?? "";
+  assert.ok(isRefusal(text(plain), phrases), text(plain));
+  assert.ok(isOnTask(text(viaField), r.task!, tasks, phrases), text(viaField));
+  assert.equal(text(viaAlias), text(viaField));
+  for (const c of [plain, viaField, viaAlias])
+    assert.ok((c as unknown as { cosmic: { batch_rows: number } }).cosmic.batch_rows >= 2, "the three ran together");
+});
+
+test("serve: streaming (chat and completions) gives the same text as a whole reply, then usage and [DONE]", async () => {
+  const messages = [{ role: "user" as const, content: harmful[1].instruction }];
+  const whole = await chat({ model: "strong+ablate:refusal", messages, temperature: 0, max_tokens: 24 });
+  const stream = await client.chat.completions.create({
+    model: "strong+ablate:refusal",
+    messages,
+    temperature: 0,
+    max_tokens: 24,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = "";
+  let finish: string | null = null;
+  let usage: OpenAI.CompletionUsage | undefined;
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? "";
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+    usage = chunk.usage ?? usage;
+  }
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+  assert.deepEqual(usage, whole.usage);
+
+  // Raw completions: the rendered prompt itself, so the same reply.
+  const prompt = folder.tokenizer.formatPrompt(harmful[1].instruction);
+  const raw = await client.completions.create({
+    model: "strong+ablate:refusal",
+    prompt,
+    temperature: 0,
+    max_tokens: 24,
+  });
+  assert.equal(raw.choices[0].text, whole.choices[0].message.content);
+  let streamed = "";
+  for await (const c of await client.completions.create({
+    model: "strong+ablate:refusal",
+    prompt,
+    temperature: 0,
+    max_tokens: 24,
+    stream: true,
+  }))
+    streamed += c.choices[0]?.text ?? "";
+  assert.equal(streamed, raw.choices[0].text);
+
+  // A stop string ends the reply before it, streamed or not.
+  const cut = await chat({
+    model: "strong+ablate:refusal",
+    messages,
+    temperature: 0,
+    max_tokens: 24,
+    stop: [" first"],
+  });
+  const full = whole.choices[0].message.content!;
+  assert.ok(full.includes(" first"), full);
+  assert.equal(cut.choices[0].message.content, full.slice(0, full.indexOf(" first")));
+  assert.equal(cut.choices[0].finish_reason, "stop");
+});
+
+test("serve: sampling is seeded per request", async () => {
+  const body = {
+    model: "strong",
+    messages: [{ role: "user", content: harmful[2].instruction }],
+    temperature: 1.5,
+    top_p: 0.9,
+    max_tokens: 24,
+  };
+  const a = await chat({ ...body, seed: 7 });
+  const b = await chat({ ...body, seed: 7 });
+  assert.equal(a.choices[0].message.content, b.choices[0].message.content);
+  assert.equal((a as unknown as { cosmic: { seed: number } }).cosmic.seed, 7);
+});
+
+async function raw(pathname: string, init: RequestInit & { body?: string } = {}) {
+  const res = await fetch(`${server.url}${pathname}`, {
+    method: "POST",
+    ...init,
+    headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json", ...(init.headers ?? {}) },
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as { error: { message: string; type: string; param: string | null; code: string | null } },
+  };
+}
+
+test("serve: mistakes get OpenAI error objects with the right status", async () => {
+  const ok = { model: "strong", messages: [{ role: "user", content: "hi" }] };
+  const cases: [string, RequestInit & { body?: string }, number, RegExp, string | null][] = [
+    ["/v1/chat/completions", { body: "{not json" }, 400, /not valid JSON/, null],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify({ ...ok, max_tokens: "ten" }) },
+      400,
+      /"max_tokens" must be an integer/,
+      "max_tokens",
+    ],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify({ ...ok, messages: [{ role: "tool", content: "x" }] }) },
+      400,
+      /role/,
+      "messages[0].role",
+    ],
+    ["/v1/chat/completions", { body: JSON.stringify({ ...ok, n: 2 }) }, 400, /not supported/, "n"],
+    ["/v1/chat/completions", { body: JSON.stringify({ ...ok, model: "gpt-4" }) }, 404, /does not exist/, "model"],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify({ ...ok, steering: { direction: "nope" } }) },
+      404,
+      /no direction named "nope"/,
+      "steering.direction",
+    ],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify({ ...ok, steering: { direction: "refusal", intervention: "ace-ablate" } }) },
+      200,
+      /./,
+      null,
+    ],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify({ ...ok, steering: { direction: "refusal", intervention: "scramble" } }) },
+      400,
+      /must be one of/,
+      "steering.intervention",
+    ],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify({ ...ok, max_tokens: 100000 }) },
+      400,
+      /context of 256 tokens/,
+      "max_tokens",
+    ],
+    [
+      "/v1/completions",
+      { body: JSON.stringify({ model: "strong", prompt: "word ".repeat(400) }) },
+      400,
+      /context/,
+      "prompt",
+    ],
+    ["/v1/chat/completions", { body: JSON.stringify({ ...ok, pad: "x".repeat(1_100_000) }) }, 413, /limit/, null],
+    [
+      "/v1/chat/completions",
+      { body: JSON.stringify(ok), headers: { authorization: "Bearer wrong" } },
+      401,
+      /API key/,
+      null,
+    ],
+    ["/v1/embeddings", { body: JSON.stringify(ok) }, 404, /no endpoint/, null],
+    ["/v1/chat/completions", { method: "GET" }, 405, /takes POST/, null],
+  ];
+  for (const [p, init, status, pattern, param] of cases) {
+    const r = await raw(p, init);
+    assert.equal(r.status, status, `${p} ${init.body?.slice(0, 80)}: ${JSON.stringify(r.body)}`);
+    if (status === 200) continue;
+    assert.match(r.body.error.message, pattern);
+    assert.equal(r.body.error.param, param);
+    assert.equal(typeof r.body.error.type, "string");
+  }
+  const ctx = await raw("/v1/chat/completions", { body: JSON.stringify({ ...ok, max_tokens: 100000 }) });
+  assert.equal(ctx.body.error.code, "context_length_exceeded");
+  // The SDK raises its typed errors from these.
+  await assert.rejects(chat({ ...ok, model: "nope" }), (e: unknown) => e instanceof OpenAI.NotFoundError);
+  await assert.rejects(
+    new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "wrong", maxRetries: 0 }).models.list(),
+    (e: unknown) => e instanceof OpenAI.AuthenticationError,
+  );
+});
+
+test("serve: more waiting requests than --max-queue get 429", async () => {
+  const small = await startServer(engine, folder, new Steering(folder, []), {
+    host: "127.0.0.1",
+    port: 0,
+    maxBatch: 1,
+    maxQueue: 1,
+    ctx: 256,
+  });
+  try {
+    const c = new OpenAI({ baseURL: `${small.url}/v1`, apiKey: "none", maxRetries: 0 });
+    const all = await Promise.allSettled(
+      Array.from({ length: 6 }, () =>
+        c.chat.completions.create({
+          model: "strong",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 16,
+          temperature: 0,
+        }),
+      ),
+    );
+    const limited = all.filter((r) => r.status === "rejected" && r.reason instanceof OpenAI.RateLimitError).length;
+    const done = all.filter((r) => r.status === "fulfilled").length;
+    assert.ok(limited >= 1 && done >= 1 && limited + done === 6, JSON.stringify(all.map((r) => r.status)));
+  } finally {
+    await small.close();
+  }
+});
+
+test("serve: a client that disconnects mid-stream frees its row", async () => {
+  const ac = new AbortController();
+  const stream = await client.chat.completions.create(
+    {
+      model: "strong",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 240,
+      stream: true,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsStreaming,
+    { signal: ac.signal },
+  );
+  let chunks = 0;
+  // The SDK ends the iteration quietly when its request is aborted.
+  try {
+    for await (const _ of stream) if (++chunks === 3) ac.abort();
+  } catch (e) {
+    assert.ok(e instanceof OpenAI.APIUserAbortError, String(e));
+  }
+  assert.equal(chunks, 3);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(server.batcher.running, 0);
+  assert.equal(server.batcher.waiting, 0);
+});
+
+/** One round: 16 clients × 25 requests, mixed steering, ~1 in 5 disconnecting mid-stream. */
+async function loadRound(seed: number): Promise<{ errors: string[]; aborted: number; done: number }> {
+  const rng = new Rng(seed);
+  const errors: string[] = [];
+  let aborted = 0;
+  let done = 0;
+  const models = ["strong", "strong+ablate:refusal", "strong+actadd:refusal:2", "strong+ace-ablate:refusal"];
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (let i = 0; i < 25; i++) {
+        const model = models[rng.int(models.length)];
+        const messages = [{ role: "user" as const, content: harmful[rng.int(harmful.length)].instruction }];
+        const disconnect = rng.next() < 0.2;
+        try {
+          if (disconnect) {
+            const ac = new AbortController();
+            const s = await client.chat.completions.create(
+              { model, messages, max_tokens: 16, stream: true, seed: i },
+              { signal: ac.signal },
+            );
+            try {
+              for await (const _ of s) ac.abort();
+            } catch (e) {
+              if (!(e instanceof OpenAI.APIUserAbortError)) throw e;
+            }
+            aborted++;
+          } else {
+            const c = await chat({ model, messages, max_tokens: 16, temperature: 0.7, seed: i });
+            if (typeof c.choices[0].message.content !== "string") errors.push("no content");
+            done++;
+          }
+        } catch (e) {
+          errors.push(String(e));
+        }
+      }
+    }),
+  );
+  return { errors, aborted, done };
+}
+
+test("serve: 2 rounds of 16 clients × 25 requests: no errors, no memory growth", async () => {
+  const rss: number[] = [];
+  for (const seed of [1, 2]) {
+    const r = await loadRound(seed);
+    assert.deepEqual(r.errors, []);
+    assert.equal(r.aborted + r.done, 400);
+    assert.ok(r.aborted > 40, `${r.aborted} disconnects`);
+    await new Promise((res) => setTimeout(res, 100));
+    assert.equal(server.batcher.running + server.batcher.waiting, 0);
+    releaseMemory();
+    rss.push(process.memoryUsage().rss);
+  }
+  assert.ok(
+    Math.abs(rss[1] - rss[0]) / rss[0] <= 0.05,
+    `RSS ${rss.map((x) => (x / 2 ** 20).toFixed(0)).join(" → ")} MiB`,
+  );
+});
+
+test("serve CLI: Ctrl-C lets an in-flight stream finish, then exits 0; a bad --direction is one line", async () => {
+  const bad = spawn(process.execPath, [
+    path.join(ROOT, "bin", "cosmic.js"),
+    "serve",
+    "--model",
+    STRONG,
+    "--direction",
+    "refusal",
+  ]);
+  let badErr = "";
+  bad.stderr.on("data", (c) => (badErr += c));
+  assert.equal(await new Promise((r) => bad.on("exit", r)), 2);
+  assert.match(badErr.trim(), /^cosmic: --direction must be NAME=FILE/);
+  assert.equal(badErr.trim().split("\n").length, 1);
+
+  const p = spawn(process.execPath, [
+    path.join(ROOT, "bin", "cosmic.js"),
+    "serve",
+    "--model",
+    STRONG,
+    "--port",
+    "0",
+    "--quiet",
+  ]);
+  let err = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    p.stderr.on("data", (c) => {
+      err += c;
+      const m = /listening on (\S+)\/v1/.exec(err);
+      if (m) resolve(m[1]);
+    });
+    p.on("exit", () => reject(new Error(err)));
+  });
+  const res = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: "strong",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 120,
+      ignore_eos: true,
+      stream: true,
+    }),
+  });
+  const reader = res.body!.getReader();
+  let text = new TextDecoder().decode((await reader.read()).value);
+  p.kill("SIGINT");
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += new TextDecoder().decode(value);
+  }
+  assert.ok(text.trimEnd().endsWith("data: [DONE]"), text.slice(-200));
+  assert.match(text, /"finish_reason":"length"/);
+  assert.equal(await new Promise((r) => p.on("exit", r)), 0);
+  assert.match(err, /draining/);
+});
