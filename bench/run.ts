@@ -146,7 +146,13 @@ async function main(): Promise<void> {
         "",
         `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
         "",
-        row(["measure", "1 client", `${v.clients} concurrent clients`, "ratio", "ceiling: bare engine, same rows (generate)"]),
+        row([
+          "measure",
+          "1 client",
+          `${v.clients} concurrent clients`,
+          "ratio",
+          "ceiling: bare engine, same rows (generate)",
+        ]),
         row(["---", "---", "---", "---", "---"]),
         row([
           "aggregate tokens/s",
@@ -155,8 +161,20 @@ async function main(): Promise<void> {
           `${(v.manyTps / v.singleTps).toFixed(1)}× (target ≥ 6×)`,
           `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
         ]),
-        row(["time to first token p50 / p95", `${ms(v.singleTtftP50)} / ${ms(v.singleTtftP95)}`, `${ms(v.manyTtftP50)} / ${ms(v.manyTtftP95)}`, "", ""]),
-        row(["per-token latency p50 / p95", `${ms(v.singleTokP50)} / ${ms(v.singleTokP95)}`, `${ms(v.manyTokP50)} / ${ms(v.manyTokP95)}`, "", ""]),
+        row([
+          "time to first token p50 / p95",
+          `${ms(v.singleTtftP50)} / ${ms(v.singleTtftP95)}`,
+          `${ms(v.manyTtftP50)} / ${ms(v.manyTtftP95)}`,
+          "",
+          "",
+        ]),
+        row([
+          "per-token latency p50 / p95",
+          `${ms(v.singleTokP50)} / ${ms(v.singleTokP95)}`,
+          `${ms(v.manyTokP50)} / ${ms(v.manyTokP95)}`,
+          "",
+          "",
+        ]),
         row(["mean rows per decode step", "", v.meanRows.toFixed(1), "", ""]),
       ].join("\n"),
     );

@@ -136,14 +136,38 @@ async function main(): Promise<void> {
       bare1,
       bareMany,
       meanRows,
-      singleTtftP50: quantile(single.map((t) => t.ttft), 0.5),
-      singleTtftP95: quantile(single.map((t) => t.ttft), 0.95),
-      singleTokP50: quantile(single.map((t) => t.perToken), 0.5),
-      singleTokP95: quantile(single.map((t) => t.perToken), 0.95),
-      manyTtftP50: quantile(many.map((t) => t.ttft), 0.5),
-      manyTtftP95: quantile(many.map((t) => t.ttft), 0.95),
-      manyTokP50: quantile(many.map((t) => t.perToken), 0.5),
-      manyTokP95: quantile(many.map((t) => t.perToken), 0.95),
+      singleTtftP50: quantile(
+        single.map((t) => t.ttft),
+        0.5,
+      ),
+      singleTtftP95: quantile(
+        single.map((t) => t.ttft),
+        0.95,
+      ),
+      singleTokP50: quantile(
+        single.map((t) => t.perToken),
+        0.5,
+      ),
+      singleTokP95: quantile(
+        single.map((t) => t.perToken),
+        0.95,
+      ),
+      manyTtftP50: quantile(
+        many.map((t) => t.ttft),
+        0.5,
+      ),
+      manyTtftP95: quantile(
+        many.map((t) => t.ttft),
+        0.95,
+      ),
+      manyTokP50: quantile(
+        many.map((t) => t.perToken),
+        0.5,
+      ),
+      manyTokP95: quantile(
+        many.map((t) => t.perToken),
+        0.95,
+      ),
     }),
   );
 }

@@ -6,6 +6,7 @@ import { abliterate } from "../export/abliterate.js";
 import { controlVectorOptions, writeControlVector } from "../export/control-vector.js";
 import { DirectionFormat, exportDirection } from "../export/direction.js";
 import { prepareFileOutput } from "../formats/outputs.js";
+import { checkGgufDtype, exportGguf } from "../export/gguf-model.js";
 
 /**
  * An affine (ACE) direction edits one layer's input toward the harmless mean; weight
@@ -77,4 +78,28 @@ export function directionCommand(o: { run: string; format: string; out?: string;
     throw new CosmicError(`--format must be safetensors, npy or json, got "${o.format}"`);
   const target = exportDirection(o.run, o.format as DirectionFormat, o.out, !!o.force);
   process.stdout.write(`wrote ${target}\n`);
+}
+
+export function ggufCommand(o: {
+  model: string;
+  direction?: string;
+  out: string;
+  dtype: string;
+  force?: boolean;
+  asLinear?: boolean;
+  allowOtherModel?: boolean;
+}): void {
+  const dtype = checkGgufDtype(o.dtype);
+  const inputs = [{ path: o.model, what: "the model folder" }];
+  if (o.direction) inputs.push({ path: o.direction, what: "the direction file" });
+  prepareFileOutput(o.out, { ext: ".gguf", force: o.force, inputs });
+  const folder = ModelFolder.open(o.model);
+  const dir = o.direction ? readDirection(o.direction, folder.spec.hiddenSize) : undefined;
+  if (dir && dir.metadata.mode === "affine" && !o.asLinear)
+    throw new CosmicError(affineAbliterationError(o.direction!, dir.metadata.layer));
+  const r = exportGguf(folder, o.out, { dtype, direction: dir, allowOtherModel: o.allowOtherModel });
+  process.stdout.write(
+    `wrote ${o.out}: llama.cpp architecture ${r.architecture}, ${r.tensors} tensors (${dtype}), context ${r.contextLength}${dir ? ", abliterated with the direction" : ""}\n` +
+      r.notes.map((n) => `note: ${n}\n`).join(""),
+  );
 }

@@ -10,7 +10,7 @@ import { summaryFile } from "../cosmic/pipeline.js";
 import { organismEvalCommand, organismTrainCommand, TrainFlags } from "./organism.js";
 import { organismPromptDir } from "../organism/info.js";
 import { PAPER_SPLITS } from "../data/splits.js";
-import { abliterateCommand, controlVectorCommand, directionCommand } from "./export.js";
+import { abliterateCommand, controlVectorCommand, directionCommand, ggufCommand } from "./export.js";
 import { writeReport } from "../report/report.js";
 import { demoCommand } from "./demo.js";
 import { chatCommand, ChatFlags } from "./chat.js";
@@ -253,6 +253,17 @@ exp
   .option("--as-linear", "abliterate an affine (ACE) direction anyway, as linear ablation at every layer")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
   .action((o) => abliterateCommand(o));
+exp
+  .command("gguf")
+  .description("write the model as one GGUF file for llama.cpp / Ollama / LM Studio (optionally abliterated)")
+  .requiredOption("--model <dir>", "source model folder")
+  .option("--direction <file>", "abliterate with this direction first (exactly as export abliterate)")
+  .option("--dtype <dtype>", "matrices as f32, f16 or bf16 (norms and biases stay f32)", "f32")
+  .requiredOption("--out <file>", "output .gguf")
+  .option("--force", "replace an existing file")
+  .option("--as-linear", "abliterate with an affine (ACE) direction anyway, as linear ablation at every layer")
+  .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
+  .action((o) => ggufCommand(o));
 exp
   .command("control-vector")
   .description("write a llama.cpp control vector (GGUF) that adds α·r at the direction's layer")

@@ -48,6 +48,27 @@ function projectColumns(w: Float32Array, rows: number, cols: number, u: Float64A
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) w[i * cols + j] -= u[i] * c[j];
 }
 
+/** r̂ in float64, as the edits use it. */
+export function unitDirection(dir: DirectionFile): Float64Array {
+  let n = 0;
+  for (const x of dir.direction) n += x * x;
+  n = Math.sqrt(n) + 1e-8;
+  return Float64Array.from(dir.direction, (x) => x / n);
+}
+
+/** Whether tensor `name` writes to the residual stream (and is edited by abliteration). */
+export function writesResidual(name: string): boolean {
+  return name === TENSORS.embed || RESIDUAL_WRITER.test(name) || RESIDUAL_WRITER_BIAS.test(name);
+}
+
+/** Orthogonalise tensor `name` (HF shape `shape`, float32 `w`) to `u` in place, if it writes to the residual stream. */
+export function orthogonalise(name: string, w: Float32Array, shape: number[], u: Float64Array): void {
+  const d = u.length;
+  if (name === TENSORS.embed) projectRows(w, shape[0], d, u);
+  else if (RESIDUAL_WRITER.test(name)) projectColumns(w, d, shape[1], u);
+  else if (RESIDUAL_WRITER_BIAS.test(name)) projectRows(w, 1, d, u);
+}
+
 export function abliterate(
   folder: ModelFolder,
   dir: DirectionFile,
@@ -64,10 +85,7 @@ export function abliterate(
       { path: dir.path, what: "the direction file" },
     ],
   });
-  let n = 0;
-  for (const x of dir.direction) n += x * x;
-  n = Math.sqrt(n) + 1e-8;
-  const u = Float64Array.from(dir.direction, (x) => x / n);
+  const u = unitDirection(dir);
   // Build beside the target, then swap in: never a half-written checkpoint under the real name.
   const tmp = `${path.resolve(out)}.${process.pid}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -105,11 +123,7 @@ function writeShards(
   tmp: string,
   dtypeOpt: AbliterateOptions["dtype"],
 ): Shards {
-  const d = folder.spec.hiddenSize;
   const untie = folder.spec.tieWordEmbeddings;
-  const isRowWriter = (name: string) => name === TENSORS.embed;
-  const isMatrixWriter = (name: string) => RESIDUAL_WRITER.test(name);
-  const isBiasWriter = (name: string) => RESIDUAL_WRITER_BIAS.test(name);
   const out: Shards = { edited: [], weightMap: {}, totalSize: 0 };
   for (const file of folder.checkpoint.files) {
     const base = path.basename(file.path);
@@ -123,13 +137,11 @@ function writeShards(
     for (const name of names) {
       const info = file.info(name);
       const dtype: DType = dtypeOpt === "f32" ? "F32" : info.dtype;
-      const edit = isRowWriter(name) || isMatrixWriter(name) || isBiasWriter(name);
+      const edit = writesResidual(name);
       const data = () => {
         if (!edit && dtype === info.dtype) return file.readBytes(name);
         const w = decodeToF32(file.readBytes(name), info.dtype);
-        if (isRowWriter(name)) projectRows(w, info.shape[0], d, u);
-        else if (isMatrixWriter(name)) projectColumns(w, d, info.shape[1], u);
-        else if (isBiasWriter(name)) projectRows(w, 1, d, u);
+        orthogonalise(name, w, info.shape, u);
         return w;
       };
       if (edit) out.edited.push(name);

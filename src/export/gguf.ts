@@ -1,16 +1,37 @@
 /**
- * A minimal GGUF v3 writer (metadata key/values and F32 tensors), enough for llama.cpp control
- * vectors: magic, version, counts, key/values, tensor infos, then 32-byte aligned data.
+ * A GGUF v3 writer: magic, version, counts, metadata key/values (scalars and arrays), tensor
+ * infos, then the tensor data, 32-byte aligned. Used for llama.cpp control vectors (small, in
+ * memory) and whole models (streamed to a file, one tensor at a time).
  */
+import fs from "node:fs";
+import { writeWithFdAtomic } from "../formats/files.js";
+
 export type GgufValue =
   | { type: "string"; value: string }
   | { type: "uint32"; value: number }
   | { type: "int32"; value: number }
   | { type: "float32"; value: number }
-  | { type: "bool"; value: boolean };
+  | { type: "bool"; value: boolean }
+  | { type: "string[]"; value: string[] }
+  | { type: "int32[]"; value: ArrayLike<number> }
+  | { type: "float32[]"; value: ArrayLike<number> };
 
-const TYPE_ID = { uint32: 4, int32: 5, float32: 6, bool: 7, string: 8 } as const;
+const TYPE_ID = { uint32: 4, int32: 5, float32: 6, bool: 7, string: 8, array: 9 } as const;
 const ALIGN = 32;
+
+/** ggml's tensor types that cosmic writes. */
+export const GGML_TYPE = { F32: 0, F16: 1, BF16: 30 } as const;
+export type GgmlType = keyof typeof GGML_TYPE;
+const TYPE_BYTES: Record<GgmlType, number> = { F32: 4, F16: 2, BF16: 2 };
+
+export interface GgufTensor {
+  name: string;
+  /** ggml order: ne[0] is the innermost (contiguous) dimension, i.e. an HF [rows, cols] matrix is [cols, rows] */
+  shape: number[];
+  type: GgmlType;
+  /** the bytes, produced when written (so a model is never all in memory) */
+  data: () => Uint8Array;
+}
 
 class Out {
   parts: Buffer[] = [];
@@ -50,7 +71,51 @@ class Out {
   }
 }
 
-export function encodeGguf(kv: Record<string, GgufValue>, tensors: { name: string; data: Float32Array }[]): Buffer {
+function writeValue(o: Out, v: GgufValue): void {
+  switch (v.type) {
+    case "string":
+      o.u32(TYPE_ID.string);
+      return o.str(v.value);
+    case "uint32":
+      o.u32(TYPE_ID.uint32);
+      return o.u32(v.value);
+    case "int32":
+      o.u32(TYPE_ID.int32);
+      return o.i32(v.value);
+    case "float32":
+      o.u32(TYPE_ID.float32);
+      return o.f32(v.value);
+    case "bool":
+      o.u32(TYPE_ID.bool);
+      return o.push(Buffer.from([v.value ? 1 : 0]));
+    case "string[]":
+      o.u32(TYPE_ID.array);
+      o.u32(TYPE_ID.string);
+      o.u64(v.value.length);
+      return v.value.forEach((s) => o.str(s));
+    case "int32[]": {
+      o.u32(TYPE_ID.array);
+      o.u32(TYPE_ID.int32);
+      o.u64(v.value.length);
+      const b = Buffer.alloc(4 * v.value.length);
+      for (let i = 0; i < v.value.length; i++) b.writeInt32LE(v.value[i], 4 * i);
+      return o.push(b);
+    }
+    case "float32[]": {
+      o.u32(TYPE_ID.array);
+      o.u32(TYPE_ID.float32);
+      o.u64(v.value.length);
+      const b = Buffer.alloc(4 * v.value.length);
+      for (let i = 0; i < v.value.length; i++) b.writeFloatLE(v.value[i], 4 * i);
+      return o.push(b);
+    }
+  }
+}
+
+const bytesOf = (t: GgufTensor) => t.shape.reduce((a, b) => a * b, 1) * TYPE_BYTES[t.type];
+
+/** Everything before the tensor data: header, key/values and tensor infos, padded. */
+function header(kv: Record<string, GgufValue>, tensors: GgufTensor[]): Buffer {
   const o = new Out();
   o.push(Buffer.from("GGUF", "ascii"));
   o.u32(3);
@@ -58,38 +123,55 @@ export function encodeGguf(kv: Record<string, GgufValue>, tensors: { name: strin
   o.u64(Object.keys(kv).length);
   for (const [k, v] of Object.entries(kv)) {
     o.str(k);
-    o.u32(TYPE_ID[v.type]);
-    switch (v.type) {
-      case "string":
-        o.str(v.value);
-        break;
-      case "uint32":
-        o.u32(v.value);
-        break;
-      case "int32":
-        o.i32(v.value);
-        break;
-      case "float32":
-        o.f32(v.value);
-        break;
-      case "bool":
-        o.push(Buffer.from([v.value ? 1 : 0]));
-        break;
-    }
+    writeValue(o, v);
   }
   let offset = 0;
   for (const t of tensors) {
     o.str(t.name);
-    o.u32(1);
-    o.u64(t.data.length);
-    o.u32(0); // GGML_TYPE_F32
+    o.u32(t.shape.length);
+    for (const n of t.shape) o.u64(n);
+    o.u32(GGML_TYPE[t.type]);
     o.u64(offset);
-    offset += Math.ceil((t.data.length * 4) / ALIGN) * ALIGN;
+    offset += Math.ceil(bytesOf(t) / ALIGN) * ALIGN;
   }
   o.pad();
-  for (const t of tensors) {
-    o.push(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    o.pad();
-  }
   return Buffer.concat(o.parts);
+}
+
+const padding = (n: number) => Buffer.alloc((ALIGN - (n % ALIGN)) % ALIGN);
+
+/** A whole GGUF file in memory (small files: control vectors). */
+export function encodeGguf(kv: Record<string, GgufValue>, tensors: { name: string; data: Float32Array }[]): Buffer {
+  const ts: GgufTensor[] = tensors.map((t) => ({
+    name: t.name,
+    shape: [t.data.length],
+    type: "F32",
+    data: () => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength),
+  }));
+  const parts = [header(kv, ts)];
+  for (const t of ts) {
+    const b = Buffer.from(t.data());
+    parts.push(b, padding(b.length));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Stream a GGUF file to `file` (temporary name, then renamed), one tensor in memory at a time. */
+export function writeGguf(
+  file: string,
+  kv: Record<string, GgufValue>,
+  tensors: GgufTensor[],
+  onTensor?: (done: number, total: number) => void,
+): void {
+  writeWithFdAtomic(file, (fd) => {
+    fs.writeSync(fd, header(kv, tensors));
+    tensors.forEach((t, i) => {
+      const b = t.data();
+      if (b.length !== bytesOf(t))
+        throw new Error(`tensor ${t.name}: ${b.length} bytes for shape [${t.shape}] ${t.type}`);
+      fs.writeSync(fd, b);
+      fs.writeSync(fd, padding(b.length));
+      onTensor?.(i + 1, tensors.length);
+    });
+  });
 }
