@@ -423,29 +423,16 @@ test("serve: 2 rounds of 16 clients × 25 requests: no errors, no memory growth"
 });
 
 test("serve CLI: Ctrl-C lets an in-flight stream finish, then exits 0; a bad --direction is one line", async () => {
-  const bad = spawn(process.execPath, [
-    path.join(ROOT, "bin", "cosmic.js"),
-    "serve",
-    "--model",
-    STRONG,
-    "--direction",
-    "refusal",
-  ]);
+  const serve = (...args: string[]) =>
+    spawn(process.execPath, [path.join(ROOT, "bin", "cosmic.js"), "serve", "--model", STRONG, ...args]);
+  const bad = serve("--direction", "refusal");
   let badErr = "";
   bad.stderr.on("data", (c) => (badErr += c));
   assert.equal(await new Promise((r) => bad.on("exit", r)), 2);
   assert.match(badErr.trim(), /^cosmic: --direction must be NAME=FILE/);
   assert.equal(badErr.trim().split("\n").length, 1);
 
-  const p = spawn(process.execPath, [
-    path.join(ROOT, "bin", "cosmic.js"),
-    "serve",
-    "--model",
-    STRONG,
-    "--port",
-    "0",
-    "--quiet",
-  ]);
+  const p = serve("--port", "0", "--quiet");
   let err = "";
   const url = await new Promise<string>((resolve, reject) => {
     p.stderr.on("data", (c) => {

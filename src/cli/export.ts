@@ -22,15 +22,18 @@ export function affineAbliterationError(file: string, layer: string | undefined)
   );
 }
 
-export function abliterateCommand(o: {
+/** The flags of the two model exports (abliterate, gguf). */
+interface ModelExportFlags {
   model: string;
-  direction: string;
+  direction?: string;
   out: string;
   dtype: string;
   force?: boolean;
   asLinear?: boolean;
   allowOtherModel?: boolean;
-}): void {
+}
+
+export function abliterateCommand(o: ModelExportFlags & { direction: string }): void {
   if (o.dtype !== "original" && o.dtype !== "f32")
     throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
   const folder = ModelFolder.open(o.model);
@@ -80,15 +83,7 @@ export function directionCommand(o: { run: string; format: string; out?: string;
   process.stdout.write(`wrote ${target}\n`);
 }
 
-export function ggufCommand(o: {
-  model: string;
-  direction?: string;
-  out: string;
-  dtype: string;
-  force?: boolean;
-  asLinear?: boolean;
-  allowOtherModel?: boolean;
-}): void {
+export function ggufCommand(o: ModelExportFlags): void {
   const dtype = checkGgufDtype(o.dtype);
   const inputs = [{ path: o.model, what: "the model folder" }];
   if (o.direction) inputs.push({ path: o.direction, what: "the direction file" });

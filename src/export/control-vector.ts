@@ -8,17 +8,8 @@ import { CosmicError, fileError } from "../errors.js";
 import { writeFileAtomic } from "../formats/files.js";
 import { DirectionFile } from "../formats/direction.js";
 import { encodeGguf } from "./gguf.js";
-
-/** llama.cpp's architecture names for cosmic's families. */
-const LLAMA_CPP_ARCH: Record<string, string> = {
-  llama: "llama",
-  mistral: "llama",
-  qwen2: "qwen2",
-  qwen3: "qwen3",
-  gemma: "gemma",
-  gemma2: "gemma2",
-  phi3: "phi3",
-};
+import { LLAMA_CPP_ARCH } from "./gguf-model.js";
+import type { Family } from "../formats/families.js";
 
 export interface ControlVectorOptions {
   coeff: number;
@@ -53,7 +44,12 @@ export function controlVectorOptions(dir: DirectionFile, coeff: number, layers?:
     }
   }
   const fam = dir.metadata.model_type ?? "llama";
-  return { coeff, layers: ls, numLayers, modelHint: LLAMA_CPP_ARCH[fam] ?? fam };
+  return {
+    coeff,
+    layers: ls,
+    numLayers,
+    modelHint: Object.hasOwn(LLAMA_CPP_ARCH, fam) ? LLAMA_CPP_ARCH[fam as Family] : fam,
+  };
 }
 
 export function writeControlVector(file: string, dir: DirectionFile, o: ControlVectorOptions): void {

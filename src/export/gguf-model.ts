@@ -26,7 +26,8 @@ import { ggufVocabulary } from "./gguf-vocab.js";
 export const GGUF_DTYPES = ["f32", "f16", "bf16"] as const;
 export type GgufDtype = (typeof GGUF_DTYPES)[number];
 
-const ARCH: Record<Family, string> = {
+/** llama.cpp's architecture names for cosmic's families (GGUF models and control vectors). */
+export const LLAMA_CPP_ARCH: Record<Family, string> = {
   llama: "llama",
   mistral: "llama",
   qwen2: "qwen2",
@@ -142,7 +143,7 @@ function contextLength(s: ModelSpec): number {
 
 export function exportGguf(folder: ModelFolder, out: string, o: GgufExportOptions): GgufExportResult {
   const s = folder.spec;
-  const arch = ARCH[s.family];
+  const arch = LLAMA_CPP_ARCH[s.family];
   const why = unsupported(s);
   if (why) throw fileError(folder.dir, `cannot be exported for llama.cpp: ${why}`);
   if (o.direction) {
