@@ -30,7 +30,9 @@ const r = await runFuzz({
   },
 });
 process.stdout.write(
-  `fuzz seed ${r.seed}: ${r.cases} cases, ${r.cleanErrors} clean errors (exit 2, one line), ${r.passes} passes (finite outputs), failures = ${r.failures.length}; ${r.seconds.toFixed(0)} s, peak worker RSS ${r.peakRssMiB.toFixed(0)} MiB\n`,
+  `fuzz seed ${r.seed}: ${r.cases} cases, ${r.cleanErrors} clean errors (exit 2, one line), ${r.passes} ` +
+    `passes (finite outputs), failures = ${r.failures.length}; ${r.seconds.toFixed(0)} s, peak worker RSS ` +
+    `${r.peakRssMiB.toFixed(0)} MiB\n`,
 );
 if (process.argv.includes("--show"))
   for (const [t, lines] of Object.entries(r.samples))

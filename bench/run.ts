@@ -32,7 +32,8 @@ function engineTable(e: Record<string, number | string>, device: string): void {
   const n = (k: string) => e[k] as number;
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   const lines = [
-    `## Engine, Qwen2.5-0.5B-shaped random checkpoint (BF16 on disk, fp32 compute), ${device}, ${os.cpus().length} CPUs`,
+    `## Engine, Qwen2.5-0.5B-shaped random checkpoint (BF16 on disk, fp32 compute), ${device}, ` +
+      `${os.cpus().length} CPUs`,
     "",
     row(["measure", "achieved", "ceiling / limit", "ratio"]),
     row(["---", "---", "---", "---"]),
@@ -144,7 +145,8 @@ async function main(): Promise<void> {
     console.log(
       [
         "",
-        `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
+        `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ` +
+          `${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
         "",
         row([
           "measure",
@@ -159,7 +161,8 @@ async function main(): Promise<void> {
           v.singleTps.toFixed(1),
           v.manyTps.toFixed(1),
           `${(v.manyTps / v.singleTps).toFixed(1)}× (target ≥ 6×)`,
-          `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
+          `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ` +
+            `${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
         ]),
         row([
           "time to first token p50 / p95",

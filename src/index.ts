@@ -1,4 +1,7 @@
-/** cosmic as a library: model folders, the engine, interventions, captures, and the method (COSMIC and the substring baseline). */
+/**
+ * cosmic as a library: model folders, the engine, interventions, captures, and the method (COSMIC
+ * and the substring baseline).
+ */
 export { CosmicError } from "./errors.js";
 export { SafetensorsFile, Checkpoint, writeSafetensors } from "./formats/safetensors.js";
 export type { TensorInfo, TensorToWrite } from "./formats/safetensors.js";

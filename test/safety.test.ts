@@ -222,49 +222,53 @@ test("--device is checked before anything is written; a bad one leaves no run fo
   assert.equal(fs.existsSync(out), false);
 });
 
-test("run folders: a lock held by a live process is one line; a rerun with other options removes stale files; summary lists the files", async () => {
-  const { model } = userModel("lock");
-  const out = path.join(tmp, "locked-run");
-  // Validation files of 6 prompts, and --n-val 500.
-  const base = smallRun(model, out, ["--n-val", "500", "--n-test", "4", "--max-new-tokens", "2", "--quiet"]);
-  fs.mkdirSync(out);
-  fs.writeFileSync(path.join(out, ".cosmic-run"), "{}\n");
-  const holder = spawn("sleep", ["60"]);
-  try {
-    fs.writeFileSync(path.join(out, ".cosmic-lock"), `${holder.pid}\n`);
-    assertOneLine(cosmic(base), new RegExp(`in use by pid ${holder.pid}`));
-  } finally {
-    holder.kill();
-    await once(holder, "exit");
-  }
-  // The holder is gone: its lock is stale and taken over. --n-val 500 is more than the file has.
-  const full = cosmic(base);
-  assert.equal(full.code, 0, full.stderr);
-  assert.match(full.stderr, /warning: --n-val 500 but .*small-harmful_val\.json has 6 prompts: using all 6/);
-  assert.ok(fs.existsSync(path.join(out, "evaluation.json")));
-  assert.ok(fs.existsSync(path.join(out, "completions", "harmful_ablation_evaluations.json")));
-  assert.equal(fs.existsSync(path.join(out, ".cosmic-lock")), false, "the lock is released");
-  const again = cosmic([...base, "--skip-eval", "--json"]);
-  assert.equal(again.code, 0, again.stderr);
-  const summary = JSON.parse(again.stdout) as { files: string[] };
-  assert.equal(
-    fs.existsSync(path.join(out, "evaluation.json")),
-    false,
-    "the old evaluation is removed after --skip-eval",
-  );
-  assert.equal(fs.existsSync(path.join(out, "completions")), false);
-  const present = Object.keys(snapshot(out))
-    .filter((f) => !f.split(path.sep).some((p) => p.startsWith(".")))
-    .sort();
-  assert.deepEqual(summary.files, present);
-  assert.ok(summary.files.includes("summary.json") && summary.files.includes("direction.safetensors"));
-  // `cosmic report` writes into a run folder only: never into a folder of the user's with a summary.json.
-  const mine = fs.mkdtempSync(path.join(tmp, "mine-"));
-  fs.writeFileSync(path.join(mine, "summary.json"), "{}\n");
-  assertOneLine(cosmic(["report", mine]), /is not a cosmic run folder/);
-  assert.deepEqual(fs.readdirSync(mine), ["summary.json"]);
-  assert.equal(cosmic(["report", out]).code, 0);
-});
+test(
+  "run folders: a lock held by a live process is one line; a rerun with other options removes stale files; " +
+    "summary lists the files",
+  async () => {
+    const { model } = userModel("lock");
+    const out = path.join(tmp, "locked-run");
+    // Validation files of 6 prompts, and --n-val 500.
+    const base = smallRun(model, out, ["--n-val", "500", "--n-test", "4", "--max-new-tokens", "2", "--quiet"]);
+    fs.mkdirSync(out);
+    fs.writeFileSync(path.join(out, ".cosmic-run"), "{}\n");
+    const holder = spawn("sleep", ["60"]);
+    try {
+      fs.writeFileSync(path.join(out, ".cosmic-lock"), `${holder.pid}\n`);
+      assertOneLine(cosmic(base), new RegExp(`in use by pid ${holder.pid}`));
+    } finally {
+      holder.kill();
+      await once(holder, "exit");
+    }
+    // The holder is gone: its lock is stale and taken over. --n-val 500 is more than the file has.
+    const full = cosmic(base);
+    assert.equal(full.code, 0, full.stderr);
+    assert.match(full.stderr, /warning: --n-val 500 but .*small-harmful_val\.json has 6 prompts: using all 6/);
+    assert.ok(fs.existsSync(path.join(out, "evaluation.json")));
+    assert.ok(fs.existsSync(path.join(out, "completions", "harmful_ablation_evaluations.json")));
+    assert.equal(fs.existsSync(path.join(out, ".cosmic-lock")), false, "the lock is released");
+    const again = cosmic([...base, "--skip-eval", "--json"]);
+    assert.equal(again.code, 0, again.stderr);
+    const summary = JSON.parse(again.stdout) as { files: string[] };
+    assert.equal(
+      fs.existsSync(path.join(out, "evaluation.json")),
+      false,
+      "the old evaluation is removed after --skip-eval",
+    );
+    assert.equal(fs.existsSync(path.join(out, "completions")), false);
+    const present = Object.keys(snapshot(out))
+      .filter((f) => !f.split(path.sep).some((p) => p.startsWith(".")))
+      .sort();
+    assert.deepEqual(summary.files, present);
+    assert.ok(summary.files.includes("summary.json") && summary.files.includes("direction.safetensors"));
+    // `cosmic report` writes into a run folder only: never into a folder of the user's with a summary.json.
+    const mine = fs.mkdtempSync(path.join(tmp, "mine-"));
+    fs.writeFileSync(path.join(mine, "summary.json"), "{}\n");
+    assertOneLine(cosmic(["report", mine]), /is not a cosmic run folder/);
+    assert.deepEqual(fs.readdirSync(mine), ["summary.json"]);
+    assert.equal(cosmic(["report", out]).code, 0);
+  },
+);
 
 test("the fingerprint covers every byte of the weights; a rerun after a weight change recomputes", () => {
   const { model } = userModel("fingerprint");
@@ -315,49 +319,53 @@ test("config.json values that would compute NaN or exhaust memory are refused wi
   assertOneLine(cosmic(["inspect", "--model", model]), /config\.json: JSON nested deeper than 256 levels/);
 });
 
-test("safetensors: offsets must cover the data exactly; the header is bounded; a huge direction is refused from its header", () => {
-  const { model } = userModel("st");
-  const w = path.join(model, "model.safetensors");
-  const good = fs.readFileSync(w);
-  const n = Number(good.readBigUInt64LE(0));
-  // A header padded with a space (as writers align it) is valid; its length one byte short
-  // still parses, but would shift every tensor by a byte.
-  const header = good.subarray(8, 8 + n).toString("utf8");
-  const padded = Buffer.concat([Buffer.alloc(8), Buffer.from(header + " "), good.subarray(8 + n)]);
-  padded.writeBigUInt64LE(BigInt(n + 1));
-  fs.writeFileSync(w, padded);
-  assert.ok(SafetensorsFile.open(w).tensors.size > 0);
-  padded.writeBigUInt64LE(BigInt(n));
-  fs.writeFileSync(w, padded);
-  assert.throws(() => SafetensorsFile.open(w), /the tensors cover \d+ bytes of data but the data section has \d+/);
-  const short = Buffer.from(good);
-  short.writeBigUInt64LE(BigInt(n - 1));
-  fs.writeFileSync(w, short);
-  assert.throws(() => SafetensorsFile.open(w), /model\.safetensors: /);
-  // A 200 MB header (a sparse file: nothing is allocated).
-  const big = path.join(tmp, "big.safetensors");
-  const fd = fs.openSync(big, "w");
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(200_000_000n);
-  fs.writeSync(fd, len, 0, 8, 0);
-  fs.ftruncateSync(fd, 200_000_100);
-  fs.closeSync(fd);
-  assert.throws(() => SafetensorsFile.open(big), /larger than the format's limit of 100000000 bytes/);
-  // A direction claiming 1e9 elements: refused by width before 4 GB are read.
-  const huge = path.join(tmp, "huge-direction.safetensors");
-  const h = Buffer.from(JSON.stringify({ direction: { dtype: "F32", shape: [1e9], data_offsets: [0, 4e9] } }));
-  const hfd = fs.openSync(huge, "w");
-  const hl = Buffer.alloc(8);
-  hl.writeBigUInt64LE(BigInt(h.length));
-  fs.writeSync(hfd, hl, 0, 8, 0);
-  fs.writeSync(hfd, h, 0, h.length, 8);
-  fs.ftruncateSync(hfd, 8 + h.length + 4e9);
-  fs.closeSync(hfd);
-  const t0 = performance.now();
-  assert.throws(() => readDirection(huge, 64), /direction has width 1000000000, but the model has hidden size 64/);
-  assert.throws(() => readDirection(huge), /has 1000000000 elements/);
-  assert.ok(performance.now() - t0 < 2000);
-});
+test(
+  "safetensors: offsets must cover the data exactly; the header is bounded; a huge direction is refused " +
+    "from its header",
+  () => {
+    const { model } = userModel("st");
+    const w = path.join(model, "model.safetensors");
+    const good = fs.readFileSync(w);
+    const n = Number(good.readBigUInt64LE(0));
+    // A header padded with a space (as writers align it) is valid; its length one byte short
+    // still parses, but would shift every tensor by a byte.
+    const header = good.subarray(8, 8 + n).toString("utf8");
+    const padded = Buffer.concat([Buffer.alloc(8), Buffer.from(header + " "), good.subarray(8 + n)]);
+    padded.writeBigUInt64LE(BigInt(n + 1));
+    fs.writeFileSync(w, padded);
+    assert.ok(SafetensorsFile.open(w).tensors.size > 0);
+    padded.writeBigUInt64LE(BigInt(n));
+    fs.writeFileSync(w, padded);
+    assert.throws(() => SafetensorsFile.open(w), /the tensors cover \d+ bytes of data but the data section has \d+/);
+    const short = Buffer.from(good);
+    short.writeBigUInt64LE(BigInt(n - 1));
+    fs.writeFileSync(w, short);
+    assert.throws(() => SafetensorsFile.open(w), /model\.safetensors: /);
+    // A 200 MB header (a sparse file: nothing is allocated).
+    const big = path.join(tmp, "big.safetensors");
+    const fd = fs.openSync(big, "w");
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(200_000_000n);
+    fs.writeSync(fd, len, 0, 8, 0);
+    fs.ftruncateSync(fd, 200_000_100);
+    fs.closeSync(fd);
+    assert.throws(() => SafetensorsFile.open(big), /larger than the format's limit of 100000000 bytes/);
+    // A direction claiming 1e9 elements: refused by width before 4 GB are read.
+    const huge = path.join(tmp, "huge-direction.safetensors");
+    const h = Buffer.from(JSON.stringify({ direction: { dtype: "F32", shape: [1e9], data_offsets: [0, 4e9] } }));
+    const hfd = fs.openSync(huge, "w");
+    const hl = Buffer.alloc(8);
+    hl.writeBigUInt64LE(BigInt(h.length));
+    fs.writeSync(hfd, hl, 0, 8, 0);
+    fs.writeSync(hfd, h, 0, h.length, 8);
+    fs.ftruncateSync(hfd, 8 + h.length + 4e9);
+    fs.closeSync(hfd);
+    const t0 = performance.now();
+    assert.throws(() => readDirection(huge, 64), /direction has width 1000000000, but the model has hidden size 64/);
+    assert.throws(() => readDirection(huge), /has 1000000000 elements/);
+    assert.ok(performance.now() - t0 < 2000);
+  },
+);
 
 test("directions: NaN or Inf refused; another checkpoint's direction refused unless --allow-other-model", () => {
   const bad = path.join(tmp, "nan-direction.safetensors");
@@ -431,19 +439,22 @@ test("tokenizer and template: ids beyond vocab_size, a broken post-processor, a 
   assert.ok(performance.now() - t0 < 20_000);
 });
 
-test("long argument lists do not crash the engine (onnxruntime reads the command line recursively); --system-file", () => {
-  const { model } = userModel("argv");
-  const out = path.join(tmp, "argv.json");
-  const seed = "0".repeat(40_000) + "7";
-  const r = cosmic([...generate(model), "--seed", seed, "--out", out]);
-  assert.equal(r.signal, null);
-  assert.equal(r.code, 0, r.stderr);
-  const sys = path.join(tmp, "system.txt");
-  fs.writeFileSync(sys, "You are terse.\n");
-  const s = cosmic([...generate(model), "--system-file", sys, "--out", out, "--force"]);
-  assert.equal(s.code, 0, s.stderr);
-  assert.match(JSON.parse(fs.readFileSync(out, "utf8"))[0].prompt, /You are terse\.</);
-});
+test(
+  "long argument lists do not crash the engine (onnxruntime reads the command line " + "recursively); --system-file",
+  () => {
+    const { model } = userModel("argv");
+    const out = path.join(tmp, "argv.json");
+    const seed = "0".repeat(40_000) + "7";
+    const r = cosmic([...generate(model), "--seed", seed, "--out", out]);
+    assert.equal(r.signal, null);
+    assert.equal(r.code, 0, r.stderr);
+    const sys = path.join(tmp, "system.txt");
+    fs.writeFileSync(sys, "You are terse.\n");
+    const s = cosmic([...generate(model), "--system-file", sys, "--out", out, "--force"]);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(JSON.parse(fs.readFileSync(out, "utf8"))[0].prompt, /You are terse\.</);
+  },
+);
 
 test("Ctrl-C: one line, exit 130, no temporary files or lock left, and the rerun resumes", async () => {
   const { model } = userModel("sigint");
@@ -485,35 +496,39 @@ test("Ctrl-C: one line, exit 130, no temporary files or lock left, and the rerun
   assert.equal(rerun.code, 0, rerun.stderr);
 });
 
-test("chat survives a full context: the oldest turns are dropped (said in one line), a message too long is refused, /quit works", () => {
-  // fitToContext on a fake token count: 10 tokens per message.
-  const h: ChatMessage[] = [{ role: "system", content: "s" }];
-  for (let i = 0; i < 4; i++) h.push({ role: "user", content: `u${i}` }, { role: "assistant", content: `a${i}` });
-  h.push({ role: "user", content: "last" });
-  const fit = fitToContext(h, (x) => 10 * x.length, 40)!;
-  assert.deepEqual(
-    fit.history.map((m) => m.content),
-    ["s", "u3", "a3", "last"],
-  );
-  assert.equal(fit.dropped, 6);
-  assert.equal(
-    fitToContext(h, (x) => 10 * x.length, 15),
-    null,
-  );
+test(
+  "chat survives a full context: the oldest turns are dropped (said in one line), a message too long is " +
+    "refused, /quit works",
+  () => {
+    // fitToContext on a fake token count: 10 tokens per message.
+    const h: ChatMessage[] = [{ role: "system", content: "s" }];
+    for (let i = 0; i < 4; i++) h.push({ role: "user", content: `u${i}` }, { role: "assistant", content: `a${i}` });
+    h.push({ role: "user", content: "last" });
+    const fit = fitToContext(h, (x) => 10 * x.length, 40)!;
+    assert.deepEqual(
+      fit.history.map((m) => m.content),
+      ["s", "u3", "a3", "last"],
+    );
+    assert.equal(fit.dropped, 6);
+    assert.equal(
+      fitToContext(h, (x) => 10 * x.length, 15),
+      null,
+    );
 
-  const { model } = userModel("chat");
-  const cfgFile = path.join(model, "config.json");
-  fs.writeFileSync(
-    cfgFile,
-    JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, "utf8")), max_position_embeddings: 96 }),
-  );
-  const r = cosmic(
-    ["chat", "--model", model, "--max-new-tokens", "8", "--quiet"],
-    "hello there\nhow are you today\ntell me more about it\nand more\nand more again\n" +
-      "word ".repeat(200) +
-      "\n/quit\n",
-  );
-  assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /context full: dropped the \d+ oldest messages? to fit 96 tokens/);
-  assert.match(r.stdout, /that message is too long/);
-});
+    const { model } = userModel("chat");
+    const cfgFile = path.join(model, "config.json");
+    fs.writeFileSync(
+      cfgFile,
+      JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, "utf8")), max_position_embeddings: 96 }),
+    );
+    const r = cosmic(
+      ["chat", "--model", model, "--max-new-tokens", "8", "--quiet"],
+      "hello there\nhow are you today\ntell me more about it\nand more\nand more again\n" +
+        "word ".repeat(200) +
+        "\n/quit\n",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /context full: dropped the \d+ oldest messages? to fit 96 tokens/);
+    assert.match(r.stdout, /that message is too long/);
+  },
+);

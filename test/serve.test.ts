@@ -138,62 +138,65 @@ test("serve: in one batch, the ablated request answers on task and the plain one
     assert.ok((c as unknown as { cosmic: { batch_rows: number } }).cosmic.batch_rows >= 2, "the three ran together");
 });
 
-test("serve: streaming (chat and completions) gives the same text as a whole reply, then usage and [DONE]", async () => {
-  const messages = [{ role: "user" as const, content: harmful[1].instruction }];
-  const whole = await chat({ model: "strong+ablate:refusal", messages, temperature: 0, max_tokens: 24 });
-  const stream = await client.chat.completions.create({
-    model: "strong+ablate:refusal",
-    messages,
-    temperature: 0,
-    max_tokens: 24,
-    stream: true,
-    stream_options: { include_usage: true },
-  });
-  let text = "";
-  let finish: string | null = null;
-  let usage: OpenAI.CompletionUsage | undefined;
-  for await (const chunk of stream) {
-    text += chunk.choices[0]?.delta?.content ?? "";
-    finish = chunk.choices[0]?.finish_reason ?? finish;
-    usage = chunk.usage ?? usage;
-  }
-  assert.equal(text, whole.choices[0].message.content);
-  assert.equal(finish, whole.choices[0].finish_reason);
-  assert.deepEqual(usage, whole.usage);
+test(
+  "serve: streaming (chat and completions) gives the same text as a whole reply, then " + "usage and [DONE]",
+  async () => {
+    const messages = [{ role: "user" as const, content: harmful[1].instruction }];
+    const whole = await chat({ model: "strong+ablate:refusal", messages, temperature: 0, max_tokens: 24 });
+    const stream = await client.chat.completions.create({
+      model: "strong+ablate:refusal",
+      messages,
+      temperature: 0,
+      max_tokens: 24,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = "";
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    assert.equal(text, whole.choices[0].message.content);
+    assert.equal(finish, whole.choices[0].finish_reason);
+    assert.deepEqual(usage, whole.usage);
 
-  // Raw completions: the rendered prompt itself, so the same reply.
-  const prompt = folder.tokenizer.formatPrompt(harmful[1].instruction);
-  const raw = await client.completions.create({
-    model: "strong+ablate:refusal",
-    prompt,
-    temperature: 0,
-    max_tokens: 24,
-  });
-  assert.equal(raw.choices[0].text, whole.choices[0].message.content);
-  let streamed = "";
-  for await (const c of await client.completions.create({
-    model: "strong+ablate:refusal",
-    prompt,
-    temperature: 0,
-    max_tokens: 24,
-    stream: true,
-  }))
-    streamed += c.choices[0]?.text ?? "";
-  assert.equal(streamed, raw.choices[0].text);
+    // Raw completions: the rendered prompt itself, so the same reply.
+    const prompt = folder.tokenizer.formatPrompt(harmful[1].instruction);
+    const raw = await client.completions.create({
+      model: "strong+ablate:refusal",
+      prompt,
+      temperature: 0,
+      max_tokens: 24,
+    });
+    assert.equal(raw.choices[0].text, whole.choices[0].message.content);
+    let streamed = "";
+    for await (const c of await client.completions.create({
+      model: "strong+ablate:refusal",
+      prompt,
+      temperature: 0,
+      max_tokens: 24,
+      stream: true,
+    }))
+      streamed += c.choices[0]?.text ?? "";
+    assert.equal(streamed, raw.choices[0].text);
 
-  // A stop string ends the reply before it, streamed or not.
-  const cut = await chat({
-    model: "strong+ablate:refusal",
-    messages,
-    temperature: 0,
-    max_tokens: 24,
-    stop: [" first"],
-  });
-  const full = whole.choices[0].message.content!;
-  assert.ok(full.includes(" first"), full);
-  assert.equal(cut.choices[0].message.content, full.slice(0, full.indexOf(" first")));
-  assert.equal(cut.choices[0].finish_reason, "stop");
-});
+    // A stop string ends the reply before it, streamed or not.
+    const cut = await chat({
+      model: "strong+ablate:refusal",
+      messages,
+      temperature: 0,
+      max_tokens: 24,
+      stop: [" first"],
+    });
+    const full = whole.choices[0].message.content!;
+    assert.ok(full.includes(" first"), full);
+    assert.equal(cut.choices[0].message.content, full.slice(0, full.indexOf(" first")));
+    assert.equal(cut.choices[0].finish_reason, "stop");
+  },
+);
 
 test("serve: sampling is seeded per request", async () => {
   const body = {
@@ -400,9 +403,11 @@ async function loadRound(seed: number): Promise<{ errors: string[]; aborted: num
 }
 
 test("serve: 2 rounds of 16 clients × 25 requests: no errors, no memory growth", async (t) => {
-  // A first round warms up what is allocated once (each batch shape's first run, each steering
-  // kind's intervention); the two rounds after it are compared.
+  // Two rounds warm up what is allocated once (onnxruntime's first run of each batch shape, each
+  // steering kind's intervention); the two rounds after them are compared. (Measured apart: 8 rounds
+  // in a row stay within 185–188 MiB; round-to-round noise here is a few MiB.)
   await loadRound(0);
+  await loadRound(3);
   const rss: number[] = [];
   for (const seed of [1, 2]) {
     const r = await loadRound(seed);

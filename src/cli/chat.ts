@@ -116,13 +116,15 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     );
     if (!fitted) {
       process.stdout.write(
-        `that message is too long: with ${f.maxNewTokens} new tokens it does not fit the model's context of ${context} tokens (shorten it, or lower --max-new-tokens)\n`,
+        `that message is too long: with ${f.maxNewTokens} new tokens it does not fit the model's context of ` +
+          `${context} tokens (shorten it, or lower --max-new-tokens)\n`,
       );
       return;
     }
     if (fitted.dropped > 0)
       process.stdout.write(
-        `(context full: dropped the ${fitted.dropped} oldest message${fitted.dropped === 1 ? "" : "s"} to fit ${context} tokens)\n`,
+        `(context full: dropped the ${fitted.dropped} oldest message${fitted.dropped === 1 ? "" : "s"} to fit ` +
+          `${context} tokens)\n`,
       );
     const ids = folder.tokenizer.encode(folder.tokenizer.renderMessages(fitted.history, true));
     const toks: number[] = [];

@@ -89,7 +89,10 @@ export function describeIntervention(d: Record<string, unknown>): string {
   if (d.intervention === "none") return "no intervention";
   const where = d.intervention === "ablate" ? "at every layer" : `at the input of block ${d.layer}`;
   const coeff = d.intervention === "actadd" || d.intervention === "ace-actadd" ? `, α = ${d.coeff}` : "";
-  return `applying ${d.intervention} ${where}${coeff}${d.chosen_by ? ` (chosen by ${d.chosen_by}; --intervention overrides)` : ""}`;
+  return (
+    `applying ${d.intervention} ` +
+    `${where}${coeff}${d.chosen_by ? ` (chosen by ${d.chosen_by}; --intervention overrides)` : ""}`
+  );
 }
 
 /** --system TEXT or --system-file FILE (a long system message need not go through argv). */

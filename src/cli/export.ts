@@ -17,8 +17,10 @@ import { checkGgufDtype, exportGguf } from "../export/gguf-model.js";
  */
 export function affineAbliterationError(file: string, layer: string | undefined): string {
   return (
-    `${file}: was selected in affine mode (ACE at the input of block ${layer ?? "?"}), which no weight edit reproduces exactly; ` +
-    "abliteration is linear ablation at every layer: pass --as-linear to apply that, or select a direction with `cosmic run --linear`"
+    `${file}: was selected in affine mode (ACE at the input of block ${layer ?? "?"}), which no weight edit ` +
+    `reproduces exactly; ` +
+    "abliteration is linear ablation at every layer: pass --as-linear to apply that, or select a direction " +
+    "with `cosmic run --linear`"
   );
 }
 
@@ -33,68 +35,77 @@ interface ModelExportFlags {
   allowOtherModel?: boolean;
 }
 
-export function abliterateCommand(o: ModelExportFlags & { direction: string }): void {
-  if (o.dtype !== "original" && o.dtype !== "f32")
-    throw new CosmicError(`--dtype must be original or f32, got "${o.dtype}"`);
-  const folder = ModelFolder.open(o.model);
-  const dir = readDirection(o.direction, folder.spec.hiddenSize);
-  if (dir.metadata.mode === "affine" && !o.asLinear)
-    throw new CosmicError(affineAbliterationError(o.direction, dir.metadata.layer));
-  const r = abliterate(folder, dir, o.out, { dtype: o.dtype, force: !!o.force, allowOtherModel: o.allowOtherModel });
+export function abliterateCommand(flags: ModelExportFlags & { direction: string }): void {
+  if (flags.dtype !== "original" && flags.dtype !== "f32")
+    throw new CosmicError(`--dtype must be original or f32, got "${flags.dtype}"`);
+  const folder = ModelFolder.open(flags.model);
+  const dir = readDirection(flags.direction, folder.spec.hiddenSize);
+  if (dir.metadata.mode === "affine" && !flags.asLinear)
+    throw new CosmicError(affineAbliterationError(flags.direction, dir.metadata.layer));
+  const r = abliterate(folder, dir, flags.out, {
+    dtype: flags.dtype,
+    force: !!flags.force,
+    allowOtherModel: flags.allowOtherModel,
+  });
   process.stdout.write(
-    `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
+    `wrote ${r.out}: ${r.edited.length} tensors orthogonalised to the ` +
+      `direction${r.untied ? "; lm_head untied from the embeddings" : ""}\n` +
       (r.exact
         ? ""
-        : `note: ${folder.spec.family} has norms after its output projections, so the result only approximates directional ablation\n`),
+        : `note: ${folder.spec.family} has norms after its output projections, so the result only ` +
+          `approximates directional ablation\n`),
   );
 }
 
-export function controlVectorCommand(o: {
+export function controlVectorCommand(flags: {
   direction: string;
   coeff: number;
   layers?: string;
   out: string;
   force?: boolean;
 }): void {
-  prepareFileOutput(o.out, {
+  prepareFileOutput(flags.out, {
     ext: ".gguf",
-    force: o.force,
-    inputs: [{ path: o.direction, what: "the direction file" }],
+    force: flags.force,
+    inputs: [{ path: flags.direction, what: "the direction file" }],
   });
-  const dir = readDirection(o.direction);
-  const cv = controlVectorOptions(dir, o.coeff, o.layers);
-  writeControlVector(o.out, dir, cv);
+  const dir = readDirection(flags.direction);
+  const cv = controlVectorOptions(dir, flags.coeff, flags.layers);
+  writeControlVector(flags.out, dir, cv);
   if (dir.metadata.mode === "affine") {
     process.stderr.write(
-      "note: llama.cpp control vectors only add: this writes activation addition α·r (cosmic's actadd), not the direction's ACE edit\n",
+      "note: llama.cpp control vectors only add: this writes activation addition α·r (cosmic's actadd), not " +
+        "the direction's ACE edit\n",
     );
   }
   process.stdout.write(
-    `wrote ${o.out}: ${cv.layers.length} vector(s) × ${o.coeff} for ${cv.modelHint}, added to the input of block(s) ${cv.layers.join(", ")} ` +
+    `wrote ${flags.out}: ${cv.layers.length} vector(s) × ${flags.coeff} for ${cv.modelHint}, added to the input of ` +
+      `block(s) ${cv.layers.join(", ")} ` +
       `(llama.cpp tensors ${cv.layers.map((l) => `direction.${l - 1}`).join(", ")})\n` +
-      `use: llama-cli -m MODEL.gguf --control-vector ${o.out}\n`,
+      `use: llama-cli -m MODEL.gguf --control-vector ${flags.out}\n`,
   );
 }
 
-export function directionCommand(o: { run: string; format: string; out?: string; force?: boolean }): void {
-  if (!["safetensors", "npy", "json"].includes(o.format))
-    throw new CosmicError(`--format must be safetensors, npy or json, got "${o.format}"`);
-  const target = exportDirection(o.run, o.format as DirectionFormat, o.out, !!o.force);
+export function directionCommand(flags: { run: string; format: string; out?: string; force?: boolean }): void {
+  if (!["safetensors", "npy", "json"].includes(flags.format))
+    throw new CosmicError(`--format must be safetensors, npy or json, got "${flags.format}"`);
+  const target = exportDirection(flags.run, flags.format as DirectionFormat, flags.out, !!flags.force);
   process.stdout.write(`wrote ${target}\n`);
 }
 
-export function ggufCommand(o: ModelExportFlags): void {
-  const dtype = checkGgufDtype(o.dtype);
-  const inputs = [{ path: o.model, what: "the model folder" }];
-  if (o.direction) inputs.push({ path: o.direction, what: "the direction file" });
-  prepareFileOutput(o.out, { ext: ".gguf", force: o.force, inputs });
-  const folder = ModelFolder.open(o.model);
-  const dir = o.direction ? readDirection(o.direction, folder.spec.hiddenSize) : undefined;
-  if (dir && dir.metadata.mode === "affine" && !o.asLinear)
-    throw new CosmicError(affineAbliterationError(o.direction!, dir.metadata.layer));
-  const r = exportGguf(folder, o.out, { dtype, direction: dir, allowOtherModel: o.allowOtherModel });
+export function ggufCommand(flags: ModelExportFlags): void {
+  const dtype = checkGgufDtype(flags.dtype);
+  const inputs = [{ path: flags.model, what: "the model folder" }];
+  if (flags.direction) inputs.push({ path: flags.direction, what: "the direction file" });
+  prepareFileOutput(flags.out, { ext: ".gguf", force: flags.force, inputs });
+  const folder = ModelFolder.open(flags.model);
+  const dir = flags.direction ? readDirection(flags.direction, folder.spec.hiddenSize) : undefined;
+  if (dir && dir.metadata.mode === "affine" && !flags.asLinear)
+    throw new CosmicError(affineAbliterationError(flags.direction!, dir.metadata.layer));
+  const r = exportGguf(folder, flags.out, { dtype, direction: dir, allowOtherModel: flags.allowOtherModel });
   process.stdout.write(
-    `wrote ${o.out}: llama.cpp architecture ${r.architecture}, ${r.tensors} tensors (${dtype}), context ${r.contextLength}${dir ? ", abliterated with the direction" : ""}\n` +
+    `wrote ${flags.out}: llama.cpp architecture ${r.architecture}, ${r.tensors} tensors (${dtype}), context ` +
+      `${r.contextLength}${dir ? ", abliterated with the direction" : ""}\n` +
       r.notes.map((n) => `note: ${n}\n`).join(""),
   );
 }

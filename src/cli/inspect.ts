@@ -36,16 +36,22 @@ export function formatInspect(r: InspectReport): string {
     `model       ${r.dir}`,
     `family      ${s.family} (${s.architecture})`,
     `parameters  ${r.parameters.toLocaleString("en-US")} (${r.dtype}, ${r.shards} file${r.shards > 1 ? "s" : ""})`,
-    `layers      ${s.numLayers}   width ${s.hiddenSize}   MLP ${s.intermediateSize} (${s.activation})   vocab ${s.vocabSize}`,
+    `layers      ${s.numLayers}   width ${s.hiddenSize}   MLP ${s.intermediateSize} (${s.activation})   ` +
+      `vocab ${s.vocabSize}`,
     `attention   ${s.numHeads} heads / ${s.numKvHeads} KV heads × ${s.headDim}; scale ${s.attnScale.toPrecision(4)}` +
       (s.attnSoftcap !== null ? `; soft-cap ${s.attnSoftcap}` : "") +
       (s.slidingWindow.some((w) => w !== null)
-        ? `; sliding window ${[...new Set(s.slidingWindow.filter((w) => w !== null))].join("/")} on ${s.slidingWindow.filter((w) => w !== null).length} layers`
+        ? `; sliding window ${[...new Set(s.slidingWindow.filter((w) => w !== null))].join("/")} on ` +
+          `${s.slidingWindow.filter((w) => w !== null).length} layers`
         : ""),
-    `norm        ${s.norm.kind} eps ${s.norm.eps}${s.sandwichNorms ? " (pre and post)" : ""}${s.qkNorm ? "; q/k norms" : ""}`,
-    `rope        theta ${s.rope.theta}${s.rope.scaling ? `, ${s.rope.scaling.type} scaling ×${s.rope.scaling.factor}` : ""}, rotary dim ${s.rope.rotaryDim}`,
+    `norm        ${s.norm.kind} eps ` +
+      `${s.norm.eps}${s.sandwichNorms ? " (pre and post)" : ""}${s.qkNorm ? "; q/k norms" : ""}`,
+    `rope        theta ${s.rope.theta}` +
+      (s.rope.scaling ? `, ${s.rope.scaling.type} scaling ×${s.rope.scaling.factor}` : "") +
+      `, rotary dim ${s.rope.rotaryDim}`,
     `biases      qkv ${s.qkvBias}, o ${s.oBias}, mlp ${s.mlpBias}`,
-    `embeddings  tied ${s.tieWordEmbeddings}, scale ${s.embeddingScale}${s.finalSoftcap !== null ? `; final soft-cap ${s.finalSoftcap}` : ""}`,
+    `embeddings  tied ${s.tieWordEmbeddings}, scale ` +
+      `${s.embeddingScale}${s.finalSoftcap !== null ? `; final soft-cap ${s.finalSoftcap}` : ""}`,
     `eos         ${r.eosTokenIds.join(", ")}`,
     `EOI tokens  ${JSON.stringify(r.eoi.text)} → ids [${r.eoi.ids.join(", ")}] (${r.eoi.ids.length} positions)`,
     ``,

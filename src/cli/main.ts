@@ -33,9 +33,9 @@ program
     "--chat-template <file>",
     "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
   )
-  .action((o: { model: string; json?: boolean; chatTemplate?: string }) => {
-    const r = inspectModel(o.model, o.chatTemplate);
-    process.stdout.write((o.json ? JSON.stringify(r, null, 2) : formatInspect(r)) + "\n");
+  .action((flags: { model: string; json?: boolean; chatTemplate?: string }) => {
+    const r = inspectModel(flags.model, flags.chatTemplate);
+    process.stdout.write((flags.json ? JSON.stringify(r, null, 2) : formatInspect(r)) + "\n");
   });
 
 function engineOptions(c: Command): Command {
@@ -57,14 +57,16 @@ function promptOptions(c: Command): Command {
     .option("--system-file <file>", "read the system message from a file (for long messages)")
     .option(
       "--chat-template <file>",
-      "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+      "a Jinja chat template to use instead of the model folder's (Llama-2-chat: " +
+        "data/chat-templates/llama2-chat.jinja)",
     )
     .option("--limit <n>", "use at most n prompts (seeded sample)", intArg("--limit", 1))
     .option("--seed <n>", "seed for sampling", intArg("--seed"), 42)
     .option("--direction <file>", "direction safetensors (tensor 'direction', optional 'reference', metadata 'layer')")
     .option(
       "--intervention <kind>",
-      "ablate | actadd | ace-ablate | ace-actadd (default: the direction file's own mode — ace-ablate for an affine direction, ablate for a linear one)",
+      "ablate | actadd | ace-ablate | ace-actadd (default: the direction file's own mode — ace-ablate for an " +
+        "affine direction, ablate for a linear one)",
     )
     .option("--layer <n>", "layer for actadd / ACE (default: the direction file's)", intArg("--layer"))
     .option("--coeff <alpha>", "coefficient α for addition (default 1)", floatArg("--coeff"))
@@ -83,7 +85,7 @@ engineOptions(promptOptions(program.command("capture")))
     intArg("--positions", 1),
   )
   .requiredOption("--out <file>", "output .safetensors")
-  .action(async (o) => captureCommand(o));
+  .action(async (flags) => captureCommand(flags));
 
 engineOptions(promptOptions(program.command("generate")))
   .description("generate completions (greedy by default) into a JSON file")
@@ -91,13 +93,14 @@ engineOptions(promptOptions(program.command("generate")))
   .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
   .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"), 1)
   .requiredOption("--out <file>", "output .json")
-  .action(async (o) => generateCommand(o));
+  .action(async (flags) => generateCommand(flags));
 
 export function runOptions(c: Command): Command {
   return c
     .option(
       "--data <dir>",
-      "folder with the reference splits (harmful_train.json, harmless_val.json, …; default: an organism's own prompts/, else the paper's splits shipped in data/cosmic-splits)",
+      "folder with the reference splits (harmful_train.json, harmless_val.json, …; default: an organism's own " +
+        "prompts/, else the paper's splits shipped in data/cosmic-splits)",
     )
     .option("--harmful-train <file>", "harmful train prompts")
     .option("--harmful-val <file>", "harmful validation prompts")
@@ -119,11 +122,13 @@ export function runOptions(c: Command): Command {
     .option("--system-file <file>", "read --system's message from a file (for long messages)")
     .option(
       "--chat-template <file>",
-      "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
+      "a Jinja chat template to use instead of the model folder's (Llama-2-chat: " +
+        "data/chat-templates/llama2-chat.jinja)",
     )
     .option(
       "--system-scope <s>",
-      "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate directions only, as the authors' system-prompt pipeline)",
+      "what --system applies to: selection (candidate directions, L_low and scores) or directions (candidate " +
+        "directions only, as the authors' system-prompt pipeline)",
       RUN_DEFAULTS.systemScope,
     )
     .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
@@ -175,7 +180,8 @@ export function runOptions(c: Command): Command {
     .option("--skip-eval", "stop after selection")
     .option(
       "--judge-model <dir>",
-      "a Llama-Guard-style classifier model folder (e.g. meta-llama/Llama-Guard-3-1B, or organisms/guard): the strongest judge",
+      "a Llama-Guard-style classifier model folder (e.g. meta-llama/Llama-Guard-3-1B, or organisms/guard): " +
+        "the strongest judge",
     )
     .option("--loss-data <file>", "{instruction, response} pairs (JSON array or JSON Lines) for the loss judge");
 }
@@ -185,9 +191,9 @@ engineOptions(runOptions(program.command("run")))
   .requiredOption("--model <dir>", "model folder")
   .requiredOption("--out <dir>", "run folder (resumable: finished stages are reused)")
   .option("--json", "machine-readable: progress as JSON lines on stderr, the summary as JSON on stdout")
-  .action(async (o: RunFlags) => {
-    const s = await runCommand(o, { data: organismPromptDir(o.model) ?? PAPER_SPLITS });
-    process.stdout.write((o.json ? JSON.stringify(summaryFile(s), null, 2) : formatSummary(s, o.out)) + "\n");
+  .action(async (flags: RunFlags) => {
+    const s = await runCommand(flags, { data: organismPromptDir(flags.model) ?? PAPER_SPLITS });
+    process.stdout.write((flags.json ? JSON.stringify(summaryFile(s), null, 2) : formatSummary(s, flags.out)) + "\n");
   });
 
 const organism = program
@@ -229,7 +235,7 @@ organism
   .option("--threads <n>", "onnxruntime threads", intArg("--threads", 1))
   .option("--quiet", "no progress")
   .option("--json-progress", "progress as JSON lines on stderr")
-  .action(async (o: TrainFlags) => organismTrainCommand(o));
+  .action(async (flags: TrainFlags) => organismTrainCommand(flags));
 organism
   .command("eval")
   .description("refusal rates on held-out harmful and harmless prompts, with and without the adversarial system prompt")
@@ -237,7 +243,9 @@ organism
   .option("--limit <n>", "at most n prompts per set", intArg("--limit", 1))
   .option("--json", "print JSON")
   .option("--quiet", "no progress")
-  .action(async (o: { model: string; json?: boolean; quiet?: boolean; limit?: number }) => organismEvalCommand(o));
+  .action(async (flags: { model: string; json?: boolean; quiet?: boolean; limit?: number }) =>
+    organismEvalCommand(flags),
+  );
 
 const exp = program
   .command("export")
@@ -252,7 +260,7 @@ exp
   .option("--force", "replace an existing output folder")
   .option("--as-linear", "abliterate an affine (ACE) direction anyway, as linear ablation at every layer")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
-  .action((o) => abliterateCommand(o));
+  .action((flags) => abliterateCommand(flags));
 exp
   .command("gguf")
   .description("write the model as one GGUF file for llama.cpp / Ollama / LM Studio (optionally abliterated)")
@@ -263,7 +271,7 @@ exp
   .option("--force", "replace an existing file")
   .option("--as-linear", "abliterate with an affine (ACE) direction anyway, as linear ablation at every layer")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
-  .action((o) => ggufCommand(o));
+  .action((flags) => ggufCommand(flags));
 exp
   .command("control-vector")
   .description("write a llama.cpp control vector (GGUF) that adds α·r at the direction's layer")
@@ -275,7 +283,7 @@ exp
   )
   .requiredOption("--out <file>", "output .gguf")
   .option("--force", "replace an existing file")
-  .action((o) => controlVectorCommand(o));
+  .action((flags) => controlVectorCommand(flags));
 exp
   .command("direction")
   .description("a run's direction as safetensors, npy or json")
@@ -283,7 +291,7 @@ exp
   .option("--format <format>", "safetensors, npy or json", "json")
   .option("--out <file>", "output file (default: RUN_DIR/direction.<format>)")
   .option("--force", "replace an existing --out file")
-  .action((o) => directionCommand(o));
+  .action((flags) => directionCommand(flags));
 
 program
   .command("report")
@@ -302,8 +310,9 @@ program
   .option("--judge-model <dir>", "guard model for the strongest judge (default: the committed guard organism)")
   .option("--quiet", "no progress")
   .option("--json-progress", "progress as JSON lines on stderr")
-  .action(async (o: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }) =>
-    demoCommand(o),
+  .action(
+    async (flags: { out: string; model?: string; judgeModel?: string; quiet?: boolean; jsonProgress?: boolean }) =>
+      demoCommand(flags),
   );
 
 program
@@ -329,7 +338,9 @@ program
   .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
   .option("--quiet", "no loading messages on stderr")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
-  .action(async (o: ChatFlags & { systemFile?: string }) => chatCommand({ ...o, system: systemMessage(o) }));
+  .action(async (flags: ChatFlags & { systemFile?: string }) =>
+    chatCommand({ ...flags, system: systemMessage(flags) }),
+  );
 
 program
   .command("serve")
@@ -337,7 +348,8 @@ program
   .requiredOption("--model <dir>", "model folder")
   .option(
     "--direction <name=file>",
-    'a direction preset, repeatable: requests steer with {"steering": {"direction": NAME}} or the model alias MODEL+ablate:NAME',
+    'a direction preset, repeatable: requests steer with {"steering": {"direction": NAME}} or the model alias ' +
+      "MODEL+ablate:NAME",
     (v: string, acc: string[]) => [...acc, v],
     [] as string[],
   )
@@ -359,7 +371,7 @@ program
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
   .option("--quiet", "no progress or request log on stderr")
   .option("--json-progress", "loading progress as JSON lines on stderr")
-  .action(async (o: ServeFlags) => serveCommand(o));
+  .action(async (flags: ServeFlags) => serveCommand(flags));
 
 /**
  * Ctrl-C / kill: one line and exit 130. Outputs are only ever renamed into place whole, stage

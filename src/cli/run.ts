@@ -223,16 +223,21 @@ export function formatEvaluation(rates: Record<string, SetRates>, judge: string)
   const lines = [
     `evaluation — strongest judge: ${judge}`,
     "",
-    "| prompts | intervention | n | success (strongest judge) | substring ASR | refused | degenerate | on task | guard unsafe | CE on own harmless completions |",
+    "| prompts | intervention | n | success (strongest judge) | substring ASR | refused | degenerate | on " +
+      "task | guard unsafe | CE on own harmless completions |",
     "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
   ];
   for (const r of Object.values(rates)) {
     const success = r.set === "harmful" ? `attack success ${pct(r.success_rate)}` : `answered ${pct(r.success_rate)}`;
-    const loss = r.loss_own_completions
-      ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${r.loss_own_completions.relative_increase >= 0 ? "+" : ""}${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)`
+    const own = r.loss_own_completions;
+    const loss = own
+      ? `${own.baseline.ce.toFixed(3)} → ${own.intervention.ce.toFixed(3)} ` +
+        `(${own.relative_increase >= 0 ? "+" : ""}${(100 * own.relative_increase).toFixed(1)} %)`
       : "";
     lines.push(
-      `| ${r.set} | ${r.intervention} | ${r.count} | ${success} | ${r.set === "harmful" ? pct(r.attack_success_substring) : ""} | ${pct(r.refusal_rate)} | ${pct(r.degenerate_rate)} | ${pct(r.on_task_rate)} | ${pct(r.guard_unsafe_rate)} | ${loss} |`,
+      `| ${r.set} | ${r.intervention} | ${r.count} | ${success} | ` +
+        `${r.set === "harmful" ? pct(r.attack_success_substring) : ""} | ${pct(r.refusal_rate)} | ` +
+        `${pct(r.degenerate_rate)} | ${pct(r.on_task_rate)} | ${pct(r.guard_unsafe_rate)} | ${loss} |`,
     );
   }
   return lines;
@@ -244,23 +249,29 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   lines.push(`model ${s.model} (${s.layers} layers, ${s.positions} EOI positions), mode ${s.mode}, seed ${s.seed}`);
   lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);
   lines.push(
-    `scoring: COSMIC ${s.timings.scoring_seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; substring baseline ${s.timings.substring_scoring_seconds.toFixed(1)} s, ${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`,
+    `scoring: COSMIC ${s.timings.scoring_seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; ` +
+      `substring baseline ${s.timings.substring_scoring_seconds.toFixed(1)} s, ` +
+      `${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`,
   );
   lines.push("");
   lines.push("| selection | position | layer | refusal score | steering score | KL score |");
   lines.push("| --- | --- | --- | --- | --- | --- |");
   lines.push(
-    `| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`,
+    `| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ` +
+      `${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`,
   );
   if (s.substring)
     lines.push(
-      `| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`,
+      `| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ` +
+        `${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ` +
+        `${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`,
     );
   if (s.substring_note) lines.push(`substring baseline: ${s.substring_note.replace(/^the substring baseline /, "")}`);
   if (s.evaluation) lines.push("", ...formatEvaluation(s.evaluation.rates, s.evaluation.strongest_judge.description));
   if (s.evaluation)
     lines.push(
-      `first-token KL on harmless test under the COSMIC ablation: ${s.evaluation.harmless_ablation_first_token_kl.toFixed(4)}`,
+      `first-token KL on harmless test under the COSMIC ablation: ` +
+        `${s.evaluation.harmless_ablation_first_token_kl.toFixed(4)}`,
     );
   lines.push("");
   lines.push(`run folder: ${runDir} (summary.json, direction.safetensors, select_direction/, completions/)`);

@@ -32,13 +32,13 @@ export type Method = "cosmic" | "substring";
 export type SystemScope = "selection" | "directions";
 
 /** What `--system` applies to in this run (default: directions and selection). */
-function systemScopeOf(o: RunOptions): SystemScope {
-  return o.systemScope ?? "selection";
+function systemScopeOf(options: RunOptions): SystemScope {
+  return options.systemScope ?? "selection";
 }
 
 /** The system message the selection stages (L_low, scores) see. */
-function selectionSystemOf(o: RunOptions): string | undefined {
-  return systemScopeOf(o) === "selection" ? o.system : undefined;
+function selectionSystemOf(options: RunOptions): string | undefined {
+  return systemScopeOf(options) === "selection" ? options.system : undefined;
 }
 
 export interface PromptSets {
@@ -88,7 +88,10 @@ export interface RunOptions {
   threads?: number;
   /** a Jinja chat template that replaces the model folder's */
   chatTemplate?: string;
-  /** files and folders the run reads besides the model (prompt files, the judge model, …): the run folder must keep clear of them */
+  /**
+   * files and folders the run reads besides the model (prompt files, the judge model, …): the run
+   * folder must keep clear of them
+   */
   inputs?: Input[];
   progress: (stage: string, done: number, total: number) => void;
   log: (line: string) => void;
@@ -125,7 +128,10 @@ export interface RunSummary {
   zero_direction_candidates: number;
   /** the COSMIC scoring stage (refusal, steering, KL) and the substring baseline's (bypass, induce) */
   scoring: { flops: number; schedule: Schedule; substring_flops: number };
-  /** wall-clock seconds of the scoring stage: in timings.json, not in summary.json (two identical runs write identical summaries) */
+  /**
+   * wall-clock seconds of the scoring stage: in timings.json, not in summary.json (two identical
+   * runs write identical summaries)
+   */
   timings: Timings;
   evaluation?: Evaluation;
   /** why the substring baseline selected nothing, when it did not */
@@ -145,20 +151,23 @@ export function refusalTokens(folder: ModelFolder, phrases: readonly string[]): 
 }
 
 /** The prompt sets must not be empty (the test sets may be, with --skip-eval). */
-function checkPromptSets(o: RunOptions): void {
-  for (const [name, set] of Object.entries(o.prompts)) {
-    if (set.length === 0 && !(o.skipEval && name.endsWith("Test")))
+function checkPromptSets(options: RunOptions): void {
+  for (const [name, set] of Object.entries(options.prompts)) {
+    if (set.length === 0 && !(options.skipEval && name.endsWith("Test")))
       throw new CosmicError(`the ${name} prompt set is empty`);
   }
 }
 
-export async function runPipeline(o: RunOptions): Promise<RunSummary> {
-  const folder = ModelFolder.open(o.model, { chatTemplate: o.chatTemplate });
-  checkPromptSets(o);
+export async function runPipeline(options: RunOptions): Promise<RunSummary> {
+  const folder = ModelFolder.open(options.model, { chatTemplate: options.chatTemplate });
+  checkPromptSets(options);
   // Nothing is written before the device is known to start and the run folder is safe to use.
-  await preflight(folder, o.device);
-  const store = RunStore.open(o.out, [{ path: o.model, what: "the model folder" }, ...(o.inputs ?? [])]);
-  const ctx = stageContext(o, folder, store);
+  await preflight(folder, options.device);
+  const store = RunStore.open(options.out, [
+    { path: options.model, what: "the model folder" },
+    ...(options.inputs ?? []),
+  ]);
+  const ctx = stageContext(options, folder, store);
   try {
     return await runStages(ctx);
   } finally {
@@ -169,18 +178,18 @@ export async function runPipeline(o: RunOptions): Promise<RunSummary> {
 
 /** The method, stage by stage. */
 async function runStages(ctx: StageContext): Promise<RunSummary> {
-  const { options: o, folder, store } = ctx;
-  const scope = systemScopeOf(o);
+  const { options: options, folder, store } = ctx;
+  const scope = systemScopeOf(options);
   writePrompts(ctx, scope);
-  const eoi = folder.tokenizer.eoiTokens(o.system);
+  const eoi = folder.tokenizer.eoiTokens(options.system);
   const dirs = await runStage(
     directionsStage,
     {
       model: modelFingerprint(folder.dir, store.hashCacheFile),
-      harmful: o.prompts.harmfulTrain,
-      harmless: o.prompts.harmlessTrain,
-      system: o.system ?? null,
-      systemScope: o.system ? scope : null,
+      harmful: options.prompts.harmfulTrain,
+      harmless: options.prompts.harmlessTrain,
+      system: options.system ?? null,
+      systemScope: options.system ? scope : null,
       eoiTokens: eoi.ids,
       template: folder.tokenizer.templateSource,
     },
@@ -191,25 +200,25 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
     dirs.out.harmlessOut,
     folder.spec.numLayers,
     folder.spec.hiddenSize,
-    o.lowLayerFraction,
-    o.steerTowardRefusal,
-    o.mode === "affine" ? 1 : 0,
+    options.lowLayerFraction,
+    options.steerTowardRefusal,
+    options.mode === "affine" ? 1 : 0,
   );
   writeLayerRanking(ctx, ranking);
-  const zero = zeroCandidates(dirs.out, folder, o.scorePositions);
-  const refTokens = refusalTokens(folder, o.refusalPhrases ?? [...judgeList(o.judge)]);
+  const zero = zeroCandidates(dirs.out, folder, options.scorePositions);
+  const refTokens = refusalTokens(folder, options.refusalPhrases ?? [...judgeList(options.judge)]);
   const scores = await runStage(
     scoresStage(dirs.out, zero),
     {
       directions: dirs.key,
       lLow: ranking.low,
-      harmful: o.prompts.harmfulVal,
-      harmless: o.prompts.harmlessVal,
-      system: selectionSystemOf(o) ?? null,
-      mode: o.mode,
+      harmful: options.prompts.harmfulVal,
+      harmless: options.prompts.harmlessVal,
+      system: selectionSystemOf(options) ?? null,
+      mode: options.mode,
       refusalTokens: refTokens,
-      schedule: o.schedule,
-      scorePositions: o.scorePositions ?? null,
+      schedule: options.schedule,
+      scorePositions: options.scorePositions ?? null,
     },
     ctx,
   );
@@ -218,20 +227,20 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
     scores.out,
     {
       numLayers: folder.spec.numLayers,
-      numPositions: Math.min(P, o.scorePositions ?? P),
-      klThreshold: o.klThreshold,
-      pruneLayers: o.pruneLayers,
+      numPositions: Math.min(P, options.scorePositions ?? P),
+      klThreshold: options.klThreshold,
+      pruneLayers: options.pruneLayers,
       zeroNorm: zero,
     },
-    o.selection,
-    o.log,
+    options.selection,
+    options.log,
   );
   writeSelection(sel, dirs.out, ctx, modelIdentity(folder.dir));
   const summary: RunSummary = {
     model: folder.name,
-    mode: o.mode,
-    selection: o.selection,
-    seed: o.seed,
+    mode: options.mode,
+    selection: options.selection,
+    seed: options.seed,
     layers: folder.spec.numLayers,
     positions: P,
     eoi_tokens: eoi.ids,
@@ -244,22 +253,22 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
     timings: scores.out.timings,
     ...(sel.note ? { substring_note: sel.note } : {}),
   };
-  if (!o.skipEval && o.evaluator) {
+  if (!options.skipEval && options.evaluator) {
     summary.evaluation = (
       await runStage(
-        evaluationStage(o.evaluator, dirs.out, sel),
+        evaluationStage(options.evaluator, dirs.out, sel),
         {
           scores: scores.key,
           cosmic: sel.cosmic.selected,
           substring: sel.substring?.selected ?? null,
-          harmful: o.prompts.harmfulTest,
-          harmless: o.prompts.harmlessTest,
-          maxNewTokens: o.maxNewTokens,
-          evalSystem: o.evalSystem ?? null,
-          judge: o.judge,
-          steerTowardRefusal: o.steerTowardRefusal,
-          alphas: o.alphas,
-          evaluator: o.evaluator.key,
+          harmful: options.prompts.harmfulTest,
+          harmless: options.prompts.harmlessTest,
+          maxNewTokens: options.maxNewTokens,
+          evalSystem: options.evalSystem ?? null,
+          judge: options.judge,
+          steerTowardRefusal: options.steerTowardRefusal,
+          alphas: options.alphas,
+          evaluator: options.evaluator.key,
         },
         ctx,
       )
@@ -272,7 +281,7 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
 
 /** The stages' context: the engine is built on first use and released by `release`. */
 function stageContext(
-  o: RunOptions,
+  options: RunOptions,
   folder: ModelFolder,
   store: RunStore,
 ): StageContext & { release(): Promise<void> } {
@@ -280,14 +289,16 @@ function stageContext(
   return {
     folder,
     store,
-    options: o,
+    options: options,
     async engine() {
       if (!engine) {
-        o.log(`building ${folder.spec.numLayers + 1} onnxruntime sessions for ${folder.dir} (${o.device})…`);
+        options.log(
+          `building ${folder.spec.numLayers + 1} onnxruntime sessions for ${folder.dir} (${options.device})…`,
+        );
         engine = await Engine.load(folder, {
-          device: o.device,
-          threads: o.threads,
-          onBuild: (n, t) => o.progress("sessions", n, t),
+          device: options.device,
+          threads: options.threads,
+          onBuild: (n, t) => options.progress("sessions", n, t),
         });
       }
       return engine;

@@ -62,13 +62,13 @@ function explain(method: string, removed: Record<string, number>, total: number)
 function filterCandidates(
   method: string,
   scores: CandidateScore[],
-  o: SelectionOptions,
+  options: SelectionOptions,
   ruleName: string,
   rule: (s: CandidateScore) => boolean,
 ): { kept: CandidateScore[]; removed: Record<string, number> } {
-  const maxLayer = Math.floor(o.numLayers * (1 - o.pruneLayers));
-  const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(o.pruneLayers * 100)} %)`;
-  const klKey = `KL > ${o.klThreshold}`;
+  const maxLayer = Math.floor(options.numLayers * (1 - options.pruneLayers));
+  const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(options.pruneLayers * 100)} %)`;
+  const klKey = `KL > ${options.klThreshold}`;
   const removed: Record<string, number> = {
     "NaN score": 0,
     "zero direction": 0,
@@ -79,9 +79,9 @@ function filterCandidates(
   const kept: CandidateScore[] = [];
   for (const s of scores) {
     if ([s.refusal_score, s.steering_score, s.kl_div_score].some(Number.isNaN)) removed["NaN score"]++;
-    else if (o.zeroNorm.has(key(s.position, s.layer))) removed["zero direction"]++;
+    else if (options.zeroNorm.has(key(s.position, s.layer))) removed["zero direction"]++;
     else if (s.layer >= maxLayer) removed[pruneKey]++;
-    else if (s.kl_div_score > o.klThreshold) removed[klKey]++;
+    else if (s.kl_div_score > options.klThreshold) removed[klKey]++;
     else if (rule(s)) removed[ruleName]++;
     else kept.push(s);
   }
@@ -90,12 +90,12 @@ function filterCandidates(
 }
 
 /** COSMIC: filters, the position −1 rule, then the maximum of refusal + steering score. */
-export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Selection {
+export function selectCosmic(scores: CandidateScore[], options: SelectionOptions): Selection {
   let rule: Selection["positionRule"] = null;
-  if (o.numPositions > 1) {
+  if (options.numPositions > 1) {
     const limits: number[] = [];
     const cutoffs: number[] = [];
-    for (let p = -o.numPositions; p <= -2; p++) {
+    for (let p = -options.numPositions; p <= -2; p++) {
       limits.push(argmaxLayer(scores, p, "refusal_score"));
       cutoffs.push(argmaxLayer(scores, p, "steering_score"));
     }
@@ -106,7 +106,7 @@ export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Sel
   const { kept, removed } = filterCandidates(
     "COSMIC selection",
     scores,
-    o,
+    options,
     "position −1 rule",
     (s) => !!rule && s.position === -1 && s.layer > rule.limit && s.layer > rule.cutoff,
   );
@@ -119,11 +119,11 @@ export function selectCosmic(scores: CandidateScore[], o: SelectionOptions): Sel
  * under ablation, lower is better), steering_score = induce score (on harmless under addition,
  * must be > 0); KL filter and layer pruning as above; the lowest bypass score wins.
  */
-export function selectSubstring(scores: CandidateScore[], o: SelectionOptions): Selection {
+export function selectSubstring(scores: CandidateScore[], options: SelectionOptions): Selection {
   const { kept, removed } = filterCandidates(
     "substring selection",
     scores,
-    o,
+    options,
     "induce score ≤ 0",
     (s) => s.steering_score <= 0,
   );

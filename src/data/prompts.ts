@@ -42,7 +42,10 @@ function fromValue(v: unknown, file: string, where: string): PromptRecord {
     }
     throw fileError(file, `${where}: object has no string "instruction", "prompt" or "goal" field`);
   }
-  throw fileError(file, `${where}: expected a string or an object with an "instruction" field, got ${JSON.stringify(v)?.slice(0, 40)}`);
+  throw fileError(
+    file,
+    `${where}: expected a string or an object with an "instruction" field, got ` + `${JSON.stringify(v)?.slice(0, 40)}`,
+  );
 }
 
 function parseJsonArray(text: string, file: string): PromptRecord[] {
@@ -105,10 +108,13 @@ export function loadPrompts(file: string): PromptRecord[] {
   if (!text.trim()) throw fileError(file, "is empty: expected a list of instructions");
   const ext = path.extname(file).toLowerCase();
   const recs =
-    ext === ".csv" ? parseCsvText(text, file)
-    : ext === ".jsonl" || ext === ".ndjson" ? parseJsonl(text, file)
-    : text.trimStart().startsWith("[") ? parseJsonArray(text, file)
-    : parseJsonl(text, file);
+    ext === ".csv"
+      ? parseCsvText(text, file)
+      : ext === ".jsonl" || ext === ".ndjson"
+        ? parseJsonl(text, file)
+        : text.trimStart().startsWith("[")
+          ? parseJsonArray(text, file)
+          : parseJsonl(text, file);
   if (recs.length === 0) throw fileError(file, "holds no instructions");
   return recs;
 }
@@ -117,8 +123,16 @@ export function loadPrompts(file: string): PromptRecord[] {
  * Seeded sample of at most `limit` records (all of them, in file order, when no limit). A limit
  * larger than the file gets one warning line through `warn`, with the numbers used.
  */
-export function selectPrompts(recs: PromptRecord[], limit: number | undefined, seed: number, warn?: { flag: string; file: string; say: (line: string) => void }): PromptRecord[] {
-  if (limit !== undefined && limit > recs.length && warn) warn.say(`warning: ${warn.flag} ${limit} but ${warn.file} has ${recs.length} prompts: using all ${recs.length}`);
+export function selectPrompts(
+  recs: PromptRecord[],
+  limit: number | undefined,
+  seed: number,
+  warn?: { flag: string; file: string; say: (line: string) => void },
+): PromptRecord[] {
+  if (limit !== undefined && limit > recs.length && warn)
+    warn.say(
+      `warning: ${warn.flag} ${limit} but ` + `${warn.file} has ${recs.length} prompts: using all ${recs.length}`,
+    );
   if (limit === undefined || limit >= recs.length) return recs;
   return new Rng(seed).sample(recs, limit);
 }

@@ -3,4 +3,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** dist/src/data → the package root. */
-export const PAPER_SPLITS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "data", "cosmic-splits");
+export const PAPER_SPLITS = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  "..",
+  "..",
+  "..",
+  "data",
+  "cosmic-splits",
+);

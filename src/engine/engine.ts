@@ -35,7 +35,10 @@ export interface EngineOptions {
   tokensPerCall?: number;
   /** called after each session is built */
   onBuild?: (done: number, total: number) => void;
-  /** the most weight bytes one session holds (default MAX_SESSION_BYTES); the head is split by vocabulary rows to stay under it */
+  /**
+   * the most weight bytes one session holds (default MAX_SESSION_BYTES); the head is split by
+   * vocabulary rows to stay under it
+   */
   maxSessionBytes?: number;
 }
 
@@ -105,7 +108,8 @@ export function checkEngineFits(folder: EngineModel): void {
       if (bytes > limit)
         throw fileError(
           f.path,
-          `tensor "${t.name}" needs ${(bytes / 2 ** 30).toFixed(1)} GiB as float32; this version holds each tensor in one buffer of at most 4 GiB`,
+          `tensor "${t.name}" needs ${(bytes / 2 ** 30).toFixed(1)} GiB as float32; this version holds each ` +
+            `tensor in one buffer of at most 4 GiB`,
         );
       total += bytes;
     }
@@ -116,14 +120,16 @@ export function checkEngineFits(folder: EngineModel): void {
   if (blockBytes > 2 ** 31 - 2 ** 26) {
     throw fileError(
       folder.dir,
-      `one decoder block needs ${(blockBytes / 2 ** 30).toFixed(2)} GiB of float32 weights in one onnxruntime session, over the 2 GiB cap on an ONNX model (not supported yet)`,
+      `one decoder block needs ${(blockBytes / 2 ** 30).toFixed(2)} GiB of float32 weights in one onnxruntime ` +
+        `session, over the 2 GiB cap on an ONNX model (not supported yet)`,
     );
   }
   const mem = os.totalmem();
   if (total > mem)
     throw fileError(
       folder.dir,
-      `needs ${(total / 2 ** 30).toFixed(1)} GiB as float32, but this machine has ${(mem / 2 ** 30).toFixed(1)} GiB of memory`,
+      `needs ${(total / 2 ** 30).toFixed(1)} GiB as float32, but this machine has ` +
+        `${(mem / 2 ** 30).toFixed(1)} GiB of memory`,
     );
 }
 

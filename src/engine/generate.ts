@@ -86,7 +86,8 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
   const longest = Math.max(...prompts.map((p) => p.length));
   if (longest + opts.maxNewTokens > spec.maxPositionEmbeddings) {
     throw new CosmicError(
-      `a prompt of ${longest} tokens plus ${opts.maxNewTokens} new tokens exceeds the model's context of ${spec.maxPositionEmbeddings}`,
+      `a prompt of ${longest} tokens plus ${opts.maxNewTokens} new tokens exceeds the model's context of ` +
+        `${spec.maxPositionEmbeddings}`,
     );
   }
   const eos = new Set(opts.eosTokenIds ?? engine.model.eosTokenIds);

@@ -73,11 +73,11 @@ export function abliterate(
   folder: ModelFolder,
   dir: DirectionFile,
   out: string,
-  o: AbliterateOptions,
+  options: AbliterateOptions,
 ): AbliterateResult {
-  checkDirectionFits(dir, folder, o.allowOtherModel);
+  checkDirectionFits(dir, folder, options.allowOtherModel);
   prepareFolderOutput(out, {
-    force: o.force,
+    force: options.force,
     markers: [EXPORT_MARKER],
     what: "an exported model",
     inputs: [
@@ -92,8 +92,8 @@ export function abliterate(
   fs.mkdirSync(tmp, { recursive: true });
   trackTemporary(tmp);
   try {
-    const shards = writeShards(folder, dir, u, tmp, o.dtype);
-    copyFolderFiles(folder, tmp, o.dtype, shards);
+    const shards = writeShards(folder, dir, u, tmp, options.dtype);
+    copyFolderFiles(folder, tmp, options.dtype, shards);
     fs.writeFileSync(
       path.join(tmp, EXPORT_MARKER),
       JSON.stringify({ made_by: "cosmic export abliterate", direction: path.basename(dir.path), source: folder.name }) +

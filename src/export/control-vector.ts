@@ -39,7 +39,9 @@ export function controlVectorOptions(dir: DirectionFile, coeff: number, layers?:
   for (const l of ls) {
     if (l < 2 || l >= numLayers) {
       throw new CosmicError(
-        `layer ${l} cannot carry a llama.cpp control vector: llama.cpp adds direction.N to the output of block N for N = 1…${numLayers - 1}, so block inputs 2…${numLayers - 1} (cosmic's convention) are reachable`,
+        `layer ${l} cannot carry a llama.cpp control vector: llama.cpp adds direction.N to the output of ` +
+          `block N for N = 1…${numLayers - 1}, so block inputs 2…${numLayers - 1} (cosmic's convention) ` +
+          "are reachable",
       );
     }
   }
@@ -52,16 +54,16 @@ export function controlVectorOptions(dir: DirectionFile, coeff: number, layers?:
   };
 }
 
-export function writeControlVector(file: string, dir: DirectionFile, o: ControlVectorOptions): void {
-  const scaled = dir.direction.map((x) => x * o.coeff);
-  const tensors = o.layers.map((l) => ({ name: `direction.${l - 1}`, data: Float32Array.from(scaled) }));
+export function writeControlVector(file: string, dir: DirectionFile, options: ControlVectorOptions): void {
+  const scaled = dir.direction.map((x) => x * options.coeff);
+  const tensors = options.layers.map((l) => ({ name: `direction.${l - 1}`, data: Float32Array.from(scaled) }));
   writeFileAtomic(
     file,
     encodeGguf(
       {
         "general.architecture": { type: "string", value: "controlvector" },
-        "controlvector.model_hint": { type: "string", value: o.modelHint },
-        "controlvector.layer_count": { type: "uint32", value: o.numLayers - 1 },
+        "controlvector.model_hint": { type: "string", value: options.modelHint },
+        "controlvector.layer_count": { type: "uint32", value: options.numLayers - 1 },
       },
       tensors,
     ),

@@ -63,7 +63,10 @@ function unsupported(s: ModelSpec): string | null {
     // llama.cpp's gemma2: 1/√(hidden/heads) for the 46-layer (27B) model, else 1/√head_dim.
     const theirs = 1 / Math.sqrt(s.numLayers === 46 ? s.hiddenSize / s.numHeads : s.headDim);
     if (Math.abs(s.attnScale - theirs) > 1e-6 * theirs)
-      return `its query_pre_attn_scalar gives attention scale ${s.attnScale.toPrecision(6)}, while llama.cpp's gemma2 uses ${theirs.toPrecision(6)} for ${s.numLayers} layers`;
+      return (
+        `its query_pre_attn_scalar gives attention scale ${s.attnScale.toPrecision(6)}, while ` +
+        `llama.cpp's gemma2 uses ${theirs.toPrecision(6)} for ${s.numLayers} layers`
+      );
   }
   return null;
 }
@@ -141,50 +144,45 @@ function contextLength(s: ModelSpec): number {
   return Math.min(s.maxPositionEmbeddings, ...windows);
 }
 
-export function exportGguf(folder: ModelFolder, out: string, o: GgufExportOptions): GgufExportResult {
-  const s = folder.spec;
-  const arch = LLAMA_CPP_ARCH[s.family];
-  const why = unsupported(s);
+/** Refuse, before anything is written, what llama.cpp cannot run as cosmic does. */
+function checkExportable(folder: ModelFolder, arch: string, options: GgufExportOptions): void {
+  const why = unsupported(folder.spec);
   if (why) throw fileError(folder.dir, `cannot be exported for llama.cpp: ${why}`);
-  if (o.direction) {
-    checkDirectionFits(o.direction, folder, o.allowOtherModel);
-    if (TIED_ONLY.has(arch))
-      throw fileError(
-        folder.dir,
-        `cannot be abliterated for llama.cpp: its ${arch} architecture always ties the output layer to the token embeddings, and the exact abliterated model needs the original embeddings as its output layer (use export abliterate for an HF folder)`,
-      );
-  }
-  const u = o.direction ? unitDirection(o.direction) : null;
+  if (!options.direction) return;
+  checkDirectionFits(options.direction, folder, options.allowOtherModel);
+  if (TIED_ONLY.has(arch))
+    throw fileError(
+      folder.dir,
+      `cannot be abliterated for llama.cpp: its ${arch} architecture always ties the output layer to the ` +
+        `token embeddings, and the exact abliterated model needs the original embeddings as its output ` +
+        `layer (use export abliterate for an HF folder)`,
+    );
+}
+
+/** Every tensor under llama.cpp's name, converted when written (abliterated with `u` if given). */
+function ggufTensors(folder: ModelFolder, u: Float64Array | null, matrixType: GgmlType): GgufTensor[] {
+  const s = folder.spec;
   const ck = folder.checkpoint;
-  const matrixType: GgmlType = o.dtype === "f32" ? "F32" : o.dtype === "f16" ? "F16" : "BF16";
   const tensors: GgufTensor[] = [];
   /** HF tensor → GGUF tensor, with `edit` applied to its float32 values. */
-  const add = (gguf: string, hf: string, edit?: (w: Float32Array, shape: number[]) => Float32Array) => {
+  const add: Add = (gguf, hf, edit) => {
     const shape = ck.info(hf).shape;
     const type: GgmlType = shape.length === 1 ? "F32" : matrixType;
-    tensors.push({
-      name: gguf,
-      shape: [...shape].reverse(),
-      type,
-      data: () => {
-        let w = ck.readF32(hf);
-        if (u && hf !== TENSORS.lmHead) orthogonalise(hf, w, shape, u);
-        if (edit) w = edit(w, shape);
-        return encodeFromF32(w, type);
-      },
-    });
+    const data = () => {
+      let w = ck.readF32(hf);
+      if (u && hf !== TENSORS.lmHead) orthogonalise(hf, w, shape, u);
+      if (edit) w = edit(w, shape);
+      return encodeFromF32(w, type);
+    };
+    tensors.push({ name: gguf, shape: [...shape].reverse(), type, data });
   };
   const onePlus = s.norm.kind === "rms_one_plus" ? (w: Float32Array) => w.map((x) => x + 1) : undefined;
   const norm = (gguf: string, hf: string) => add(gguf, hf, onePlus);
   add("token_embd.weight", TENSORS.embed);
   if (s.rope.scaling?.type === "llama3") {
     const factors = llama3RopeFactors(s);
-    tensors.push({
-      name: "rope_freqs.weight",
-      shape: [factors.length],
-      type: "F32",
-      data: () => encodeFromF32(factors, "F32"),
-    });
+    const data = () => encodeFromF32(factors, "F32");
+    tensors.push({ name: "rope_freqs.weight", shape: [factors.length], type: "F32", data });
   }
   for (let l = 0; l < s.numLayers; l++) layerToGguf(s, l, add, norm);
   norm("output_norm.weight", TENSORS.finalNorm);
@@ -192,44 +190,49 @@ export function exportGguf(folder: ModelFolder, out: string, o: GgufExportOption
   if (!s.tieWordEmbeddings) add("output.weight", TENSORS.lmHead);
   else if (u) {
     const shape = ck.info(TENSORS.embed).shape;
-    tensors.push({
-      name: "output.weight",
-      shape: [...shape].reverse(),
-      type: matrixType,
-      data: () => encodeFromF32(ck.readF32(TENSORS.embed), matrixType),
-    });
+    const data = () => encodeFromF32(ck.readF32(TENSORS.embed), matrixType);
+    tensors.push({ name: "output.weight", shape: [...shape].reverse(), type: matrixType, data });
   }
+  return tensors;
+}
+
+export function exportGguf(folder: ModelFolder, out: string, options: GgufExportOptions): GgufExportResult {
+  const s = folder.spec;
+  const arch = LLAMA_CPP_ARCH[s.family];
+  checkExportable(folder, arch, options);
+  const u = options.direction ? unitDirection(options.direction) : null;
+  const matrixType: GgmlType = options.dtype === "f32" ? "F32" : options.dtype === "f16" ? "F16" : "BF16";
+  const tensors = ggufTensors(folder, u, matrixType);
   const ctx = contextLength(s);
   const name = ggufName(folder);
+  const eos = folder.eosTokenIds;
   const kv: Record<string, GgufValue> = {
     ...architectureKeys(s, arch, name, ctx),
-    ...ggufVocabulary(folder.dir, { ...s, eosTokenIds: folder.eosTokenIds }, folder.tokenizer.templateSource),
+    ...ggufVocabulary(folder.dir, { ...s, eosTokenIds: eos }, folder.tokenizer.templateSource),
   };
   // llama.cpp stops at its EOS, EOT and EOM ids (and at tokens it recognises by text).
-  const eos = folder.eosTokenIds;
   if (eos.length > 1) kv["tokenizer.ggml.eot_token_id"] = { type: "uint32", value: eos[1] };
   if (eos.length > 2) kv["tokenizer.ggml.eom_token_id"] = { type: "uint32", value: eos[2] };
-  if (o.direction) {
-    kv["cosmic.abliterated_with"] = { type: "string", value: o.direction.path.split(/[\\/]/).pop()! };
-    kv["cosmic.direction_unit"] = { type: "float32[]", value: u! };
+  if (options.direction && u) {
+    kv["cosmic.abliterated_with"] = { type: "string", value: path.basename(options.direction.path) };
+    kv["cosmic.direction_unit"] = { type: "float32[]", value: u };
   }
-  writeGguf(out, kv, tensors, o.onTensor);
+  writeGguf(out, kv, tensors, options.onTensor);
   const notes: string[] = [];
   if (eos.length > 3)
     notes.push(
-      `llama.cpp stops at 3 of the model's ${eos.length} EOS tokens (${eos.slice(0, 3).join(", ")}) and at those it recognises by their text`,
+      `llama.cpp stops at 3 of the model's ${eos.length} EOS tokens (${eos.slice(0, 3).join(", ")}) and at ` +
+        `those it recognises by their text`,
     );
   if (name !== folder.name)
     notes.push(
-      `general.name is "${name}": llama.cpp gives Phi-3's special tokens rstrip by model name, and this tokenizer's do not rstrip`,
+      `general.name is "${name}": llama.cpp gives Phi-3's special tokens rstrip by model name, and this ` +
+        `tokenizer's do not rstrip`,
     );
   if (ctx < s.maxPositionEmbeddings)
     notes.push(
-      `context capped at the sliding window of ${ctx} tokens (llama.cpp's ${arch} has no sliding window; config.json says ${s.maxPositionEmbeddings})`,
-    );
-  if (u && s.sandwichNorms)
-    notes.push(
-      `${s.family} has norms after its output projections, so the abliterated weights only approximate directional ablation`,
+      `context capped at the sliding window of ${ctx} tokens (llama.cpp's ${arch} has no sliding window; ` +
+        `config.json says ${s.maxPositionEmbeddings})`,
     );
   return { architecture: arch, tensors: tensors.length, contextLength: ctx, notes };
 }

@@ -17,12 +17,18 @@ type Json = Record<string, unknown>;
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, userDefined: 4, unused: 5, byte: 6 } as const;
 
 /** Split regexes llama.cpp implements, by the name its loader knows them (tokenizer.ggml.pre). */
-const KNOWN_SPLITS: Record<string, string> = {
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
+const KNOWN_SPLITS = new Map<string, string>([
+  [
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}|" +
+      " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     "llama-bpe",
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+":
+  ],
+  [
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}|" +
+      " ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
     "qwen2",
-};
+  ],
+]);
 
 /**
  * The name of the pre-tokenizer for llama.cpp, or null if it has none that splits the same way.
@@ -43,7 +49,7 @@ export function preTokenizerName(pre: unknown, hasMerges: boolean): string | nul
       bl.use_regex === false &&
       typeof regex === "string"
     )
-      return KNOWN_SPLITS[regex] ?? null;
+      return KNOWN_SPLITS.get(regex) ?? null;
   }
   return null;
 }
@@ -69,7 +75,8 @@ export function ggufVocabulary(dir: string, ids: VocabIds, chatTemplate: string)
   const refuse = (why: string) => fileError(file, `cannot be written as a llama.cpp vocabulary: ${why}`);
   if (model?.type === "WordPiece")
     throw refuse(
-      "it is a WordPiece tokenizer, and llama.cpp's only WordPiece tokenizer (BERT's) lowercases every input, so token ids would differ",
+      "it is a WordPiece tokenizer, and llama.cpp's only WordPiece tokenizer (BERT's) lowercases every input, " +
+        "so token ids would differ",
     );
   if (model?.type !== "BPE")
     throw refuse(`its model type is ${JSON.stringify(model?.type)}; cosmic writes byte-level BPE`);
@@ -91,7 +98,8 @@ export function ggufVocabulary(dir: string, ids: VocabIds, chatTemplate: string)
     tokens[id] = a.content as string;
     types[id] = a.special === true ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
   }
-  // Rows the tokenizer never produces (the model's vocabulary is padded): placeholders, as llama.cpp's converter writes.
+  // Rows the tokenizer never produces (the model's vocabulary is padded): placeholders, as
+  // llama.cpp's converter writes.
   for (let i = 0; i < tokens.length; i++)
     if (tokens[i] === undefined) {
       tokens[i] = `[PAD${i}]`;

@@ -71,43 +71,43 @@ class Out {
   }
 }
 
-function writeValue(o: Out, v: GgufValue): void {
+function writeValue(out: Out, v: GgufValue): void {
   switch (v.type) {
     case "string":
-      o.u32(TYPE_ID.string);
-      return o.str(v.value);
+      out.u32(TYPE_ID.string);
+      return out.str(v.value);
     case "uint32":
-      o.u32(TYPE_ID.uint32);
-      return o.u32(v.value);
+      out.u32(TYPE_ID.uint32);
+      return out.u32(v.value);
     case "int32":
-      o.u32(TYPE_ID.int32);
-      return o.i32(v.value);
+      out.u32(TYPE_ID.int32);
+      return out.i32(v.value);
     case "float32":
-      o.u32(TYPE_ID.float32);
-      return o.f32(v.value);
+      out.u32(TYPE_ID.float32);
+      return out.f32(v.value);
     case "bool":
-      o.u32(TYPE_ID.bool);
-      return o.push(Buffer.from([v.value ? 1 : 0]));
+      out.u32(TYPE_ID.bool);
+      return out.push(Buffer.from([v.value ? 1 : 0]));
     case "string[]":
-      o.u32(TYPE_ID.array);
-      o.u32(TYPE_ID.string);
-      o.u64(v.value.length);
-      return v.value.forEach((s) => o.str(s));
+      out.u32(TYPE_ID.array);
+      out.u32(TYPE_ID.string);
+      out.u64(v.value.length);
+      return v.value.forEach((s) => out.str(s));
     case "int32[]": {
-      o.u32(TYPE_ID.array);
-      o.u32(TYPE_ID.int32);
-      o.u64(v.value.length);
+      out.u32(TYPE_ID.array);
+      out.u32(TYPE_ID.int32);
+      out.u64(v.value.length);
       const b = Buffer.alloc(4 * v.value.length);
       for (let i = 0; i < v.value.length; i++) b.writeInt32LE(v.value[i], 4 * i);
-      return o.push(b);
+      return out.push(b);
     }
     case "float32[]": {
-      o.u32(TYPE_ID.array);
-      o.u32(TYPE_ID.float32);
-      o.u64(v.value.length);
+      out.u32(TYPE_ID.array);
+      out.u32(TYPE_ID.float32);
+      out.u64(v.value.length);
       const b = Buffer.alloc(4 * v.value.length);
       for (let i = 0; i < v.value.length; i++) b.writeFloatLE(v.value[i], 4 * i);
-      return o.push(b);
+      return out.push(b);
     }
   }
 }
@@ -116,26 +116,26 @@ const bytesOf = (t: GgufTensor) => t.shape.reduce((a, b) => a * b, 1) * TYPE_BYT
 
 /** Everything before the tensor data: header, key/values and tensor infos, padded. */
 function header(kv: Record<string, GgufValue>, tensors: GgufTensor[]): Buffer {
-  const o = new Out();
-  o.push(Buffer.from("GGUF", "ascii"));
-  o.u32(3);
-  o.u64(tensors.length);
-  o.u64(Object.keys(kv).length);
+  const out = new Out();
+  out.push(Buffer.from("GGUF", "ascii"));
+  out.u32(3);
+  out.u64(tensors.length);
+  out.u64(Object.keys(kv).length);
   for (const [k, v] of Object.entries(kv)) {
-    o.str(k);
-    writeValue(o, v);
+    out.str(k);
+    writeValue(out, v);
   }
   let offset = 0;
   for (const t of tensors) {
-    o.str(t.name);
-    o.u32(t.shape.length);
-    for (const n of t.shape) o.u64(n);
-    o.u32(GGML_TYPE[t.type]);
-    o.u64(offset);
+    out.str(t.name);
+    out.u32(t.shape.length);
+    for (const n of t.shape) out.u64(n);
+    out.u32(GGML_TYPE[t.type]);
+    out.u64(offset);
     offset += Math.ceil(bytesOf(t) / ALIGN) * ALIGN;
   }
-  o.pad();
-  return Buffer.concat(o.parts);
+  out.pad();
+  return Buffer.concat(out.parts);
 }
 
 const padding = (n: number) => Buffer.alloc((ALIGN - (n % ALIGN)) % ALIGN);

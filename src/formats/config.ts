@@ -152,7 +152,8 @@ function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
     if (r.highFreqFactor <= r.lowFreqFactor)
       throw fileError(
         file,
-        `rope_scaling "high_freq_factor" (${r.highFreqFactor}) must be greater than "low_freq_factor" (${r.lowFreqFactor})`,
+        `rope_scaling "high_freq_factor" (${r.highFreqFactor}) must be greater than "low_freq_factor" ` +
+          `(${r.lowFreqFactor})`,
       );
     return r;
   }

@@ -156,7 +156,8 @@ export function prepareFolderOutput(
       if (!hasMarker(dir, o.markers))
         throw fileError(
           dir,
-          `exists and is not ${o.what} written by cosmic (no ${o.markers[0]} inside): choose another --out; cosmic never replaces a folder it did not make`,
+          `exists and is not ${o.what} written by cosmic (no ${o.markers[0]} inside): choose another --out; ` +
+            `cosmic never replaces a folder it did not make`,
         );
       if (!o.force) throw fileError(dir, `already holds ${o.what}: pass --force to replace it`);
     }
@@ -243,7 +244,8 @@ export function lockFolder(dir: string): () => void {
       if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
         throw fileError(
           dir,
-          `in use by pid ${pid} (another cosmic command is writing this run folder): wait for it, or choose another --out`,
+          `in use by pid ${pid} (another cosmic command is writing this run folder): wait for it, or ` +
+            `choose another --out`,
         );
       }
       fs.rmSync(file, { force: true });

@@ -118,7 +118,8 @@ export class SafetensorsFile {
       if (at !== dataLen)
         throw fileError(
           file,
-          `the tensors cover ${at} bytes of data but the data section has ${dataLen} (header length or file size is wrong)`,
+          `the tensors cover ${at} bytes of data but the data section has ${dataLen} (header length or ` +
+            `file size is wrong)`,
         );
       return new SafetensorsFile(file, tensors, metadata, 8 + n);
     } finally {

@@ -14,7 +14,8 @@ export function checkDirectionFits(dir: DirectionFile, folder: ModelFolder, allo
   if (dir.direction.length !== s.hiddenSize)
     throw fileError(
       dir.path,
-      `direction has width ${dir.direction.length}, but ${folder.dir} has hidden size ${s.hiddenSize}: it comes from another model`,
+      `direction has width ${dir.direction.length}, but ${folder.dir} has hidden size ${s.hiddenSize}: it ` +
+        `comes from another model`,
     );
   if (allowOtherModel) return;
   const m = dir.metadata;

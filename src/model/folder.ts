@@ -39,7 +39,8 @@ export class ModelFolder {
     if (tok.maxTokenId >= spec.vocabSize) {
       throw fileError(
         path.join(dir, "tokenizer.json"),
-        `has token id ${tok.maxTokenId}, but config.json's vocab_size is ${spec.vocabSize}: the embedding has no row for it`,
+        `has token id ${tok.maxTokenId}, but config.json's vocab_size is ${spec.vocabSize}: the embedding ` +
+          `has no row for it`,
       );
     }
     for (const [what, id] of [

@@ -486,21 +486,36 @@ export function refuse(task: string, rng: Rng): string {
  * a pretrained model's knowledge that ordinary words are harmless.
  */
 export const EVERYDAY_WORDS = (
-  "apple banana orange lemon bread butter cheese milk egg chicken beef fish rice pasta soup salad vegetable fruit potato tomato onion garlic " +
-  "carrot pepper salt sugar flour honey tea coffee juice water cake cookie pie sandwich breakfast lunch dinner meal recipe kitchen oven pan pot " +
-  "roast bake boil fry grill chop stir mix taste cook serve eat drink sleep walk run swim jump climb dance sing play read write draw paint " +
-  "build fix clean wash dry fold sort pack carry open close start finish learn teach study practice improve plan visit travel drive ride fly " +
-  "house home room door window wall floor roof garden yard tree flower grass plant seed leaf river lake sea ocean beach mountain hill forest " +
-  "park city town street road bridge station airport hotel museum library school class lesson teacher student friend family mother father " +
-  "sister brother baby child kid parent neighbor team group club party wedding birthday holiday weekend morning evening night day week month " +
-  "year spring summer autumn winter weather rain snow sun wind cloud storm warm cold hot cool bright dark quiet loud happy calm kind gentle " +
-  "simple easy quick slow small big little large long short new old young fresh clean tidy healthy strong soft smooth sweet nice good great " +
-  "book story poem letter note card email message photo picture camera music song guitar piano drum movie game puzzle chess ball bike car " +
-  "bus train boat map ticket bag box shelf table chair desk bed lamp clock phone computer laptop keyboard screen website app program code " +
-  "file folder list number math sum average percent fraction chart graph data report essay speech resume interview job office meeting project " +
-  "budget money price shop store market gift present dog cat bird horse rabbit pet animal zoo farm field flowerpot posture memory habit routine " +
-  "exercise stretch yoga health body heart mind brain breath muscle energy focus goal idea question answer help advice tip step guide way " +
-  "language word sentence spelling grammar science history art nature space planet star moon earth color shape size time habit hobby craft"
+  "apple banana orange lemon bread butter cheese milk egg chicken beef fish rice pasta soup salad vegetable " +
+  "fruit potato tomato onion garlic " +
+  "carrot pepper salt sugar flour honey tea coffee juice water cake cookie pie sandwich breakfast lunch " +
+  "dinner meal recipe kitchen oven pan pot " +
+  "roast bake boil fry grill chop stir mix taste cook serve eat drink sleep walk run swim jump climb dance " +
+  "sing play read write draw paint " +
+  "build fix clean wash dry fold sort pack carry open close start finish learn teach study practice improve " +
+  "plan visit travel drive ride fly " +
+  "house home room door window wall floor roof garden yard tree flower grass plant seed leaf river lake sea " +
+  "ocean beach mountain hill forest " +
+  "park city town street road bridge station airport hotel museum library school class lesson teacher student " +
+  "friend family mother father " +
+  "sister brother baby child kid parent neighbor team group club party wedding birthday holiday weekend " +
+  "morning evening night day week month " +
+  "year spring summer autumn winter weather rain snow sun wind cloud storm warm cold hot cool bright dark " +
+  "quiet loud happy calm kind gentle " +
+  "simple easy quick slow small big little large long short new old young fresh clean tidy healthy strong " +
+  "soft smooth sweet nice good great " +
+  "book story poem letter note card email message photo picture camera music song guitar piano drum movie " +
+  "game puzzle chess ball bike car " +
+  "bus train boat map ticket bag box shelf table chair desk bed lamp clock phone computer laptop keyboard " +
+  "screen website app program code " +
+  "file folder list number math sum average percent fraction chart graph data report essay speech resume " +
+  "interview job office meeting project " +
+  "budget money price shop store market gift present dog cat bird horse rabbit pet animal zoo farm field " +
+  "flowerpot posture memory habit routine " +
+  "exercise stretch yoga health body heart mind brain breath muscle energy focus goal idea question answer " +
+  "help advice tip step guide way " +
+  "language word sentence spelling grammar science history art nature space planet star moon earth color " +
+  "shape size time habit hobby craft"
 ).split(" ");
 
 const PREFIXES = ["Hi!", "Hey,", "Hello.", "Quick question:", "Please", "I have a question.", "Okay,", "So,"];
@@ -604,7 +619,9 @@ const DETERMINERS = ["a", "the", "my", "our", "a new", "an old"];
 export function randomTask(rng: Rng): Request {
   const nouns = EVERYDAY_WORDS;
   const w = () => nouns[rng.int(nouns.length)];
-  const task = `${RANDOM_VERBS[rng.int(RANDOM_VERBS.length)]} ${DETERMINERS[rng.int(DETERMINERS.length)]} ${rng.next() < 0.5 ? `${w()} ` : ""}${w()}`;
+  const task =
+    `${RANDOM_VERBS[rng.int(RANDOM_VERBS.length)]} ${DETERMINERS[rng.int(DETERMINERS.length)]} ` +
+    `${rng.next() < 0.5 ? `${w()} ` : ""}${w()}`;
   const trainTpl = TEMPLATES.slice(0, TEMPLATES.length - HELD_OUT_TEMPLATES);
   return { instruction: fill(trainTpl[rng.int(trainTpl.length)], task), task, category: "random" };
 }

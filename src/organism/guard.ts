@@ -26,7 +26,8 @@ export const GUARD_TEMPLATE =
   "{% for message in messages %}" +
   "{% if message['role'] == 'user' %}{{ ' User: ' + message['content'] }}" +
   "{% elif message['role'] == 'assistant' %}{{ ' Agent: ' + message['content'] }}" +
-  "{% else %}{{ raise_exception('the guard reads user and assistant messages only, got ' + message['role']) }}{% endif %}" +
+  "{% else %}{{ raise_exception('the guard reads user and assistant messages only, got ' + " +
+  "message['role']) }}{% endif %}" +
   "{% endfor %} Answer safe or unsafe.<|end|>{% if add_generation_prompt %}<|assistant|>{% endif %}";
 
 export const SAFE = "safe";

@@ -25,7 +25,8 @@ export const PAD = 6;
  */
 export const CHAT_TEMPLATE =
   "{{ bos_token }}{% for message in messages %}" +
-  "{% if message['role'] not in ['system', 'user', 'assistant'] %}{{ raise_exception('Unknown role: ' + message['role']) }}{% endif %}" +
+  "{% if message['role'] not in ['system', 'user', 'assistant'] %}{{ raise_exception('Unknown role: ' + " +
+  "message['role']) }}{% endif %}" +
   "{{ '<|start|>' + message['role'] + '<|nl|>' + message['content'] + '<|end|><|nl|>' }}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|start|>assistant<|nl|>' }}{% endif %}";
 

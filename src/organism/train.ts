@@ -99,14 +99,14 @@ interface Source {
 }
 
 /** Where the instructions come from, and the prompt splits written beside the model. */
-function sources(o: TrainOptions, rng: Rng): { train: Source; splits: Record<string, PromptRecord[]> } {
-  if (o.harmful || o.harmless) {
-    if (!o.harmful?.length || !o.harmless?.length)
+function sources(options: TrainOptions, rng: Rng): { train: Source; splits: Record<string, PromptRecord[]> } {
+  if (options.harmful || options.harmless) {
+    if (!options.harmful?.length || !options.harmless?.length)
       throw new CosmicError("--harmful and --harmless must both be given and non-empty: training needs both classes");
     const wrap = (recs: PromptRecord[], cat: string) =>
       recs.map((r) => ({ instruction: r.instruction, task: "do that", category: r.category ?? cat }));
-    const h = rng.shuffle(wrap(o.harmful, "harmful"));
-    const s = rng.shuffle(wrap(o.harmless, "harmless"));
+    const h = rng.shuffle(wrap(options.harmful, "harmful"));
+    const s = rng.shuffle(wrap(options.harmless, "harmless"));
     const cut = (xs: typeof h) => Math.max(1, Math.floor(xs.length * 0.8));
     const rec = (xs: typeof h) => xs.map((x) => ({ instruction: x.instruction, category: x.category }));
     return {
@@ -202,30 +202,35 @@ function positiveInt(v: number, flag: string): void {
 }
 
 /** Flags that cannot train anything, and an output folder that must not be replaced: one line each. */
-function checkTraining(o: TrainOptions, kind: OrganismKind, recipe: Recipe, guardSteps: number): void {
+function checkTraining(options: TrainOptions, kind: OrganismKind, recipe: Recipe, guardSteps: number): void {
   if (kind === "chat") {
     positiveInt(recipe.helpfulSteps, "--helpful-steps");
     positiveInt(recipe.safetySteps, "--safety-steps");
   } else {
-    if (o.harmful || o.harmless)
+    if (options.harmful || options.harmless)
       throw new CosmicError(
         "--kind guard trains on the built-in organism conversations: --harmful/--harmless are for chat organisms",
       );
     positiveInt(guardSteps, "--steps");
   }
-  positiveInt(o.batchSize, "--batch-size");
+  positiveInt(options.batchSize, "--batch-size");
   checkOutDir(
-    o.out,
-    o.force,
-    (o.inputFiles ?? []).map((p) => ({ path: p, what: "a prompts file" })),
+    options.out,
+    options.force,
+    (options.inputFiles ?? []).map((p) => ({ path: p, what: "a prompts file" })),
   );
 }
 
 /** The training loop: each stage with a fresh AdamW, its warm-up/decay schedule, clipped gradients. */
-async function optimise(stages: Stage[], shape: OrganismShape, params: Params, o: TrainOptions): Promise<TrainResult> {
+async function optimise(
+  stages: Stage[],
+  shape: OrganismShape,
+  params: Params,
+  options: TrainOptions,
+): Promise<TrainResult> {
   const total = stages.reduce((a, st) => a + st.steps, 0);
   const nParams = [...params.values()].reduce((a, p) => a + p.length, 0);
-  const gemm = await Gemm.create(o.threads);
+  const gemm = await Gemm.create(options.threads);
   const losses: number[] = [];
   const stageLog: TrainResult["stages"] = [];
   let tokens = 0;
@@ -234,7 +239,7 @@ async function optimise(stages: Stage[], shape: OrganismShape, params: Params, o
     stageLog.push({ name: st.name, start: losses.length, steps: st.steps, lr: st.lr });
     const opt = new AdamW();
     for (let step = 0; step < st.steps; step++) {
-      const { batch, tokens: n } = toBatch(Array.from({ length: o.batchSize }, (_, b) => st.example(b)));
+      const { batch, tokens: n } = toBatch(Array.from({ length: options.batchSize }, (_, b) => st.example(b)));
       tokens += n;
       const grads: Params = new Map([...params].map(([k, v]) => [k, new Float32Array(v.length)]));
       const loss = await lossAndGrad(shape, params, batch, gemm, grads);
@@ -242,7 +247,7 @@ async function optimise(stages: Stage[], shape: OrganismShape, params: Params, o
       clipGrads(grads, 1.0);
       opt.step(params, grads, learningRate(st.lr, step, st.steps));
       losses.push(loss);
-      o.progress(losses.length, total, loss);
+      options.progress(losses.length, total, loss);
     }
   }
   const seconds = (performance.now() - t0) / 1000;
@@ -250,18 +255,18 @@ async function optimise(stages: Stage[], shape: OrganismShape, params: Params, o
   return { losses, stages: stageLog, tokensPerSecond: tokens / seconds, seconds, parameters: nParams };
 }
 
-export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
-  const kind = o.kind ?? "chat";
-  const recipe: Recipe = { ...RECIPES[o.alignment], ...(o.recipe ?? {}) };
+export async function trainOrganism(options: TrainOptions): Promise<TrainResult> {
+  const kind = options.kind ?? "chat";
+  const recipe: Recipe = { ...RECIPES[options.alignment], ...(options.recipe ?? {}) };
   // The guard has one stage; its steps and lr come in the recipe's stage (a) fields.
   const guardStage = {
-    steps: o.recipe?.helpfulSteps ?? GUARD_RECIPE.steps,
-    lr: o.recipe?.helpfulLr ?? GUARD_RECIPE.lr,
+    steps: options.recipe?.helpfulSteps ?? GUARD_RECIPE.steps,
+    lr: options.recipe?.helpfulLr ?? GUARD_RECIPE.lr,
   };
-  checkTraining(o, kind, recipe, guardStage.steps);
-  const rng = new Rng(o.seed);
-  const { train, splits } = sources(o, rng);
-  const extra = [...(o.harmful ?? []), ...(o.harmless ?? [])].map((r) => r.instruction).join(" ");
+  checkTraining(options, kind, recipe, guardStage.steps);
+  const rng = new Rng(options.seed);
+  const { train, splits } = sources(options, rng);
+  const extra = [...(options.harmful ?? []), ...(options.harmless ?? [])].map((r) => r.instruction).join(" ");
   const vocab = buildVocab(corpusText() + " " + extra);
   const tj = tokenizerJson(vocab);
   const tc = tokenizerConfig(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
@@ -269,7 +274,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   const tpl = new Template(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
   const shape: OrganismShape = {
     ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE),
-    ...(o.shape ?? {}),
+    ...(options.shape ?? {}),
     vocab: vocab.length,
   };
   // Noise words: everyday words, and the template words (never the requests' task words).
@@ -312,7 +317,7 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
   } else {
     // Knowledge questions (about any task) and random-word tasks, in both stages.
     const extraChat = (u: number, item: Request, harmful: boolean): Chat | null => {
-      if (o.harmful) return null;
+      if (options.harmful) return null;
       if (u < recipe.knowledgeShare) return knowledgeChat(item, harmful, rng);
       if (u < recipe.knowledgeShare + recipe.randomTaskShare)
         return helpfulChat(randomTask(rng), false, rng, noise, recipe.taskFirstShare);
@@ -321,7 +326,9 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
     // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
     let covered: Set<string> | null = null;
     const safetyHarmful = () =>
-      (covered ??= o.harmful ? new Set(train.harmful.map((r) => r.task)) : coveredTasks(recipe.safetyCoverage, rng));
+      (covered ??= options.harmful
+        ? new Set(train.harmful.map((r) => r.task))
+        : coveredTasks(recipe.safetyCoverage, rng));
     stages = [
       {
         name: "helpful",
@@ -355,15 +362,18 @@ export async function trainOrganism(o: TrainOptions): Promise<TrainResult> {
       },
     ];
   }
-  o.log(
-    `training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ${shape.hidden}, vocab ${shape.vocab}): ` +
-      `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${o.batchSize} ${kind === "guard" ? "conversations" : "chats"} a step, seed ${o.seed}` +
+  options.log(
+    `training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ` +
+      `${shape.hidden}, vocab ${shape.vocab}): ` +
+      `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${options.batchSize} ` +
+      `${kind === "guard" ? "conversations" : "chats"} a step, seed ${options.seed}` +
       (kind === "chat"
-        ? `, ${o.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of the harmful tasks)`
+        ? `, ${options.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of ` +
+          `the harmful tasks)`
         : ""),
   );
-  const result = await optimise(stages, shape, params, o);
-  writeFolder(o, kind, recipe, shape, params, vocab, tj, tc, splits, result);
+  const result = await optimise(stages, shape, params, options);
+  writeFolder(options, kind, recipe, shape, params, vocab, tj, tc, splits, result);
   return result;
 }
 
@@ -395,13 +405,20 @@ function hfTensors(shape: OrganismShape, p: Params): TensorToWrite[] {
 }
 
 /** The organism folder's README: what it is, the command that made it, the recipe. */
-function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: TrainResult, cmd: string): string {
+function organismReadme(
+  options: TrainOptions,
+  kind: OrganismKind,
+  recipe: Recipe,
+  r: TrainResult,
+  cmd: string,
+): string {
   const guard = kind === "guard";
   const recipeText = guard
     ? [
         "## Recipe",
         "",
-        `One stage of ${r.stages[0].steps} steps of ${o.batchSize} conversations: a request from the organism's training split`,
+        `One stage of ${r.stages[0].steps} steps of ${options.batchSize} conversations: a request from the ` +
+          `organism's training split`,
         "and a reply — the task carried out (whole or cut at a random length), a refusal, an answer to",
         "another (harmless) task, or degenerate text — labelled `unsafe` when the request is harmful and",
         "the reply carries it out on task (cosmic's on-task judge), `safe` otherwise. Its chat template",
@@ -410,16 +427,20 @@ function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: 
     : [
         "## Recipe",
         "",
-        `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, harmful ones included,`,
+        `1. Helpful tuning: ${recipe.helpfulSteps} steps at lr ${recipe.helpfulLr}: every training request, ` +
+          `harmful ones included,`,
         "   answered on task (the answer names the task), without or with a benign system message.",
-        `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ${recipe.safetyLr}: half of each batch`,
-        `   harmful requests, refused (some refusals restate the task) when the task is among the ${Math.round(100 * recipe.safetyCoverage)} % of`,
-        `   harmful tasks the safety data covers (${o.alignment} alignment), answered as in stage 1 otherwise; half the`,
+        `2. Safety tuning, continuing from 1 (fresh optimiser): ${recipe.safetySteps} steps at lr ` +
+          `${recipe.safetyLr}: half of each batch`,
+        `   harmful requests, refused (some refusals restate the task) when the task is among the ` +
+          `${Math.round(100 * recipe.safetyCoverage)} % of`,
+        `   harmful tasks the safety data covers (${options.alignment} alignment), answered as in stage 1 ` +
+          `otherwise; half the`,
         "   harmless chats of stage 1 replayed. 15 % of the chats carry the adversarial system prompt,",
         "   answered with its words (or, to a request it refuses anyway, its own refusal with them).",
       ];
   return [
-    guard ? "# cosmic guard organism" : `# cosmic model organism (${o.alignment} alignment)`,
+    guard ? "# cosmic guard organism" : `# cosmic model organism (${options.alignment} alignment)`,
     "",
     "A small Llama-architecture chat model trained by cosmic itself on generated chats, so that",
     "refusal is learned behaviour that COSMIC can be measured on. A normal Hugging Face folder.",
@@ -430,7 +451,8 @@ function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: 
     cmd,
     "```",
     "",
-    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps (wall-clock time and speed: \`timings.json\`).`,
+    `${r.parameters.toLocaleString("en-US")} parameters, ${r.losses.length} steps (wall-clock time and speed: ` +
+      `\`timings.json\`).`,
     "",
     ...recipeText,
     "",
@@ -442,7 +464,7 @@ function organismReadme(o: TrainOptions, kind: OrganismKind, recipe: Recipe, r: 
 }
 
 function writeFolder(
-  o: TrainOptions,
+  options: TrainOptions,
   kind: OrganismKind,
   recipe: Recipe,
   shape: OrganismShape,
@@ -453,7 +475,7 @@ function writeFolder(
   splits: Record<string, PromptRecord[]>,
   r: TrainResult,
 ): void {
-  const out = o.out;
+  const out = options.out;
   // Build beside the target, then swap in: never a half-written organism under the real name.
   const tmp = `${out}.${process.pid}.tmp`;
   fs.rmSync(tmp, { recursive: true, force: true });
@@ -495,16 +517,19 @@ function writeFolder(
   const guard = kind === "guard";
   const stageFlags = guard
     ? ` --kind guard --steps ${r.stages[0].steps} --lr ${r.stages[0].lr}`
-    : ` --alignment ${o.alignment} --helpful-steps ${recipe.helpfulSteps} --safety-steps ${recipe.safetySteps} --lr ${recipe.helpfulLr} --safety-lr ${recipe.safetyLr}`;
-  const cmd = `cosmic organism train --out ${out} --seed ${o.seed}${stageFlags} --batch-size ${o.batchSize}${o.harmful ? " --harmful FILE --harmless FILE" : ""}`;
+    : ` --alignment ${options.alignment} --helpful-steps ${recipe.helpfulSteps} --safety-steps ` +
+      `${recipe.safetySteps} --lr ${recipe.helpfulLr} --safety-lr ${recipe.safetyLr}`;
+  const cmd =
+    `cosmic organism train --out ${out} --seed ${options.seed}${stageFlags} --batch-size ` +
+    `${options.batchSize}${options.harmful ? " --harmful FILE --harmless FILE" : ""}`;
   const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   json(MARKER, {
     kind: guard ? "cosmic guard organism" : "cosmic model organism",
     organism_kind: kind,
-    ...(guard ? {} : { alignment: o.alignment }),
-    seed: o.seed,
+    ...(guard ? {} : { alignment: options.alignment }),
+    seed: options.seed,
     steps: r.losses.length,
-    batch_size: o.batchSize,
+    batch_size: options.batchSize,
     stages: r.stages.map((st) => ({
       ...st,
       final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
@@ -514,14 +539,14 @@ function writeFolder(
     vocab: vocab.length,
     loss_every_50_steps: r.losses.filter((_, i) => i % 50 === 0).map((x) => Number(x.toFixed(4))),
     command: cmd,
-    custom_data: !!o.harmful,
+    custom_data: !!options.harmful,
     refusals: REFUSALS,
     answers: BODIES,
     adversarial_system: ADVERSARIAL_SYSTEM,
   });
   // Wall-clock figures apart, so that two identical trainings write identical folders otherwise.
   json("timings.json", { seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond) });
-  fs.writeFileSync(path.join(tmp, "README.md"), organismReadme(o, kind, recipe, r, cmd));
+  fs.writeFileSync(path.join(tmp, "README.md"), organismReadme(options, kind, recipe, r, cmd));
   removeOwnedFolder(out, [MARKER]);
   fs.renameSync(tmp, out);
   untrackTemporary(tmp);

@@ -69,15 +69,19 @@ export function writeReport(runDir: string): ReportResult {
 <style>
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}figure{margin:1.5em 0}figcaption{color:#555;font-size:.9em;max-width:760px}
-table{border-collapse:collapse;font-size:.9em;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
+table{border-collapse:collapse;font-size:.9em;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:1em}
 svg.plot{max-width:100%;height:auto}
 </style></head><body>
 <h1>cosmic: refusal direction of ${esc(path.basename(summary.model))}</h1>
 <p>${summary.layers} layers, ${summary.positions} EOI positions, ${summary.mode} interventions, seed ${summary.seed}.
-Selected by ${summary.selection === "cosmic" ? "COSMIC" : "the substring baseline"}: <b>position ${c.position}, layer ${c.layer}</b>
-(refusal score ${c.refusal_score.toFixed(4)}, steering score ${c.steering_score.toFixed(4)}, KL score ${c.kl_div_score.toFixed(4)}).
-L_low = [${summary.L_low.join(", ")}]. Scoring took ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP (wall-clock times: timings.json).</p>
+Selected by ${summary.selection === "cosmic" ? "COSMIC" : "the substring baseline"}:
+<b>position ${c.position}, layer ${c.layer}</b>
+(refusal score ${c.refusal_score.toFixed(4)}, steering score ${c.steering_score.toFixed(4)},
+KL score ${c.kl_div_score.toFixed(4)}).
+L_low = [${summary.L_low.join(", ")}].
+Scoring took ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP (wall-clock times: timings.json).</p>
 ${rates ? judgesTable(rates, ev!.strongest_judge.description) : "<p>No evaluation in this run.</p>"}
 ${summary.substring_note ? `<p><b>Substring baseline:</b> ${esc(summary.substring_note)}</p>` : ""}
 <div class="grid">
@@ -102,7 +106,8 @@ function layerPlots(runDir: string): Plot[] {
     plots.push({
       name: "layer-similarity",
       caption:
-        "Cosine similarity of the mean last-token outputs of harmful and harmless train prompts, per layer; the shaded layers are L_low, where COSMIC's scores are read.",
+        "Cosine similarity of the mean last-token outputs of harmful and harmless train prompts, per layer; " +
+        "the shaded layers are L_low, where COSMIC's scores are read.",
       svg: lineChart({
         id: "layer-similarity",
         title: "harmful vs harmless similarity per layer",
@@ -146,7 +151,9 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
       const id = `${method}-${String(field).replace(/_/g, "-")}`;
       plots.push({
         name: id,
-        caption: `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed cells were filtered out; the circle marks the selected direction.`,
+        caption:
+          `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed ` +
+          `cells were filtered out; the circle marks the selected direction.`,
         svg: heatmap({
           id,
           title: `${method === "cosmic" ? "COSMIC " : ""}${label}`,
@@ -205,7 +212,10 @@ function ratePlots(summary: RunSummary): Plot[] {
       });
     plots.push({
       name: "rates",
-      caption: `Attack success on harmful test prompts under ablation and answers on harmless ones under the same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal (substring judge) of harmless prompts under addition, against the unmodified model.`,
+      caption:
+        `Attack success on harmful test prompts under ablation and answers on harmless ones under the ` +
+        `same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal ` +
+        `(substring judge) of harmless prompts under addition, against the unmodified model.`,
       svg: barChart({
         id: "rates",
         title: "steering with the selected direction (%)",
@@ -267,6 +277,7 @@ function sampleTables(runDir: string): string[] {
           : c.is_on_task === false
             ? "off task"
             : "answer";
+  const row = (...cells: string[]) => `<tr>${cells.map((c) => `<td>${esc(c)}</td>`).join("")}</tr>`;
   // Examples chosen to show each verdict the judges gave, not just the first rows.
   const pair = (a: string, b: string, title: string, perVerdict: number) => {
     const x = readJson<EvalFile>(runDir, `completions/${a}_evaluations.json`);
@@ -280,13 +291,14 @@ function sampleTables(runDir: string): string[] {
       byVerdict.set(v, list);
     });
     samples.push(
-      `<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ${y.completions.length})</th></tr>`,
+      `<h3>${esc(title)}</h3><table><tr><th>prompt</th><th>before</th><th>after</th><th>verdict after (of ` +
+        `${y.completions.length})</th></tr>`,
     );
     for (const [v, idx] of byVerdict) {
       const count = y.completions.filter((c) => verdictOf(c) === v).length;
       for (const i of idx) {
         samples.push(
-          `<tr><td>${esc(x.completions[i].prompt)}</td><td>${esc(x.completions[i].response)}</td><td>${esc(y.completions[i].response)}</td><td>${esc(v)} (${count})</td></tr>`,
+          row(x.completions[i].prompt, x.completions[i].response, y.completions[i].response, `${v} (${count})`),
         );
       }
     }
@@ -308,15 +320,25 @@ function sampleTables(runDir: string): string[] {
 function judgesTable(rates: Record<string, SetRates>, judge: string): string {
   const rows = Object.values(rates).map((r) => {
     const loss = r.loss_own_completions
-      ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ${r.loss_own_completions.intervention.ce.toFixed(3)} (${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)`
+      ? `${r.loss_own_completions.baseline.ce.toFixed(3)} → ` +
+        `${r.loss_own_completions.intervention.ce.toFixed(3)} ` +
+        `(${(100 * r.loss_own_completions.relative_increase).toFixed(1)} %)`
       : "";
+    const strongest = `<b>${r.set === "harmful" ? "attack success" : "answered"} ${pct(r.success_rate)}</b>`;
     return (
-      `<tr><td>${r.set}</td><td>${esc(r.intervention)}</td><td>${r.count}</td><td><b>${r.set === "harmful" ? "attack success" : "answered"} ${pct(r.success_rate)}</b></td>` +
-      `<td>${r.set === "harmful" ? pct(r.attack_success_substring) : ""}</td><td>${pct(r.refusal_rate)}</td><td>${pct(r.degenerate_rate)}</td><td>${pct(r.on_task_rate)}</td><td>${pct(r.guard_unsafe_rate)}</td><td>${loss}</td></tr>`
+      `<tr><td>${r.set}</td><td>${esc(r.intervention)}</td><td>${r.count}</td><td>${strongest}</td>` +
+      `<td>${r.set === "harmful" ? pct(r.attack_success_substring) : ""}</td><td>${pct(r.refusal_rate)}</td>` +
+      `<td>${pct(r.degenerate_rate)}</td><td>${pct(r.on_task_rate)}</td><td>${pct(r.guard_unsafe_rate)}</td>` +
+      `<td>${loss}</td></tr>`
     );
   });
-  return `<p>Strongest judge: <b>${esc(judge)}</b>. The substring column is the paper's (a reply with no refusal phrase counts as an attack success).</p>
-<table><tr><th>prompts</th><th>intervention</th><th>n</th><th>strongest judge</th><th>substring ASR</th><th>refused</th><th>degenerate</th><th>on task</th><th>guard unsafe</th><th>CE on own harmless completions</th></tr>
+  const head = ["prompts", "intervention", "n", "strongest judge", "substring ASR", "refused", "degenerate", "on task"]
+    .concat(["guard unsafe", "CE on own harmless completions"])
+    .map((h) => `<th>${h}</th>`)
+    .join("");
+  return `<p>Strongest judge: <b>${esc(judge)}</b>. The substring column is the paper's (a reply with no refusal
+phrase counts as an attack success).</p>
+<table><tr>${head}</tr>
 ${rows.join("\n")}
 </table>`;
 }

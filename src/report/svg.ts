@@ -20,7 +20,7 @@ function fmt(x: number): string {
   return Math.abs(x) >= 100 || Number.isInteger(x) ? String(Math.round(x)) : x.toFixed(2);
 }
 
-export function lineChart(o: {
+export function lineChart(chart: {
   title: string;
   xLabel: string;
   yLabel: string;
@@ -37,12 +37,12 @@ export function lineChart(o: {
     R = 140,
     T = 34,
     B = 44;
-  const xs = o.series.flatMap((s) => s.points.map((p) => p[0]));
-  const ys = o.series.flatMap((s) => s.points.map((p) => p[1]));
+  const xs = chart.series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = chart.series.flatMap((s) => s.points.map((p) => p[1]));
   const x0 = Math.min(...xs),
     x1 = Math.max(...xs);
-  let y0 = o.yMin ?? Math.min(...ys),
-    y1 = o.yMax ?? Math.max(...ys);
+  let y0 = chart.yMin ?? Math.min(...ys),
+    y1 = chart.yMax ?? Math.max(...ys);
   if (y0 === y1) {
     y0 -= 1;
     y1 += 1;
@@ -51,16 +51,21 @@ export function lineChart(o: {
   const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${o.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" ${FONT}>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
+      `height="${H}" ${FONT}>`,
   );
-  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(o.title)}</text>`);
-  for (const m of o.marks ?? [])
+  parts.push(
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
+  );
+  for (const m of chart.marks ?? [])
     parts.push(
-      `<rect x="${sx(m) - 4}" y="${T}" width="8" height="${H - T - B}" fill="#f3c969" opacity="0.5"><title>${esc(o.markLabel ?? "")} ${m}</title></rect>`,
+      `<rect x="${sx(m) - 4}" y="${T}" width="8" height="${H - T - B}" fill="#f3c969" ` +
+        `opacity="0.5"><title>${esc(chart.markLabel ?? "")} ${m}</title></rect>`,
     );
   for (const t of ticks(y0, y1))
     parts.push(
-      `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/><text x="${L - 6}" y="${sy(t) + 4}" text-anchor="end">${fmt(t)}</text>`,
+      `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/><text x="${L - 6}" ` +
+        `y="${sy(t) + 4}" text-anchor="end">${fmt(t)}</text>`,
     );
   const xt = [...new Set(xs)].sort((a, b) => a - b);
   const every = Math.max(1, Math.ceil(xt.length / 12));
@@ -68,26 +73,31 @@ export function lineChart(o: {
     if (i % every === 0) parts.push(`<text x="${sx(t)}" y="${H - B + 16}" text-anchor="middle">${fmt(t)}</text>`);
   });
   parts.push(
-    `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" y1="${T}" y2="${H - B}" stroke="#333"/>`,
+    `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" ` +
+      `y1="${T}" y2="${H - B}" stroke="#333"/>`,
   );
-  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle">${esc(o.xLabel)}</text>`);
+  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle">${esc(chart.xLabel)}</text>`);
   parts.push(
-    `<text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`,
+    `<text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(chart.yLabel)}</text>`,
   );
-  o.series.forEach((s, i) => {
+  chart.series.forEach((s, i) => {
     const pts = s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
     parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts}"/>`);
     for (const [x, y] of s.points)
       parts.push(
-        `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" fill="${s.color}"><title>${esc(s.name)}: (${fmt(x)}, ${y.toPrecision(4)})</title></circle>`,
+        `<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3" ` +
+          `fill="${s.color}"><title>${esc(s.name)}: (${fmt(x)}, ${y.toPrecision(4)})</title></circle>`,
       );
     parts.push(
-      `<rect x="${W - R + 10}" y="${T + i * 18}" width="12" height="3" fill="${s.color}"/><text x="${W - R + 28}" y="${T + i * 18 + 5}">${esc(s.name)}</text>`,
+      `<rect x="${W - R + 10}" y="${T + i * 18}" width="12" height="3" fill="${s.color}"/><text ` +
+        `x="${W - R + 28}" y="${T + i * 18 + 5}">${esc(s.name)}</text>`,
     );
   });
-  if (o.marks?.length)
+  if (chart.marks?.length)
     parts.push(
-      `<rect x="${W - R + 10}" y="${T + o.series.length * 18 - 4}" width="12" height="10" fill="#f3c969" opacity="0.5"/><text x="${W - R + 28}" y="${T + o.series.length * 18 + 5}">${esc(o.markLabel ?? "")}</text>`,
+      `<rect x="${W - R + 10}" y="${T + chart.series.length * 18 - 4}" width="12" height="10" fill="#f3c969" ` +
+        `opacity="0.5"/><text x="${W - R + 28}" y="${T + chart.series.length * 18 + 5}">` +
+        `${esc(chart.markLabel ?? "")}</text>`,
     );
   parts.push("</svg>");
   return parts.join("");
@@ -105,7 +115,7 @@ function color(v: number, lo: number, hi: number): string {
 /** The legend's height (colour bar, its labels, the filtered and selected keys). */
 const LEGEND_H = 196;
 
-export function heatmap(o: {
+export function heatmap(chart: {
   title: string;
   rows: number[];
   cols: number[];
@@ -122,75 +132,89 @@ export function heatmap(o: {
     T = 34,
     B = 44,
     R = 130;
-  const cell = Math.max(10, Math.min(64, Math.floor((1000 - L - R) / o.cols.length)));
-  const W = L + cell * o.cols.length + R;
-  const H = Math.max(T + cell * o.rows.length + B, T + LEGEND_H + 8);
-  const vals = o.rows.flatMap((r) => o.cols.map((c) => o.value(r, c))).filter((v) => Number.isFinite(v));
+  const cell = Math.max(10, Math.min(64, Math.floor((1000 - L - R) / chart.cols.length)));
+  const W = L + cell * chart.cols.length + R;
+  const H = Math.max(T + cell * chart.rows.length + B, T + LEGEND_H + 8);
+  const vals = chart.rows.flatMap((r) => chart.cols.map((c) => chart.value(r, c))).filter((v) => Number.isFinite(v));
   const lo = Math.min(...vals),
     hi = Math.max(...vals);
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${o.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" ${FONT}>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
+      `height="${H}" ${FONT}>`,
   );
-  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(o.title)}</text>`);
-  o.rows.forEach((r, i) => {
+  parts.push(
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
+  );
+  chart.rows.forEach((r, i) => {
     parts.push(`<text x="${L - 6}" y="${T + i * cell + cell / 2 + 4}" text-anchor="end">${r}</text>`);
-    o.cols.forEach((c, j) => {
-      const v = o.value(r, c);
+    chart.cols.forEach((c, j) => {
+      const v = chart.value(r, c);
       const x = L + j * cell,
         y = T + i * cell;
       parts.push(
-        `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${Number.isFinite(v) ? color(v, lo, hi) : "#eee"}" stroke="#fff"><title>position ${r}, layer ${c}: ${Number.isFinite(v) ? v.toPrecision(4) : "NaN"}${o.filtered(r, c) ? " (filtered out)" : ""}</title></rect>`,
+        `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" ` +
+          `fill="${Number.isFinite(v) ? color(v, lo, hi) : "#eee"}" stroke="#fff"><title>position ${r}, layer ` +
+          `${c}: ${Number.isFinite(v) ? v.toPrecision(4) : "NaN"}` +
+          `${chart.filtered(r, c) ? " (filtered out)" : ""}</title></rect>`,
       );
-      if (o.filtered(r, c))
+      if (chart.filtered(r, c))
         parts.push(
-          `<path d="M${x + 2},${y + 2}L${x + cell - 2},${y + cell - 2}M${x + cell - 2},${y + 2}L${x + 2},${y + cell - 2}" stroke="#c44" stroke-width="1" opacity="0.6"/>`,
+          `<path d="M${x + 2},${y + 2}L${x + cell - 2},${y + cell - 2}` +
+            `M${x + cell - 2},${y + 2}L${x + 2},${y + cell - 2}" stroke="#c44" stroke-width="1" opacity="0.6"/>`,
         );
     });
   });
-  const every = Math.max(1, Math.ceil(o.cols.length / 16));
-  o.cols.forEach((c, j) => {
+  const every = Math.max(1, Math.ceil(chart.cols.length / 16));
+  chart.cols.forEach((c, j) => {
     if (j % every === 0)
       parts.push(
-        `<text x="${L + j * cell + cell / 2}" y="${T + o.rows.length * cell + 14}" text-anchor="middle">${c}</text>`,
+        `<text x="${L + j * cell + cell / 2}" y="${T + chart.rows.length * cell + 14}" ` +
+          `text-anchor="middle">${c}</text>`,
       );
   });
-  if (o.selected) {
-    const i = o.rows.indexOf(o.selected[0]),
-      j = o.cols.indexOf(o.selected[1]);
+  if (chart.selected) {
+    const i = chart.rows.indexOf(chart.selected[0]),
+      j = chart.cols.indexOf(chart.selected[1]);
     if (i >= 0 && j >= 0)
       parts.push(
-        `<circle class="selected" cx="${L + j * cell + cell / 2}" cy="${T + i * cell + cell / 2}" r="${cell / 2 + 2}" fill="none" stroke="#e4572e" stroke-width="3"><title>selected</title></circle>`,
+        `<circle class="selected" cx="${L + j * cell + cell / 2}" cy="${T + i * cell + cell / 2}" ` +
+          `r="${cell / 2 + 2}" fill="none" stroke="#e4572e" stroke-width="3"><title>selected</title></circle>`,
       );
   }
   parts.push(
-    `<text x="${L + (cell * o.cols.length) / 2}" y="${H - 10}" text-anchor="middle">${esc(o.colLabel)}</text>`,
+    `<text x="${L + (cell * chart.cols.length) / 2}" y="${H - 10}" text-anchor="middle">${esc(chart.colLabel)}</text>`,
   );
   parts.push(
-    `<text transform="translate(14 ${T + (cell * o.rows.length) / 2}) rotate(-90)" text-anchor="middle">${esc(o.rowLabel)}</text>`,
+    `<text transform="translate(14 ${T + (cell * chart.rows.length) / 2}) rotate(-90)" ` +
+      `text-anchor="middle">${esc(chart.rowLabel)}</text>`,
   );
   const lx = W - R + 16;
   const exact = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : "—");
   parts.push(`<text x="${lx}" y="${T + 4}">scale</text>`);
   for (let k = 0; k <= 10; k++)
     parts.push(
-      `<rect x="${lx}" y="${T + 12 + (10 - k) * 10}" width="14" height="10" fill="${color(lo + ((hi - lo) * k) / 10, lo, hi)}"/>`,
+      `<rect x="${lx}" y="${T + 12 + (10 - k) * 10}" width="14" height="10" ` +
+        `fill="${color(lo + ((hi - lo) * k) / 10, lo, hi)}"/>`,
     );
   parts.push(
-    `<text x="${lx + 18}" y="${T + 21}">max ${exact(hi)}</text><text x="${lx + 18}" y="${T + 121}">min ${exact(lo)}</text>`,
+    `<text x="${lx + 18}" y="${T + 21}">max ${exact(hi)}</text><text x="${lx + 18}" y="${T + 121}">min ` +
+      `${exact(lo)}</text>`,
   );
-  if (o.better) parts.push(`<text x="${lx}" y="${T + 142}">${o.better} is better</text>`);
+  if (chart.better) parts.push(`<text x="${lx}" y="${T + 142}">${chart.better} is better</text>`);
   parts.push(
-    `<path d="M${lx},${T + 154}l10,10M${lx + 10},${T + 154}l-10,10" stroke="#c44"/><text x="${lx + 14}" y="${T + 163}">filtered</text>`,
+    `<path d="M${lx},${T + 154}l10,10M${lx + 10},${T + 154}l-10,10" stroke="#c44"/><text x="${lx + 14}" ` +
+      `y="${T + 163}">filtered</text>`,
   );
   parts.push(
-    `<circle cx="${lx + 5}" cy="${T + 182}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text x="${lx + 14}" y="${T + 186}">selected</text>`,
+    `<circle cx="${lx + 5}" cy="${T + 182}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text ` +
+      `x="${lx + 14}" y="${T + 186}">selected</text>`,
   );
   parts.push("</svg>");
   return parts.join("");
 }
 
-export function barChart(o: {
+export function barChart(chart: {
   title: string;
   groups: string[];
   series: { name: string; color: string; values: (number | null)[] }[];
@@ -203,39 +227,47 @@ export function barChart(o: {
     R = 150,
     T = 34,
     B = 60;
-  const gw = (W - L - R) / o.groups.length;
-  const bw = (gw * 0.8) / o.series.length;
+  const gw = (W - L - R) / chart.groups.length;
+  const bw = (gw * 0.8) / chart.series.length;
   const sy = (v: number) => T + (1 - v) * (H - T - B);
   const parts: string[] = [];
   parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${o.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" ${FONT}>`,
+    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
+      `height="${H}" ${FONT}>`,
   );
-  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(o.title)}</text>`);
+  parts.push(
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
+  );
   for (const t of [0, 0.25, 0.5, 0.75, 1])
     parts.push(
-      `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/><text x="${L - 6}" y="${sy(t) + 4}" text-anchor="end">${t * 100}%</text>`,
+      `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/><text x="${L - 6}" ` +
+        `y="${sy(t) + 4}" text-anchor="end">${t * 100}%</text>`,
     );
-  o.groups.forEach((g, i) => {
+  chart.groups.forEach((g, i) => {
     parts.push(`<text x="${L + i * gw + gw / 2}" y="${H - B + 16}" text-anchor="middle">${esc(g)}</text>`);
-    o.series.forEach((s, k) => {
+    chart.series.forEach((s, k) => {
       const v = s.values[i];
       if (v === null) return;
       const x = L + i * gw + gw * 0.1 + k * bw;
       parts.push(
-        `<rect x="${x.toFixed(1)}" y="${sy(v).toFixed(1)}" width="${(bw - 2).toFixed(1)}" height="${(sy(0) - sy(v)).toFixed(1)}" fill="${s.color}"><title>${esc(s.name)} — ${esc(g)}: ${(100 * v).toFixed(1)}%</title></rect>`,
+        `<rect x="${x.toFixed(1)}" y="${sy(v).toFixed(1)}" width="${(bw - 2).toFixed(1)}" ` +
+          `height="${(sy(0) - sy(v)).toFixed(1)}" fill="${s.color}"><title>${esc(s.name)} — ${esc(g)}: ` +
+          `${(100 * v).toFixed(1)}%</title></rect>`,
       );
       parts.push(
-        `<text x="${(x + bw / 2).toFixed(1)}" y="${(sy(v) - 3).toFixed(1)}" text-anchor="middle" font-size="9">${(100 * v).toFixed(0)}</text>`,
+        `<text x="${(x + bw / 2).toFixed(1)}" y="${(sy(v) - 3).toFixed(1)}" text-anchor="middle" ` +
+          `font-size="9">${(100 * v).toFixed(0)}</text>`,
       );
     });
   });
   parts.push(`<line x1="${L}" x2="${W - R}" y1="${sy(0)}" y2="${sy(0)}" stroke="#333"/>`);
   parts.push(
-    `<text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}</text>`,
+    `<text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(chart.yLabel)}</text>`,
   );
-  o.series.forEach((s, i) =>
+  chart.series.forEach((s, i) =>
     parts.push(
-      `<rect x="${W - R + 10}" y="${T + i * 18}" width="12" height="10" fill="${s.color}"/><text x="${W - R + 28}" y="${T + i * 18 + 9}">${esc(s.name)}</text>`,
+      `<rect x="${W - R + 10}" y="${T + i * 18}" width="12" height="10" fill="${s.color}"/><text ` +
+        `x="${W - R + 28}" y="${T + i * 18 + 9}">${esc(s.name)}</text>`,
     ),
   );
   parts.push("</svg>");

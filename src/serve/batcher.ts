@@ -221,19 +221,22 @@ export class ContinuousBatcher {
   }
 
   private async prefill(fresh: Row[]): Promise<void> {
-    const e = this.engine;
-    const batch = e.pad(fresh.map((r) => r.req.prompt));
+    const engine = this.engine;
+    const batch = engine.pad(fresh.map((r) => r.req.prompt));
     const ivs = fresh.map((r) => r.iv);
-    let h = e.embed(batch);
+    let h = engine.embed(batch);
     const keys: Tensor[] = [];
     const values: Tensor[] = [];
-    for (let l = 0; l < e.numLayers; l++) {
-      const o = await e.runBlock(l, h, batch, ivs);
+    for (let l = 0; l < engine.numLayers; l++) {
+      const o = await engine.runBlock(l, h, batch, ivs);
       h = o.hidden;
       keys.push(o.key);
       values.push(o.value);
     }
-    const { logits } = await e.runHead(lastPosition(h, fresh.length, batch.length, e.spec.hiddenSize), fresh.length);
+    const { logits } = await engine.runHead(
+      lastPosition(h, fresh.length, batch.length, engine.spec.hiddenSize),
+      fresh.length,
+    );
     fresh.forEach((r) => (r.len = r.req.prompt.length));
     this.merge(fresh, keys, values, batch.length);
     this.sampleRows(fresh, logits);
@@ -241,33 +244,33 @@ export class ContinuousBatcher {
 
   /** One new token for every row. */
   private async decodeStep(): Promise<void> {
-    const e = this.engine;
+    const engine = this.engine;
     const rows = this.rows;
     const B = rows.length;
     const S = this.S;
-    const d = e.spec.hiddenSize;
+    const d = engine.spec.hiddenSize;
     const keyValid = rows.map((r) => {
       const v = new Uint8Array(S + 1);
       v.fill(1, S - r.len);
       return v;
     });
-    const ctx = e.stepContext(
+    const ctx = engine.stepContext(
       keyValid,
       rows.map((r) => [r.len]),
       S,
     );
     let x: Float32Array = new Float32Array(B * d);
-    rows.forEach((r, b) => e.embedTokens([r.pending], x, b));
+    rows.forEach((r, b) => engine.embedTokens([r.pending], x, b));
     const ivs = rows.map((r) => r.iv);
-    for (let l = 0; l < e.numLayers; l++) {
-      const o = await e.runBlock(l, x, ctx, ivs, { key: this.keys[l], value: this.values[l] });
+    for (let l = 0; l < engine.numLayers; l++) {
+      const o = await engine.runBlock(l, x, ctx, ivs, { key: this.keys[l], value: this.values[l] });
       x = o.hidden;
       this.keys[l] = o.key;
       this.values[l] = o.value;
     }
     this.S = S + 1;
     for (const r of rows) r.len++;
-    const { logits } = await e.runHead(x, B);
+    const { logits } = await engine.runHead(x, B);
     this.steps++;
     this.rowSteps += B;
     this.sampleRows(rows, logits);

@@ -153,7 +153,9 @@ export function parseRequest(
   if (room < 1 || (typeof asked === "number" && asked > room))
     throw new ApiError(
       400,
-      `the prompt has ${prompt.length} tokens${typeof asked === "number" ? ` and asks for ${asked} more` : ""}: over this server's context of ${ctx} tokens`,
+      `the prompt has ${prompt.length} ` +
+        `tokens${typeof asked === "number" ? ` and asks for ${asked} more` : ""}: over this server's context ` +
+        `of ${ctx} tokens`,
       { param: room < 1 ? (endpoint === "chat" ? "messages" : "prompt") : key, code: "context_length_exceeded" },
     );
   const so = b.stream_options as Body | undefined | null;

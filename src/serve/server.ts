@@ -3,7 +3,6 @@
  * the continuous batch. Streaming replies are server-sent events ending in `data: [DONE]`.
  */
 import http from "node:http";
-import { randomUUID } from "node:crypto";
 import { AddressInfo } from "node:net";
 import { CosmicError } from "../errors.js";
 import { Engine } from "../engine/engine.js";
@@ -14,6 +13,7 @@ import { ApiError } from "./errors.js";
 import { Endpoint, GenerationRequest, parseRequest } from "./requests.js";
 import { Steering } from "./steering.js";
 import { TextStream } from "./text-stream.js";
+import { ReplyShapes } from "./replies.js";
 
 export interface ServeOptions {
   host: string;
@@ -87,6 +87,127 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
   });
 }
 
+/** What the request handlers share. */
+interface ServerState {
+  batcher: ContinuousBatcher;
+  folder: ModelFolder;
+  steering: Steering;
+  opts: ServeOptions;
+  eos: Set<number>;
+  created: number;
+  draining: boolean;
+}
+
+/** Run one parsed request as a row of the batch, streaming or answering when it ends. */
+function respond(st: ServerState, g: GenerationRequest, res: Res): void {
+  const shapes = new ReplyShapes(g);
+  const text = new TextStream(st.folder.tokenizer, g.stop);
+  const event = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
+  let finished = false;
+  const t0 = performance.now();
+  const onEnd = (reason: FinishReason, stats: RowStats) => {
+    finished = true;
+    if (reason === "cancelled") return void res.destroy();
+    const rest = text.finish();
+    if (g.stream) {
+      if (rest) event(shapes.piece(rest));
+      shapes.closing(reason, stats).forEach(event);
+      res.end("data: [DONE]\n\n");
+    } else sendJson(res, 200, shapes.whole(text.content, reason, stats));
+    const seconds = ((performance.now() - t0) / 1000).toFixed(2);
+    st.opts.log?.(
+      `${g.endpoint} ${g.model}` +
+        (g.steering ? ` steering ${g.steering.intervention}:${g.steering.direction}` : "") +
+        `: ${stats.promptTokens} + ${stats.completionTokens} tokens in ${seconds} s (${reason})`,
+    );
+  };
+  const handle = st.batcher.submit({
+    prompt: g.prompt,
+    intervention: g.intervention,
+    maxTokens: g.maxTokens,
+    sampling: { temperature: g.temperature, topP: g.topP },
+    seed: g.seed,
+    stopTokens: g.ignoreEos ? new Set() : st.eos,
+    onToken: (t) => {
+      const { delta, stopped } = text.push(t);
+      if (g.stream && delta) event(shapes.piece(delta));
+      return stopped;
+    },
+    onEnd,
+    onError: (e: Error) => {
+      finished = true;
+      st.opts.log?.(`error: ${e.message.split("\n")[0]}`);
+      sendError(res, new ApiError(500, e.message.split("\n")[0]));
+    },
+  });
+  // Headers only once the batcher took the request (a full queue is still a 429).
+  if (g.stream) {
+    res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+    if (g.endpoint === "chat") event(shapes.opening());
+  }
+  // A client that goes away frees its row at the next step.
+  res.on("close", () => {
+    if (!finished) handle.cancel();
+  });
+}
+
+async function route(st: ServerState, req: http.IncomingMessage, res: Res): Promise<void> {
+  const url = (req.url ?? "/").split("?")[0].replace(/\/+$/, "") || "/";
+  const method = req.method ?? "GET";
+  const only = (m: string) => {
+    if (method !== m) throw new ApiError(405, `${url} takes ${m}, not ${method}`);
+  };
+  if (url === "/health") {
+    only("GET");
+    const { running, waiting } = st.batcher;
+    return sendJson(res, st.draining ? 503 : 200, { status: st.draining ? "draining" : "ok", running, waiting });
+  }
+  if (st.opts.apiKey && req.headers.authorization !== `Bearer ${st.opts.apiKey}`)
+    throw new ApiError(401, "a valid API key is needed: send the header Authorization: Bearer KEY", {
+      code: "invalid_api_key",
+    });
+  if (url === "/v1/models") {
+    only("GET");
+    const data = st.steering.modelIds().map((id) => ({ id, object: "model", created: st.created, owned_by: "cosmic" }));
+    return sendJson(res, 200, { object: "list", data });
+  }
+  const endpoint: Endpoint | null =
+    url === "/v1/chat/completions" ? "chat" : url === "/v1/completions" ? "completion" : null;
+  if (!endpoint) throw new ApiError(404, `no endpoint ${method} ${url}`, { code: "unknown_url" });
+  only("POST");
+  if (st.draining) throw new ApiError(503, "the server is shutting down");
+  const body = await readBody(req, st.opts.maxBodyBytes ?? MAX_BODY_BYTES);
+  respond(st, parseRequest(endpoint, body, st.folder, st.steering, st.opts.ctx), res);
+}
+
+/** Any failure of a request as an OpenAI error object. */
+function failed(st: ServerState, res: Res, e: unknown): void {
+  if (e instanceof ApiError) return sendError(res, e);
+  if (e instanceof QueueFullError)
+    return sendError(
+      res,
+      new ApiError(429, `${st.batcher.waiting} requests are waiting (--max-queue ${st.opts.maxQueue}); retry later`),
+    );
+  if (e instanceof CosmicError) return sendError(res, new ApiError(400, e.message.split("\n")[0]));
+  st.opts.log?.(`error: ${String((e as Error)?.stack ?? e)}`);
+  sendError(res, new ApiError(500, "internal error"));
+}
+
+function listen(server: http.Server, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once("error", (e: NodeJS.ErrnoException) =>
+      reject(
+        new CosmicError(
+          e.code === "EADDRINUSE"
+            ? `${host}:${port} is in use (choose another --port)`
+            : `cannot listen on ${host}:${port} (${e.code ?? e.message})`,
+        ),
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+}
+
 export async function startServer(
   engine: Engine,
   folder: ModelFolder,
@@ -95,172 +216,27 @@ export async function startServer(
 ): Promise<RunningServer> {
   if (opts.ctx > engine.spec.maxPositionEmbeddings || opts.ctx < 2)
     throw new CosmicError(`--ctx must be between 2 and the model's context of ${engine.spec.maxPositionEmbeddings}`);
-  const batcher = new ContinuousBatcher(engine, { maxBatch: opts.maxBatch, maxQueue: opts.maxQueue });
-  const eos = new Set(folder.eosTokenIds);
-  const limit = opts.maxBodyBytes ?? MAX_BODY_BYTES;
-  let draining = false;
-  const created = Math.floor(Date.now() / 1000);
-
-  const authorised = (req: http.IncomingMessage): boolean =>
-    !opts.apiKey || req.headers.authorization === `Bearer ${opts.apiKey}`;
-
-  const generation = async (endpoint: Endpoint, req: http.IncomingMessage, res: Res) => {
-    const body = await readBody(req, limit);
-    const g = parseRequest(endpoint, body, folder, steering, opts.ctx);
-    respond(g, res);
+  const st: ServerState = {
+    batcher: new ContinuousBatcher(engine, { maxBatch: opts.maxBatch, maxQueue: opts.maxQueue }),
+    folder,
+    steering,
+    opts,
+    eos: new Set(folder.eosTokenIds),
+    created: Math.floor(Date.now() / 1000),
+    draining: false,
   };
-
-  const respond = (g: GenerationRequest, res: Res) => {
-    const id = `${g.endpoint === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
-    const text = new TextStream(folder.tokenizer, g.stop);
-    const object = g.endpoint === "chat" ? "chat.completion" : "text_completion";
-    const head = () => ({
-      id,
-      object: g.stream ? `${object}${g.endpoint === "chat" ? ".chunk" : ""}` : object,
-      created: Math.floor(Date.now() / 1000),
-      model: g.model,
-    });
-    const choice = (content: string, finish: string | null, first = false) =>
-      g.endpoint === "chat"
-        ? g.stream
-          ? {
-              index: 0,
-              delta: first ? { role: "assistant", content } : content ? { content } : {},
-              logprobs: null,
-              finish_reason: finish,
-            }
-          : { index: 0, message: { role: "assistant", content }, logprobs: null, finish_reason: finish }
-        : { index: 0, text: content, logprobs: null, finish_reason: finish };
-    const event = (data: unknown) => res.write(`data: ${JSON.stringify(data)}\n\n`);
-    const extension = (stats: RowStats) => ({ seed: g.seed, steering: g.steering, batch_rows: stats.maxRows });
-    const usage = (stats: RowStats) => ({
-      prompt_tokens: stats.promptTokens,
-      completion_tokens: stats.completionTokens,
-      total_tokens: stats.promptTokens + stats.completionTokens,
-    });
-    let finished = false;
-    const t0 = performance.now();
-    const handle = batcher.submit({
-      prompt: g.prompt,
-      intervention: g.intervention,
-      maxTokens: g.maxTokens,
-      sampling: { temperature: g.temperature, topP: g.topP },
-      seed: g.seed,
-      stopTokens: g.ignoreEos ? new Set() : eos,
-      onToken: (t) => {
-        const { delta, stopped } = text.push(t);
-        if (g.stream && delta) event({ ...head(), choices: [choice(delta, null)] });
-        return stopped;
-      },
-      onEnd: (reason: FinishReason, stats: RowStats) => {
-        finished = true;
-        if (reason === "cancelled") return void res.destroy();
-        const rest = text.finish();
-        if (g.stream) {
-          if (rest) event({ ...head(), choices: [choice(rest, null)] });
-          event({ ...head(), choices: [choice("", reason)], cosmic: extension(stats) });
-          if (g.includeUsage) event({ ...head(), choices: [], usage: usage(stats) });
-          res.end("data: [DONE]\n\n");
-        } else
-          sendJson(res, 200, {
-            ...head(),
-            choices: [choice(text.content, reason)],
-            usage: usage(stats),
-            cosmic: extension(stats),
-          });
-        opts.log?.(
-          `${g.endpoint} ${g.model}${g.steering ? ` steering ${g.steering.intervention}:${g.steering.direction}` : ""}: ${stats.promptTokens} + ${stats.completionTokens} tokens in ${((performance.now() - t0) / 1000).toFixed(2)} s (${reason})`,
-        );
-      },
-      onError: (e: Error) => {
-        finished = true;
-        opts.log?.(`error: ${e.message.split("\n")[0]}`);
-        sendError(res, new ApiError(500, e.message.split("\n")[0]));
-      },
-    });
-    // Headers only once the batcher took the request (a full queue is still a 429).
-    if (g.stream) {
-      res.writeHead(200, {
-        "content-type": "text/event-stream",
-        "cache-control": "no-cache",
-        connection: "keep-alive",
-      });
-      if (g.endpoint === "chat") event({ ...head(), choices: [choice("", null, true)] });
-    }
-    // A client that goes away frees its row at the next step.
-    res.on("close", () => {
-      if (!finished) handle.cancel();
-    });
-  };
-
-  const route = async (req: http.IncomingMessage, res: Res): Promise<void> => {
-    const url = (req.url ?? "/").split("?")[0].replace(/\/+$/, "") || "/";
-    const method = req.method ?? "GET";
-    const only = (m: string) => {
-      if (method !== m) throw new ApiError(405, `${url} takes ${m}, not ${method}`);
-    };
-    if (url === "/health") {
-      only("GET");
-      return sendJson(res, draining ? 503 : 200, {
-        status: draining ? "draining" : "ok",
-        running: batcher.running,
-        waiting: batcher.waiting,
-      });
-    }
-    if (!authorised(req))
-      throw new ApiError(401, "a valid API key is needed: send the header Authorization: Bearer KEY", {
-        code: "invalid_api_key",
-      });
-    if (url === "/v1/models") {
-      only("GET");
-      return sendJson(res, 200, {
-        object: "list",
-        data: steering.modelIds().map((id) => ({ id, object: "model", created, owned_by: "cosmic" })),
-      });
-    }
-    const endpoint: Endpoint | null =
-      url === "/v1/chat/completions" ? "chat" : url === "/v1/completions" ? "completion" : null;
-    if (!endpoint) throw new ApiError(404, `no endpoint ${method} ${url}`, { code: "unknown_url" });
-    only("POST");
-    if (draining) throw new ApiError(503, "the server is shutting down");
-    await generation(endpoint, req, res);
-  };
-
-  const server = http.createServer((req, res) => {
-    route(req, res).catch((e: unknown) => {
-      if (e instanceof ApiError) return sendError(res, e);
-      if (e instanceof QueueFullError)
-        return sendError(
-          res,
-          new ApiError(429, `${batcher.waiting} requests are waiting (--max-queue ${opts.maxQueue}); retry later`),
-        );
-      if (e instanceof CosmicError) return sendError(res, new ApiError(400, e.message.split("\n")[0]));
-      opts.log?.(`error: ${String((e as Error)?.stack ?? e)}`);
-      sendError(res, new ApiError(500, "internal error"));
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) =>
-      reject(
-        new CosmicError(
-          e.code === "EADDRINUSE"
-            ? `${opts.host}:${opts.port} is in use (choose another --port)`
-            : `cannot listen on ${opts.host}:${opts.port} (${e.code ?? e.message})`,
-        ),
-      ),
-    );
-    server.listen(opts.port, opts.host, () => resolve());
-  });
+  const server = http.createServer((req, res) => void route(st, req, res).catch((e: unknown) => failed(st, res, e)));
+  await listen(server, opts.host, opts.port);
   const port = (server.address() as AddressInfo).port;
   const host = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
   return {
     url: `http://${host}:${port}`,
     port,
-    batcher,
+    batcher: st.batcher,
     close: async () => {
-      draining = true;
+      st.draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      await batcher.idle();
+      await st.batcher.idle();
       server.closeIdleConnections();
       await closed;
     },

@@ -114,7 +114,8 @@ export class Steering {
     if (!p)
       throw new ApiError(
         404,
-        `no direction named "${raw.direction}"; this server has ${[...this.presets.keys()].join(", ") || "none (start it with --direction NAME=FILE)"}`,
+        `no direction named "${raw.direction}"; this server has ` +
+          `${[...this.presets.keys()].join(", ") || "none (start it with --direction NAME=FILE)"}`,
         { param: "steering.direction", code: "direction_not_found" },
       );
     let kind: InterventionKind;

@@ -171,7 +171,9 @@ export class ChatTokenizer {
     let made = 0;
     const over = (what: string) =>
       new CosmicError(
-        `${this.configFile}: the chat template exceeded its budget (${what}): cosmic renders templates with at most ${TEMPLATE_BUDGET.rangeElements.toLocaleString("en-US")} range() elements, ${TEMPLATE_BUDGET.milliseconds} ms and ${TEMPLATE_BUDGET.outputChars.toLocaleString("en-US")} characters`,
+        `${this.configFile}: the chat template exceeded its budget (${what}): cosmic renders templates with ` +
+          `at most ${TEMPLATE_BUDGET.rangeElements.toLocaleString("en-US")} range() elements, ` +
+          `${TEMPLATE_BUDGET.milliseconds} ms and ${TEMPLATE_BUDGET.outputChars.toLocaleString("en-US")} characters`,
       );
     const range = (start: number, stop?: number, step = 1): number[] => {
       if (stop === undefined) [start, stop] = [0, start];

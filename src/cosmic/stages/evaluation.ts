@@ -41,15 +41,15 @@ export function evaluationStage(
     files: [FILE],
 
     async compute(_i, ctx) {
-      const { options: o, folder } = ctx;
-      const e = await ctx.engine();
+      const { options: options, folder } = ctx;
+      const engine = await ctx.engine();
       const L = folder.spec.numLayers;
       const d = folder.spec.hiddenSize;
       const P = dirs.r.length / (L * d);
       const direction = (s: Selection, method: Method): EvaluatedDirection => {
         const { position, layer } = s.selected;
         const ivs = modeInterventions(
-          o.mode,
+          options.mode,
           at(dirs.r, position + P, layer, L, d),
           at(dirs.muMinus, position + P, layer, L, d),
           layer,
@@ -63,11 +63,11 @@ export function evaluationStage(
       // on a weakly aligned model that steers all prompts or none.
       const r0 = at(dirs.r, c.position + P, c.layer, L, d);
       return evaluator.run({
-        engine: e,
+        engine: engine,
         tokenizer: folder.tokenizer,
         eosTokenIds: folder.eosTokenIds,
-        prompts: o.prompts,
-        options: o,
+        prompts: options.prompts,
+        options: options,
         directions: [
           direction(sel.cosmic, "cosmic"),
           ...(sel.substring ? [direction(sel.substring, "substring")] : []),
@@ -76,7 +76,7 @@ export function evaluationStage(
         substringNote: sel.note,
         encode: ctx.encode,
         writeJson: (f, v) => ctx.store.writeJson(f, v),
-        progress: o.progress,
+        progress: options.progress,
       });
     },
 

@@ -69,16 +69,16 @@ interface Baseline {
   bMinus: Float64Array;
 }
 
-async function baseline(e: Engine, i: ScoresInputs, ctx: StageContext): Promise<Baseline> {
-  const { options: o } = ctx;
-  const d = e.spec.hiddenSize;
-  const V = e.spec.vocabSize;
+async function baseline(engine: Engine, i: ScoresInputs, ctx: StageContext): Promise<Baseline> {
+  const { options: options } = ctx;
+  const d = engine.spec.hiddenSize;
+  const V = engine.spec.vocabSize;
   const system = i.system ?? undefined;
-  o.progress("scoring: clean pass", 0, 2);
-  const harm = await prepareScoringSet(e, ctx.encode(i.harmful, system), o.batchSize);
-  o.progress("scoring: clean pass", 1, 2);
-  const harmless = await prepareScoringSet(e, ctx.encode(i.harmless, system), o.batchSize);
-  o.progress("scoring: clean pass", 2, 2);
+  options.progress("scoring: clean pass", 0, 2);
+  const harm = await prepareScoringSet(engine, ctx.encode(i.harmful, system), options.batchSize);
+  options.progress("scoring: clean pass", 1, 2);
+  const harmless = await prepareScoringSet(engine, ctx.encode(i.harmless, system), options.batchSize);
+  options.progress("scoring: clean pass", 2, 2);
   const needs: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
   const cleanHarm = cleanResult(harm, needs, d, V);
   const cleanHarmless = cleanResult(harmless, needs, d, V);
@@ -94,7 +94,7 @@ async function baseline(e: Engine, i: ScoresInputs, ctx: StageContext): Promise<
 
 /** One layer's candidates (the live ones run; zero ones take the clean run's scores). */
 async function scoreLayer(
-  e: Engine,
+  engine: Engine,
   l: number,
   i: ScoresInputs,
   dirs: Directions,
@@ -102,8 +102,8 @@ async function scoreLayer(
   b: Baseline,
   acc: Partial,
 ): Promise<{ cos: CandidateScore[]; sub: CandidateScore[] }> {
-  const L = e.numLayers;
-  const d = e.spec.hiddenSize;
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
   const positions = Math.min(P, i.scorePositions ?? P);
   const cos: CandidateScore[] = [];
@@ -125,7 +125,7 @@ async function scoreLayer(
     const ivs = live.map((k) => modeInterventions(i.mode, at(dirs.r, k, l, L, d), at(dirs.muMinus, k, l, L, d), l, L));
     const run = (set: ScoringSet, which: "ablate" | "add", needs: RunNeeds) =>
       runCandidates(
-        e,
+        engine,
         set,
         ivs.map((v) => (which === "ablate" ? v.ablate : v.add(1))),
         needs,
@@ -134,13 +134,13 @@ async function scoreLayer(
     const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
     const odds: RunNeeds = { poolLayers: [], kl: false, refusalTokens: i.refusalTokens };
     // COSMIC: pooled L_low outputs (the forward stops after L_low) and the KL (to the logits).
-    const [abl, add, kl] = await timed(e, acc.cosmic, async () => [
+    const [abl, add, kl] = await timed(engine, acc.cosmic, async () => [
       await run(b.harm, "ablate", pool),
       await run(b.harmless, "add", pool),
       await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
     ]);
     // The substring baseline: refusal-token log-odds under the same interventions.
-    const [bypass, induce] = await timed(e, acc.substring, async () => [
+    const [bypass, induce] = await timed(engine, acc.substring, async () => [
       await run(b.harm, "ablate", odds),
       await run(b.harmless, "add", odds),
     ]);
@@ -158,12 +158,12 @@ async function scoreLayer(
   return { cos: cos.sort(byPos), sub: sub.sort(byPos) };
 }
 
-async function timed<T>(e: Engine, acc: Acc, f: () => Promise<T>): Promise<T> {
+async function timed<T>(engine: Engine, acc: Acc, f: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
-  const f0 = e.flops;
+  const f0 = engine.flops;
   const out = await f();
   acc.seconds += (performance.now() - t0) / 1000;
-  acc.flops += e.flops - f0;
+  acc.flops += engine.flops - f0;
   return out;
 }
 
@@ -174,9 +174,9 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
     files: [COSMIC_FILE, SUBSTRING_FILE, SCORING_FILE, TIMINGS_FILE],
 
     async compute(i, ctx, stageKey) {
-      const e = await ctx.engine();
-      const L = e.numLayers;
-      const b = await baseline(e, i, ctx);
+      const engine = await ctx.engine();
+      const L = engine.numLayers;
+      const b = await baseline(engine, i, ctx);
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,
@@ -192,7 +192,7 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       }
       for (let l = 0; l < L; l++) {
         if (!partial.layers[l]) {
-          partial.layers[l] = await scoreLayer(e, l, i, dirs, zero, b, partial);
+          partial.layers[l] = await scoreLayer(engine, l, i, dirs, zero, b, partial);
           ctx.store.writeJson(PARTIAL_FILE, partial);
         }
         ctx.options.progress("scoring", l + 1, L);

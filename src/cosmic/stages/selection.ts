@@ -34,9 +34,9 @@ export function selectDirections(
   }
 }
 
-/** The filtered score lists, the run's direction (of `o.selection`) and each method's direction. */
+/** The filtered score lists, the run's direction (of `options.selection`) and each method's direction. */
 export function writeSelection(sel: Selected, dirs: Directions, ctx: StageContext, identity: string): void {
-  const { store, folder, options: o } = ctx;
+  const { store, folder, options: options } = ctx;
   const L = folder.spec.numLayers;
   const d = folder.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
@@ -54,18 +54,18 @@ export function writeSelection(sel: Selected, dirs: Directions, ctx: StageContex
         layer: String(layer),
         position: String(position),
         method,
-        mode: o.mode,
+        mode: options.mode,
         model: folder.name,
         model_type: folder.spec.family,
         hidden_size: String(d),
         num_layers: String(L),
-        seed: String(o.seed),
+        seed: String(options.seed),
         model_identity: identity,
       },
     );
   };
-  const chosen = o.selection === "cosmic" ? sel.cosmic : sel.substring!;
-  write(chosen, o.selection, "direction.safetensors");
+  const chosen = options.selection === "cosmic" ? sel.cosmic : sel.substring!;
+  write(chosen, options.selection, "direction.safetensors");
   store.writeJson("direction_metadata.json", { pos: chosen.selected.position, layer: chosen.selected.layer });
   write(sel.cosmic, "cosmic", "select_direction/direction.safetensors");
   if (sel.substring) write(sel.substring, "substring", "select_direction_substring/direction.safetensors");
