@@ -5,7 +5,7 @@
 import type { Tensor } from "./runtime.js";
 import { CosmicError } from "../errors.js";
 import { Rng } from "../util/random.js";
-import { Engine, lastPosition } from "./engine.js";
+import { Engine, lastPosition, PaddedBatch, StepContext } from "./engine.js";
 import { Intervention } from "./interventions.js";
 
 export interface GenerateOptions {
@@ -78,26 +78,64 @@ function sample(logits: Float32Array, off: number, V: number, temperature: numbe
   return idx[keep - 1];
 }
 
-export async function generate(engine: Engine, prompts: number[][], opts: GenerateOptions): Promise<Generation[]> {
-  if (prompts.length === 0) throw new CosmicError("the prompt list is empty");
-  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1)
-    throw new CosmicError(`--max-new-tokens must be a positive integer, got ${opts.maxNewTokens}`);
-  const spec = engine.spec;
-  const longest = Math.max(...prompts.map((p) => p.length));
-  if (longest + opts.maxNewTokens > spec.maxPositionEmbeddings) {
-    throw new CosmicError(
-      `a prompt of ${longest} tokens plus ${opts.maxNewTokens} new tokens exceeds the model's context of ` +
-        `${spec.maxPositionEmbeddings}`,
-    );
+/** Every block over a padded batch: each layer's KV cache and the last position's hidden states [B, d]. */
+export async function prefill(
+  engine: Engine,
+  batch: PaddedBatch,
+  rows: Intervention[],
+): Promise<{ keys: Tensor[]; values: Tensor[]; last: Float32Array }> {
+  let h = engine.embed(batch);
+  const keys: Tensor[] = [];
+  const values: Tensor[] = [];
+  for (let l = 0; l < engine.numLayers; l++) {
+    const out = await engine.runBlock(l, h, batch, rows);
+    h = out.hidden;
+    keys.push(out.key);
+    values.push(out.value);
   }
+  return { keys, values, last: lastPosition(h, batch.size, batch.length, engine.spec.hiddenSize) };
+}
+
+/** One new token per row through every block; `keys`/`values` are replaced by the grown caches. */
+export async function decodeLayers(
+  engine: Engine,
+  tokens: number[],
+  ctx: StepContext,
+  rows: Intervention[],
+  keys: Tensor[],
+  values: Tensor[],
+): Promise<Float32Array> {
+  let x: Float32Array = new Float32Array(tokens.length * engine.spec.hiddenSize);
+  tokens.forEach((t, b) => engine.embedTokens([t], x, b));
+  for (let l = 0; l < engine.numLayers; l++) {
+    const out = await engine.runBlock(l, x, ctx, rows, { key: keys[l], value: values[l] });
+    x = out.hidden;
+    keys[l] = out.key;
+    values[l] = out.value;
+  }
+  return x;
+}
+
+function checkGeneration(engine: Engine, prompts: number[][], maxNewTokens: number): void {
+  if (prompts.length === 0) throw new CosmicError("the prompt list is empty");
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1)
+    throw new CosmicError(`--max-new-tokens must be a positive integer, got ${maxNewTokens}`);
+  const longest = Math.max(...prompts.map((p) => p.length));
+  const context = engine.spec.maxPositionEmbeddings;
+  if (longest + maxNewTokens > context)
+    throw new CosmicError(
+      `a prompt of ${longest} tokens plus ${maxNewTokens} new tokens exceeds the model's context of ${context}`,
+    );
+}
+
+export async function generate(engine: Engine, prompts: number[][], opts: GenerateOptions): Promise<Generation[]> {
+  checkGeneration(engine, prompts, opts.maxNewTokens);
   const eos = new Set(opts.eosTokenIds ?? engine.model.eosTokenIds);
   const stopAtEos = opts.stopAtEos ?? true;
   const temperature = opts.temperature ?? 0;
   const topP = opts.topP ?? 1;
   const rng = new Rng(opts.seed ?? 0);
-  const d = spec.hiddenSize;
-  const V = spec.vocabSize;
-  const L = spec.numLayers;
+  const V = engine.spec.vocabSize;
   const bs = Math.max(1, opts.batchSize ?? 32);
   const results: Generation[] = [];
   for (let start = 0; start < prompts.length; start += bs) {
@@ -110,17 +148,8 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
       stopped: false,
       ...(opts.margins ? { margins: [] } : {}),
     }));
-    // Prefill.
-    let h = engine.embed(batch);
-    const keys: Tensor[] = [];
-    const values: Tensor[] = [];
-    for (let l = 0; l < L; l++) {
-      const o = await engine.runBlock(l, h, batch, rows);
-      h = o.hidden;
-      keys.push(o.key);
-      values.push(o.value);
-    }
-    let last = lastPosition(h, B, batch.length, d);
+    const { keys, values, last: first } = await prefill(engine, batch, rows);
+    let last = first;
     const keyValid = batch.keyValid.map((v) => Array.from(v));
     const nextPos = batch.tokens.map((t) => t.length);
     for (let step = 0; step < opts.maxNewTokens; step++) {
@@ -148,15 +177,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
         positions,
         past,
       );
-      let x: Float32Array = new Float32Array(B * d);
-      for (let b = 0; b < B; b++) engine.embedTokens([next[b]], x, b);
-      for (let l = 0; l < L; l++) {
-        const o = await engine.runBlock(l, x, ctx, rows, { key: keys[l], value: values[l] });
-        x = o.hidden;
-        keys[l] = o.key;
-        values[l] = o.value;
-      }
-      last = x;
+      last = await decodeLayers(engine, next, ctx, rows, keys, values);
     }
     results.push(...gens);
     opts.onBatch?.(Math.min(prompts.length, start + B), prompts.length);

@@ -10,7 +10,8 @@
  * every row appends at the same column and the mask is built from `len` alone.
  */
 import { CosmicError } from "../errors.js";
-import { Engine, lastPosition } from "../engine/engine.js";
+import { Engine } from "../engine/engine.js";
+import { decodeLayers, prefill } from "../engine/generate.js";
 import { Intervention, noIntervention } from "../engine/interventions.js";
 import { floatTensor, Tensor } from "../engine/runtime.js";
 import { Rng } from "../util/random.js";
@@ -223,20 +224,12 @@ export class ContinuousBatcher {
   private async prefill(fresh: Row[]): Promise<void> {
     const engine = this.engine;
     const batch = engine.pad(fresh.map((r) => r.req.prompt));
-    const ivs = fresh.map((r) => r.iv);
-    let h = engine.embed(batch);
-    const keys: Tensor[] = [];
-    const values: Tensor[] = [];
-    for (let l = 0; l < engine.numLayers; l++) {
-      const o = await engine.runBlock(l, h, batch, ivs);
-      h = o.hidden;
-      keys.push(o.key);
-      values.push(o.value);
-    }
-    const { logits } = await engine.runHead(
-      lastPosition(h, fresh.length, batch.length, engine.spec.hiddenSize),
-      fresh.length,
+    const { keys, values, last } = await prefill(
+      engine,
+      batch,
+      fresh.map((r) => r.iv),
     );
+    const { logits } = await engine.runHead(last, fresh.length);
     fresh.forEach((r) => (r.len = r.req.prompt.length));
     this.merge(fresh, keys, values, batch.length);
     this.sampleRows(fresh, logits);
@@ -246,9 +239,7 @@ export class ContinuousBatcher {
   private async decodeStep(): Promise<void> {
     const engine = this.engine;
     const rows = this.rows;
-    const B = rows.length;
     const S = this.S;
-    const d = engine.spec.hiddenSize;
     const keyValid = rows.map((r) => {
       const v = new Uint8Array(S + 1);
       v.fill(1, S - r.len);
@@ -259,20 +250,20 @@ export class ContinuousBatcher {
       rows.map((r) => [r.len]),
       S,
     );
-    let x: Float32Array = new Float32Array(B * d);
-    rows.forEach((r, b) => engine.embedTokens([r.pending], x, b));
     const ivs = rows.map((r) => r.iv);
-    for (let l = 0; l < engine.numLayers; l++) {
-      const o = await engine.runBlock(l, x, ctx, ivs, { key: this.keys[l], value: this.values[l] });
-      x = o.hidden;
-      this.keys[l] = o.key;
-      this.values[l] = o.value;
-    }
+    const x = await decodeLayers(
+      engine,
+      rows.map((r) => r.pending),
+      ctx,
+      ivs,
+      this.keys,
+      this.values,
+    );
     this.S = S + 1;
     for (const r of rows) r.len++;
-    const { logits } = await engine.runHead(x, B);
+    const { logits } = await engine.runHead(x, rows.length);
     this.steps++;
-    this.rowSteps += B;
+    this.rowSteps += rows.length;
     this.sampleRows(rows, logits);
   }
 
