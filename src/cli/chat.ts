@@ -59,10 +59,45 @@ function chatInterventions(
   return { make, initial: { label: "off" } };
 }
 
+/** What a chat carries between lines: the intervention in use and the conversation. */
+interface ChatState {
+  current: Current;
+  history: ChatMessage[];
+  readonly make: (kind: "ablate" | "add", alpha: number) => Intervention;
+  /** a new conversation (the system message only) */
+  readonly fresh: () => ChatMessage[];
+}
+
+/** A /command; returns "quit" to end the chat. */
+function slashCommand(text: string, st: ChatState): "quit" | void {
+  const say = (line: string) => process.stdout.write(line + "\n");
+  if (text === "/quit" || text === "/exit") return "quit";
+  if (text === "/help") say(HELP);
+  else if (text === "/off") {
+    st.current = { label: "off" };
+    say("intervention off");
+  } else if (text === "/reset") {
+    st.history = st.fresh();
+    say("conversation cleared");
+  } else if (text === "/ablate") {
+    st.current = { iv: st.make("ablate", 0), label: "ablation" };
+    say("ablating the direction");
+  } else if (text.startsWith("/add")) {
+    const arg = text.split(/\s+/)[1];
+    const a = arg === undefined ? 1 : Number(arg);
+    if (!Number.isFinite(a)) say("usage: /add α (a number)");
+    else {
+      st.current = { iv: st.make("add", a), label: `addition α=${a}` };
+      say(`adding the direction, α = ${a}`);
+    }
+  } else say(`unknown command ${text}; ${HELP}`);
+}
+
 export async function chatCommand(f: ChatFlags): Promise<void> {
   const folder = ModelFolder.open(f.model, { chatTemplate: f.chatTemplate });
   const { make, initial } = chatInterventions(f, folder);
-  let current: Current = initial;
+  const fresh = (): ChatMessage[] => (f.system ? [{ role: "system", content: f.system }] : []);
+  const st: ChatState = { current: initial, history: fresh(), make, fresh };
   const context = folder.spec.maxPositionEmbeddings;
   if (f.maxNewTokens >= context)
     throw new CosmicError(
@@ -74,43 +109,17 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   await preflight(folder, f.device);
   say(`loading ${folder.dir} (${f.device})…`);
   const engine = await Engine.load(folder, { device: f.device, threads: f.threads });
-  say(`${HELP}\nintervention: ${current.label}`);
-  const fresh = (): ChatMessage[] => (f.system ? [{ role: "system", content: f.system }] : []);
-  let history = fresh();
+  say(`${HELP}\nintervention: ${st.current.label}`);
   const eos = new Set(folder.eosTokenIds);
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
-  const prompt = () => process.stdout.write(`[${current.label}] you> `);
-
-  /** A /command; returns "quit" to end the chat. */
-  const command = (text: string): "quit" | void => {
-    if (text === "/quit" || text === "/exit") return "quit";
-    if (text === "/help") process.stdout.write(HELP + "\n");
-    else if (text === "/off") {
-      current = { label: "off" };
-      process.stdout.write("intervention off\n");
-    } else if (text === "/reset") {
-      history = fresh();
-      process.stdout.write("conversation cleared\n");
-    } else if (text === "/ablate") {
-      current = { iv: make("ablate", 0), label: "ablation" };
-      process.stdout.write("ablating the direction\n");
-    } else if (text.startsWith("/add")) {
-      const arg = text.split(/\s+/)[1];
-      const a = arg === undefined ? 1 : Number(arg);
-      if (!Number.isFinite(a)) process.stdout.write("usage: /add α (a number)\n");
-      else {
-        current = { iv: make("add", a), label: `addition α=${a}` };
-        process.stdout.write(`adding the direction, α = ${a}\n`);
-      }
-    } else process.stdout.write(`unknown command ${text}; ${HELP}\n`);
-  };
+  const prompt = () => process.stdout.write(`[${st.current.label}] you> `);
 
   /** One user message: fit the conversation to the context, stream the reply. */
   const reply = async (text: string): Promise<void> => {
     // The conversation must leave room for the reply: drop the oldest turns (the system
     // message stays), or refuse a message that alone does not fit.
     const fitted = fitToContext(
-      [...history, { role: "user", content: text }],
+      [...st.history, { role: "user", content: text }],
       (h) => folder.tokenizer.encode(folder.tokenizer.renderMessages(h, true)).length,
       context - f.maxNewTokens,
     );
@@ -132,7 +141,7 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     process.stdout.write("model> ");
     await generate(engine, [ids], {
       maxNewTokens: f.maxNewTokens,
-      intervention: current.iv,
+      intervention: st.current.iv,
       temperature: f.temperature,
       seed: f.seed,
       onToken: (_, t) => {
@@ -145,12 +154,12 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
       },
     });
     process.stdout.write("\n");
-    history = [...fitted.history, { role: "assistant", content: shown }];
+    st.history = [...fitted.history, { role: "assistant", content: shown }];
   };
 
   try {
     await readLines(rl, prompt, async (text) =>
-      text.startsWith("/") ? command(text) : text ? reply(text) : undefined,
+      text.startsWith("/") ? slashCommand(text, st) : text ? reply(text) : undefined,
     );
   } finally {
     rl.close();
