@@ -115,6 +115,32 @@ function color(v: number, lo: number, hi: number): string {
 /** The legend's height (colour bar, its labels, the filtered and selected keys). */
 const LEGEND_H = 196;
 
+/** The heatmap's legend at (lx, T): the colour scale with its min and max, which way is better, the keys. */
+function heatmapLegend(lx: number, T: number, lo: number, hi: number, better?: "higher" | "lower"): string[] {
+  const parts: string[] = [];
+  const exact = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : "—");
+  parts.push(`<text x="${lx}" y="${T + 4}">scale</text>`);
+  for (let k = 0; k <= 10; k++)
+    parts.push(
+      `<rect x="${lx}" y="${T + 12 + (10 - k) * 10}" width="14" height="10" ` +
+        `fill="${color(lo + ((hi - lo) * k) / 10, lo, hi)}"/>`,
+    );
+  parts.push(
+    `<text x="${lx + 18}" y="${T + 21}">max ${exact(hi)}</text><text x="${lx + 18}" y="${T + 121}">min ` +
+      `${exact(lo)}</text>`,
+  );
+  if (better) parts.push(`<text x="${lx}" y="${T + 142}">${better} is better</text>`);
+  parts.push(
+    `<path d="M${lx},${T + 154}l10,10M${lx + 10},${T + 154}l-10,10" stroke="#c44"/><text x="${lx + 14}" ` +
+      `y="${T + 163}">filtered</text>`,
+  );
+  parts.push(
+    `<circle cx="${lx + 5}" cy="${T + 182}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text ` +
+      `x="${lx + 14}" y="${T + 186}">selected</text>`,
+  );
+  return parts;
+}
+
 export function heatmap(chart: {
   title: string;
   rows: number[];
@@ -189,27 +215,7 @@ export function heatmap(chart: {
     `<text transform="translate(14 ${T + (cell * chart.rows.length) / 2}) rotate(-90)" ` +
       `text-anchor="middle">${esc(chart.rowLabel)}</text>`,
   );
-  const lx = W - R + 16;
-  const exact = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : "—");
-  parts.push(`<text x="${lx}" y="${T + 4}">scale</text>`);
-  for (let k = 0; k <= 10; k++)
-    parts.push(
-      `<rect x="${lx}" y="${T + 12 + (10 - k) * 10}" width="14" height="10" ` +
-        `fill="${color(lo + ((hi - lo) * k) / 10, lo, hi)}"/>`,
-    );
-  parts.push(
-    `<text x="${lx + 18}" y="${T + 21}">max ${exact(hi)}</text><text x="${lx + 18}" y="${T + 121}">min ` +
-      `${exact(lo)}</text>`,
-  );
-  if (chart.better) parts.push(`<text x="${lx}" y="${T + 142}">${chart.better} is better</text>`);
-  parts.push(
-    `<path d="M${lx},${T + 154}l10,10M${lx + 10},${T + 154}l-10,10" stroke="#c44"/><text x="${lx + 14}" ` +
-      `y="${T + 163}">filtered</text>`,
-  );
-  parts.push(
-    `<circle cx="${lx + 5}" cy="${T + 182}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text ` +
-      `x="${lx + 14}" y="${T + 186}">selected</text>`,
-  );
+  parts.push(...heatmapLegend(W - R + 16, T, lo, hi, chart.better));
   parts.push("</svg>");
   return parts.join("");
 }
