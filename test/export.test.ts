@@ -54,16 +54,18 @@ for (const fam of FAMILIES) {
 test("abliterate keeps the original dtype, shards, untied lm_head, and records the direction", () => {
   const dir = path.join(FIXTURES, "qwen2");
   const out = path.join(tmp, "qwen2-orig");
-  const r = cosmic(
-    "export",
-    "abliterate",
-    "--model",
-    dir,
-    "--direction",
-    path.join(dir, "expected", "direction.safetensors"),
-    "--out",
-    out,
-  );
+  const abliterateTo = (to: string) =>
+    cosmic(
+      "export",
+      "abliterate",
+      "--model",
+      dir,
+      "--direction",
+      path.join(dir, "expected", "direction.safetensors"),
+      "--out",
+      to,
+    );
+  const r = abliterateTo(out);
   assert.equal(r.status, 0, r.stderr);
   const shard = SafetensorsFile.open(path.join(out, "model-00001-of-00002.safetensors"));
   assert.equal(shard.info("model.embed_tokens.weight").dtype, "BF16");
@@ -78,28 +80,10 @@ test("abliterate keeps the original dtype, shards, untied lm_head, and records t
   assert.ok(fs.existsSync(path.join(out, "tokenizer.json")));
   ModelFolder.open(out);
   // Existing output without --force; output inside the source; a direction from another model.
-  const again = cosmic(
-    "export",
-    "abliterate",
-    "--model",
-    dir,
-    "--direction",
-    path.join(dir, "expected", "direction.safetensors"),
-    "--out",
-    out,
-  );
+  const again = abliterateTo(out);
   assert.equal(again.status, 2);
   assert.match(again.stderr, /already holds an exported model: pass --force/);
-  const inside = cosmic(
-    "export",
-    "abliterate",
-    "--model",
-    dir,
-    "--direction",
-    path.join(dir, "expected", "direction.safetensors"),
-    "--out",
-    path.join(dir, "x"),
-  );
+  const inside = abliterateTo(path.join(dir, "x"));
   assert.equal(inside.status, 2);
   assert.match(inside.stderr, /is inside the source model folder/);
   const other = path.join(tmp, "other.safetensors");

@@ -7,6 +7,7 @@ import { CosmicError } from "../errors.js";
 import { Rng } from "../util/random.js";
 import { Engine, lastPosition, PaddedBatch, StepContext } from "./engine.js";
 import { Intervention } from "./interventions.js";
+import { argmax } from "./sampling.js";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -51,12 +52,11 @@ function top2Margin(logits: Float32Array, off: number, V: number): number {
   return a - b;
 }
 
-function argmax(logits: Float32Array, off: number, V: number): number {
-  let best = 0;
-  for (let i = 1; i < V; i++) if (logits[off + i] > logits[off + best]) best = i;
-  return best;
-}
-
+/**
+ * Temperature / top-p sampling over the sorted vocabulary. The server's pickToken (sampling.ts)
+ * draws the same distribution without sorting, but consumes the seed differently for top_p = 1;
+ * this one stays so that seeded `cosmic generate` outputs stay as they were.
+ */
 function sample(logits: Float32Array, off: number, V: number, temperature: number, topP: number, rng: Rng): number {
   const idx = Array.from({ length: V }, (_, i) => i).sort((x, y) => logits[off + y] - logits[off + x]);
   const maxL = logits[off + idx[0]] / temperature;

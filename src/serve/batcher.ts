@@ -15,7 +15,7 @@ import { decodeLayers, prefill } from "../engine/generate.js";
 import { Intervention, noIntervention } from "../engine/interventions.js";
 import { floatTensor, Tensor } from "../engine/runtime.js";
 import { Rng } from "../util/random.js";
-import { pickToken, Sampling } from "./sampling.js";
+import { pickToken, Sampling } from "../engine/sampling.js";
 
 export type FinishReason = "stop" | "length" | "cancelled";
 

@@ -12,9 +12,15 @@ export interface Sampling {
   topP: number;
 }
 
-export function pickToken(logits: Float32Array, off: number, V: number, s: Sampling, rng: Rng): number {
+/** The first maximum of row `off` (greedy decoding). */
+export function argmax(logits: Float32Array, off: number, V: number): number {
   let best = 0;
   for (let i = 1; i < V; i++) if (logits[off + i] > logits[off + best]) best = i;
+  return best;
+}
+
+export function pickToken(logits: Float32Array, off: number, V: number, s: Sampling, rng: Rng): number {
+  const best = argmax(logits, off, V);
   if (s.temperature <= 0) return best;
   const max = logits[off + best];
   const p = new Float64Array(V);
