@@ -54,6 +54,15 @@ export function preTokenizerName(pre: unknown, hasMerges: boolean): string | nul
   return null;
 }
 
+/** Ids no token has (a padded vocabulary): "[PADn]", unused. Afterwards every entry is a string. */
+function fillPlaceholders(tokens: (string | undefined)[], types: Int32Array): asserts tokens is string[] {
+  for (let i = 0; i < tokens.length; i++)
+    if (tokens[i] === undefined) {
+      tokens[i] = `[PAD${i}]`;
+      types[i] = TOKEN_TYPE.unused;
+    }
+}
+
 function mergeText(m: unknown): string {
   if (typeof m === "string") return m;
   if (Array.isArray(m) && m.length === 2) return `${m[0]} ${m[1]}`;
@@ -100,11 +109,7 @@ export function ggufVocabulary(dir: string, ids: VocabIds, chatTemplate: string)
   }
   // Rows the tokenizer never produces (the model's vocabulary is padded): placeholders, as
   // llama.cpp's converter writes.
-  for (let i = 0; i < tokens.length; i++)
-    if (tokens[i] === undefined) {
-      tokens[i] = `[PAD${i}]`;
-      types[i] = TOKEN_TYPE.unused;
-    }
+  fillPlaceholders(tokens, types);
   return {
     "tokenizer.ggml.model": { type: "string", value: "gpt2" },
     "tokenizer.ggml.pre": { type: "string", value: pre },
@@ -176,11 +181,8 @@ function sentencePiece(
     tokens[id] = a.content as string;
     if (types[id] !== TOKEN_TYPE.unknown) types[id] = a.special === true ? TOKEN_TYPE.control : TOKEN_TYPE.userDefined;
   }
-  for (let i = 0; i < n; i++)
-    if (tokens[i] === undefined) {
-      tokens[i] = `[PAD${i}]`;
-      types[i] = TOKEN_TYPE.unused;
-    }
+  // Rows the tokenizer never produces: placeholders, as for byte-level BPE.
+  fillPlaceholders(tokens, types);
   const kv: Record<string, GgufValue> = {
     "tokenizer.ggml.model": { type: "string", value: "llama" },
     "tokenizer.ggml.tokens": { type: "string[]", value: tokens as string[] },
