@@ -217,87 +217,160 @@ export interface Batch {
   T: number;
 }
 
-/**
- * Mean cross-entropy over the target tokens, and (when `grads` is given) its gradient added
- * into `grads`.
- */
-export async function lossAndGrad(
-  s: OrganismShape,
-  p: Params,
-  batch: Batch,
-  gemm: Gemm,
-  grads?: Params,
-): Promise<number> {
-  const { B, T, ids, targets } = batch;
-  const d = s.hidden;
-  const H = s.heads;
-  const hd = d / H;
-  const I = s.intermediate;
-  const V = s.vocab;
-  const N = B * T;
-  const scale = 1 / Math.sqrt(hd);
+/** The sizes every per-operation kernel below needs, computed once per batch. */
+interface Dims {
+  B: number;
+  T: number;
+  N: number;
+  d: number;
+  H: number;
+  hd: number;
+  I: number;
+  V: number;
+  scale: number;
+  cos: Float32Array;
+  sin: Float32Array;
+}
+
+function dimsOf(s: OrganismShape, batch: Batch): Dims {
+  const { B, T } = batch;
+  const hd = s.hidden / s.heads;
   const { cos, sin } = ropeTables(s, T);
-  const E = p.get("embed")!;
-  let x = new Float32Array(N * d);
+  const V = s.vocab;
+  return { B, T, N: B * T, d: s.hidden, H: s.heads, hd, I: s.intermediate, V, scale: 1 / Math.sqrt(hd), cos, sin };
+}
+
+/** Rows of the embedding matrix for each token. */
+function embedForward(E: Float32Array, ids: Int32Array, N: number, d: number): Float32Array {
+  const x = new Float32Array(N * d);
   for (let n = 0; n < N; n++) x.set(E.subarray(ids[n] * d, ids[n] * d + d), n * d);
-  const caches: LayerCache[] = [];
-  for (let l = 0; l < s.layers; l++) {
-    const h = x;
-    const { y: a, inv: inv1 } = rmsForward(h, p.get(`${l}.ln1`)!, N, d, s.eps);
-    const qkv = await gemm.mm(a, N, d, p.get(`${l}.qkv`)!, 3 * d, d, false, true); // [N, 3d]
-    rope(qkv, B, T, H, hd, 0, 3 * d, cos, sin, 1);
-    rope(qkv, B, T, H, hd, d, 3 * d, cos, sin, 1);
-    const probs = new Float32Array(B * H * T * T);
-    const o = new Float32Array(N * d);
-    for (let b = 0; b < B; b++) {
-      for (let hh = 0; hh < H; hh++) {
-        for (let i = 0; i < T; i++) {
-          const qo = (b * T + i) * 3 * d + hh * hd;
-          const prow = ((b * H + hh) * T + i) * T;
-          let mx = -Infinity;
-          for (let j = 0; j <= i; j++) {
-            const ko = (b * T + j) * 3 * d + d + hh * hd;
-            let sc = 0;
-            for (let k = 0; k < hd; k++) sc += qkv[qo + k] * qkv[ko + k];
-            sc *= scale;
-            probs[prow + j] = sc;
-            if (sc > mx) mx = sc;
-          }
-          let z = 0;
-          for (let j = 0; j <= i; j++) z += probs[prow + j] = Math.exp(probs[prow + j] - mx);
-          const oo = (b * T + i) * d + hh * hd;
-          for (let j = 0; j <= i; j++) {
-            const pj = (probs[prow + j] /= z);
-            const vo = (b * T + j) * 3 * d + 2 * d + hh * hd;
-            for (let k = 0; k < hd; k++) o[oo + k] += pj * qkv[vo + k];
+  return x;
+}
+
+/** Scatter-adds each token's input gradient into its embedding row. */
+function embedBackward(dx: Float32Array, ids: Int32Array, N: number, d: number, gE: Float32Array): void {
+  for (let n = 0; n < N; n++) {
+    const o = ids[n] * d;
+    for (let i = 0; i < d; i++) gE[o + i] += dx[n * d + i];
+  }
+}
+
+/** a + b elementwise (the residual stream's additions). */
+function addArrays(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = a[i] + b[i];
+  return out;
+}
+
+/** Causal softmax attention over the rotated q/k and v in `qkv` ([N, 3d]); returns the mixed values and the probabilities. */
+function attentionForward(qkv: Float32Array, dm: Dims): { o: Float32Array; probs: Float32Array } {
+  const { B, T, H, hd, d, scale } = dm;
+  const probs = new Float32Array(B * H * T * T);
+  const o = new Float32Array(B * T * d);
+  for (let b = 0; b < B; b++) {
+    for (let hh = 0; hh < H; hh++) {
+      for (let i = 0; i < T; i++) {
+        const qo = (b * T + i) * 3 * d + hh * hd;
+        const prow = ((b * H + hh) * T + i) * T;
+        let mx = -Infinity;
+        for (let j = 0; j <= i; j++) {
+          const ko = (b * T + j) * 3 * d + d + hh * hd;
+          let sc = 0;
+          for (let k = 0; k < hd; k++) sc += qkv[qo + k] * qkv[ko + k];
+          sc *= scale;
+          probs[prow + j] = sc;
+          if (sc > mx) mx = sc;
+        }
+        let z = 0;
+        for (let j = 0; j <= i; j++) z += probs[prow + j] = Math.exp(probs[prow + j] - mx);
+        const oo = (b * T + i) * d + hh * hd;
+        for (let j = 0; j <= i; j++) {
+          const pj = (probs[prow + j] /= z);
+          const vo = (b * T + j) * 3 * d + 2 * d + hh * hd;
+          for (let k = 0; k < hd; k++) o[oo + k] += pj * qkv[vo + k];
+        }
+      }
+    }
+  }
+  return { o, probs };
+}
+
+/** Gradient of attentionForward: from dO ([N, d]) to dqkv ([N, 3d], before the inverse RoPE). */
+function attentionBackward(dO: Float32Array, qkv: Float32Array, probs: Float32Array, dm: Dims): Float32Array {
+  const { B, T, H, hd, d, scale } = dm;
+  const dqkv = new Float32Array(B * T * 3 * d);
+  const dp = new Float32Array(T);
+  for (let b = 0; b < B; b++) {
+    for (let hh = 0; hh < H; hh++) {
+      for (let i = 0; i < T; i++) {
+        const prow = ((b * H + hh) * T + i) * T;
+        const oo = (b * T + i) * d + hh * hd;
+        let sum = 0;
+        for (let j = 0; j <= i; j++) {
+          const vo = (b * T + j) * 3 * d + 2 * d + hh * hd;
+          let g = 0;
+          for (let k = 0; k < hd; k++) g += dO[oo + k] * qkv[vo + k];
+          dp[j] = g;
+          sum += g * probs[prow + j];
+          const pj = probs[prow + j];
+          for (let k = 0; k < hd; k++) dqkv[vo + k] += pj * dO[oo + k];
+        }
+        const qo = (b * T + i) * 3 * d + hh * hd;
+        for (let j = 0; j <= i; j++) {
+          const dsc = probs[prow + j] * (dp[j] - sum) * scale;
+          if (dsc === 0) continue;
+          const ko = (b * T + j) * 3 * d + d + hh * hd;
+          for (let k = 0; k < hd; k++) {
+            dqkv[qo + k] += dsc * qkv[ko + k];
+            dqkv[ko + k] += dsc * qkv[qo + k];
           }
         }
       }
     }
-    const attn = await gemm.mm(o, N, d, p.get(`${l}.o`)!, d, d, false, true);
-    const h2 = new Float32Array(N * d);
-    for (let i = 0; i < N * d; i++) h2[i] = h[i] + attn[i];
-    const { y: m, inv: inv2 } = rmsForward(h2, p.get(`${l}.ln2`)!, N, d, s.eps);
-    const gu = await gemm.mm(m, N, d, p.get(`${l}.gu`)!, 2 * I, d, false, true); // [N, 2I]
-    const sv = new Float32Array(N * I);
-    for (let n = 0; n < N; n++) {
-      for (let i = 0; i < I; i++) {
-        const g = gu[n * 2 * I + i];
-        sv[n * I + i] = (g / (1 + Math.exp(-g))) * gu[n * 2 * I + I + i];
-      }
-    }
-    const mlp = await gemm.mm(sv, N, I, p.get(`${l}.down`)!, d, I, false, true);
-    const out = new Float32Array(N * d);
-    for (let i = 0; i < N * d; i++) out[i] = h2[i] + mlp[i];
-    caches.push({ h, inv1, a, qkv, probs, o, h2, inv2, m, gu, s: sv });
-    x = out;
   }
-  const { y: f, inv: invF } = rmsForward(x, p.get("norm")!, N, d, s.eps);
-  const logits = await gemm.mm(f, N, d, E, V, d, false, true); // tied lm_head
+  return dqkv;
+}
+
+/** SwiGLU: silu(gate) · up, from the fused [N, 2I] gate/up product. */
+function swigluForward(gu: Float32Array, N: number, I: number): Float32Array {
+  const sv = new Float32Array(N * I);
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < I; i++) {
+      const g = gu[n * 2 * I + i];
+      sv[n * I + i] = (g / (1 + Math.exp(-g))) * gu[n * 2 * I + I + i];
+    }
+  }
+  return sv;
+}
+
+/** Gradient of swigluForward with respect to the fused gate/up product. */
+function swigluBackward(ds: Float32Array, gu: Float32Array, N: number, I: number): Float32Array {
+  const dgu = new Float32Array(N * 2 * I);
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < I; i++) {
+      const g = gu[n * 2 * I + i];
+      const u = gu[n * 2 * I + I + i];
+      const sg = 1 / (1 + Math.exp(-g));
+      const dsv = ds[n * I + i];
+      dgu[n * 2 * I + i] = dsv * u * sg * (1 + g * (1 - sg));
+      dgu[n * 2 * I + I + i] = dsv * g * sg;
+    }
+  }
+  return dgu;
+}
+
+/** Mean cross-entropy over the targets ≥ 0 and, when asked, its gradient with respect to the logits. */
+function crossEntropy(
+  logits: Float32Array,
+  targets: Int32Array,
+  N: number,
+  V: number,
+  withGrad: boolean,
+): { loss: number; dlogits: Float32Array | null } {
   let loss = 0;
   let count = 0;
   for (let n = 0; n < N; n++) if (targets[n] >= 0) count++;
-  const dlogits = grads ? new Float32Array(N * V) : null;
+  const dlogits = withGrad ? new Float32Array(N * V) : null;
   for (let n = 0; n < N; n++) {
     const t = targets[n];
     if (t < 0) continue;
@@ -311,82 +384,98 @@ export async function lossAndGrad(
       dlogits[n * V + t] -= 1 / count;
     }
   }
-  loss /= count;
+  return { loss: loss / count, dlogits };
+}
+
+/** One decoder layer: x → x + attn(ln1(x)) → … + mlp(ln2(·)); keeps what backward needs. */
+async function layerForward(
+  l: number,
+  h: Float32Array,
+  s: OrganismShape,
+  p: Params,
+  dm: Dims,
+  gemm: Gemm,
+): Promise<{ out: Float32Array; cache: LayerCache }> {
+  const { B, T, N, d, H, hd, I, cos, sin } = dm;
+  const { y: a, inv: inv1 } = rmsForward(h, p.get(`${l}.ln1`)!, N, d, s.eps);
+  const qkv = await gemm.mm(a, N, d, p.get(`${l}.qkv`)!, 3 * d, d, false, true); // [N, 3d]
+  rope(qkv, B, T, H, hd, 0, 3 * d, cos, sin, 1);
+  rope(qkv, B, T, H, hd, d, 3 * d, cos, sin, 1);
+  const { o, probs } = attentionForward(qkv, dm);
+  const h2 = addArrays(h, await gemm.mm(o, N, d, p.get(`${l}.o`)!, d, d, false, true));
+  const { y: m, inv: inv2 } = rmsForward(h2, p.get(`${l}.ln2`)!, N, d, s.eps);
+  const gu = await gemm.mm(m, N, d, p.get(`${l}.gu`)!, 2 * I, d, false, true); // [N, 2I]
+  const sv = swigluForward(gu, N, I);
+  const out = addArrays(h2, await gemm.mm(sv, N, I, p.get(`${l}.down`)!, d, I, false, true));
+  return { out, cache: { h, inv1, a, qkv, probs, o, h2, inv2, m, gu, s: sv } };
+}
+
+/** Gradient of layerForward: from d(out) to d(h), adding the layer's weight gradients into `grads`. */
+async function layerBackward(
+  l: number,
+  dx: Float32Array,
+  c: LayerCache,
+  p: Params,
+  grads: Params,
+  dm: Dims,
+  gemm: Gemm,
+): Promise<Float32Array> {
+  const { B, T, N, d, H, hd, I, cos, sin } = dm;
+  // MLP.
+  const ds = await gemm.mm(dx, N, d, p.get(`${l}.down`)!, d, I); // [N, I]
+  addInto(grads.get(`${l}.down`)!, await gemm.mm(dx, N, d, c.s, N, I, true, false));
+  const dgu = swigluBackward(ds, c.gu, N, I);
+  addInto(grads.get(`${l}.gu`)!, await gemm.mm(dgu, N, 2 * I, c.m, N, d, true, false));
+  const dm2 = await gemm.mm(dgu, N, 2 * I, p.get(`${l}.gu`)!, 2 * I, d);
+  const dh2 = Float32Array.from(dx);
+  rmsBackward(dm2, c.h2, c.inv2, p.get(`${l}.ln2`)!, N, d, dh2, grads.get(`${l}.ln2`)!);
+  // Attention.
+  const dO = await gemm.mm(dh2, N, d, p.get(`${l}.o`)!, d, d);
+  addInto(grads.get(`${l}.o`)!, await gemm.mm(dh2, N, d, c.o, N, d, true, false));
+  const dqkv = attentionBackward(dO, c.qkv, c.probs, dm);
+  rope(dqkv, B, T, H, hd, 0, 3 * d, cos, sin, -1);
+  rope(dqkv, B, T, H, hd, d, 3 * d, cos, sin, -1);
+  addInto(grads.get(`${l}.qkv`)!, await gemm.mm(dqkv, N, 3 * d, c.a, N, d, true, false));
+  const da = await gemm.mm(dqkv, N, 3 * d, p.get(`${l}.qkv`)!, 3 * d, d);
+  // The residual gradient and the attention branch's both land in dh2.
+  rmsBackward(da, c.h, c.inv1, p.get(`${l}.ln1`)!, N, d, dh2, grads.get(`${l}.ln1`)!);
+  return dh2;
+}
+
+/**
+ * Mean cross-entropy over the target tokens, and (when `grads` is given) its gradient added
+ * into `grads`.
+ */
+export async function lossAndGrad(
+  s: OrganismShape,
+  p: Params,
+  batch: Batch,
+  gemm: Gemm,
+  grads?: Params,
+): Promise<number> {
+  const dm = dimsOf(s, batch);
+  const { N, d, V } = dm;
+  const E = p.get("embed")!;
+  let x = embedForward(E, batch.ids, N, d);
+  const caches: LayerCache[] = [];
+  for (let l = 0; l < s.layers; l++) {
+    const { out, cache } = await layerForward(l, x, s, p, dm, gemm);
+    caches.push(cache);
+    x = out;
+  }
+  const { y: f, inv: invF } = rmsForward(x, p.get("norm")!, N, d, s.eps);
+  const logits = await gemm.mm(f, N, d, E, V, d, false, true); // tied lm_head
+  const { loss, dlogits } = crossEntropy(logits, batch.targets, N, V, grads !== undefined);
   if (!grads || !dlogits) return loss;
 
-  // Backward.
+  // Backward: the tied embedding gets the lm_head's gradient here and the input's at the end.
   const gE = grads.get("embed")!;
-  const dEhead = await gemm.mm(dlogits, N, V, f, N, d, true, false); // [V, d]
-  for (let i = 0; i < dEhead.length; i++) gE[i] += dEhead[i];
+  addInto(gE, await gemm.mm(dlogits, N, V, f, N, d, true, false)); // [V, d]
   const df = await gemm.mm(dlogits, N, V, E, V, d); // [N, d]
-  let dx = new Float32Array(N * d);
+  let dx: Float32Array = new Float32Array(N * d);
   rmsBackward(df, x, invF, p.get("norm")!, N, d, dx, grads.get("norm")!);
-  for (let l = s.layers - 1; l >= 0; l--) {
-    const c = caches[l];
-    // MLP.
-    const dmlp = dx;
-    const ds = await gemm.mm(dmlp, N, d, p.get(`${l}.down`)!, d, I); // [N, I]
-    addInto(grads.get(`${l}.down`)!, await gemm.mm(dmlp, N, d, c.s, N, I, true, false));
-    const dgu = new Float32Array(N * 2 * I);
-    for (let n = 0; n < N; n++) {
-      for (let i = 0; i < I; i++) {
-        const g = c.gu[n * 2 * I + i];
-        const u = c.gu[n * 2 * I + I + i];
-        const sg = 1 / (1 + Math.exp(-g));
-        const dsv = ds[n * I + i];
-        dgu[n * 2 * I + i] = dsv * u * sg * (1 + g * (1 - sg));
-        dgu[n * 2 * I + I + i] = dsv * g * sg;
-      }
-    }
-    addInto(grads.get(`${l}.gu`)!, await gemm.mm(dgu, N, 2 * I, c.m, N, d, true, false));
-    const dm = await gemm.mm(dgu, N, 2 * I, p.get(`${l}.gu`)!, 2 * I, d);
-    const dh2 = Float32Array.from(dx);
-    rmsBackward(dm, c.h2, c.inv2, p.get(`${l}.ln2`)!, N, d, dh2, grads.get(`${l}.ln2`)!);
-    // Attention.
-    const dO = await gemm.mm(dh2, N, d, p.get(`${l}.o`)!, d, d);
-    addInto(grads.get(`${l}.o`)!, await gemm.mm(dh2, N, d, c.o, N, d, true, false));
-    const dqkv = new Float32Array(N * 3 * d);
-    const dp = new Float32Array(T);
-    for (let b = 0; b < B; b++) {
-      for (let hh = 0; hh < H; hh++) {
-        for (let i = 0; i < T; i++) {
-          const prow = ((b * H + hh) * T + i) * T;
-          const oo = (b * T + i) * d + hh * hd;
-          let sum = 0;
-          for (let j = 0; j <= i; j++) {
-            const vo = (b * T + j) * 3 * d + 2 * d + hh * hd;
-            let g = 0;
-            for (let k = 0; k < hd; k++) g += dO[oo + k] * c.qkv[vo + k];
-            dp[j] = g;
-            sum += g * c.probs[prow + j];
-            const pj = c.probs[prow + j];
-            for (let k = 0; k < hd; k++) dqkv[vo + k] += pj * dO[oo + k];
-          }
-          const qo = (b * T + i) * 3 * d + hh * hd;
-          for (let j = 0; j <= i; j++) {
-            const dsc = c.probs[prow + j] * (dp[j] - sum) * scale;
-            if (dsc === 0) continue;
-            const ko = (b * T + j) * 3 * d + d + hh * hd;
-            for (let k = 0; k < hd; k++) {
-              dqkv[qo + k] += dsc * c.qkv[ko + k];
-              dqkv[ko + k] += dsc * c.qkv[qo + k];
-            }
-          }
-        }
-      }
-    }
-    rope(dqkv, B, T, H, hd, 0, 3 * d, cos, sin, -1);
-    rope(dqkv, B, T, H, hd, d, 3 * d, cos, sin, -1);
-    addInto(grads.get(`${l}.qkv`)!, await gemm.mm(dqkv, N, 3 * d, c.a, N, d, true, false));
-    const da = await gemm.mm(dqkv, N, 3 * d, p.get(`${l}.qkv`)!, 3 * d, d);
-    const dh = dh2;
-    rmsBackward(da, c.h, c.inv1, p.get(`${l}.ln1`)!, N, d, dh, grads.get(`${l}.ln1`)!);
-    dx = dh;
-  }
-  for (let n = 0; n < N; n++) {
-    const o = ids[n] * d;
-    for (let i = 0; i < d; i++) gE[o + i] += dx[n * d + i];
-  }
+  for (let l = s.layers - 1; l >= 0; l--) dx = await layerBackward(l, dx, caches[l], p, grads, dm, gemm);
+  embedBackward(dx, batch.ids, N, d, gE);
   return loss;
 }
 
