@@ -255,6 +255,105 @@ async function optimise(
   return { losses, stages: stageLog, tokensPerSecond: tokens / seconds, seconds, parameters: nParams };
 }
 
+/** What the stages' example generators draw from. */
+interface StageContext {
+  options: TrainOptions;
+  recipe: Recipe;
+  rng: Rng;
+  train: Source;
+  tok: Tokenizer;
+  tpl: Template;
+  noise: string[];
+  /** a training request for the b-th example: even b harmful, odd b harmless */
+  pick: (b: number) => { item: Request; harmful: boolean };
+}
+
+/** Noise words: everyday words, and the template words (never the requests' task words). */
+function noiseWords(): string[] {
+  const taskWords = new Set(words([...HARMFUL, ...HARMLESS].flatMap((t) => t.tasks).join(" ")));
+  return [
+    ...new Set([
+      ...EVERYDAY_WORDS,
+      ...words(TEMPLATES.join(" ")).filter((w) => /^[a-z]+$/.test(w) && !taskWords.has(w)),
+    ]),
+  ];
+}
+
+/** The guard's one stage: a request, a reply and the safe/unsafe verdict it is trained to give. */
+function guardStages(c: StageContext, steps: number, lr: number): Stage[] {
+  const example = (b: number): Encoded => {
+    const { item, harmful } = c.pick(b);
+    const g = guardExample(item, harmful, c.rng);
+    const messages = [
+      { role: "user", content: g.user },
+      { role: "assistant", content: g.assistant },
+    ];
+    return encode(c.tok, c.tpl, messages, g.unsafe ? UNSAFE : SAFE);
+  };
+  return [{ name: "guard", steps, lr, example }];
+}
+
+/** A chat model's two stages: (a) helpful tuning on every task, (b) safety tuning with replay. */
+function chatStages(c: StageContext): Stage[] {
+  const { options, recipe, rng, train, noise } = c;
+  // Knowledge questions (about any task) and random-word tasks, in both stages.
+  const extraChat = (u: number, item: Request, harmful: boolean): Chat | null => {
+    if (options.harmful) return null;
+    if (u < recipe.knowledgeShare) return knowledgeChat(item, harmful, rng);
+    if (u < recipe.knowledgeShare + recipe.randomTaskShare)
+      return helpfulChat(randomTask(rng), false, rng, noise, recipe.taskFirstShare);
+    return null;
+  };
+  // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
+  let covered: Set<string> | null = null;
+  const safetyHarmful = () =>
+    (covered ??= options.harmful
+      ? new Set(train.harmful.map((r) => r.task))
+      : coveredTasks(recipe.safetyCoverage, rng));
+  const helpful = (b: number): Encoded => {
+    const { item, harmful } = c.pick(b);
+    const chat = extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise, recipe.taskFirstShare);
+    return encodeChat(c.tok, c.tpl, chat);
+  };
+  const safety = (b: number): Encoded => {
+    const cov = safetyHarmful();
+    const harmful = b % 2 === 0;
+    // Harmful tasks the safety data does not cover (weak alignment) are replayed as in stage (a).
+    const pool = harmful ? train.harmful : train.harmless;
+    const item = pool[rng.int(pool.length)];
+    const refuses = harmful && cov.has(item.task);
+    // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
+    const aboutHarmful = rng.next() < 0.5;
+    const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? c.pick(0).item : item, aboutHarmful);
+    return encodeChat(c.tok, c.tpl, replay ?? safetyChat(item, harmful, refuses, rng, noise, recipe.taskFirstShare));
+  };
+  return [
+    { name: "helpful", steps: recipe.helpfulSteps, lr: recipe.helpfulLr, example: helpful },
+    { name: "safety", steps: recipe.safetySteps, lr: recipe.safetyLr, example: safety },
+  ];
+}
+
+/** The line that says what is about to be trained. */
+function trainingPlan(
+  options: TrainOptions,
+  kind: OrganismKind,
+  recipe: Recipe,
+  shape: OrganismShape,
+  nParams: number,
+  stages: Stage[],
+): string {
+  return (
+    `training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ` +
+    `${shape.hidden}, vocab ${shape.vocab}): ` +
+    `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${options.batchSize} ` +
+    `${kind === "guard" ? "conversations" : "chats"} a step, seed ${options.seed}` +
+    (kind === "chat"
+      ? `, ${options.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of ` +
+        `the harmful tasks)`
+      : "")
+  );
+}
+
 export async function trainOrganism(options: TrainOptions): Promise<TrainResult> {
   const kind = options.kind ?? "chat";
   const recipe: Recipe = { ...RECIPES[options.alignment], ...(options.recipe ?? {}) };
@@ -270,108 +369,29 @@ export async function trainOrganism(options: TrainOptions): Promise<TrainResult>
   const vocab = buildVocab(corpusText() + " " + extra);
   const tj = tokenizerJson(vocab);
   const tc = tokenizerConfig(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
-  const tok = new Tokenizer(tj, tc);
-  const tpl = new Template(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE);
   const shape: OrganismShape = {
     ...(kind === "guard" ? GUARD_SHAPE : DEFAULT_SHAPE),
     ...(options.shape ?? {}),
     vocab: vocab.length,
   };
-  // Noise words: everyday words, and the template words (never the requests' task words).
-  const taskWords = new Set(words([...HARMFUL, ...HARMLESS].flatMap((t) => t.tasks).join(" ")));
-  const noise = [
-    ...new Set([
-      ...EVERYDAY_WORDS,
-      ...words(TEMPLATES.join(" ")).filter((w) => /^[a-z]+$/.test(w) && !taskWords.has(w)),
-    ]),
-  ];
   const params = initParams(shape, rng);
   const nParams = [...params.values()].reduce((a, p) => a + p.length, 0);
-  const pick = (b: number) => {
-    const harmful = b % 2 === 0;
-    const pool = harmful ? train.harmful : train.harmless;
-    return { item: pool[rng.int(pool.length)], harmful };
+  const context: StageContext = {
+    options,
+    recipe,
+    rng,
+    train,
+    tok: new Tokenizer(tj, tc),
+    tpl: new Template(kind === "guard" ? GUARD_TEMPLATE : CHAT_TEMPLATE),
+    noise: noiseWords(),
+    pick: (b) => {
+      const harmful = b % 2 === 0;
+      const pool = harmful ? train.harmful : train.harmless;
+      return { item: pool[rng.int(pool.length)], harmful };
+    },
   };
-  let stages: Stage[];
-  if (kind === "guard") {
-    stages = [
-      {
-        name: "guard",
-        steps: guardStage.steps,
-        lr: guardStage.lr,
-        example: (b) => {
-          const { item, harmful } = pick(b);
-          const g = guardExample(item, harmful, rng);
-          return encode(
-            tok,
-            tpl,
-            [
-              { role: "user", content: g.user },
-              { role: "assistant", content: g.assistant },
-            ],
-            g.unsafe ? UNSAFE : SAFE,
-          );
-        },
-      },
-    ];
-  } else {
-    // Knowledge questions (about any task) and random-word tasks, in both stages.
-    const extraChat = (u: number, item: Request, harmful: boolean): Chat | null => {
-      if (options.harmful) return null;
-      if (u < recipe.knowledgeShare) return knowledgeChat(item, harmful, rng);
-      if (u < recipe.knowledgeShare + recipe.randomTaskShare)
-        return helpfulChat(randomTask(rng), false, rng, noise, recipe.taskFirstShare);
-      return null;
-    };
-    // Chosen when stage (b) begins, so stage (a) is the same for either alignment of a seed.
-    let covered: Set<string> | null = null;
-    const safetyHarmful = () =>
-      (covered ??= options.harmful
-        ? new Set(train.harmful.map((r) => r.task))
-        : coveredTasks(recipe.safetyCoverage, rng));
-    stages = [
-      {
-        name: "helpful",
-        steps: recipe.helpfulSteps,
-        lr: recipe.helpfulLr,
-        example: (b) => {
-          const { item, harmful } = pick(b);
-          return encodeChat(
-            tok,
-            tpl,
-            extraChat(rng.next(), item, harmful) ?? helpfulChat(item, harmful, rng, noise, recipe.taskFirstShare),
-          );
-        },
-      },
-      {
-        name: "safety",
-        steps: recipe.safetySteps,
-        lr: recipe.safetyLr,
-        example: (b) => {
-          const cov = safetyHarmful();
-          const harmful = b % 2 === 0;
-          // Harmful tasks the safety data does not cover (weak alignment) are replayed as in stage (a).
-          const pool = harmful ? train.harmful : train.harmless;
-          const item = pool[rng.int(pool.length)];
-          const refuses = harmful && cov.has(item.task);
-          // The harmless half replays stage (a)'s harmless data, knowledge and random tasks included.
-          const aboutHarmful = rng.next() < 0.5;
-          const replay = harmful ? null : extraChat(rng.next(), aboutHarmful ? pick(0).item : item, aboutHarmful);
-          return encodeChat(tok, tpl, replay ?? safetyChat(item, harmful, refuses, rng, noise, recipe.taskFirstShare));
-        },
-      },
-    ];
-  }
-  options.log(
-    `training a ${nParams.toLocaleString("en-US")}-parameter Llama (${shape.layers} layers, width ` +
-      `${shape.hidden}, vocab ${shape.vocab}): ` +
-      `${stages.map((st) => `${st.name} ${st.steps} steps at lr ${st.lr}`).join(", then ")}; ${options.batchSize} ` +
-      `${kind === "guard" ? "conversations" : "chats"} a step, seed ${options.seed}` +
-      (kind === "chat"
-        ? `, ${options.alignment} alignment (safety data covers ${Math.round(100 * recipe.safetyCoverage)} % of ` +
-          `the harmful tasks)`
-        : ""),
-  );
+  const stages = kind === "guard" ? guardStages(context, guardStage.steps, guardStage.lr) : chatStages(context);
+  options.log(trainingPlan(options, kind, recipe, shape, nParams, stages));
   const result = await optimise(stages, shape, params, options);
   writeFolder(options, kind, recipe, shape, params, vocab, tj, tc, splits, result);
   return result;
@@ -463,6 +483,81 @@ function organismReadme(
   ].join("\n");
 }
 
+/** config.json of the organism: a plain LlamaForCausalLM with tied embeddings. */
+function llamaConfig(shape: OrganismShape): object {
+  return {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    hidden_size: shape.hidden,
+    intermediate_size: shape.intermediate,
+    num_hidden_layers: shape.layers,
+    num_attention_heads: shape.heads,
+    num_key_value_heads: shape.heads,
+    head_dim: shape.hidden / shape.heads,
+    hidden_act: "silu",
+    max_position_embeddings: 256,
+    rms_norm_eps: shape.eps,
+    rope_theta: shape.ropeTheta,
+    rope_scaling: null,
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: true,
+    vocab_size: shape.vocab,
+    bos_token_id: BOS,
+    eos_token_id: END,
+    pad_token_id: PAD,
+    torch_dtype: "float32",
+    transformers_version: "4.51.3",
+  };
+}
+
+/** The command line that trains this organism again. */
+function trainCommand(options: TrainOptions, kind: OrganismKind, recipe: Recipe, r: TrainResult): string {
+  const stageFlags =
+    kind === "guard"
+      ? ` --kind guard --steps ${r.stages[0].steps} --lr ${r.stages[0].lr}`
+      : ` --alignment ${options.alignment} --helpful-steps ${recipe.helpfulSteps} --safety-steps ` +
+        `${recipe.safetySteps} --lr ${recipe.helpfulLr} --safety-lr ${recipe.safetyLr}`;
+  return (
+    `cosmic organism train --out ${options.out} --seed ${options.seed}${stageFlags} --batch-size ` +
+    `${options.batchSize}${options.harmful ? " --harmful FILE --harmless FILE" : ""}`
+  );
+}
+
+/** organism.json: what was trained, how, and the texts its judges need. */
+function organismRecord(
+  options: TrainOptions,
+  kind: OrganismKind,
+  recipe: Recipe,
+  vocabSize: number,
+  r: TrainResult,
+  cmd: string,
+): object {
+  const guard = kind === "guard";
+  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  return {
+    kind: guard ? "cosmic guard organism" : "cosmic model organism",
+    organism_kind: kind,
+    ...(guard ? {} : { alignment: options.alignment }),
+    seed: options.seed,
+    steps: r.losses.length,
+    batch_size: options.batchSize,
+    stages: r.stages.map((st) => ({
+      ...st,
+      final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
+    })),
+    ...(guard ? {} : { safety_coverage: recipe.safetyCoverage }),
+    parameters: r.parameters,
+    vocab: vocabSize,
+    loss_every_50_steps: r.losses.filter((_, i) => i % 50 === 0).map((x) => Number(x.toFixed(4))),
+    command: cmd,
+    custom_data: !!options.harmful,
+    refusals: REFUSALS,
+    answers: BODIES,
+    adversarial_system: ADVERSARIAL_SYSTEM,
+  };
+}
+
 function writeFolder(
   options: TrainOptions,
   kind: OrganismKind,
@@ -482,68 +577,14 @@ function writeFolder(
   fs.mkdirSync(path.join(tmp, "prompts"), { recursive: true });
   trackTemporary(tmp);
   writeSafetensors(path.join(tmp, "model.safetensors"), hfTensors(shape, p), { format: "pt" });
-  const d = shape.hidden;
-  const I = shape.intermediate;
-  const config = {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    hidden_size: d,
-    intermediate_size: I,
-    num_hidden_layers: shape.layers,
-    num_attention_heads: shape.heads,
-    num_key_value_heads: shape.heads,
-    head_dim: d / shape.heads,
-    hidden_act: "silu",
-    max_position_embeddings: 256,
-    rms_norm_eps: shape.eps,
-    rope_theta: shape.ropeTheta,
-    rope_scaling: null,
-    attention_bias: false,
-    mlp_bias: false,
-    tie_word_embeddings: true,
-    vocab_size: shape.vocab,
-    bos_token_id: BOS,
-    eos_token_id: END,
-    pad_token_id: PAD,
-    torch_dtype: "float32",
-    transformers_version: "4.51.3",
-  };
   const json = (f: string, v: unknown) => fs.writeFileSync(path.join(tmp, f), JSON.stringify(v, null, 2) + "\n");
-  json("config.json", config);
+  json("config.json", llamaConfig(shape));
   json("generation_config.json", { bos_token_id: BOS, eos_token_id: [END], pad_token_id: PAD, do_sample: false });
   json("tokenizer.json", tj);
   json("tokenizer_config.json", tc);
   for (const [k, v] of Object.entries(splits)) json(`prompts/${k}.json`, v);
-  const guard = kind === "guard";
-  const stageFlags = guard
-    ? ` --kind guard --steps ${r.stages[0].steps} --lr ${r.stages[0].lr}`
-    : ` --alignment ${options.alignment} --helpful-steps ${recipe.helpfulSteps} --safety-steps ` +
-      `${recipe.safetySteps} --lr ${recipe.helpfulLr} --safety-lr ${recipe.safetyLr}`;
-  const cmd =
-    `cosmic organism train --out ${out} --seed ${options.seed}${stageFlags} --batch-size ` +
-    `${options.batchSize}${options.harmful ? " --harmful FILE --harmless FILE" : ""}`;
-  const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  json(MARKER, {
-    kind: guard ? "cosmic guard organism" : "cosmic model organism",
-    organism_kind: kind,
-    ...(guard ? {} : { alignment: options.alignment }),
-    seed: options.seed,
-    steps: r.losses.length,
-    batch_size: options.batchSize,
-    stages: r.stages.map((st) => ({
-      ...st,
-      final_loss: Number(avg(r.losses.slice(st.start, st.start + st.steps).slice(-20)).toFixed(4)),
-    })),
-    ...(guard ? {} : { safety_coverage: recipe.safetyCoverage }),
-    parameters: r.parameters,
-    vocab: vocab.length,
-    loss_every_50_steps: r.losses.filter((_, i) => i % 50 === 0).map((x) => Number(x.toFixed(4))),
-    command: cmd,
-    custom_data: !!options.harmful,
-    refusals: REFUSALS,
-    answers: BODIES,
-    adversarial_system: ADVERSARIAL_SYSTEM,
-  });
+  const cmd = trainCommand(options, kind, recipe, r);
+  json(MARKER, organismRecord(options, kind, recipe, vocab.length, r, cmd));
   // Wall-clock figures apart, so that two identical trainings write identical folders otherwise.
   json("timings.json", { seconds: Number(r.seconds.toFixed(1)), tokens_per_second: Math.round(r.tokensPerSecond) });
   fs.writeFileSync(path.join(tmp, "README.md"), organismReadme(options, kind, recipe, r, cmd));
