@@ -95,7 +95,8 @@ engineOptions(promptOptions(program.command("generate")))
   .requiredOption("--out <file>", "output .json")
   .action(async (flags) => generateCommand(flags));
 
-export function runOptions(c: Command): Command {
+/** Where the prompts come from, how many, the seed and the completion length. */
+function promptSetOptions(c: Command): Command {
   return c
     .option(
       "--data <dir>",
@@ -117,7 +118,12 @@ export function runOptions(c: Command): Command {
       "tokens per evaluation completion (the reference uses 512)",
       intArg("--max-new-tokens", 1),
       RUN_DEFAULTS.maxNewTokens,
-    )
+    );
+}
+
+/** System messages and the chat template. */
+function chatOptions(c: Command): Command {
+  return c
     .option("--system <text>", "system message for direction generation and selection (e.g. the adversarial one)")
     .option("--system-file <file>", "read --system's message from a file (for long messages)")
     .option(
@@ -131,7 +137,12 @@ export function runOptions(c: Command): Command {
         "directions only, as the authors' system-prompt pipeline)",
       RUN_DEFAULTS.systemScope,
     )
-    .option("--eval-system <text>", "system message for the evaluation completions (default: none)")
+    .option("--eval-system <text>", "system message for the evaluation completions (default: none)");
+}
+
+/** The method: interventions, selection and its thresholds, L_low, steering toward refusal. */
+function methodOptions(c: Command): Command {
+  return c
     .option("--affine", "ACE interventions at the chosen layer (default, as the reference)")
     .option("--linear", "linear interventions: ablation at every layer, addition at the chosen layer")
     .option(
@@ -161,7 +172,12 @@ export function runOptions(c: Command): Command {
       "--steer-toward-refusal",
       "weakly aligned models: L_low from the second half; sweep addition on harmful and harmless test prompts",
     )
-    .option("--alphas <list>", "addition coefficients for --steer-toward-refusal", RUN_DEFAULTS.alphas)
+    .option("--alphas <list>", "addition coefficients for --steer-toward-refusal", RUN_DEFAULTS.alphas);
+}
+
+/** Judges, the scoring schedule and the evaluation. */
+function scoringAndJudgeOptions(c: Command): Command {
+  return c
     .option("--judge <name>", "refusal phrase list: jailbreakbench or extended", RUN_DEFAULTS.judge)
     .option(
       "--refusal-phrases <list>",
@@ -184,6 +200,10 @@ export function runOptions(c: Command): Command {
         "the strongest judge",
     )
     .option("--loss-data <file>", "{instruction, response} pairs (JSON array or JSON Lines) for the loss judge");
+}
+
+export function runOptions(c: Command): Command {
+  return scoringAndJudgeOptions(methodOptions(chatOptions(promptSetOptions(c))));
 }
 
 engineOptions(runOptions(program.command("run")))
