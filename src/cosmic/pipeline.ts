@@ -21,8 +21,8 @@ import { CandidateScore, key } from "./select.js";
 import { RunStore } from "./run-store.js";
 import { runStage, StageContext } from "./stage.js";
 import { Directions, directionsStage } from "./stages/directions.js";
-import { scoresStage } from "./stages/scores.js";
-import { selectDirections, writeSelection } from "./stages/selection.js";
+import { Scores, scoresStage } from "./stages/scores.js";
+import { Selected, selectDirections, writeSelection } from "./stages/selection.js";
 import { evaluationStage } from "./stages/evaluation.js";
 import type { Mode } from "./modes.js";
 
@@ -178,105 +178,144 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
 
 /** The method, stage by stage. */
 async function runStages(ctx: StageContext): Promise<RunSummary> {
-  const { options: options, folder, store } = ctx;
+  const { options, folder, store } = ctx;
   const scope = systemScopeOf(options);
   writePrompts(ctx, scope);
-  const eoi = folder.tokenizer.eoiTokens(options.system);
-  const dirs = await runStage(
-    directionsStage,
-    {
-      model: modelFingerprint(folder.dir, store.hashCacheFile),
-      harmful: options.prompts.harmfulTrain,
-      harmless: options.prompts.harmlessTrain,
-      system: options.system ?? null,
-      systemScope: options.system ? scope : null,
-      eoiTokens: eoi.ids,
-      template: folder.tokenizer.templateSource,
-    },
-    ctx,
-  );
-  const ranking = rankLayers(
-    dirs.out.harmfulOut,
-    dirs.out.harmlessOut,
+  const eoi = folder.tokenizer.eoiTokens(options.system).ids;
+  const dirs = await candidateDirections(ctx, scope, eoi);
+  const ranking = lowLayers(ctx, dirs.out);
+  writeLayerRanking(ctx, ranking);
+  const zero = zeroCandidates(dirs.out, folder, options.scorePositions);
+  const refTokens = refusalTokens(folder, options.refusalPhrases ?? [...judgeList(options.judge)]);
+  const scores = await scoreCandidates(ctx, dirs, ranking.low, zero, refTokens);
+  const sel = selectionOf(ctx, scores.out, eoi.length, zero);
+  writeSelection(sel, dirs.out, ctx, modelIdentity(folder.dir));
+  const summary = summaryOf(ctx, { eoi, lLow: ranking.low, refTokens, zero, scores: scores.out, sel });
+  if (!options.skipEval && options.evaluator)
+    summary.evaluation = await evaluate(ctx, options.evaluator, dirs.out, scores.key, sel);
+  summary.files = store.finishRun(["summary.json"]);
+  store.writeJson("summary.json", summaryFile(summary));
+  return summary;
+}
+
+/** Stage 1: candidate directions (difference of means at every EOI position and layer). */
+function candidateDirections(
+  ctx: StageContext,
+  scope: SystemScope,
+  eoi: number[],
+): Promise<{ out: Directions; key: string }> {
+  const { options, folder, store } = ctx;
+  const inputs = {
+    model: modelFingerprint(folder.dir, store.hashCacheFile),
+    harmful: options.prompts.harmfulTrain,
+    harmless: options.prompts.harmlessTrain,
+    system: options.system ?? null,
+    systemScope: options.system ? scope : null,
+    eoiTokens: eoi,
+    template: folder.tokenizer.templateSource,
+  };
+  return runStage(directionsStage, inputs, ctx);
+}
+
+/** Stage 2: L_low, the layers where harmful and harmless activations are least alike. */
+function lowLayers(ctx: StageContext, dirs: Directions): LayerRanking {
+  const { options, folder } = ctx;
+  return rankLayers(
+    dirs.harmfulOut,
+    dirs.harmlessOut,
     folder.spec.numLayers,
     folder.spec.hiddenSize,
     options.lowLayerFraction,
     options.steerTowardRefusal,
     options.mode === "affine" ? 1 : 0,
   );
-  writeLayerRanking(ctx, ranking);
-  const zero = zeroCandidates(dirs.out, folder, options.scorePositions);
-  const refTokens = refusalTokens(folder, options.refusalPhrases ?? [...judgeList(options.judge)]);
-  const scores = await runStage(
-    scoresStage(dirs.out, zero),
-    {
-      directions: dirs.key,
-      lLow: ranking.low,
-      harmful: options.prompts.harmfulVal,
-      harmless: options.prompts.harmlessVal,
-      system: selectionSystemOf(options) ?? null,
-      mode: options.mode,
-      refusalTokens: refTokens,
-      schedule: options.schedule,
-      scorePositions: options.scorePositions ?? null,
-    },
-    ctx,
-  );
-  const P = eoi.ids.length;
-  const sel = selectDirections(
-    scores.out,
-    {
-      numLayers: folder.spec.numLayers,
-      numPositions: Math.min(P, options.scorePositions ?? P),
-      klThreshold: options.klThreshold,
-      pruneLayers: options.pruneLayers,
-      zeroNorm: zero,
-    },
-    options.selection,
-    options.log,
-  );
-  writeSelection(sel, dirs.out, ctx, modelIdentity(folder.dir));
-  const summary: RunSummary = {
+}
+
+/** Stage 3: refusal, steering and KL scores of every candidate, and the substring baseline's. */
+function scoreCandidates(
+  ctx: StageContext,
+  dirs: { out: Directions; key: string },
+  lLow: number[],
+  zero: Set<string>,
+  refTokens: number[],
+): Promise<{ out: Scores; key: string }> {
+  const { options } = ctx;
+  const inputs = {
+    directions: dirs.key,
+    lLow,
+    harmful: options.prompts.harmfulVal,
+    harmless: options.prompts.harmlessVal,
+    system: selectionSystemOf(options) ?? null,
+    mode: options.mode,
+    refusalTokens: refTokens,
+    schedule: options.schedule,
+    scorePositions: options.scorePositions ?? null,
+  };
+  return runStage(scoresStage(dirs.out, zero), inputs, ctx);
+}
+
+/** Stage 4: the filters, then each method's best candidate. */
+function selectionOf(ctx: StageContext, scores: Scores, positions: number, zero: Set<string>): Selected {
+  const { options, folder } = ctx;
+  const selectionOptions = {
+    numLayers: folder.spec.numLayers,
+    numPositions: Math.min(positions, options.scorePositions ?? positions),
+    klThreshold: options.klThreshold,
+    pruneLayers: options.pruneLayers,
+    zeroNorm: zero,
+  };
+  return selectDirections(scores, selectionOptions, options.selection, options.log);
+}
+
+/** Stage 5: the evaluator's completions and judges for the selected directions. */
+async function evaluate(
+  ctx: StageContext,
+  evaluator: Evaluator,
+  dirs: Directions,
+  scoresKey: string,
+  sel: Selected,
+): Promise<Evaluation> {
+  const { options } = ctx;
+  const inputs = {
+    scores: scoresKey,
+    cosmic: sel.cosmic.selected,
+    substring: sel.substring?.selected ?? null,
+    harmful: options.prompts.harmfulTest,
+    harmless: options.prompts.harmlessTest,
+    maxNewTokens: options.maxNewTokens,
+    evalSystem: options.evalSystem ?? null,
+    judge: options.judge,
+    steerTowardRefusal: options.steerTowardRefusal,
+    alphas: options.alphas,
+    evaluator: evaluator.key,
+  };
+  return (await runStage(evaluationStage(evaluator, dirs, sel), inputs, ctx)).out;
+}
+
+/** What the run found, before evaluation. */
+function summaryOf(
+  ctx: StageContext,
+  found: { eoi: number[]; lLow: number[]; refTokens: number[]; zero: Set<string>; scores: Scores; sel: Selected },
+): RunSummary {
+  const { options, folder } = ctx;
+  const { sel, scores } = found;
+  return {
     model: folder.name,
     mode: options.mode,
     selection: options.selection,
     seed: options.seed,
     layers: folder.spec.numLayers,
-    positions: P,
-    eoi_tokens: eoi.ids,
-    L_low: ranking.low,
-    refusal_tokens: refTokens,
+    positions: found.eoi.length,
+    eoi_tokens: found.eoi,
+    L_low: found.lLow,
+    refusal_tokens: found.refTokens,
     cosmic: { ...sel.cosmic.selected, removed: sel.cosmic.removed },
     substring: sel.substring ? { ...sel.substring.selected, removed: sel.substring.removed } : null,
-    zero_direction_candidates: zero.size,
-    scoring: scores.out.scoring,
-    timings: scores.out.timings,
+    zero_direction_candidates: found.zero.size,
+    scoring: scores.scoring,
+    timings: scores.timings,
     ...(sel.note ? { substring_note: sel.note } : {}),
   };
-  if (!options.skipEval && options.evaluator) {
-    summary.evaluation = (
-      await runStage(
-        evaluationStage(options.evaluator, dirs.out, sel),
-        {
-          scores: scores.key,
-          cosmic: sel.cosmic.selected,
-          substring: sel.substring?.selected ?? null,
-          harmful: options.prompts.harmfulTest,
-          harmless: options.prompts.harmlessTest,
-          maxNewTokens: options.maxNewTokens,
-          evalSystem: options.evalSystem ?? null,
-          judge: options.judge,
-          steerTowardRefusal: options.steerTowardRefusal,
-          alphas: options.alphas,
-          evaluator: options.evaluator.key,
-        },
-        ctx,
-      )
-    ).out;
-  }
-  summary.files = store.finishRun(["summary.json"]);
-  store.writeJson("summary.json", summaryFile(summary));
-  return summary;
 }
 
 /** The stages' context: the engine is built on first use and released by `release`. */
