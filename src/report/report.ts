@@ -8,7 +8,7 @@ import { fileError } from "../errors.js";
 import { writeFileAtomic } from "../formats/files.js";
 import { CandidateScore } from "../cosmic/select.js";
 import { RunSummary } from "../cosmic/pipeline.js";
-import { SetRates } from "../cosmic/evaluation.js";
+import { Evaluation, SetRates } from "../cosmic/evaluation.js";
 import { barChart, heatmap, lineChart } from "./svg.js";
 import { escapeXml, pct } from "../util/format.js";
 import { isRunFolder } from "../formats/outputs.js";
@@ -174,94 +174,91 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
   return plots;
 }
 
+/** Attack success, answers and refusals under the selected directions, against the baseline. */
+function ratesPlot(ev: Evaluation, rates: Record<string, SetRates>): Plot {
+  const series = [
+    {
+      name: "baseline",
+      color: "#9e9e9e",
+      values: [
+        rates.harmful_baseline?.attack_success_rate ?? null,
+        rates.harmless_baseline?.success_rate ?? null,
+        rates.harmless_baseline?.refusal_rate ?? null,
+      ],
+    },
+    {
+      name: "COSMIC direction",
+      color: "#e4572e",
+      values: [
+        rates.harmful_ablation?.attack_success_rate ?? null,
+        rates.harmless_ablation?.success_rate ?? null,
+        rates.harmless_actadd?.refusal_rate ?? null,
+      ],
+    },
+  ];
+  if (rates.substring_harmful_ablation)
+    series.push({
+      name: "substring direction",
+      color: "#29a39b",
+      values: [
+        rates.substring_harmful_ablation.attack_success_rate ?? null,
+        rates.substring_harmless_ablation?.success_rate ?? null,
+        rates.substring_harmless_actadd?.refusal_rate ?? null,
+      ],
+    });
+  return {
+    name: "rates",
+    caption:
+      `Attack success on harmful test prompts under ablation and answers on harmless ones under the ` +
+      `same ablation (both by the strongest judge: ${ev.strongest_judge.description}), and refusal ` +
+      `(substring judge) of harmless prompts under addition, against the unmodified model.`,
+    svg: barChart({
+      id: "rates",
+      title: "steering with the selected direction (%)",
+      groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"],
+      series,
+      yLabel: "% of prompts",
+    }),
+  };
+}
+
+/** Refusal rate against the addition coefficient α (steering toward refusal), when swept. */
+function alphaSweepPlot(rates: Record<string, SetRates>): Plot | null {
+  const prefix = "harmful_actadd_alpha";
+  const alphas = Object.keys(rates)
+    .filter((k) => k.startsWith(prefix))
+    .map((k) => Number(k.slice(prefix.length)))
+    .sort((a, b) => a - b);
+  if (!alphas.length) return null;
+  const curve = (set: "harmful" | "harmless"): [number, number][] => [
+    [0, 100 * (rates[`${set}_baseline`]?.refusal_rate ?? 0)],
+    ...alphas.map((a) => [a, 100 * rates[`${set}_actadd_alpha${a}`].refusal_rate] as [number, number]),
+  ];
+  return {
+    name: "alpha-sweep",
+    caption: "Refusal rate (%) against the addition coefficient α (steering toward refusal).",
+    svg: lineChart({
+      id: "alpha-sweep",
+      title: "refusal rate vs α (%)",
+      xLabel: "α",
+      yLabel: "% refused",
+      yMin: 0,
+      yMax: 100,
+      series: [
+        { name: "harmful", color: "#e4572e", points: curve("harmful") },
+        { name: "harmless", color: "#1f77b4", points: curve("harmless") },
+      ],
+    }),
+  };
+}
+
 /** The evaluation's rates against the baseline, and the α sweep. */
 function ratePlots(summary: RunSummary): Plot[] {
-  const plots: Plot[] = [];
   const ev = summary.evaluation;
   const rates: Record<string, SetRates> | undefined = ev?.rates;
-  if (rates) {
-    const series = [
-      {
-        name: "baseline",
-        color: "#9e9e9e",
-        values: [
-          rates.harmful_baseline?.attack_success_rate ?? null,
-          rates.harmless_baseline?.success_rate ?? null,
-          rates.harmless_baseline?.refusal_rate ?? null,
-        ],
-      },
-      {
-        name: "COSMIC direction",
-        color: "#e4572e",
-        values: [
-          rates.harmful_ablation?.attack_success_rate ?? null,
-          rates.harmless_ablation?.success_rate ?? null,
-          rates.harmless_actadd?.refusal_rate ?? null,
-        ],
-      },
-    ];
-    if (rates.substring_harmful_ablation)
-      series.push({
-        name: "substring direction",
-        color: "#29a39b",
-        values: [
-          rates.substring_harmful_ablation.attack_success_rate ?? null,
-          rates.substring_harmless_ablation?.success_rate ?? null,
-          rates.substring_harmless_actadd?.refusal_rate ?? null,
-        ],
-      });
-    plots.push({
-      name: "rates",
-      caption:
-        `Attack success on harmful test prompts under ablation and answers on harmless ones under the ` +
-        `same ablation (both by the strongest judge: ${ev!.strongest_judge.description}), and refusal ` +
-        `(substring judge) of harmless prompts under addition, against the unmodified model.`,
-      svg: barChart({
-        id: "rates",
-        title: "steering with the selected direction (%)",
-        groups: ["attack success (harmful, ablation)", "answered (harmless, ablation)", "refused (harmless, addition)"],
-        series,
-        yLabel: "% of prompts",
-      }),
-    });
-    const alphas = Object.keys(rates)
-      .filter((k) => k.startsWith("harmful_actadd_alpha"))
-      .map((k) => Number(k.slice("harmful_actadd_alpha".length)))
-      .sort((a, b) => a - b);
-    if (alphas.length) {
-      plots.push({
-        name: "alpha-sweep",
-        caption: "Refusal rate (%) against the addition coefficient α (steering toward refusal).",
-        svg: lineChart({
-          id: "alpha-sweep",
-          title: "refusal rate vs α (%)",
-          xLabel: "α",
-          yLabel: "% refused",
-          yMin: 0,
-          yMax: 100,
-          series: [
-            {
-              name: "harmful",
-              color: "#e4572e",
-              points: [
-                [0, 100 * (rates.harmful_baseline?.refusal_rate ?? 0)],
-                ...alphas.map((a) => [a, 100 * rates[`harmful_actadd_alpha${a}`].refusal_rate] as [number, number]),
-              ],
-            },
-            {
-              name: "harmless",
-              color: "#1f77b4",
-              points: [
-                [0, 100 * (rates.harmless_baseline?.refusal_rate ?? 0)],
-                ...alphas.map((a) => [a, 100 * rates[`harmless_actadd_alpha${a}`].refusal_rate] as [number, number]),
-              ],
-            },
-          ],
-        }),
-      });
-    }
-  }
-  return plots;
+  if (!ev || !rates) return [];
+  const sweep = alphaSweepPlot(rates);
+  return [ratesPlot(ev, rates), ...(sweep ? [sweep] : [])];
 }
 
 /** Before/after completions, examples of each verdict the judges gave. */

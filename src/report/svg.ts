@@ -20,48 +20,22 @@ function fmt(x: number): string {
   return Math.abs(x) >= 100 || Number.isInteger(x) ? String(Math.round(x)) : x.toFixed(2);
 }
 
-export function lineChart(chart: {
-  title: string;
-  xLabel: string;
-  yLabel: string;
-  series: Series[];
-  marks?: number[];
-  markLabel?: string;
-  yMin?: number;
-  yMax?: number;
-  id: string;
-}): string {
-  const W = 560,
-    H = 300,
-    L = 60,
-    R = 140,
-    T = 34,
-    B = 44;
-  const xs = chart.series.flatMap((s) => s.points.map((p) => p[0]));
-  const ys = chart.series.flatMap((s) => s.points.map((p) => p[1]));
-  const x0 = Math.min(...xs),
-    x1 = Math.max(...xs);
-  let y0 = chart.yMin ?? Math.min(...ys),
-    y1 = chart.yMax ?? Math.max(...ys);
-  if (y0 === y1) {
-    y0 -= 1;
-    y1 += 1;
-  }
-  const sx = (x: number) => L + ((x - x0) / Math.max(1e-12, x1 - x0)) * (W - L - R);
-  const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+/** A line chart's plotting area: its size, margins and the data-to-pixel maps. */
+interface Frame {
+  W: number;
+  H: number;
+  L: number;
+  R: number;
+  T: number;
+  B: number;
+  sx: (x: number) => number;
+  sy: (y: number) => number;
+}
+
+/** Grid lines and y ticks, x ticks, the axes and their labels. */
+function lineAxes(f: Frame, xs: number[], y0: number, y1: number, xLabel: string, yLabel: string): string[] {
+  const { W, H, L, R, T, B, sx, sy } = f;
   const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
-      `height="${H}" ${FONT}>`,
-  );
-  parts.push(
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
-  );
-  for (const m of chart.marks ?? [])
-    parts.push(
-      `<rect x="${sx(m) - 4}" y="${T}" width="8" height="${H - T - B}" fill="#f3c969" ` +
-        `opacity="0.5"><title>${esc(chart.markLabel ?? "")} ${m}</title></rect>`,
-    );
   for (const t of ticks(y0, y1))
     parts.push(
       `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/><text x="${L - 6}" ` +
@@ -76,11 +50,18 @@ export function lineChart(chart: {
     `<line x1="${L}" x2="${W - R}" y1="${H - B}" y2="${H - B}" stroke="#333"/><line x1="${L}" x2="${L}" ` +
       `y1="${T}" y2="${H - B}" stroke="#333"/>`,
   );
-  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle">${esc(chart.xLabel)}</text>`);
+  parts.push(`<text x="${(L + W - R) / 2}" y="${H - 8}" text-anchor="middle">${esc(xLabel)}</text>`);
   parts.push(
-    `<text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(chart.yLabel)}</text>`,
+    `<text transform="translate(14 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
   );
-  chart.series.forEach((s, i) => {
+  return parts;
+}
+
+/** Each series as a polyline with hoverable points, and its legend entry. */
+function lineSeries(f: Frame, series: Series[]): string[] {
+  const { W, R, T, sx, sy } = f;
+  const parts: string[] = [];
+  series.forEach((s, i) => {
     const pts = s.points.map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join(" ");
     parts.push(`<polyline fill="none" stroke="${s.color}" stroke-width="2" points="${pts}"/>`);
     for (const [x, y] of s.points)
@@ -93,6 +74,48 @@ export function lineChart(chart: {
         `x="${W - R + 28}" y="${T + i * 18 + 5}">${esc(s.name)}</text>`,
     );
   });
+  return parts;
+}
+
+export function lineChart(chart: {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  marks?: number[];
+  markLabel?: string;
+  yMin?: number;
+  yMax?: number;
+  id: string;
+}): string {
+  const [W, H, L, R, T, B] = [560, 300, 60, 140, 34, 44];
+  const xs = chart.series.flatMap((s) => s.points.map((p) => p[0]));
+  const ys = chart.series.flatMap((s) => s.points.map((p) => p[1]));
+  const x0 = Math.min(...xs),
+    x1 = Math.max(...xs);
+  let y0 = chart.yMin ?? Math.min(...ys),
+    y1 = chart.yMax ?? Math.max(...ys);
+  if (y0 === y1) {
+    y0 -= 1;
+    y1 += 1;
+  }
+  const sx = (x: number) => L + ((x - x0) / Math.max(1e-12, x1 - x0)) * (W - L - R);
+  const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
+  const frame: Frame = { W, H, L, R, T, B, sx, sy };
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
+      `height="${H}" ${FONT}>`,
+  );
+  parts.push(
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
+  );
+  for (const m of chart.marks ?? [])
+    parts.push(
+      `<rect x="${sx(m) - 4}" y="${T}" width="8" height="${H - T - B}" fill="#f3c969" ` +
+        `opacity="0.5"><title>${esc(chart.markLabel ?? "")} ${m}</title></rect>`,
+    );
+  parts.push(...lineAxes(frame, xs, y0, y1, chart.xLabel, chart.yLabel), ...lineSeries(frame, chart.series));
   if (chart.marks?.length)
     parts.push(
       `<rect x="${W - R + 10}" y="${T + chart.series.length * 18 - 4}" width="12" height="10" fill="#f3c969" ` +
