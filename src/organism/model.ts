@@ -5,7 +5,7 @@
  * (norms, RoPE, attention over short sequences, the optimiser) in JavaScript.
  * Weights use Hugging Face's names and [out, in] layouts, so the result is a LlamaForCausalLM.
  */
-import { createSession, floatTensor, Session } from "../engine/runtime.js";
+import { createSession, floatTensor, Session, sessionOptions } from "../engine/runtime.js";
 import { GraphBuilder } from "../engine/onnx/builder.js";
 import { Rng } from "../util/random.js";
 
@@ -65,13 +65,7 @@ export class Gemm {
         const A = b.input("A", ["a0", "a1"]);
         const B = b.input("B", ["b0", "b1"]);
         b.output(b.op("Gemm", [A, B], { transA: ta, transB: tb }), "Y", ["m", "n"]);
-        g.sessions.set(
-          `${ta}${tb}`,
-          await createSession(b.encode(), {
-            executionProviders: ["cpu"],
-            ...(threads ? { intraOpNumThreads: threads } : {}),
-          }),
-        );
+        g.sessions.set(`${ta}${tb}`, await createSession(b.encode(), sessionOptions("cpu", { threads })));
       }
     }
     return g;
