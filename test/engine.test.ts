@@ -120,7 +120,7 @@ test("greedy generation stops at EOS, sampling is reproducible from the seed", a
   const m = ModelFolder.open(path.join(FIXTURES, "qwen3"));
   const engine = await Engine.load(m);
   const toks = [m.tokenizer.encode(m.tokenizer.formatPrompt("Hi!"))];
-  const greedy = await generate(engine, toks, { maxNewTokens: 6, stopAtEos: false, margins: true });
+  const greedy = await generate(engine, toks, { maxNewTokens: 6, stopAtEos: false });
   const first = greedy[0].tokens[0];
   const stopped = await generate(engine, toks, { maxNewTokens: 6, eosTokenIds: [first] });
   assert.deepEqual(stopped[0].tokens, [first]);

@@ -20,8 +20,6 @@ export interface GenerateOptions {
   eosTokenIds?: number[];
   stopAtEos?: boolean;
   batchSize?: number;
-  /** record the top-1 − top-2 logit margin of each step */
-  margins?: boolean;
   onBatch?: (done: number, total: number) => void;
   /** streaming: called with each new token of a row */
   onToken?: (row: number, token: number) => void;
@@ -36,20 +34,6 @@ export interface Generation {
   tokens: number[];
   /** whether the row stopped at an EOS token (which is included in `tokens`) */
   stopped: boolean;
-  margins?: number[];
-}
-
-function top2Margin(logits: Float32Array, off: number, V: number): number {
-  let a = -Infinity;
-  let b = -Infinity;
-  for (let i = 0; i < V; i++) {
-    const x = logits[off + i];
-    if (x > a) {
-      b = a;
-      a = x;
-    } else if (x > b) b = x;
-  }
-  return a - b;
 }
 
 /**
@@ -143,11 +127,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
     const B = toks.length;
     const batch = engine.pad(toks);
     const rows = engine.rowsOf(opts.intervention, B);
-    const gens: Generation[] = toks.map(() => ({
-      tokens: [],
-      stopped: false,
-      ...(opts.margins ? { margins: [] } : {}),
-    }));
+    const gens: Generation[] = toks.map(() => ({ tokens: [], stopped: false }));
     const { keys, values, last: first } = await prefill(engine, batch, rows);
     let last = first;
     const keyValid = batch.keyValid.map((v) => Array.from(v));
@@ -162,7 +142,6 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
         const g = gens[b];
         if (g.stopped) continue;
         g.tokens.push(t);
-        g.margins?.push(top2Margin(logits, off, V));
         opts.onToken?.(start + b, t);
         if (stopAtEos && eos.has(t)) g.stopped = true;
       }
