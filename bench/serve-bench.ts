@@ -82,6 +82,18 @@ const quantile = (xs: number[], q: number) => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
 };
 
+/** p50 and p95 of the time to first token and of the per-token latency, as PREFIXTtftP50 … PREFIXTokP95. */
+function percentiles(prefix: string, ts: Timing[]): Record<string, number> {
+  const ttft = ts.map((t) => t.ttft);
+  const tok = ts.map((t) => t.perToken);
+  return {
+    [`${prefix}TtftP50`]: quantile(ttft, 0.5),
+    [`${prefix}TtftP95`]: quantile(ttft, 0.95),
+    [`${prefix}TokP50`]: quantile(tok, 0.5),
+    [`${prefix}TokP95`]: quantile(tok, 0.95),
+  };
+}
+
 async function main(): Promise<void> {
   const [model, tokenizer] = process.argv.slice(2);
   const clients = Number(process.env.COSMIC_BENCH_CLIENTS ?? 16);
@@ -136,38 +148,8 @@ async function main(): Promise<void> {
       bare1,
       bareMany,
       meanRows,
-      singleTtftP50: quantile(
-        single.map((t) => t.ttft),
-        0.5,
-      ),
-      singleTtftP95: quantile(
-        single.map((t) => t.ttft),
-        0.95,
-      ),
-      singleTokP50: quantile(
-        single.map((t) => t.perToken),
-        0.5,
-      ),
-      singleTokP95: quantile(
-        single.map((t) => t.perToken),
-        0.95,
-      ),
-      manyTtftP50: quantile(
-        many.map((t) => t.ttft),
-        0.5,
-      ),
-      manyTtftP95: quantile(
-        many.map((t) => t.ttft),
-        0.95,
-      ),
-      manyTokP50: quantile(
-        many.map((t) => t.perToken),
-        0.5,
-      ),
-      manyTokP95: quantile(
-        many.map((t) => t.perToken),
-        0.95,
-      ),
+      ...percentiles("single", single),
+      ...percentiles("many", many),
     }),
   );
 }

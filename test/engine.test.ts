@@ -24,6 +24,54 @@ interface GenRow {
   text: string;
 }
 
+/** The greedy generations under `iv` equal the reference's, up to its first near-tie. */
+async function checkGenerations(engine: Engine, m: ModelFolder, toks: number[][], k: string, iv?: Intervention) {
+  const gens = readJsonFile<GenJson>(path.join(m.dir, "expected", "generations.json"));
+  const got = await generate(engine, toks, { maxNewTokens: 8, intervention: iv, stopAtEos: false, batchSize: 4 });
+  for (const w of gens[k] as GenRow[]) {
+    const g = got[w.prompt_index].tokens;
+    // Compare up to (and including) the first step whose reference margin is a near-tie.
+    let upto = w.tokens.length;
+    const tie = w.margins.findIndex((x) => x < gens.tie_margin);
+    if (tie >= 0) upto = tie;
+    assert.deepEqual(g.slice(0, upto), w.tokens.slice(0, upto), `${k} generation of prompt ${w.prompt_index}`);
+    if (upto === w.tokens.length) assert.equal(m.tokenizer.decode(g), w.text, `${k} text of prompt ${w.prompt_index}`);
+  }
+}
+
+/** Batched = one prompt at a time (left padding must not change anything). */
+async function checkBatchedEqualsSingle(engine: Engine, m: ModelFolder, toks: number[][], iv: Intervention) {
+  const opts = { residPrePositions: 5, residPost: true, logits: true, intervention: iv };
+  const all = await capture(engine, toks, opts);
+  const V = m.spec.vocabSize;
+  const n = m.spec.numLayers * 5 * m.spec.hiddenSize;
+  for (let i = 0; i < toks.length; i++) {
+    const one = await capture(engine, [toks[i]], opts);
+    assert.ok(relErr(one.logits!, all.logits!.subarray(i * V, (i + 1) * V)) <= 1e-6, `batched logits of prompt ${i}`);
+    assert.ok(
+      relErr(one.residPre!, all.residPre!.subarray(i * n, (i + 1) * n)) <= 1e-6,
+      `batched resid_pre of prompt ${i}`,
+    );
+  }
+}
+
+/** Row-chunked block calls (with the KV cache split and rejoined) give the same results. */
+async function checkChunked(m: ModelFolder, toks: number[][], ex: SafetensorsFile, ivs: Record<string, Intervention>) {
+  const chunked = await Engine.load(m, { tokensPerCall: 40 });
+  const a = await capture(chunked, toks, {
+    residPrePositions: 5,
+    residPost: true,
+    logits: true,
+    intervention: ivs.ablation,
+  });
+  assert.ok(relErr(a.logits!, ex.readF32("ablated_logits_last")) <= TOL, "chunked ablated logits");
+  const gens = readJsonFile<GenJson>(path.join(m.dir, "expected", "generations.json"));
+  const gotGen = await generate(chunked, toks, { maxNewTokens: 8, stopAtEos: false, intervention: ivs.actadd });
+  for (const w of gens.actadd as GenRow[])
+    assert.deepEqual(gotGen[w.prompt_index].tokens, w.tokens, "chunked generation");
+  await chunked.release();
+}
+
 for (const fam of FAMILIES) {
   test(`${fam}: activations, logits, interventions and greedy generations match the PyTorch reference`, async () => {
     const dir = path.join(FIXTURES, fam);
@@ -43,8 +91,7 @@ for (const fam of FAMILIES) {
     assert.ok(relErr(c.logits!, ex.readF32("logits_last")) <= TOL, "logits_last");
     if (ex.has("final_hidden")) assert.ok(relErr(c.finalHidden!, ex.readF32("final_hidden")) <= TOL, "final_hidden");
 
-    const ivs: Record<string, Intervention | undefined> = {
-      baseline: undefined,
+    const ivs: Record<string, Intervention> = {
       ablation: ablation(r, L),
       actadd: activationAddition(r, 1, 1.0, L),
       ace: affineEdit(r, mu, 2, 0.0, L),
@@ -54,65 +101,16 @@ for (const fam of FAMILIES) {
       actadd: "actadd_logits_last",
       ace: "ace_logits_last",
     };
+    await checkGenerations(engine, m, toks, "baseline");
     for (const [k, iv] of Object.entries(ivs)) {
-      if (k !== "baseline") {
-        const got = await capture(engine, toks, { intervention: iv, logits: true });
-        const err = relErr(got.logits!, ex.readF32(logitName[k]));
-        assert.ok(err <= TOL, `${k} logits: relative error ${err}`);
-      }
-      const gens = readJsonFile<GenJson>(path.join(dir, "expected", "generations.json"));
-      const want = gens[k] as GenRow[];
-      const got = await generate(engine, toks, { maxNewTokens: 8, intervention: iv, stopAtEos: false, batchSize: 4 });
-      for (const w of want) {
-        const g = got[w.prompt_index].tokens;
-        // Compare up to (and including) the first step whose reference margin is a near-tie.
-        let upto = w.tokens.length;
-        const tie = w.margins.findIndex((x) => x < gens.tie_margin);
-        if (tie >= 0) upto = tie;
-        assert.deepEqual(g.slice(0, upto), w.tokens.slice(0, upto), `${k} generation of prompt ${w.prompt_index}`);
-        if (upto === w.tokens.length)
-          assert.equal(m.tokenizer.decode(g), w.text, `${k} text of prompt ${w.prompt_index}`);
-      }
+      const got = await capture(engine, toks, { intervention: iv, logits: true });
+      const err = relErr(got.logits!, ex.readF32(logitName[k]));
+      assert.ok(err <= TOL, `${k} logits: relative error ${err}`);
+      await checkGenerations(engine, m, toks, k, iv);
     }
-
-    // Batched = one prompt at a time (left padding must not change anything).
-    for (let i = 0; i < toks.length; i++) {
-      const one = await capture(engine, [toks[i]], {
-        residPrePositions: 5,
-        residPost: true,
-        logits: true,
-        intervention: ivs.ablation,
-      });
-      const all = await capture(engine, toks, {
-        residPrePositions: 5,
-        residPost: true,
-        logits: true,
-        intervention: ivs.ablation,
-      });
-      const V = m.spec.vocabSize;
-      assert.ok(relErr(one.logits!, all.logits!.subarray(i * V, (i + 1) * V)) <= 1e-6, `batched logits of prompt ${i}`);
-      const n = L * 5 * 64;
-      assert.ok(
-        relErr(one.residPre!, all.residPre!.subarray(i * n, (i + 1) * n)) <= 1e-6,
-        `batched resid_pre of prompt ${i}`,
-      );
-    }
+    await checkBatchedEqualsSingle(engine, m, toks, ivs.ablation);
     await engine.release();
-
-    // Row-chunked block calls (with the KV cache split and rejoined) give the same results.
-    const chunked = await Engine.load(m, { tokensPerCall: 40 });
-    const a = await capture(chunked, toks, {
-      residPrePositions: 5,
-      residPost: true,
-      logits: true,
-      intervention: ivs.ablation,
-    });
-    assert.ok(relErr(a.logits!, ex.readF32("ablated_logits_last")) <= TOL, "chunked ablated logits");
-    const gens = readJsonFile<GenJson>(path.join(dir, "expected", "generations.json"));
-    const gotGen = await generate(chunked, toks, { maxNewTokens: 8, stopAtEos: false, intervention: ivs.actadd });
-    for (const w of gens.actadd as GenRow[])
-      assert.deepEqual(gotGen[w.prompt_index].tokens, w.tokens, "chunked generation");
-    await chunked.release();
+    await checkChunked(m, toks, ex, ivs);
   });
 }
 

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { chromium } from "playwright-core";
+import { Browser, chromium, Page } from "playwright-core";
 import { runCommand } from "../src/cli/run.js";
 import { writeReport } from "../src/report/report.js";
 import { FIXTURES, REFERENCE_RUNS, SPLITS } from "./helpers.js";
@@ -21,32 +21,81 @@ function findChromium(): string | null {
 }
 const CHROMIUM = findChromium();
 
+/** A small steer-toward-refusal run on the llama fixture (so the α sweep is plotted too). */
+async function sweepRun(): Promise<string> {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-report-"));
+  await runCommand({
+    model: path.join(FIXTURES, "llama"),
+    out,
+    data: SPLITS,
+    nTrain: 6,
+    nVal: 4,
+    nTest: 3,
+    seed: 1,
+    maxNewTokens: 3,
+    batchSize: 8,
+    klThreshold: 10,
+    pruneLayers: 0.2,
+    lowLayerFraction: 0.1,
+    selection: "cosmic",
+    alphas: "1,2",
+    judge: "jailbreakbench",
+    schedule: "fast",
+    device: "cpu",
+    quiet: true,
+    steerTowardRefusal: true,
+  });
+  return out;
+}
+
+function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM!,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+}
+
+/** Each plot's rendered size and how many shapes it draws. */
+function plotBoxes(page: Page): Promise<{ id: string; w: number; h: number; shapes: number }[]> {
+  return page.$$eval("svg.plot", (els) =>
+    els.map((e) => {
+      const b = e.getBoundingClientRect();
+      return { id: e.id, w: b.width, h: b.height, shapes: e.querySelectorAll("rect,polyline,circle,path").length };
+    }),
+  );
+}
+
+/** Text and shapes drawn outside their plot (legends and colour-bar labels included). */
+function clippedElements(page: Page): Promise<string[]> {
+  return page.$$eval("svg.plot", (els) =>
+    els.flatMap((svg) => {
+      const o = svg.getBoundingClientRect();
+      return [...svg.querySelectorAll("text,rect,circle")]
+        .filter((t) => {
+          const b = t.getBoundingClientRect();
+          return (
+            b.width > 0 &&
+            (b.left < o.left - 1 || b.right > o.right + 1 || b.top < o.top - 1 || b.bottom > o.bottom + 1)
+          );
+        })
+        .map((t) => `${svg.id}: ${t.textContent || t.tagName}`);
+    }),
+  );
+}
+
 test(
   "the report renders every plot in headless Chromium with no console errors and no network",
   { skip: CHROMIUM ? false : "no Chromium on PATH or in $CHROMIUM (.ci/run installs Debian's chromium)" },
   async () => {
-    const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-report-"));
-    await runCommand({
-      model: path.join(FIXTURES, "llama"),
-      out,
-      data: SPLITS,
-      nTrain: 6,
-      nVal: 4,
-      nTest: 3,
-      seed: 1,
-      maxNewTokens: 3,
-      batchSize: 8,
-      klThreshold: 10,
-      pruneLayers: 0.2,
-      lowLayerFraction: 0.1,
-      selection: "cosmic",
-      alphas: "1,2",
-      judge: "jailbreakbench",
-      schedule: "fast",
-      device: "cpu",
-      quiet: true,
-      steerTowardRefusal: true,
-    });
+    const out = await sweepRun();
     const r = writeReport(out);
     assert.ok(r.svgs.length >= 6, `${r.svgs.length} plots`);
     for (const f of r.svgs) assert.match(fs.readFileSync(f, "utf8"), /^<\?xml[^]*<svg[^]*<\/svg>\s*$/);
@@ -56,18 +105,7 @@ test(
       /<script|(src|href)=["']?https?:|url\(/,
       "self-contained: no scripts, no remote resources",
     );
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM!,
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const errors: string[] = [];
@@ -80,12 +118,7 @@ test(
         if (!q.url().startsWith("file://")) requests.push(q.url());
       });
       await page.goto(`file://${r.html}`);
-      const boxes = await page.$$eval("svg.plot", (els) =>
-        els.map((e) => {
-          const b = e.getBoundingClientRect();
-          return { id: e.id, w: b.width, h: b.height, shapes: e.querySelectorAll("rect,polyline,circle,path").length };
-        }),
-      );
+      const boxes = await plotBoxes(page);
       assert.equal(boxes.length, r.svgs.length);
       for (const b of boxes) {
         assert.ok(b.w > 100 && b.h > 100, `${b.id} rendered at ${b.w}×${b.h}`);
@@ -95,21 +128,7 @@ test(
         boxes.some((b) => b.id === "alpha-sweep"),
         "α sweep plotted",
       );
-      // Nothing drawn outside its plot (legends and colour-bar labels included).
-      const clipped = await page.$$eval("svg.plot", (els) =>
-        els.flatMap((svg) => {
-          const o = svg.getBoundingClientRect();
-          return [...svg.querySelectorAll("text,rect,circle")]
-            .filter((t) => {
-              const b = t.getBoundingClientRect();
-              return (
-                b.width > 0 &&
-                (b.left < o.left - 1 || b.right > o.right + 1 || b.top < o.top - 1 || b.bottom > o.bottom + 1)
-              );
-            })
-            .map((t) => `${svg.id}: ${t.textContent || t.tagName}`);
-        }),
-      );
+      const clipped = await clippedElements(page);
       assert.deepEqual(clipped, []);
       assert.doesNotMatch(html, /<title>[^<]*\/[^<]*<\/title>|<h1>[^<]*\/tmp/, "no absolute paths in titles");
       assert.equal(

@@ -224,72 +224,42 @@ async function raw(pathname: string, init: RequestInit & { body?: string } = {})
   };
 }
 
+const OK_CHAT = { model: "strong", messages: [{ role: "user", content: "hi" }] };
+const chatWith = (extra: object) => ({ body: JSON.stringify({ ...OK_CHAT, ...extra }) });
+const CHAT = "/v1/chat/completions";
+/** path, request, status, message pattern, param */
+const ERROR_CASES: [string, RequestInit & { body?: string }, number, RegExp, string | null][] = [
+  [CHAT, { body: "{not json" }, 400, /not valid JSON/, null],
+  [CHAT, chatWith({ max_tokens: "ten" }), 400, /"max_tokens" must be an integer/, "max_tokens"],
+  [CHAT, chatWith({ messages: [{ role: "tool", content: "x" }] }), 400, /role/, "messages[0].role"],
+  [CHAT, chatWith({ n: 2 }), 400, /not supported/, "n"],
+  [CHAT, chatWith({ model: "gpt-4" }), 404, /does not exist/, "model"],
+  [CHAT, chatWith({ steering: { direction: "nope" } }), 404, /no direction named "nope"/, "steering.direction"],
+  [CHAT, chatWith({ steering: { direction: "refusal", intervention: "ace-ablate" } }), 200, /./, null],
+  [
+    CHAT,
+    chatWith({ steering: { direction: "refusal", intervention: "scramble" } }),
+    400,
+    /must be one of/,
+    "steering.intervention",
+  ],
+  [CHAT, chatWith({ max_tokens: 100000 }), 400, /context of 256 tokens/, "max_tokens"],
+  [
+    "/v1/completions",
+    { body: JSON.stringify({ model: "strong", prompt: "word ".repeat(400) }) },
+    400,
+    /context/,
+    "prompt",
+  ],
+  [CHAT, chatWith({ pad: "x".repeat(1_100_000) }), 413, /limit/, null],
+  [CHAT, { body: JSON.stringify(OK_CHAT), headers: { authorization: "Bearer wrong" } }, 401, /API key/, null],
+  ["/v1/embeddings", { body: JSON.stringify(OK_CHAT) }, 404, /no endpoint/, null],
+  [CHAT, { method: "GET" }, 405, /takes POST/, null],
+];
+
 test("serve: mistakes get OpenAI error objects with the right status", async () => {
-  const ok = { model: "strong", messages: [{ role: "user", content: "hi" }] };
-  const cases: [string, RequestInit & { body?: string }, number, RegExp, string | null][] = [
-    ["/v1/chat/completions", { body: "{not json" }, 400, /not valid JSON/, null],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify({ ...ok, max_tokens: "ten" }) },
-      400,
-      /"max_tokens" must be an integer/,
-      "max_tokens",
-    ],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify({ ...ok, messages: [{ role: "tool", content: "x" }] }) },
-      400,
-      /role/,
-      "messages[0].role",
-    ],
-    ["/v1/chat/completions", { body: JSON.stringify({ ...ok, n: 2 }) }, 400, /not supported/, "n"],
-    ["/v1/chat/completions", { body: JSON.stringify({ ...ok, model: "gpt-4" }) }, 404, /does not exist/, "model"],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify({ ...ok, steering: { direction: "nope" } }) },
-      404,
-      /no direction named "nope"/,
-      "steering.direction",
-    ],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify({ ...ok, steering: { direction: "refusal", intervention: "ace-ablate" } }) },
-      200,
-      /./,
-      null,
-    ],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify({ ...ok, steering: { direction: "refusal", intervention: "scramble" } }) },
-      400,
-      /must be one of/,
-      "steering.intervention",
-    ],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify({ ...ok, max_tokens: 100000 }) },
-      400,
-      /context of 256 tokens/,
-      "max_tokens",
-    ],
-    [
-      "/v1/completions",
-      { body: JSON.stringify({ model: "strong", prompt: "word ".repeat(400) }) },
-      400,
-      /context/,
-      "prompt",
-    ],
-    ["/v1/chat/completions", { body: JSON.stringify({ ...ok, pad: "x".repeat(1_100_000) }) }, 413, /limit/, null],
-    [
-      "/v1/chat/completions",
-      { body: JSON.stringify(ok), headers: { authorization: "Bearer wrong" } },
-      401,
-      /API key/,
-      null,
-    ],
-    ["/v1/embeddings", { body: JSON.stringify(ok) }, 404, /no endpoint/, null],
-    ["/v1/chat/completions", { method: "GET" }, 405, /takes POST/, null],
-  ];
+  const ok = OK_CHAT;
+  const cases = ERROR_CASES;
   for (const [p, init, status, pattern, param] of cases) {
     const r = await raw(p, init);
     assert.equal(r.status, status, `${p} ${init.body?.slice(0, 80)}: ${JSON.stringify(r.body)}`);
