@@ -16,6 +16,15 @@ function ticks(min: number, max: number, n = 5): number[] {
   return Array.from({ length: n + 1 }, (_, i) => min + i * step);
 }
 
+/** The opening <svg> tag of a plot and its centred title. */
+function svgStart(id: string, W: number, H: number, title: string): string[] {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" id="${id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
+      `height="${H}" ${FONT}>`,
+    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(title)}</text>`,
+  ];
+}
+
 function fmt(x: number): string {
   return Math.abs(x) >= 100 || Number.isInteger(x) ? String(Math.round(x)) : x.toFixed(2);
 }
@@ -103,13 +112,7 @@ export function lineChart(chart: {
   const sy = (y: number) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   const frame: Frame = { W, H, L, R, T, B, sx, sy };
   const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
-      `height="${H}" ${FONT}>`,
-  );
-  parts.push(
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
-  );
+  parts.push(...svgStart(chart.id, W, H, chart.title));
   for (const m of chart.marks ?? [])
     parts.push(
       `<rect x="${sx(m) - 4}" y="${T}" width="8" height="${H - T - B}" fill="#f3c969" ` +
@@ -188,13 +191,7 @@ export function heatmap(chart: {
   const lo = Math.min(...vals),
     hi = Math.max(...vals);
   const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
-      `height="${H}" ${FONT}>`,
-  );
-  parts.push(
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
-  );
+  parts.push(...svgStart(chart.id, W, H, chart.title));
   chart.rows.forEach((r, i) => {
     parts.push(`<text x="${L - 6}" y="${T + i * cell + cell / 2 + 4}" text-anchor="end">${r}</text>`);
     chart.cols.forEach((c, j) => {
@@ -260,13 +257,7 @@ export function barChart(chart: {
   const bw = (gw * 0.8) / chart.series.length;
   const sy = (v: number) => T + (1 - v) * (H - T - B);
   const parts: string[] = [];
-  parts.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" id="${chart.id}" class="plot" viewBox="0 0 ${W} ${H}" width="${W}" ` +
-      `height="${H}" ${FONT}>`,
-  );
-  parts.push(
-    `<text x="${W / 2}" y="18" text-anchor="middle" font-size="13" font-weight="600">${esc(chart.title)}</text>`,
-  );
+  parts.push(...svgStart(chart.id, W, H, chart.title));
   for (const t of [0, 0.25, 0.5, 0.75, 1])
     parts.push(
       `<line x1="${L}" x2="${W - R}" y1="${sy(t)}" y2="${sy(t)}" stroke="#ddd"/><text x="${L - 6}" ` +
