@@ -9,6 +9,8 @@ import { capture } from "../src/engine/forward.js";
 import { generate } from "../src/engine/generate.js";
 import { GraphBuilder } from "../src/engine/onnx/builder.js";
 import { Rng } from "../src/util/random.js";
+import { residentWeightBytes } from "../src/engine/memory.js";
+import type { WeightFormat } from "../src/engine/quantize.js";
 
 function randomTokens(rng: Rng, n: number, len: number, vocab: number): number[][] {
   return Array.from({ length: n }, () => Array.from({ length: len }, () => rng.int(vocab)));
@@ -42,16 +44,28 @@ async function bareMatmul(M: number, K: number, N: number, device: string): Prom
   return (2 * M * K * N) / sec / 1e9;
 }
 
+/**
+ * Memory bandwidth as decode at batch 1 sees it: a bare [1, 8192] × [8192, 8192] float32 MatMul
+ * (256 MiB of weights, far over any cache), bytes read per second, best of 10.
+ */
+async function bandwidth(device: string): Promise<number> {
+  const n = 8192;
+  const gflops = await bareMatmul(1, n, n, device);
+  return ((gflops * 1e9) / (2 * n * n)) * 4 * n * n;
+}
+
 async function main(): Promise<void> {
   const dir = process.argv[2];
   const device = (process.argv[3] ?? "cpu") as "cpu";
+  const weights = (process.argv[4] ?? "f32") as WeightFormat;
   const model = ModelFolder.open(dir);
   const s = model.spec;
   // The ceiling first, in a quiet process: best of 10 runs, same shapes as the prefill's MLP.
   const ceiling = await bareMatmul(32 * 64, s.hiddenSize, s.intermediateSize, device);
   const ceilingPerCall = await bareMatmul(256, s.hiddenSize, s.intermediateSize, device);
   const rssBefore = process.memoryUsage().rss;
-  const engine = await Engine.load(model, { device });
+  const bytesPerSecond = await bandwidth(device);
+  const engine = await Engine.load(model, { device, weights });
   const rssAfterBuild = process.memoryUsage().rss;
   const rng = new Rng(99);
   const B = 32;
@@ -93,6 +107,9 @@ async function main(): Promise<void> {
   console.log(
     JSON.stringify({
       device,
+      weights,
+      residentWeightBytes: residentWeightBytes(s, weights),
+      bandwidthBytesPerSecond: bytesPerSecond,
       params: model.checkpoint.parameterCount(),
       buildSeconds: engine.buildSeconds,
       prefillSeconds: best,

@@ -198,6 +198,45 @@ function fingerprintTable(): void {
   );
 }
 
+/** The same engine bench with the Linear weights as float32, int8 and int4 (MatMulNBits). */
+function weightsTable(runs: Record<string, number | string>[]): void {
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const lines = [
+    "",
+    "## Weights: float32, int8, int4 (same checkpoint, each in its own process)",
+    "",
+    row([
+      "weights",
+      "resident weights",
+      "session build",
+      "peak RSS",
+      "prefill (float32-equivalent FLOPs)",
+      "decode, batch 1",
+      "limit at batch 1: bandwidth ÷ weights",
+      "decode, batch 32",
+    ]),
+    row(["---", "---", "---", "---", "---", "---", "---", "---"]),
+  ];
+  for (const e of runs) {
+    const n = (k: string) => e[k] as number;
+    const limit = n("bandwidthBytesPerSecond") / n("residentWeightBytes");
+    lines.push(
+      row([
+        String(e.weights),
+        gib(n("residentWeightBytes")),
+        `${n("buildSeconds").toFixed(1)} s`,
+        gib(n("peakRss")),
+        `${n("prefillGflops").toFixed(0)} GFLOP/s`,
+        `${n("decode1").toFixed(1)} tokens/s`,
+        `${limit.toFixed(1)} tokens/s (${(n("bandwidthBytesPerSecond") / 1e9).toFixed(1)} GB/s; ` +
+          `${((100 * n("decode1")) / limit).toFixed(0)} % reached)`,
+        `${n("decode32").toFixed(1)} tokens/s`,
+      ]),
+    );
+  }
+  console.log(lines.join("\n"));
+}
+
 async function main(): Promise<void> {
   const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
   const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
@@ -208,7 +247,14 @@ async function main(): Promise<void> {
   );
   const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
   console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
-  if (!skipEngine) engineTable(child("engine-bench.js", [qwen, device]), device);
+  if (!skipEngine) {
+    const runs = (["f32", "int8", "int4"] as const).map((w) => {
+      console.error(`engine bench, ${w} weights…`);
+      return child("engine-bench.js", [qwen, device, w]);
+    });
+    engineTable(runs[0], device);
+    weightsTable(runs);
+  }
 
   const only = process.env.COSMIC_BENCH_SCORING;
   scoringTable(qwen, only);

@@ -6,7 +6,7 @@ import readline from "node:readline";
 import { CosmicError } from "../errors.js";
 import { readDirection } from "../formats/direction.js";
 import { ModelFolder } from "../model/folder.js";
-import { Device, Engine, preflight } from "../engine/engine.js";
+import { Device, Engine, preflight, WeightsChoice } from "../engine/engine.js";
 import { generate } from "../engine/generate.js";
 import { Intervention } from "../engine/interventions.js";
 import { interventionOf, InterventionKind } from "../model/steer.js";
@@ -25,6 +25,7 @@ export interface ChatFlags {
   seed: number;
   device: Device;
   threads?: number;
+  weights?: WeightsChoice;
   quiet?: boolean;
   allowOtherModel?: boolean;
   chatTemplate?: string;
@@ -106,9 +107,9 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const say = (line: string) => {
     if (!f.quiet) process.stderr.write(line + "\n");
   };
-  await preflight(folder, f.device);
+  const weights = await preflight(folder, f.device, f.weights, say);
   say(`loading ${folder.dir} (${f.device})…`);
-  const engine = await Engine.load(folder, { device: f.device, threads: f.threads });
+  const engine = await Engine.load(folder, { device: f.device, threads: f.threads, weights });
   say(`${HELP}\nintervention: ${st.current.label}`);
   const eos = new Set(folder.eosTokenIds);
   const rl = readline.createInterface({ input: process.stdin, terminal: false });

@@ -4,6 +4,8 @@ import { CosmicError, fileError } from "../errors.js";
 import { describeErrno, Input } from "../formats/outputs.js";
 import { DirectionFile, readDirection } from "../formats/direction.js";
 import { DEVICES, Device, Engine } from "../engine/engine.js";
+import { WEIGHTS_CHOICES, WeightsChoice } from "../engine/memory.js";
+import { WeightFormat } from "../engine/quantize.js";
 import { Intervention } from "../engine/interventions.js";
 import { defaultIntervention, interventionOf, INTERVENTIONS, InterventionKind } from "../model/steer.js";
 import { ModelFolder } from "../model/folder.js";
@@ -32,9 +34,17 @@ export function deviceArg(v: string): Device {
   return v as Device;
 }
 
+export function weightsArg(v: string): WeightsChoice {
+  if (!(WEIGHTS_CHOICES as readonly string[]).includes(v))
+    throw new CosmicError(`--weights must be one of ${WEIGHTS_CHOICES.join(", ")}, got "${v}"`);
+  return v as WeightsChoice;
+}
+
 export interface EngineFlags {
   device: Device;
   threads?: number;
+  /** how the Linear weights are held (default auto) */
+  weights?: WeightsChoice;
   quiet?: boolean;
   json?: boolean;
 }
@@ -43,10 +53,17 @@ export function progressMode(f: { quiet?: boolean; jsonProgress?: boolean }): Pr
   return f.quiet ? "quiet" : f.jsonProgress ? "json" : "bar";
 }
 
-export async function loadEngine(folder: ModelFolder, flags: EngineFlags, mode: ProgressMode): Promise<Engine> {
+/** The engine, with the weights in `weights` (what preflight resolved `--weights` to). */
+export async function loadEngine(
+  folder: ModelFolder,
+  flags: EngineFlags,
+  mode: ProgressMode,
+  weights: WeightFormat,
+): Promise<Engine> {
   const bar = progressBar("building sessions", folder.spec.numLayers + 1, mode);
   try {
-    return await Engine.load(folder, { device: flags.device, threads: flags.threads, onBuild: (d) => bar.update(d) });
+    const onBuild = (d: number) => bar.update(d);
+    return await Engine.load(folder, { device: flags.device, threads: flags.threads, weights, onBuild });
   } finally {
     bar.stop();
   }

@@ -1,7 +1,7 @@
 /** The `cosmic` command line: thin wrappers that parse flags and call the library. */
 import { Command, CommanderError, Option } from "commander";
 import { CosmicError } from "../errors.js";
-import { deviceArg, floatArg, intArg, systemMessage } from "./common.js";
+import { deviceArg, floatArg, intArg, systemMessage, weightsArg } from "./common.js";
 import { fsErrorLine } from "../formats/outputs.js";
 import { formatInspect, inspectModel } from "./inspect.js";
 import { captureCommand, generateCommand } from "./run-engine.js";
@@ -38,12 +38,26 @@ program
     process.stdout.write((flags.json ? JSON.stringify(r, null, 2) : formatInspect(r)) + "\n");
   });
 
-function engineOptions(c: Command): Command {
+/** Where and how the engine runs: --device, --threads, --weights. */
+function deviceOptions(c: Command): Command {
   return c
     .addOption(
       new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg),
     )
     .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
+    .addOption(
+      new Option(
+        "--weights <format>",
+        "Linear weights as f32, int8 or int4 (onnxruntime's MatMulNBits, blocks of 32; the head stays 8-bit), " +
+          "or auto: f32 when it fits in the memory available now, else the first of int8, int4 that does",
+      )
+        .default("auto")
+        .argParser(weightsArg),
+    );
+}
+
+function engineOptions(c: Command): Command {
+  return deviceOptions(c)
     .option("--batch-size <n>", "prompts per batch", intArg("--batch-size", 1), RUN_DEFAULTS.batchSize)
     .option("--quiet", "no progress on stderr")
     .option("--json-progress", "progress as JSON lines on stderr");
@@ -335,8 +349,7 @@ program
       demoCommand(flags),
   );
 
-program
-  .command("chat")
+deviceOptions(program.command("chat"))
   .description("chat with a model in the terminal, toggling the intervention (/ablate, /add α, /off)")
   .requiredOption("--model <dir>", "model folder")
   .option("--direction <file>", "direction safetensors")
@@ -352,18 +365,13 @@ program
   .option("--max-new-tokens <n>", "tokens per reply", intArg("--max-new-tokens", 1), 128)
   .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
   .option("--seed <n>", "sampling seed", intArg("--seed"), 0)
-  .addOption(
-    new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg),
-  )
-  .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
   .option("--quiet", "no loading messages on stderr")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
   .action(async (flags: ChatFlags & { systemFile?: string }) =>
     chatCommand({ ...flags, system: systemMessage(flags) }),
   );
 
-program
-  .command("serve")
+deviceOptions(program.command("serve"))
   .description("an OpenAI-compatible HTTP server (chat and completions, streaming) with steering per request")
   .requiredOption("--model <dir>", "model folder")
   .option(
@@ -384,10 +392,6 @@ program
     "--chat-template <file>",
     "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
   )
-  .addOption(
-    new Option("--device <device>", "execution provider: cpu, webgpu or cuda").default("cpu").argParser(deviceArg),
-  )
-  .option("--threads <n>", "intra-op threads per session (default: onnxruntime's choice)", intArg("--threads", 1))
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
   .option("--quiet", "no progress or request log on stderr")
   .option("--json-progress", "loading progress as JSON lines on stderr")

@@ -58,19 +58,19 @@ async function prepare(f: PromptFlags & EngineFlags & InterventionFlags, ext: st
   const folder = ModelFolder.open(f.model, { chatTemplate: f.chatTemplate });
   const { intervention, description } = interventionFromFlags(f, folder);
   const items = formatted(folder, f, system);
-  await preflight(folder, f.device);
+  const weights = await preflight(folder, f.device, f.weights, warn);
   if (!f.quiet && intervention) process.stderr.write(describeIntervention(description) + "\n");
-  return { system, folder, intervention, description, items };
+  return { system, folder, intervention, description, items, weights };
 }
 
 export async function captureCommand(
   f: PromptFlags & EngineFlags & InterventionFlags & { positions?: number },
 ): Promise<void> {
-  const { system, folder, intervention, description, items } = await prepare(f, ".safetensors");
+  const { system, folder, intervention, description, items, weights } = await prepare(f, ".safetensors");
   const eoi = folder.tokenizer.eoiTokens(system);
   const N = f.positions ?? eoi.ids.length;
   const mode = progressMode(f);
-  const engine = await loadEngine(folder, f, mode);
+  const engine = await loadEngine(folder, f, mode, weights);
   const bar = progressBar("capture", items.length, mode);
   const c = await capture(
     engine,
@@ -119,9 +119,9 @@ export async function captureCommand(
 export async function generateCommand(
   f: PromptFlags & EngineFlags & InterventionFlags & { maxNewTokens: number; temperature: number; topP: number },
 ): Promise<void> {
-  const { folder, intervention, description, items } = await prepare(f, ".json");
+  const { folder, intervention, description, items, weights } = await prepare(f, ".json");
   const mode = progressMode(f);
-  const engine = await loadEngine(folder, f, mode);
+  const engine = await loadEngine(folder, f, mode, weights);
   const bar = progressBar("generate", items.length, mode);
   const gens = await generate(
     engine,

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { CosmicError } from "../errors.js";
 import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
-import { Device } from "../engine/engine.js";
+import { Device, WeightsChoice } from "../engine/engine.js";
 import { Method, Mode, PromptSets, RunSummary, runPipeline, SystemScope } from "../cosmic/pipeline.js";
 import { SetRates } from "../cosmic/evaluation.js";
 import { makeEvaluator } from "../eval/evaluate.js";
@@ -55,6 +55,7 @@ export interface RunFlags {
   lossData?: string;
   device: Device;
   threads?: number;
+  weights?: WeightsChoice;
   quiet?: boolean;
   jsonProgress?: boolean;
   /** `run --json`: JSON progress lines and a JSON summary */
@@ -81,6 +82,7 @@ export const RUN_DEFAULTS = {
   schedule: "fast",
   systemScope: "selection",
   device: "cpu",
+  weights: "auto",
 } as const satisfies Partial<RunFlags>;
 
 /** Run flags: the defaults, then `f`. */
@@ -205,6 +207,7 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
       evaluator,
       device: f.device,
       threads: f.threads,
+      weights: f.weights,
       progress: rep.progress,
       log,
     });
@@ -246,7 +249,10 @@ export function formatEvaluation(rates: Record<string, SetRates>, judge: string)
 export function formatSummary(s: RunSummary, runDir: string): string {
   const lines: string[] = [];
   const fmt = (x: number) => x.toFixed(4);
-  lines.push(`model ${s.model} (${s.layers} layers, ${s.positions} EOI positions), mode ${s.mode}, seed ${s.seed}`);
+  lines.push(
+    `model ${s.model} (${s.layers} layers, ${s.positions} EOI positions${s.weights === "f32" ? "" : `, ${s.weights} weights`}), ` +
+      `mode ${s.mode}, seed ${s.seed}`,
+  );
   lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);
   lines.push(
     `scoring: COSMIC ${s.timings.scoring_seconds.toFixed(1)} s, ${(s.scoring.flops / 1e9).toFixed(1)} GFLOP; ` +

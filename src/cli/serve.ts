@@ -1,7 +1,7 @@
 /** `cosmic serve`: the OpenAI-compatible server, with direction presets and a drain on Ctrl-C. */
 import { CosmicError } from "../errors.js";
 import { ModelFolder } from "../model/folder.js";
-import { Device, preflight } from "../engine/engine.js";
+import { Device, preflight, WeightsChoice } from "../engine/engine.js";
 import { loadEngine, progressMode } from "./common.js";
 import { loadPreset, Steering } from "../serve/steering.js";
 import { startServer } from "../serve/server.js";
@@ -18,6 +18,7 @@ export interface ServeFlags {
   ctx?: number;
   device: Device;
   threads?: number;
+  weights?: WeightsChoice;
   quiet?: boolean;
   jsonProgress?: boolean;
   allowOtherModel?: boolean;
@@ -37,8 +38,8 @@ export async function serveCommand(f: ServeFlags): Promise<void> {
   const apiKey = f.apiKey ?? process.env.COSMIC_API_KEY;
   if (!LOOPBACK.has(f.host) && !apiKey)
     say(`warning: listening on ${f.host} without an API key: anyone who can reach it can use the model`);
-  await preflight(folder, f.device);
-  const engine = await loadEngine(folder, f, progressMode(f));
+  const weights = await preflight(folder, f.device, f.weights, say);
+  const engine = await loadEngine(folder, f, progressMode(f), weights);
   const server = await startServer(engine, folder, steering, {
     host: f.host,
     port: f.port,

@@ -6,7 +6,8 @@
  * run-store.ts), and the engine is only built when a stage must run.
  */
 import { CosmicError } from "../errors.js";
-import { Engine, Device, preflight } from "../engine/engine.js";
+import { Engine, Device, preflight, WeightsChoice } from "../engine/engine.js";
+import type { WeightFormat } from "../engine/quantize.js";
 import { Input } from "../formats/outputs.js";
 import { norm } from "../engine/interventions.js";
 import { ModelFolder } from "../model/folder.js";
@@ -86,6 +87,8 @@ export interface RunOptions {
   evaluator?: Evaluator;
   device: Device;
   threads?: number;
+  /** how the Linear weights are held (default auto: float32 when it fits; see engine/memory.ts) */
+  weights?: WeightsChoice;
   /** a Jinja chat template that replaces the model folder's */
   chatTemplate?: string;
   /**
@@ -115,6 +118,8 @@ export type SelectedDirection = CandidateScore & { removed: Record<string, numbe
 
 export interface RunSummary {
   model: string;
+  /** how the Linear weights were held (f32, int8, int4) */
+  weights: WeightFormat;
   mode: Mode;
   selection: Method;
   seed: number;
@@ -162,12 +167,12 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   const folder = ModelFolder.open(options.model, { chatTemplate: options.chatTemplate });
   checkPromptSets(options);
   // Nothing is written before the device is known to start and the run folder is safe to use.
-  await preflight(folder, options.device);
+  const weights = await preflight(folder, options.device, options.weights ?? "auto", options.log);
   const store = RunStore.open(options.out, [
     { path: options.model, what: "the model folder" },
     ...(options.inputs ?? []),
   ]);
-  const ctx = stageContext(options, folder, store);
+  const ctx = stageContext(options, folder, store, weights);
   try {
     return await runStages(ctx);
   } finally {
@@ -213,6 +218,8 @@ function candidateDirections(
     systemScope: options.system ? scope : null,
     eoiTokens: eoi,
     template: folder.tokenizer.templateSource,
+    // Absent for float32, so that the keys of float32 runs are what they were before quantisation.
+    weights: ctx.weights === "f32" ? undefined : ctx.weights,
   };
   return runStage(directionsStage, inputs, ctx);
 }
@@ -301,6 +308,7 @@ function summaryOf(
   const { sel, scores } = found;
   return {
     model: folder.name,
+    weights: ctx.weights,
     mode: options.mode,
     selection: options.selection,
     seed: options.seed,
@@ -323,12 +331,14 @@ function stageContext(
   options: RunOptions,
   folder: ModelFolder,
   store: RunStore,
+  weights: WeightFormat,
 ): StageContext & { release(): Promise<void> } {
   let engine: Engine | null = null;
   return {
     folder,
     store,
     options: options,
+    weights,
     async engine() {
       if (!engine) {
         options.log(
@@ -337,6 +347,7 @@ function stageContext(
         engine = await Engine.load(folder, {
           device: options.device,
           threads: options.threads,
+          weights,
           onBuild: (n, t) => options.progress("sessions", n, t),
         });
       }

@@ -6,6 +6,7 @@ import type { Engine } from "../engine/engine.js";
 import type { ModelFolder } from "../model/folder.js";
 import type { PromptRecord } from "../data/prompts.js";
 import type { RunOptions } from "./pipeline.js";
+import type { WeightFormat } from "../engine/quantize.js";
 import { hashOf, RunStore } from "./run-store.js";
 
 /** What every stage may use besides its inputs (none of it changes a result). */
@@ -13,6 +14,8 @@ export interface StageContext {
   folder: ModelFolder;
   store: RunStore;
   options: RunOptions;
+  /** how the engine holds the Linear weights (what --weights resolved to) */
+  weights: WeightFormat;
   /** the engine, built on first use (a run whose stages are all reused never builds it) */
   engine(): Promise<Engine>;
   /** instructions through the chat template (with an optional system message) to token ids */

@@ -9,6 +9,9 @@ import { expectedTensors, ModelSpec } from "../formats/config.js";
 import type { Checkpoint } from "../formats/safetensors.js";
 import { Embedding } from "./embedding.js";
 import { buildBlockGraph, buildHeadGraph, headRowRanges } from "./graphs.js";
+import { WeightFormat } from "./quantize.js";
+import { checkEngineFits, resolveWeights, WeightsChoice } from "./memory.js";
+export { checkEngineFits, type WeightsChoice } from "./memory.js";
 import { TENSORS } from "../formats/families.js";
 import {
   checkDevice,
@@ -31,6 +34,8 @@ export interface EngineOptions {
   device?: Device;
   /** intra-op threads per session (default: onnxruntime's choice) */
   threads?: number;
+  /** how the weights of the Linear layers are held (default f32; see quantize.ts) */
+  weights?: WeightFormat;
   /** split block calls into row chunks of at most this many tokens (default TOKENS_PER_CALL) */
   tokensPerCall?: number;
   /** called after each session is built */
@@ -96,47 +101,21 @@ export interface EngineModel {
 }
 
 /**
- * Check, before any output is written, that the engine can hold `folder`: every tensor as one
- * float32 buffer (≤ 4 GiB, Node's limit) and the whole model within this machine's memory.
+ * Everything an engine command checks before it writes: the weights' format (`auto` resolved
+ * on this machine, announced through `log` when it is not float32), that the model fits, and
+ * that the device starts.
  */
-export function checkEngineFits(folder: EngineModel): void {
-  const limit = 2 ** 32 - 1;
-  let total = 0;
-  for (const f of folder.checkpoint.files) {
-    for (const t of f.tensors.values()) {
-      const bytes = t.shape.reduce((a, b) => a * b, 1) * 4;
-      if (bytes > limit)
-        throw fileError(
-          f.path,
-          `tensor "${t.name}" needs ${(bytes / 2 ** 30).toFixed(1)} GiB as float32; this version holds each ` +
-            `tensor in one buffer of at most 4 GiB`,
-        );
-      total += bytes;
-    }
-  }
-  // The head is split by vocabulary rows; a decoder block is one session, so it must fit alone.
-  const block = expectedTensors(folder.spec).filter((t) => t.name.startsWith("model.layers.0."));
-  const blockBytes = block.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1) * 4, 0);
-  if (blockBytes > 2 ** 31 - 2 ** 26) {
-    throw fileError(
-      folder.dir,
-      `one decoder block needs ${(blockBytes / 2 ** 30).toFixed(2)} GiB of float32 weights in one onnxruntime ` +
-        `session, over the 2 GiB cap on an ONNX model (not supported yet)`,
-    );
-  }
-  const mem = os.totalmem();
-  if (total > mem)
-    throw fileError(
-      folder.dir,
-      `needs ${(total / 2 ** 30).toFixed(1)} GiB as float32, but this machine has ` +
-        `${(mem / 2 ** 30).toFixed(1)} GiB of memory`,
-    );
-}
-
-/** Everything an engine command checks before it writes: the device starts and the model fits. */
-export async function preflight(folder: EngineModel, device: Device): Promise<void> {
-  checkEngineFits(folder);
+export async function preflight(
+  folder: EngineModel,
+  device: Device,
+  weights: WeightsChoice = "f32",
+  log: (line: string) => void = () => {},
+): Promise<WeightFormat> {
+  const { format, note } = resolveWeights(folder.spec, weights);
+  checkEngineFits(folder, format);
   await probeDevice(device);
+  if (note) log(note);
+  return format;
 }
 
 export class Engine {
@@ -150,6 +129,8 @@ export class Engine {
   private readonly sessionOpts: SessionOptions;
   private readonly embedding: Embedding;
   private readonly invFreq: Float32Array;
+  /** how the Linear layers' weights are held */
+  readonly weights: WeightFormat;
   /** seconds spent building sessions */
   readonly buildSeconds: number;
   readonly tokensPerCall: number;
@@ -165,7 +146,9 @@ export class Engine {
     buildSeconds: number,
     tokensPerCall: number,
     so: SessionOptions,
+    weights: WeightFormat,
   ) {
+    this.weights = weights;
     this.tokensPerCall = tokensPerCall;
     this.sessionOpts = so;
     this.model = folder;
@@ -201,6 +184,7 @@ export class Engine {
       }
       return v;
     };
+    const weights = opts.weights ?? "f32";
     const so = sessionOptions(device, { threads: opts.threads, arena: false });
     const total = folder.spec.numLayers + 1;
     const create = (bytes: Uint8Array): Promise<Session> => createSession(bytes, so);
@@ -211,14 +195,14 @@ export class Engine {
     const wHead = (name: string) => (name === lmName ? (lm ??= w(name)) : w(name));
     const heads: { session: Session; rows: [number, number] }[] = [];
     for (const rows of headRowRanges(folder.spec, opts.maxSessionBytes ?? MAX_SESSION_BYTES)) {
-      heads.push({ session: await create(buildHeadGraph(folder.spec, wHead, rows)), rows });
+      heads.push({ session: await create(buildHeadGraph(folder.spec, wHead, rows, weights)), rows });
     }
     lm = null;
     releaseMemory();
     opts.onBuild?.(1, total);
     const blocks: Session[] = [];
     for (let l = 0; l < folder.spec.numLayers; l++) {
-      blocks.push(await create(buildBlockGraph(folder.spec, l, w)));
+      blocks.push(await create(buildBlockGraph(folder.spec, l, w, { weights })));
       releaseMemory();
       opts.onBuild?.(l + 2, total);
     }
@@ -230,6 +214,7 @@ export class Engine {
       (performance.now() - t0) / 1000,
       opts.tokensPerCall ?? TOKENS_PER_CALL,
       so,
+      weights,
     );
   }
 
@@ -387,7 +372,7 @@ export class Engine {
     if (!this.lastTokenBlock) {
       const ck = this.model.checkpoint;
       this.lastTokenBlock = await createSession(
-        buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), true),
+        buildBlockGraph(this.spec, this.numLayers - 1, (n) => ck.readF32(n), { lastOnly: true, weights: this.weights }),
         this.sessionOpts,
       );
       releaseMemory();

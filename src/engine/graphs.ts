@@ -13,6 +13,7 @@
 import { ModelSpec } from "../formats/config.js";
 import { GraphBuilder } from "./onnx/builder.js";
 import { layerTensors, TENSORS } from "../formats/families.js";
+import { bitsOf, quantize, WeightFormat } from "./quantize.js";
 
 /** Where weights come from: float32 values of a checkpoint tensor by HF name. */
 export type WeightSource = (name: string) => Float32Array;
@@ -34,18 +35,7 @@ export function transpose2d(w: Float32Array, rows: number, cols: number): Float3
   return out;
 }
 
-/** Stack several [rows_i, cols] weights and transpose: one MatMul for q/k/v or gate/up. */
-function fusedT(parts: Float32Array[], rowsEach: number[], cols: number): Float32Array {
-  const rows = rowsEach.reduce((a, b) => a + b, 0);
-  const stacked = new Float32Array(rows * cols);
-  let off = 0;
-  for (const p of parts) {
-    stacked.set(p, off);
-    off += p.length;
-  }
-  return transpose2d(stacked, rows, cols);
-}
-
+/** Vectors end to end; for [rows_i, cols] matrices, their rows stacked (one product for q/k/v or gate/up). */
 function concatVec(parts: Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
@@ -54,6 +44,43 @@ function concatVec(parts: Float32Array[]): Float32Array {
     o += p.length;
   }
   return out;
+}
+
+/**
+ * MatMulNBits' accuracy level 4: activations quantised to int8 per block, int32 accumulation.
+ * onnxruntime's level-0 path (float32 activations) dequantises 8-bit weights whole on every
+ * call and is many times slower than float32; level 4 adds a little rounding of its own (the
+ * fidelity figures in the README are measured with it).
+ */
+const NBITS_ACCURACY_LEVEL = 4;
+
+/**
+ * x·Wᵀ for a Linear weight W [N, K] in HF's layout: a float32 MatMul over its transposed copy,
+ * or MatMulNBits over W's quantised rows (MatMulNBits takes HF's layout as it is).
+ */
+function linear(
+  g: GraphBuilder,
+  name: string,
+  x: string,
+  W: Float32Array,
+  N: number,
+  K: number,
+  format: WeightFormat,
+): string {
+  const bits = bitsOf(format);
+  if (bits === null) return g.matmul(x, g.weight(name, transpose2d(W, N, K), [K, N]));
+  const q = quantize(W, N, K, bits);
+  const blocks = Math.ceil(K / q.blockSize);
+  const codes = g.uint8(`${name}_codes`, q.codes, [N, blocks, (q.blockSize * bits) / 8]);
+  const scales = g.weight(`${name}_scales`, q.scales, [N * blocks]);
+  const zeroPoints = g.uint8(`${name}_zero_points`, q.zeroPoints, [q.zeroPoints.length]);
+  return g.contribOp("MatMulNBits", [x, codes, scales, zeroPoints], {
+    K,
+    N,
+    bits,
+    block_size: q.blockSize,
+    accuracy_level: NBITS_ACCURACY_LEVEL,
+  });
 }
 
 /** Norm weight as the graph multiplies by it: Gemma's (1 + w) is folded in here, in float32. */
@@ -111,6 +138,7 @@ function queryKeyValue(
   w: WeightSource,
   t: LayerTensors,
   xn: string,
+  format: WeightFormat,
 ): { q: string; k: string; v: string } {
   const d = spec.hiddenSize;
   const H = spec.numHeads;
@@ -119,9 +147,9 @@ function queryKeyValue(
   const qDim = H * hd;
   const kvDim = K * hd;
   const qkvW = spec.fusedQkv
-    ? transpose2d(w(`${t.qkv}.weight`), qDim + 2 * kvDim, d)
-    : fusedT([w(`${t.q}.weight`), w(`${t.k}.weight`), w(`${t.v}.weight`)], [qDim, kvDim, kvDim], d);
-  let qkv = g.matmul(xn, g.weight("w_qkv", qkvW, [d, qDim + 2 * kvDim]));
+    ? w(`${t.qkv}.weight`)
+    : concatVec([w(`${t.q}.weight`), w(`${t.k}.weight`), w(`${t.v}.weight`)]);
+  let qkv = linear(g, "w_qkv", xn, qkvW, qDim + 2 * kvDim, d, format);
   if (spec.qkvBias) {
     const b = concatVec([w(`${t.q}.bias`), w(`${t.k}.bias`), w(`${t.v}.bias`)]);
     qkv = g.add(qkv, g.weight("b_qkv", b, [qDim + 2 * kvDim]));
@@ -162,19 +190,24 @@ function attention(g: GraphBuilder, spec: ModelSpec, q: string, kAll: string, vA
 }
 
 /** The gated MLP on the residual stream `x` (its pre-norm included), before the output hook. */
-function mlp(g: GraphBuilder, spec: ModelSpec, w: WeightSource, t: LayerTensors, x: string): string {
+function mlp(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  w: WeightSource,
+  t: LayerTensors,
+  x: string,
+  format: WeightFormat,
+): string {
   const d = spec.hiddenSize;
   const I = spec.intermediateSize;
   const ln2Name = spec.sandwichNorms ? t.preFeedforwardNorm : t.postAttentionNorm;
   const xn2 = rmsNorm(g, x, g.weight("ln2", normWeight(spec, w(ln2Name)), [d]), spec.norm.eps);
-  const guW = spec.fusedGateUp
-    ? transpose2d(w(`${t.gateUp}.weight`), 2 * I, d)
-    : fusedT([w(`${t.gate}.weight`), w(`${t.up}.weight`)], [I, I], d);
-  let gu = g.matmul(xn2, g.weight("w_gate_up", guW, [d, 2 * I]));
+  const guW = spec.fusedGateUp ? w(`${t.gateUp}.weight`) : concatVec([w(`${t.gate}.weight`), w(`${t.up}.weight`)]);
+  let gu = linear(g, "w_gate_up", xn2, guW, 2 * I, d, format);
   if (spec.mlpBias) gu = g.add(gu, g.weight("b_gate_up", concatVec([w(`${t.gate}.bias`), w(`${t.up}.bias`)]), [2 * I]));
   const [gate, up] = g.split(gu, [I, I], -1);
   const h = g.mul(activation(g, spec, gate), up);
-  let out = g.matmul(h, g.weight("w_down", transpose2d(w(`${t.down}.weight`), d, I), [I, d]));
+  let out = linear(g, "w_down", h, w(`${t.down}.weight`), d, I, format);
   if (spec.mlpBias) out = g.add(out, g.weight("b_down", w(`${t.down}.bias`), [d]));
   return out;
 }
@@ -185,7 +218,14 @@ function mlp(g: GraphBuilder, spec: ModelSpec, w: WeightSource, t: LayerTensors,
  * `hidden_out` [B, 1, d] (no cache): what the final block needs when only the last position's
  * logits are read.
  */
-export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, lastOnly = false): Uint8Array {
+export function buildBlockGraph(
+  spec: ModelSpec,
+  l: number,
+  w: WeightSource,
+  opts: { lastOnly?: boolean; weights?: WeightFormat } = {},
+): Uint8Array {
+  const lastOnly = opts.lastOnly ?? false;
+  const format = opts.weights ?? "f32";
   const g = new GraphBuilder(`block_${l}`);
   const d = spec.hiddenSize;
   const H = spec.numHeads;
@@ -210,7 +250,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   // Self-attention.
   const xn = rmsNorm(g, x, g.weight("ln1", normWeight(spec, w(t.inputNorm)), [d]), spec.norm.eps);
   const qDim = H * hd;
-  let { q, k, v } = queryKeyValue(g, spec, w, t, xn);
+  let { q, k, v } = queryKeyValue(g, spec, w, t, xn, format);
   const cos4 = g.unsqueeze(cos, [1]);
   const sin4 = g.unsqueeze(sin, [1]);
   q = rope(g, spec, q, cos4, sin4);
@@ -228,7 +268,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   const maskQ = lastOnly ? g.slice(mask, [-1], [2 ** 62], [2]) : mask;
 
   const ctxT = attention(g, spec, q, kAll, vAll, maskQ);
-  let attnOut = g.matmul(ctxT, g.weight("w_o", transpose2d(w(`${t.o}.weight`), d, qDim), [qDim, d]));
+  let attnOut = linear(g, "w_o", ctxT, w(`${t.o}.weight`), d, qDim, format);
   if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${t.o}.bias`), [d]));
   attnOut = project(g, attnOut, attnDir); // hook_attn_out
   if (spec.sandwichNorms) {
@@ -241,7 +281,7 @@ export function buildBlockGraph(spec: ModelSpec, l: number, w: WeightSource, las
   }
   const x2 = g.add(x, attnOut);
 
-  let mlpOut = project(g, mlp(g, spec, w, t, x2), mlpDir); // hook_mlp_out
+  let mlpOut = project(g, mlp(g, spec, w, t, x2, format), mlpDir); // hook_mlp_out
   if (spec.sandwichNorms) {
     mlpOut = rmsNorm(g, mlpOut, g.weight("ln_post_ff", normWeight(spec, w(t.postFeedforwardNorm)), [d]), spec.norm.eps);
   }
@@ -258,6 +298,7 @@ export function buildHeadGraph(
   spec: ModelSpec,
   w: WeightSource,
   rows: [number, number] = [0, spec.vocabSize],
+  weights: WeightFormat = "f32",
 ): Uint8Array {
   const g = new GraphBuilder(rows[0] === 0 ? "head" : `head_${rows[0]}`);
   const d = spec.hiddenSize;
@@ -266,7 +307,12 @@ export function buildHeadGraph(
   const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w(TENSORS.finalNorm)), [d]), spec.norm.eps);
   g.output(normed, "final_hidden", ["batch", d]);
   const lm = w(spec.tieWordEmbeddings ? TENSORS.embed : TENSORS.lmHead).subarray(r0 * d, r1 * d);
-  let logits = g.op("Gemm", [normed, g.weight("w_lm", lm, [r1 - r0, d])], { transB: 1 });
+  // Quantised, the head keeps 8 bits even under int4 (as llama.cpp's Q4 types keep the output
+  // matrix at higher precision): every logit, and so every score, goes through it.
+  let logits =
+    weights === "f32"
+      ? g.op("Gemm", [normed, g.weight("w_lm", lm, [r1 - r0, d])], { transB: 1 })
+      : linear(g, "w_lm", normed, lm, r1 - r0, d, "int8");
   if (spec.finalSoftcap !== null) {
     const c = g.f32(spec.finalSoftcap);
     logits = g.mul(g.op("Tanh", [g.div(logits, c)]), c);

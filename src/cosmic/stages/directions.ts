@@ -3,6 +3,7 @@
  * the block inputs over the train sets), the harmless means μ− (ACE's reference) and the
  * per-layer output means that L_low is ranked by.
  */
+import type { WeightFormat } from "../../engine/quantize.js";
 import { SafetensorsFile, writeSafetensors } from "../../formats/safetensors.js";
 import { nonFinite } from "../../engine/engine.js";
 import type { PromptRecord } from "../../data/prompts.js";
@@ -22,6 +23,8 @@ export interface DirectionsInputs {
   eoiTokens: number[];
   /** the chat template the prompts are rendered with */
   template: string;
+  /** quantised weights (int8, int4); absent for float32 */
+  weights?: WeightFormat;
 }
 
 export interface Directions {

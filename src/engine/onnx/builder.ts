@@ -23,6 +23,8 @@ export class GraphBuilder {
   private outputs: ValueInfo[] = [];
   private counter = 0;
   private constCache = new Map<string, string>();
+  /** operator domains other than the default one that nodes use, with their opset versions */
+  private domains: Record<string, number> = {};
   constructor(readonly name: string) {}
 
   private fresh(prefix: string): string {
@@ -47,6 +49,12 @@ export class GraphBuilder {
       dims,
       raw: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
     });
+    return name;
+  }
+
+  /** A uint8 initializer (quantised weight codes and zero points). */
+  uint8(name: string, data: Uint8Array, dims: number[]): string {
+    this.inits.push({ name, dataType: TensorType.UINT8, dims, raw: data });
     return name;
   }
 
@@ -84,6 +92,14 @@ export class GraphBuilder {
     for (const [k, v] of Object.entries(attrs)) a[k] = toAttr(v);
     this.nodes.push({ opType: type, inputs, outputs: outs, name: this.fresh(`n_${type}`), attrs: a });
     return outs;
+  }
+
+  /** An onnxruntime contrib operator (domain com.microsoft, opset 1), e.g. MatMulNBits. */
+  contribOp(type: string, inputs: string[], attrs: Attrs = {}): string {
+    const out = this.op(type, inputs, attrs);
+    this.nodes[this.nodes.length - 1].domain = "com.microsoft";
+    this.domains["com.microsoft"] = 1;
+    return out;
   }
 
   // Convenience wrappers for the ops the transformer graphs use.
@@ -129,6 +145,6 @@ export class GraphBuilder {
   }
 
   encode(): Uint8Array {
-    return encodeModel(this.build(), OPSET);
+    return encodeModel(this.build(), OPSET, this.domains);
   }
 }

@@ -72,6 +72,7 @@ class Writer {
 
 export const enum TensorType {
   FLOAT = 1,
+  UINT8 = 2,
   INT32 = 6,
   INT64 = 7,
   BOOL = 9,
