@@ -58,6 +58,26 @@ export const GEMMA2_2B_HEAD_CONFIG = {
   torch_dtype: "bfloat16",
 };
 
+/** Meta-Llama-3-8B-Instruct's shapes: 8.0 B parameters, 16 GB as BF16, 32 GB as float32. */
+export const LLAMA3_8B_CONFIG = {
+  architectures: ["LlamaForCausalLM"],
+  model_type: "llama",
+  hidden_size: 4096,
+  intermediate_size: 14336,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 8,
+  vocab_size: 128256,
+  max_position_embeddings: 8192,
+  rms_norm_eps: 1e-5,
+  rope_theta: 500000.0,
+  tie_word_embeddings: false,
+  hidden_act: "silu",
+  bos_token_id: 128000,
+  eos_token_id: 128009,
+  torch_dtype: "bfloat16",
+};
+
 /** Write the Qwen2.5-0.5B-shaped checkpoint into `dir` unless it is already there; returns the folder. */
 export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: string) => void): string {
   return ensureShaped(dir, QWEN05_CONFIG, "Qwen2.5-0.5B", tokenizerFrom, log);

@@ -245,9 +245,13 @@ async function main(): Promise<void> {
     path.join(root, "test", "fixtures", "qwen2"),
     (s) => console.error(s),
   );
-  const skipEngine = process.env.COSMIC_BENCH_SCORING !== undefined;
-  console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
-  if (!skipEngine) {
+  // COSMIC_BENCH_ONLY=engine|scoring|head|serve|fingerprint runs one table; COSMIC_BENCH_SCORING=NAME
+  // runs one row of the scoring table alone.
+  const scoringRow = process.env.COSMIC_BENCH_SCORING;
+  const only = process.env.COSMIC_BENCH_ONLY ?? (scoringRow ? "scoring" : undefined);
+  const want = (table: string) => !only || only === table;
+  if (want("engine")) {
+    console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
     const runs = (["f32", "int8", "int4"] as const).map((w) => {
       console.error(`engine bench, ${w} weights…`);
       return child("engine-bench.js", [qwen, device, w]);
@@ -255,14 +259,10 @@ async function main(): Promise<void> {
     engineTable(runs[0], device);
     weightsTable(runs);
   }
-
-  const only = process.env.COSMIC_BENCH_SCORING;
-  scoringTable(qwen, only);
-  if (!only) {
-    headTable();
-    serveTable(qwen);
-    fingerprintTable();
-  }
+  if (want("scoring")) scoringTable(qwen, scoringRow);
+  if (want("head")) headTable();
+  if (want("serve")) serveTable(qwen);
+  if (want("fingerprint")) fingerprintTable();
 }
 
 main().catch((e) => {

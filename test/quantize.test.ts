@@ -13,6 +13,7 @@ import { capture } from "../src/engine/forward.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { FAMILIES, FIXTURES, relErr } from "./helpers.js";
+import { LLAMA3_8B_CONFIG } from "../bench/checkpoint.js";
 
 function randomMatrix(N: number, K: number, seed: number): Float32Array {
   const rng = new Rng(seed);
@@ -73,23 +74,7 @@ for (const bits of [8, 4] as const) {
 }
 
 test("--weights auto keeps float32 when it fits and steps down to int8, then int4, when it does not", () => {
-  const spec = parseConfig(
-    {
-      architectures: ["LlamaForCausalLM"],
-      model_type: "llama",
-      hidden_size: 4096,
-      intermediate_size: 14336,
-      num_hidden_layers: 32,
-      num_attention_heads: 32,
-      num_key_value_heads: 8,
-      vocab_size: 128256,
-      max_position_embeddings: 8192,
-      rms_norm_eps: 1e-5,
-      rope_theta: 500000,
-      tie_word_embeddings: false,
-    },
-    "config.json",
-  );
+  const spec = parseConfig(LLAMA3_8B_CONFIG, "config.json");
   const f32 = residentWeightBytes(spec, "f32");
   const int8 = residentWeightBytes(spec, "int8");
   const int4 = residentWeightBytes(spec, "int4");
