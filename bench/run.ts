@@ -237,6 +237,29 @@ function weightsTable(runs: Record<string, number | string>[]): void {
   console.log(lines.join("\n"));
 }
 
+/** A Llama-3-8B-shaped checkpoint with int8 weights: capture and a short run, wall time and peak RSS. */
+function bigTable(cacheDir: string): void {
+  console.error("big bench (Llama-3-8B shape, int8 weights)…");
+  const b = child("big-bench.js", [cacheDir, "int8"]);
+  const n = (k: string) => b[k] as number;
+  const gb = (x: number) => `${(x / 1e9).toFixed(1)} GB`;
+  console.log(
+    [
+      "",
+      "## Llama-3-8B shape (random weights, BF16 on disk, 16.1 GB), int8 weights",
+      "",
+      row(["command", "wall time (engine load included)", "peak RSS (target ≤ 16 GB)"]),
+      row(["---", "---", "---"]),
+      row(["capture, 4 prompts", `${n("captureSeconds").toFixed(0)} s`, gb(n("captureRss"))]),
+      row([
+        `run, 4 train / 2 val prompts per set, last EOI position, --skip-eval (L_low [${b.lLow}])`,
+        `${n("runSeconds").toFixed(0)} s`,
+        gb(n("peakRss")),
+      ]),
+    ].join("\n"),
+  );
+}
+
 async function main(): Promise<void> {
   const device = process.env.COSMIC_BENCH_DEVICE ?? "cpu";
   const cacheDir = process.env.COSMIC_BENCH_DIR ?? path.join(os.tmpdir(), "cosmic-bench");
@@ -245,7 +268,7 @@ async function main(): Promise<void> {
     path.join(root, "test", "fixtures", "qwen2"),
     (s) => console.error(s),
   );
-  // COSMIC_BENCH_ONLY=engine|scoring|head|serve|fingerprint runs one table; COSMIC_BENCH_SCORING=NAME
+  // COSMIC_BENCH_ONLY=engine|scoring|head|serve|fingerprint|big runs one table (big only then); COSMIC_BENCH_SCORING=NAME
   // runs one row of the scoring table alone.
   const scoringRow = process.env.COSMIC_BENCH_SCORING;
   const only = process.env.COSMIC_BENCH_ONLY ?? (scoringRow ? "scoring" : undefined);
@@ -263,6 +286,8 @@ async function main(): Promise<void> {
   if (want("head")) headTable();
   if (want("serve")) serveTable(qwen);
   if (want("fingerprint")) fingerprintTable();
+  // ~30 minutes and 16 GB of disk on 2 cores: only when asked for.
+  if (only === "big") bigTable(cacheDir);
 }
 
 main().catch((e) => {

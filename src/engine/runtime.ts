@@ -93,8 +93,7 @@ export function sessionOptions(device: Device, o: { threads?: number; arena?: bo
     graphOptimizationLevel: "all",
     enableCpuMemArena: o.arena ?? true,
     // Each session has its own intra-op thread pool, and an idle pool spins by default: with one
-    // session per block, the pool that just ran kept spinning on the cores the next session needed
-    // (on 2 cores a 151,936-row head took ~7× longer after the blocks than alone).
+    // session per block, the pool that just ran kept spinning on the cores the next session needed.
     extra: { session: { intra_op: { allow_spinning: "0" } } },
   };
   if (o.threads) so.intraOpNumThreads = o.threads;

@@ -8,6 +8,7 @@
 import { createSession, floatTensor, Session, sessionOptions } from "../engine/runtime.js";
 import { GraphBuilder } from "../engine/onnx/builder.js";
 import { Rng } from "../util/random.js";
+import { ropeTables as engineRopeTables } from "../engine/rope.js";
 
 export interface OrganismShape {
   vocab: number;
@@ -96,20 +97,11 @@ export class Gemm {
   }
 }
 
+/** The engine's RoPE tables ([T, hd]: each half repeated, as HF lays them out) for positions 0 … T−1. */
 function ropeTables(s: OrganismShape, T: number): { cos: Float32Array; sin: Float32Array } {
   const hd = s.hidden / s.heads;
-  const half = hd / 2;
-  const cos = new Float32Array(T * half);
-  const sin = new Float32Array(T * half);
-  for (let t = 0; t < T; t++) {
-    for (let i = 0; i < half; i++) {
-      const inv = Math.fround(1 / s.ropeTheta ** ((2 * i) / hd));
-      const a = Math.fround(inv * t);
-      cos[t * half + i] = Math.cos(a);
-      sin[t * half + i] = Math.sin(a);
-    }
-  }
-  return { cos, sin };
+  const inv = Float32Array.from({ length: hd / 2 }, (_, i) => 1 / s.ropeTheta ** ((2 * i) / hd));
+  return engineRopeTables(inv, [Array.from({ length: T }, (_, t) => t)]);
 }
 
 /** y = x·rms⁻¹·w per row; returns y and rms⁻¹ per row. */
@@ -176,8 +168,8 @@ function rope(
       for (let h = 0; h < heads; h++) {
         const base = row + h * hd;
         for (let i = 0; i < half; i++) {
-          const c = cos[t * half + i];
-          const s = sign * sin[t * half + i];
+          const c = cos[t * hd + i];
+          const s = sign * sin[t * hd + i];
           const x1 = x[base + i];
           const x2 = x[base + half + i];
           x[base + i] = x1 * c - x2 * s;
