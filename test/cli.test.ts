@@ -5,7 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { SafetensorsFile, writeSafetensors } from "../src/formats/safetensors.js";
-import { FAMILIES, FIXTURES, ROOT } from "./helpers.js";
+import { FAMILIES, FIXTURES, relErr, ROOT } from "./helpers.js";
 
 const BIN = path.join(ROOT, "bin", "cosmic.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-cli-"));
@@ -138,6 +138,7 @@ test("capture writes the documented tensors and metadata", () => {
   assert.deepEqual(st.info("final_hidden").shape, [4, 64]);
   assert.deepEqual(st.info("logits_last").shape, [4, 261]);
   assert.equal(st.metadata.seed, "42");
+  assert.equal(st.metadata.weights, "f32", "a 64-wide fixture fits: auto keeps float32");
   assert.equal(st.metadata.positions, String(P));
 });
 
@@ -318,3 +319,32 @@ test(
     assert.equal(ok.code, 0, ok.stderr);
   },
 );
+
+test("--weights: a bad value is one line; int8 captures what float32 does, closely, and says so", () => {
+  const fx = path.join(FIXTURES, "llama");
+  const prompts = path.join(fx, "expected", "prompts.json");
+  const bad = cosmic(
+    "capture",
+    "--model",
+    fx,
+    "--prompts",
+    prompts,
+    "--out",
+    path.join(tmp, "w.safetensors"),
+    "--weights",
+    "int3",
+  );
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim(), 'cosmic: --weights must be one of auto, f32, int8, int4, got "int3"');
+  const captured = (weights: string) => {
+    const out = path.join(tmp, `w-${weights}.safetensors`);
+    const r = cosmic("capture", "--model", fx, "--prompts", prompts, "--out", out, "--weights", weights, "--quiet");
+    assert.equal(r.code, 0, r.stderr);
+    return SafetensorsFile.open(out);
+  };
+  const q = captured("int8");
+  assert.equal(q.metadata.weights, "int8");
+  const f32 = captured("f32");
+  const err = relErr(q.readF32("resid_post"), f32.readF32("resid_post"));
+  assert.ok(err > 0 && err < 5e-2, `int8 resid_post: relative error ${err}`);
+});

@@ -107,6 +107,7 @@ export async function captureCommand(
       eoi_token_ids: JSON.stringify(eoi.ids),
       eoi_text: eoi.text,
       seed: String(f.seed),
+      weights,
       ...(f.limit !== undefined ? { limit: String(f.limit) } : {}),
       ...(system !== undefined ? { system } : {}),
       intervention: JSON.stringify(description),
