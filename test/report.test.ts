@@ -6,7 +6,7 @@ import path from "node:path";
 import { Browser, chromium, Page } from "playwright-core";
 import { runCommand } from "../src/cli/run.js";
 import { writeReport } from "../src/report/report.js";
-import { FIXTURES, REFERENCE_RUNS, SPLITS } from "./helpers.js";
+import { FIXTURES, SPLITS } from "./helpers.js";
 
 /** Chromium from $CHROMIUM, else the first chromium / chromium-browser / google-chrome on PATH. */
 function findChromium(): string | null {

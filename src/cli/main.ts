@@ -5,7 +5,7 @@ import { deviceArg, floatArg, intArg, systemMessage, weightsArg } from "./common
 import { fsErrorLine } from "../formats/outputs.js";
 import { formatInspect, inspectModel } from "./inspect.js";
 import { captureCommand, generateCommand } from "./run-engine.js";
-import { formatSummary, RUN_DEFAULTS, runCommand, RunFlags } from "./run.js";
+import { formatSummary, planCommand, RUN_DEFAULTS, runCommand, RunFlags } from "./run.js";
 import { summaryFile } from "../cosmic/pipeline.js";
 import { organismEvalCommand, organismTrainCommand, TrainFlags } from "./organism.js";
 import { organismPromptDir } from "../organism/info.js";
@@ -225,8 +225,17 @@ engineOptions(runOptions(program.command("run")))
   .requiredOption("--model <dir>", "model folder")
   .requiredOption("--out <dir>", "run folder (resumable: finished stages are reused)")
   .option("--json", "machine-readable: progress as JSON lines on stderr, the summary as JSON on stdout")
-  .action(async (flags: RunFlags) => {
-    const s = await runCommand(flags, { data: organismPromptDir(flags.model) ?? PAPER_SPLITS });
+  .option(
+    "--dry-run",
+    "print the plan (prompts, candidates, FLOPs per stage, memory, estimated time) and stop; writes nothing",
+  )
+  .action(async (flags: RunFlags & { dryRun?: boolean }) => {
+    const data = { data: organismPromptDir(flags.model) ?? PAPER_SPLITS };
+    if (flags.dryRun) {
+      process.stdout.write((await planCommand(flags, data)).join("\n") + "\n");
+      return;
+    }
+    const s = await runCommand(flags, data);
     process.stdout.write((flags.json ? JSON.stringify(summaryFile(s), null, 2) : formatSummary(s, flags.out)) + "\n");
   });
 

@@ -4,7 +4,8 @@ import path from "node:path";
 import { CosmicError } from "../errors.js";
 import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
 import { Device, WeightsChoice } from "../engine/engine.js";
-import { Method, Mode, PromptSets, RunSummary, runPipeline, SystemScope } from "../cosmic/pipeline.js";
+import { Method, Mode, PromptSets, RunOptions, RunSummary, runPipeline, SystemScope } from "../cosmic/pipeline.js";
+import { planRun } from "../cosmic/plan.js";
 import { SetRates } from "../cosmic/evaluation.js";
 import { makeEvaluator } from "../eval/evaluate.js";
 import { Schedule } from "../cosmic/scoring.js";
@@ -150,7 +151,8 @@ export function progressReporter(mode: ProgressMode): {
   };
 }
 
-export async function runCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<RunSummary> {
+/** The run's typed options from its flags (validated), with how it reports progress and messages. */
+function optionsFrom(f: RunFlags, defaults: { data?: string }): { options: RunOptions; close(): void } {
   if (f.linear && f.affine) throw new CosmicError("choose one of --affine and --linear");
   const mode: Mode = f.linear ? "linear" : "affine";
   if (f.selection !== "cosmic" && f.selection !== "substring")
@@ -160,61 +162,75 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   const alphas = f.alphas.split(",").map((s) => Number(s.trim()));
   if (alphas.some((a) => !Number.isFinite(a)))
     throw new CosmicError(`--alphas must be numbers separated by commas, got "${f.alphas}"`);
-  const mode_ = f.quiet ? "quiet" : f.jsonProgress || f.json ? "json" : "bar";
-  const rep = progressReporter(mode_);
+  const progressMode = f.quiet ? "quiet" : f.jsonProgress || f.json ? "json" : "bar";
+  const rep = progressReporter(progressMode);
   const log = (s: string) => {
     if (f.quiet) return;
     rep.close();
-    process.stderr.write((mode_ === "json" ? JSON.stringify({ message: s }) : s) + "\n");
+    process.stderr.write((progressMode === "json" ? JSON.stringify({ message: s }) : s) + "\n");
   };
   const warn = (line: string) => {
     rep.close();
-    process.stderr.write((mode_ === "json" ? JSON.stringify({ warning: line }) : `cosmic: ${line}`) + "\n");
+    process.stderr.write((progressMode === "json" ? JSON.stringify({ warning: line }) : `cosmic: ${line}`) + "\n");
   };
-  const system = systemMessage(f);
   const inputs: Input[] = [
     ...(f.systemFile ? [{ path: f.systemFile, what: "the system-message file" }] : []),
     ...(f.judgeModel ? [{ path: f.judgeModel, what: "the judge model folder" }] : []),
     ...(f.lossData ? [{ path: f.lossData, what: "the loss data file" }] : []),
   ];
+  const system = systemMessage(f);
   const prompts = resolveSets(f, defaults.data, warn, inputs);
   const evaluator = f.skipEval ? undefined : makeEvaluator({ judgeModel: f.judgeModel, lossData: f.lossData });
+  const options: RunOptions = {
+    model: f.model,
+    chatTemplate: f.chatTemplate,
+    out: f.out,
+    prompts,
+    inputs,
+    mode,
+    selection: f.selection as Method,
+    seed: f.seed,
+    maxNewTokens: f.maxNewTokens,
+    batchSize: f.batchSize,
+    system,
+    systemScope: systemScope(f.systemScope),
+    evalSystem: f.evalSystem,
+    klThreshold: f.klThreshold,
+    pruneLayers: fraction("--prune-layers", f.pruneLayers),
+    lowLayerFraction: fraction("--low-layer-fraction", f.lowLayerFraction),
+    steerTowardRefusal: !!f.steerTowardRefusal,
+    alphas,
+    judge: f.judge,
+    refusalPhrases: f.refusalPhrases ? f.refusalPhrases.split("|") : undefined,
+    schedule: f.schedule as Schedule,
+    scorePositions: f.scorePositions,
+    skipEval: !!f.skipEval,
+    evaluator,
+    device: f.device,
+    threads: f.threads,
+    weights: f.weights,
+    progress: rep.progress,
+    log,
+  };
+  return { options, close: () => rep.close() };
+}
+
+export async function runCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<RunSummary> {
+  const { options, close } = optionsFrom(f, defaults);
   try {
-    const summary = await runPipeline({
-      model: f.model,
-      chatTemplate: f.chatTemplate,
-      out: f.out,
-      prompts,
-      inputs,
-      mode,
-      selection: f.selection as Method,
-      seed: f.seed,
-      maxNewTokens: f.maxNewTokens,
-      batchSize: f.batchSize,
-      system,
-      systemScope: systemScope(f.systemScope),
-      evalSystem: f.evalSystem,
-      klThreshold: f.klThreshold,
-      pruneLayers: fraction("--prune-layers", f.pruneLayers),
-      lowLayerFraction: fraction("--low-layer-fraction", f.lowLayerFraction),
-      steerTowardRefusal: !!f.steerTowardRefusal,
-      alphas,
-      judge: f.judge,
-      refusalPhrases: f.refusalPhrases ? f.refusalPhrases.split("|") : undefined,
-      schedule: f.schedule as Schedule,
-      scorePositions: f.scorePositions,
-      skipEval: !!f.skipEval,
-      evaluator,
-      device: f.device,
-      threads: f.threads,
-      weights: f.weights,
-      progress: rep.progress,
-      log,
-    });
-    rep.close();
-    return summary;
+    return await runPipeline(options);
   } finally {
-    rep.close();
+    close();
+  }
+}
+
+/** `cosmic run --dry-run`: the plan's lines (nothing is written). */
+export async function planCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<string[]> {
+  const { options, close } = optionsFrom(f, defaults);
+  try {
+    return await planRun(options);
+  } finally {
+    close();
   }
 }
 

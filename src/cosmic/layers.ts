@@ -18,6 +18,11 @@ export interface LayerRanking {
   low: number[];
 }
 
+/** How many layers L_low holds: ⌊fraction · L⌋, at least one. */
+export function lowLayerCount(L: number, fraction: number): number {
+  return Math.max(1, Math.floor(fraction * L));
+}
+
 export function rankLayers(
   harmfulOut: Float64Array,
   harmlessOut: Float64Array,
@@ -34,6 +39,6 @@ export function rankLayers(
     (l) => l >= minLayer && (!secondHalfOnly || l >= Math.floor(L / 2)),
   );
   const ranked = [...eligible].sort((a, b) => similarity[a] - similarity[b] || a - b);
-  const k = Math.max(1, Math.floor(fraction * L));
+  const k = lowLayerCount(L, fraction);
   return { similarity, ranked, low: ranked.slice(0, Math.min(k, ranked.length)) };
 }

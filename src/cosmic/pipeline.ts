@@ -387,7 +387,11 @@ function writeLayerRanking(ctx: StageContext, ranking: LayerRanking): void {
 }
 
 /** Candidates that are zero vectors (layer 0: every prompt has the same EOI embeddings), among those scored. */
-function zeroCandidates(dirs: Directions, folder: ModelFolder, scorePositions: number | undefined): Set<string> {
+export function zeroCandidates(
+  dirs: Pick<Directions, "r">,
+  folder: ModelFolder,
+  scorePositions: number | undefined,
+): Set<string> {
   const L = folder.spec.numLayers;
   const d = folder.spec.hiddenSize;
   const P = dirs.r.length / (L * d);

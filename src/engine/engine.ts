@@ -3,13 +3,13 @@
  * ModelSpec and its weights. Batches are left-padded; position ids follow HF (cumsum(mask) − 1,
  * padding set to 1). The hook points are described in graphs.ts, captures in forward.ts.
  */
-import os from "node:os";
 import { CosmicError, fileError } from "../errors.js";
-import { expectedTensors, ModelSpec } from "../formats/config.js";
+import { ModelSpec } from "../formats/config.js";
 import type { Checkpoint } from "../formats/safetensors.js";
 import { Embedding } from "./embedding.js";
 import { buildBlockGraph, buildHeadGraph, headRowRanges } from "./graphs.js";
 import { WeightFormat } from "./quantize.js";
+import { blockFlops, headFlops, lastTokenBlockFlops } from "./flops.js";
 import { checkEngineFits, resolveWeights, WeightsChoice } from "./memory.js";
 export { checkEngineFits, type WeightsChoice } from "./memory.js";
 import { TENSORS } from "../formats/families.js";
@@ -36,6 +36,11 @@ export interface EngineOptions {
   threads?: number;
   /** how the weights of the Linear layers are held (default f32; see quantize.ts) */
   weights?: WeightFormat;
+  /**
+   * build only the first N blocks and no head: an engine for timing block calls (run estimates),
+   * on which only runBlock of those blocks may be called
+   */
+  firstBlocks?: number;
   /** split block calls into row chunks of at most this many tokens (default TOKENS_PER_CALL) */
   tokensPerCall?: number;
   /** called after each session is built */
@@ -136,7 +141,6 @@ export class Engine {
   readonly tokensPerCall: number;
   /** forward-pass FLOPs spent so far (weight products and attention, counted per call) */
   flops = 0;
-  private readonly blockParams: number;
 
   private constructor(
     folder: EngineModel,
@@ -164,10 +168,6 @@ export class Engine {
       this.spec.embeddingScale,
     );
     this.invFreq = inverseFrequencies(this.spec);
-    const sp = this.spec;
-    const q = sp.numHeads * sp.headDim;
-    const kv = sp.numKvHeads * sp.headDim;
-    this.blockParams = sp.hiddenSize * (q + 2 * kv) + q * sp.hiddenSize + 3 * sp.hiddenSize * sp.intermediateSize;
   }
 
   static async load(folder: EngineModel, opts: EngineOptions = {}): Promise<Engine> {
@@ -194,14 +194,15 @@ export class Engine {
     let lm: Float32Array | null = null;
     const wHead = (name: string) => (name === lmName ? (lm ??= w(name)) : w(name));
     const heads: { session: Session; rows: [number, number] }[] = [];
-    for (const rows of headRowRanges(folder.spec, opts.maxSessionBytes ?? MAX_SESSION_BYTES)) {
+    const nBlocks = opts.firstBlocks ?? folder.spec.numLayers;
+    for (const rows of opts.firstBlocks ? [] : headRowRanges(folder.spec, opts.maxSessionBytes ?? MAX_SESSION_BYTES)) {
       heads.push({ session: await create(buildHeadGraph(folder.spec, wHead, rows, weights)), rows });
     }
     lm = null;
     releaseMemory();
     opts.onBuild?.(1, total);
     const blocks: Session[] = [];
-    for (let l = 0; l < folder.spec.numLayers; l++) {
+    for (let l = 0; l < nBlocks; l++) {
       blocks.push(await create(buildBlockGraph(folder.spec, l, w, { weights })));
       releaseMemory();
       opts.onBuild?.(l + 2, total);
@@ -357,14 +358,12 @@ export class Engine {
     if (lastOnly) {
       const out = await (await this.lastTokenSession()).run(feeds);
       // q/k/v for every token; attention, o_proj and the MLP for the last one.
-      const qkvParams = d * (this.spec.numHeads + 2 * K) * hd;
-      this.flops +=
-        2 * qkvParams * n * T + 2 * (this.blockParams - qkvParams) * n + 4 * n * this.spec.numHeads * S * hd;
+      this.flops += lastTokenBlockFlops(this.spec, n, T, S);
       return { hidden: out.hidden_out.data as Float32Array, key: feeds.past_key, value: feeds.past_value };
     }
     const out = await this.blocks[l].run(feeds);
     // Weight products for every token plus QKᵀ and PV over all S keys.
-    this.flops += 2 * this.blockParams * n * T + 4 * n * this.spec.numHeads * T * S * hd;
+    this.flops += blockFlops(this.spec, n, T, S);
     return { hidden: out.hidden_out.data as Float32Array, key: out.present_key, value: out.present_value };
   }
 
@@ -418,7 +417,7 @@ export class Engine {
         for (let b = 0; b < B; b++) logits.set(part.subarray(b * n, (b + 1) * n), b * V + h.rows[0]);
       }
     }
-    this.flops += 2 * B * this.spec.hiddenSize * V;
+    this.flops += headFlops(this.spec, B);
     // Finite weights can still overflow float32 (a corrupted checkpoint): say so, not NaN scores.
     for (let i = 0; i < logits.length; i++) if (!Number.isFinite(logits[i])) throw nonFinite(this.model.dir, "logits");
     return { finalHidden: finalHidden!, logits };

@@ -8,7 +8,6 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { fileError } from "../errors.js";
 import { EXPORT_MARKER, prepareFolderOutput, removeOwnedFolder } from "../formats/outputs.js";
 import { DType, decodeToF32 } from "../formats/dtype.js";
 import { DirectionFile } from "../formats/direction.js";

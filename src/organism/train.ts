@@ -5,7 +5,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { Template } from "@huggingface/jinja";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { CosmicError, fileError } from "../errors.js";
+import { CosmicError } from "../errors.js";
 import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
 import { trackTemporary, untrackTemporary } from "../formats/files.js";
 import { Input, prepareFolderOutput, removeOwnedFolder } from "../formats/outputs.js";

@@ -21,6 +21,7 @@ import { CandidateScore, key } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
 import type { Directions } from "./directions.js";
+import { formatFlops, formatSeconds, scoringFlops } from "../estimate.js";
 
 export interface ScoresInputs {
   /** the key of the directions stage the candidates come from */
@@ -167,6 +168,47 @@ async function timed<T>(engine: Engine, acc: Acc, f: () => Promise<T>): Promise<
   return out;
 }
 
+/** The candidates that run at each layer (zero directions take the clean run's scores). */
+export function liveCandidates(L: number, P: number, scorePositions: number | null, zero: Set<string>): number[] {
+  const positions = Math.min(P, scorePositions ?? P);
+  return Array.from({ length: L }, (_, l) => {
+    let n = 0;
+    for (let k = P - positions; k < P; k++) if (!zero.has(key(k - P, l))) n++;
+    return n;
+  });
+}
+
+/** One line before the long part: the candidates' FLOPs and the time they take at the clean passes' rate. */
+function announce(
+  engine: Engine,
+  i: ScoresInputs,
+  ctx: StageContext,
+  dirs: Directions,
+  zero: Set<string>,
+  rate: number,
+) {
+  const spec = engine.spec;
+  const P = dirs.r.length / (spec.numLayers * spec.hiddenSize);
+  const live = liveCandidates(spec.numLayers, P, i.scorePositions, zero);
+  const lengths = (recs: PromptRecord[]) => ctx.encode(recs, i.system ?? undefined).map((t) => t.length);
+  const plan = scoringFlops(
+    spec,
+    lengths(i.harmful),
+    lengths(i.harmless),
+    ctx.options.batchSize,
+    i.lLow,
+    i.mode,
+    i.schedule,
+    live,
+  );
+  const left = plan.cosmic + plan.substring;
+  ctx.options.log(
+    `scoring: ${live.reduce((a, c) => a + c, 0)} candidates, ${formatFlops(left)} to go (COSMIC ` +
+      `${formatFlops(plan.cosmic)}, substring baseline ${formatFlops(plan.substring)}): about ` +
+      `${formatSeconds(left / rate)} at the clean passes' ${(rate / 1e9).toFixed(0)} GFLOP/s`,
+  );
+}
+
 /** The scores stage for these candidate directions (`zero`: the candidates that are zero vectors). */
 export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresInputs, Scores> {
   return {
@@ -176,7 +218,10 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
     async compute(i, ctx, stageKey) {
       const engine = await ctx.engine();
       const L = engine.numLayers;
+      const t0 = performance.now();
+      const f0 = engine.flops;
       const b = await baseline(engine, i, ctx);
+      announce(engine, i, ctx, dirs, zero, (engine.flops - f0) / ((performance.now() - t0) / 1000));
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,

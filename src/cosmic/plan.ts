@@ -1,0 +1,191 @@
+/**
+ * `cosmic run --dry-run`: the plan of a run — prompt sets, candidates, passes, FLOPs, memory and
+ * an estimated time — without running it or writing anything. The time comes from a short
+ * calibration on this machine: block 0 alone, timed on a batch shaped like the run's prompts
+ * (compute-bound passes) and on one new token per row (decode steps, bound by memory bandwidth).
+ */
+import { CosmicError } from "../errors.js";
+import { Engine } from "../engine/engine.js";
+import { blockFlops, headFlops } from "../engine/flops.js";
+import {
+  blockWeightBytes,
+  headFormat,
+  PEAK_OVER_WEIGHTS,
+  residentWeightBytes,
+  resolveWeights,
+} from "../engine/memory.js";
+import { matrixBytes, WeightFormat } from "../engine/quantize.js";
+import type { ModelSpec } from "../formats/config.js";
+import { noIntervention } from "../engine/interventions.js";
+import { ModelFolder } from "../model/folder.js";
+import { PromptRecord } from "../data/prompts.js";
+import {
+  directionsFlops,
+  formatFlops,
+  formatSeconds,
+  generationFlops,
+  scoringFlops,
+  totalScoring,
+} from "./estimate.js";
+import { lowLayerCount } from "./layers.js";
+import type { RunOptions } from "./pipeline.js";
+
+/** Measured rates: FLOP/s of a prompt-shaped block call, seconds of a decode-shaped one per block. */
+export interface Calibration {
+  flopsPerSecond: number;
+  /** one block, one new token for `rows` rows */
+  decodeBlockSeconds: number;
+  rows: number;
+}
+
+async function timedBest(f: () => Promise<unknown>, n = 3): Promise<number> {
+  await f();
+  let best = Infinity;
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await f();
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  return best;
+}
+
+/** Block 0 on `rows` prompts of `T` tokens, and on one token for each of `rows` rows after T cached ones. */
+export async function calibrate(
+  folder: ModelFolder,
+  options: Pick<RunOptions, "device" | "threads">,
+  weights: RunOptions["weights"],
+  rows: number,
+  T: number,
+): Promise<Calibration> {
+  const format = resolveWeights(folder.spec, weights ?? "auto").format;
+  const engine = await Engine.load(folder, {
+    device: options.device,
+    threads: options.threads,
+    weights: format,
+    firstBlocks: 1,
+  });
+  try {
+    const ivs = Array.from({ length: rows }, () => noIntervention(folder.spec.numLayers));
+    const prompts = Array.from({ length: rows }, () => Array.from({ length: T }, (_, t) => 1 + (t % 50)));
+    const batch = engine.pad(prompts);
+    const h = engine.embed(batch);
+    const prefill = await timedBest(() => engine.runBlock(0, h, batch, ivs));
+    const first = await engine.runBlock(0, h, batch, ivs);
+    const step = engine.stepContext(
+      batch.keyValid.map((v) => Uint8Array.from([...v, 1])),
+      batch.positions.map((p) => [p.length]),
+      T,
+    );
+    const x = new Float32Array(rows * folder.spec.hiddenSize).fill(0.01);
+    const decode = await timedBest(() => engine.runBlock(0, x, step, ivs, { key: first.key, value: first.value }));
+    return {
+      flopsPerSecond: blockFlops(folder.spec, rows, T, T) / prefill,
+      decodeBlockSeconds: decode,
+      rows,
+    };
+  } finally {
+    await engine.release();
+  }
+}
+
+/**
+ * The evaluation's generations (eval/evaluate.ts): both baselines, then per direction (COSMIC's
+ * and, when it selects one, the substring baseline's: counted) ablation on both sets and
+ * addition on harmless, and the α sweep; every row running to the last new token.
+ */
+function evaluationEstimate(
+  spec: ModelSpec,
+  format: WeightFormat,
+  options: RunOptions,
+  test: number[][],
+  cal: Calibration,
+): { jobs: number; flops: number; seconds: number } {
+  const D = 2;
+  const jobs: number[] = [
+    ...Array<number>(1 + D).fill(0),
+    ...Array<number>(1 + 2 * D).fill(1),
+    ...(options.steerTowardRefusal ? options.alphas.flatMap(() => [0, 1]) : []),
+  ];
+  const seconds = (f: number) => f / cal.flopsPerSecond;
+  // The head per decode step: compute-bound for many rows, bandwidth-bound (its bytes at the rate
+  // a decode-shaped block call reads its own) for few.
+  const bandwidth = blockWeightBytes(spec, format) / cal.decodeBlockSeconds;
+  const headBytes = matrixBytes(headFormat(format), spec.vocabSize, spec.hiddenSize);
+  const headStep = (B: number) => Math.max(seconds(headFlops(spec, B)), headBytes / bandwidth);
+  // A decode step: every block for one token per row (as calibrated), then the head.
+  const step = (B: number) => spec.numLayers * cal.decodeBlockSeconds * Math.max(1, B / cal.rows) + headStep(B);
+  let flops = 0;
+  let total = 0;
+  for (const set of jobs) {
+    const g = generationFlops(spec, test[set], options.batchSize, options.maxNewTokens);
+    flops += g.prefill + g.steps.reduce((a, st) => a + st.flops, 0);
+    total += seconds(g.prefill) + g.steps.reduce((a, st) => a + step(st.B), 0);
+  }
+  return { jobs: jobs.length, flops, seconds: total };
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+/** The plan as lines of text. */
+export async function planRun(options: RunOptions): Promise<string[]> {
+  const folder = ModelFolder.open(options.model, { chatTemplate: options.chatTemplate });
+  const spec = folder.spec;
+  for (const [name, set] of Object.entries(options.prompts))
+    if (set.length === 0 && !(options.skipEval && name.endsWith("Test")))
+      throw new CosmicError(`the ${name} prompt set is empty`);
+  const { format, note } = resolveWeights(spec, options.weights ?? "auto");
+  const lengths = (recs: PromptRecord[], system?: string) =>
+    recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system)).length);
+  const p = options.prompts;
+  const selSystem = (options.systemScope ?? "selection") === "selection" ? options.system : undefined;
+  const train = [lengths(p.harmfulTrain, options.system), lengths(p.harmlessTrain, options.system)];
+  const val = [lengths(p.harmfulVal, selSystem), lengths(p.harmlessVal, selSystem)];
+  const test = [lengths(p.harmfulTest, options.evalSystem), lengths(p.harmlessTest, options.evalSystem)];
+  const L = spec.numLayers;
+  const P = folder.tokenizer.eoiTokens(options.system).ids.length;
+  const positions = Math.min(P, options.scorePositions ?? P);
+  const bs = options.batchSize;
+  const dirFlops = directionsFlops(spec, train[0], train[1], bs);
+  // L_low's cost depends on where it lies (known after the directions): its earliest and latest placements.
+  const k = lowLayerCount(L, options.lowLayerFraction);
+  const minLayer = options.mode === "affine" ? 1 : 0;
+  const eligible = Array.from({ length: L }, (_, l) => l).filter(
+    (l) => l >= minLayer && (!options.steerTowardRefusal || l >= Math.floor(L / 2)),
+  );
+  const live = Array.from({ length: L }, (_, l) => (l === 0 ? 0 : positions));
+  const scoring = (lLow: number[]) =>
+    scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live);
+  const early = scoring(eligible.slice(0, k));
+  const late = scoring(eligible.slice(-k));
+  const T = Math.round(mean([...train[0], ...train[1]]));
+  const cal = await calibrate(folder, options, options.weights, Math.min(bs, train[0].length), Math.max(1, T));
+  const seconds = (f: number) => f / cal.flopsPerSecond;
+  const evaluation = options.skipEval ? null : evaluationEstimate(spec, format, options, test, cal);
+  const resident = residentWeightBytes(spec, format);
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const lines = [
+    `model ${folder.name}: ${L} layers, width ${spec.hiddenSize}, vocab ${spec.vocabSize}`,
+    `weights ${format}${note ? ` (${note.replace(/^weights: [a-z0-9]+ /, "")})` : ""}: ${gib(resident)} resident, ` +
+      `peak about ${gib(PEAK_OVER_WEIGHTS * resident)}`,
+    `prompts: train ${p.harmfulTrain.length} + ${p.harmlessTrain.length}, val ${p.harmfulVal.length} + ` +
+      `${p.harmlessVal.length}, test ${p.harmfulTest.length} + ${p.harmlessTest.length} (harmful + harmless); ` +
+      `mean ${T} tokens (train), batch ${bs}`,
+    `candidates: ${positions} EOI positions × ${L} layers (${positions * L}; layer 0's are zero whenever every ` +
+      `prompt ends with the same EOI tokens); L_low: ${k} of ${eligible.length} eligible layers`,
+    `calibration (block 0 on this machine): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ${cal.rows} × ${T} ` +
+      `tokens; ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ms per block for one new token on ${cal.rows} rows`,
+    `1. directions: ${formatFlops(dirFlops)}, about ${formatSeconds(seconds(dirFlops))}`,
+    `2. L_low: from the directions' layer outputs (no passes)`,
+    `3. scores (${options.schedule} schedule): ${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
+      `layers, ${formatFlops(totalScoring(late))} in the latest: about ${formatSeconds(seconds(totalScoring(early)))} ` +
+      `to ${formatSeconds(seconds(totalScoring(late)))}`,
+    `4. selection: no passes`,
+    !evaluation
+      ? `5. evaluation: skipped (--skip-eval)`
+      : `5. evaluation: ${evaluation!.jobs} generation jobs of ${test[0].length}–${test[1].length} prompts, up to ` +
+        `${options.maxNewTokens} new tokens each (${formatFlops(evaluation!.flops)}): at most about ` +
+        `${formatSeconds(evaluation!.seconds)} (EOS ends most replies sooner); the judges' passes not included`,
+    `session build and the judges' own model are not included; nothing was written`,
+  ];
+  return lines;
+}

@@ -1,0 +1,98 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { runCommand, runFlags, RunFlags } from "../src/cli/run.js";
+import { ModelFolder } from "../src/model/folder.js";
+import { SafetensorsFile } from "../src/formats/safetensors.js";
+import { readJsonFile } from "../src/formats/files.js";
+import { PromptRecord } from "../src/data/prompts.js";
+import { zeroCandidates } from "../src/cosmic/pipeline.js";
+import { liveCandidates } from "../src/cosmic/stages/scores.js";
+import { fullPassFlops, generationFlops, scoringFlops } from "../src/cosmic/estimate.js";
+import { Engine } from "../src/engine/engine.js";
+import { generate } from "../src/engine/generate.js";
+import { meanActivations } from "../src/cosmic/activations.js";
+import { spawnSync } from "node:child_process";
+import { FIXTURES, ROOT, SPLITS } from "./helpers.js";
+
+/** A run on a fixture, then its scoring FLOPs predicted from token lengths alone. */
+async function predictedAndCounted(fam: string, extra: Partial<RunFlags>) {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-estimate-"));
+  const model = path.join(FIXTURES, fam);
+  const s = await runCommand(
+    runFlags({ model, out, data: SPLITS, nTrain: 6, nVal: 5, batchSize: 3, skipEval: true, quiet: true, ...extra }),
+  );
+  const folder = ModelFolder.open(model);
+  const prompts = readJsonFile<Record<string, PromptRecord[]>>(path.join(out, "prompts.json"));
+  const lengths = (recs: PromptRecord[]) =>
+    recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction)).length);
+  const r = SafetensorsFile.open(path.join(out, "generate_directions", "mean_diffs.safetensors")).readF32("mean_diffs");
+  const L = folder.spec.numLayers;
+  const P = s.positions;
+  const zero = zeroCandidates({ r }, folder, undefined);
+  const plan = scoringFlops(
+    folder.spec,
+    lengths(prompts.harmful_val),
+    lengths(prompts.harmless_val),
+    3,
+    s.L_low,
+    s.mode,
+    s.scoring.schedule,
+    liveCandidates(L, P, null, zero),
+  );
+  return { plan, s };
+}
+
+for (const [label, fam, extra] of [
+  ["affine, fast schedule", "llama", {}],
+  ["linear, fast schedule", "qwen2", { linear: true }],
+  ["affine, naive schedule", "gemma2", { schedule: "naive" }],
+] as const) {
+  test(`the scoring estimate is the engine's own FLOP count (${label}, ${fam})`, async () => {
+    const { plan, s } = await predictedAndCounted(fam, extra);
+    assert.ok(s.scoring.flops > 0 && s.scoring.substring_flops > 0);
+    const close = (a: number, b: number) => Math.abs(a - b) <= 1e-9 * b;
+    assert.ok(close(plan.cosmic, s.scoring.flops), `COSMIC: predicted ${plan.cosmic}, counted ${s.scoring.flops}`);
+    assert.ok(
+      close(plan.substring, s.scoring.substring_flops),
+      `substring: predicted ${plan.substring}, counted ${s.scoring.substring_flops}`,
+    );
+  });
+}
+
+test("the directions and generation estimates are the engine's own FLOP count", async () => {
+  const folder = ModelFolder.open(path.join(FIXTURES, "qwen3"));
+  const engine = await Engine.load(folder);
+  const prompts = ["Hi!", "Tell me a story about a cat.", "2+2?", "Write a haiku about rain, please.", "Why?"].map(
+    (t) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(t)),
+  );
+  const lengths = prompts.map((p) => p.length);
+  let f0 = engine.flops;
+  await meanActivations(engine, prompts, 2, 2);
+  assert.equal(engine.flops - f0, fullPassFlops(folder.spec, lengths, 2));
+  f0 = engine.flops;
+  await generate(engine, prompts, { maxNewTokens: 5, stopAtEos: false, batchSize: 2 });
+  const g = generationFlops(folder.spec, lengths, 2, 5);
+  assert.equal(engine.flops - f0, g.prefill + g.steps.reduce((a, s) => a + s.flops, 0));
+  await engine.release();
+});
+
+test("cosmic run --dry-run prints the plan and writes nothing", () => {
+  const out = path.join(os.tmpdir(), `cosmic-dry-${process.pid}`);
+  const r = spawnSync(
+    process.execPath,
+    [
+      path.join(ROOT, "bin", "cosmic.js"),
+      ...`run --model ${path.join(FIXTURES, "llama")} --data ${SPLITS} --n-train 8 --n-val 4 --n-test 4`.split(" "),
+      ...`--out ${out} --dry-run`.split(" "),
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  for (const stage of ["1. directions: ", "3. scores (fast schedule): ", "5. evaluation: ", "calibration"])
+    assert.ok(r.stdout.includes(stage), `${stage} in:\n${r.stdout}`);
+  assert.match(r.stdout, /weights f32: /);
+  assert.ok(!fs.existsSync(out), "no run folder");
+});
