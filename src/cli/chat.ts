@@ -9,7 +9,7 @@ import { ModelFolder } from "../model/folder.js";
 import { Device, Engine, preflight, WeightsChoice } from "../engine/engine.js";
 import { generate } from "../engine/generate.js";
 import { Intervention } from "../engine/interventions.js";
-import { interventionOf, InterventionKind } from "../model/steer.js";
+import { interventionOf, InterventionKind } from "../engine/steer.js";
 import { ChatMessage } from "../tokenize/chat.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
 

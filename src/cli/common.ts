@@ -7,7 +7,7 @@ import { DEVICES, Device, Engine } from "../engine/engine.js";
 import { WEIGHTS_CHOICES, WeightsChoice } from "../engine/memory.js";
 import { WeightFormat } from "../engine/quantize.js";
 import { Intervention } from "../engine/interventions.js";
-import { defaultIntervention, interventionOf, INTERVENTIONS, InterventionKind } from "../model/steer.js";
+import { defaultIntervention, interventionOf, INTERVENTIONS, InterventionKind } from "../engine/steer.js";
 import { ModelFolder } from "../model/folder.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
 import { progressBar, ProgressMode } from "./progress.js";

@@ -8,7 +8,7 @@ import { DirectionFile, readDirection } from "../formats/direction.js";
 import { Intervention } from "../engine/interventions.js";
 import { ModelFolder } from "../model/folder.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
-import { defaultIntervention, interventionOf, INTERVENTIONS, InterventionKind } from "../model/steer.js";
+import { defaultIntervention, interventionOf, INTERVENTIONS, InterventionKind } from "../engine/steer.js";
 import { ApiError } from "./errors.js";
 
 export interface DirectionPreset {

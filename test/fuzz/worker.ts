@@ -13,7 +13,7 @@ import { Intervention } from "../../src/engine/interventions.js";
 import { loadPrompts, selectPrompts } from "../../src/data/prompts.js";
 import { readDirection } from "../../src/formats/direction.js";
 import { checkDirectionFits } from "../../src/model/direction-fit.js";
-import { defaultIntervention, interventionOf } from "../../src/model/steer.js";
+import { defaultIntervention, interventionOf } from "../../src/engine/steer.js";
 import type { FuzzCase } from "./cases.js";
 
 export type Outcome = { kind: "pass" } | { kind: "error"; line: string } | { kind: "crash"; detail: string };

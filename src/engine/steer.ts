@@ -4,8 +4,8 @@
  */
 import { CosmicError, fileError } from "../errors.js";
 import { DirectionFile } from "../formats/direction.js";
-import { ablation, activationAddition, affineEdit, Intervention } from "../engine/interventions.js";
-import { ModelFolder } from "./folder.js";
+import { ablation, activationAddition, affineEdit, Intervention } from "./interventions.js";
+import type { EngineModel } from "./engine.js";
 
 export const INTERVENTIONS = ["ablate", "actadd", "ace-ablate", "ace-actadd"] as const;
 export type InterventionKind = (typeof INTERVENTIONS)[number];
@@ -17,7 +17,7 @@ export type InterventionKind = (typeof INTERVENTIONS)[number];
 export function interventionOf(
   dir: DirectionFile,
   kind: InterventionKind,
-  folder: ModelFolder,
+  folder: Pick<EngineModel, "spec" | "dir">,
   layer: number | null,
   coeff: number,
 ): Intervention {
