@@ -58,6 +58,31 @@ export const GEMMA2_2B_HEAD_CONFIG = {
   torch_dtype: "bfloat16",
 };
 
+/**
+ * Qwen2.5-7B-Instruct's head and block shapes (an untied 152,064 × 3,584 lm_head: 2.03 GiB as
+ * float32, over the 2 GiB ONNX cap), with 2 of its 28 layers.
+ */
+export const QWEN25_7B_HEAD_CONFIG = {
+  architectures: ["Qwen2ForCausalLM"],
+  model_type: "qwen2",
+  hidden_size: 3584,
+  intermediate_size: 18944,
+  num_hidden_layers: 2,
+  num_attention_heads: 28,
+  num_key_value_heads: 4,
+  vocab_size: 152064,
+  max_position_embeddings: 32768,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000.0,
+  tie_word_embeddings: false,
+  hidden_act: "silu",
+  use_sliding_window: false,
+  sliding_window: 131072,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  torch_dtype: "bfloat16",
+};
+
 /** Meta-Llama-3-8B-Instruct's shapes: 8.0 B parameters, 16 GB as BF16, 32 GB as float32. */
 export const LLAMA3_8B_CONFIG = {
   architectures: ["LlamaForCausalLM"],
