@@ -24,11 +24,17 @@ export type { GenerateOptions, Generation } from "./engine/generate.js";
 export { ablation, activationAddition, affineEdit, noIntervention, unit } from "./engine/interventions.js";
 export type { Intervention } from "./engine/interventions.js";
 export { checkDirectionFits } from "./model/direction-fit.js";
+export { quantize, dequantize, BLOCK_SIZE, WEIGHT_FORMATS } from "./engine/quantize.js";
+export type { WeightFormat, QuantizedMatrix } from "./engine/quantize.js";
+export { residentWeightBytes, resolveWeights, checkEngineFits } from "./engine/memory.js";
+export type { WeightsChoice } from "./engine/memory.js";
 
 // The method: the whole pipeline with typed options and results, its defaults, its stages.
 export { runPipeline, refusalTokens, summaryFile } from "./cosmic/pipeline.js";
 export type { RunOptions, RunSummary, PromptSets, Method, Mode, SystemScope, Timings } from "./cosmic/pipeline.js";
-export { RUN_DEFAULTS, runFlags, runCommand } from "./cli/run.js";
+export { RUN_DEFAULTS, runFlags, runCommand, planCommand } from "./cli/run.js";
+export { planRun } from "./cosmic/plan.js";
+export { directionsFlops, scoringFlops, generationFlops } from "./cosmic/estimate.js";
 export type { RunFlags } from "./cli/run.js";
 export { makeEvaluator } from "./eval/evaluate.js";
 export type { Evaluation, Evaluator, SetRates } from "./cosmic/evaluation.js";
