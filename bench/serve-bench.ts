@@ -7,15 +7,13 @@
  * TOKENIZER_DIR: a real tokenizer for a random checkpoint (every sampled id then decodes to
  * text, so every token is one streamed chunk, as with a real model).
  */
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
 import { ModelFolder } from "../src/model/folder.js";
 import { Engine } from "../src/engine/engine.js";
 import { generate } from "../src/engine/generate.js";
 import { Steering } from "../src/serve/steering.js";
 import { startServer } from "../src/serve/server.js";
 import { Rng } from "../src/util/random.js";
+import { withTokenizer } from "./checkpoint.js";
 
 interface Timing {
   ttft: number;
@@ -66,15 +64,6 @@ async function stream(url: string, prompt: number[], tokens: number): Promise<Ti
   }
   if (n !== tokens) throw new Error(`${n} tokens instead of ${tokens}`);
   return { ttft: (first - t0) / 1000, perToken: (last - first) / 1000 / Math.max(1, n - 1), tokens: n };
-}
-
-/** A folder of links: the model's files, and tokenizer.json / tokenizer_config.json from `tok`. */
-function withTokenizer(model: string, tok: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-serve-bench-"));
-  for (const f of fs.readdirSync(model))
-    if (!f.startsWith("tokenizer") && !f.startsWith(".")) fs.symlinkSync(path.resolve(model, f), path.join(dir, f));
-  for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(tok, f), path.join(dir, f));
-  return dir;
 }
 
 const quantile = (xs: number[], q: number) => {

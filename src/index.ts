@@ -34,6 +34,7 @@ export { runPipeline, refusalTokens, summaryFile } from "./cosmic/pipeline.js";
 export type { RunOptions, RunSummary, PromptSets, Method, Mode, SystemScope, Timings } from "./cosmic/pipeline.js";
 export { RUN_DEFAULTS, runFlags, runCommand, planCommand } from "./cli/run.js";
 export { planRun } from "./cosmic/plan.js";
+export type { RunPlan } from "./cosmic/plan.js";
 export { directionsFlops, scoringFlops, generationFlops } from "./cosmic/estimate.js";
 export type { RunFlags } from "./cli/run.js";
 export { makeEvaluator } from "./eval/evaluate.js";

@@ -5,7 +5,7 @@ import { CosmicError } from "../errors.js";
 import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
 import { Device, WeightsChoice } from "../engine/engine.js";
 import { Method, Mode, PromptSets, RunOptions, RunSummary, runPipeline, SystemScope } from "../cosmic/pipeline.js";
-import { planRun } from "../cosmic/plan.js";
+import { planRun, RunPlan } from "../cosmic/plan.js";
 import { SetRates } from "../cosmic/evaluation.js";
 import { makeEvaluator } from "../eval/evaluate.js";
 import { Schedule } from "../cosmic/scoring.js";
@@ -224,14 +224,19 @@ export async function runCommand(f: RunFlags, defaults: { data?: string } = {}):
   }
 }
 
-/** `cosmic run --dry-run`: the plan's lines (nothing is written). */
-export async function planCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<string[]> {
+/** The plan of the run these flags ask for (nothing is written). */
+export async function planFor(f: RunFlags, defaults: { data?: string } = {}): Promise<RunPlan> {
   const { options, close } = optionsFrom(f, defaults);
   try {
     return await planRun(options);
   } finally {
     close();
   }
+}
+
+/** `cosmic run --dry-run`: the plan's lines. */
+export async function planCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<string[]> {
+  return (await planFor(f, defaults)).lines;
 }
 
 /**
@@ -266,7 +271,8 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   const lines: string[] = [];
   const fmt = (x: number) => x.toFixed(4);
   lines.push(
-    `model ${s.model} (${s.layers} layers, ${s.positions} EOI positions${s.weights === "f32" ? "" : `, ${s.weights} weights`}), ` +
+    `model ${s.model} (${s.layers} layers, ${s.positions} EOI positions` +
+      `${s.weights === "f32" ? "" : `, ${s.weights} weights`}), ` +
       `mode ${s.mode}, seed ${s.seed}`,
   );
   lines.push(`L_low = [${s.L_low.join(", ")}]; ${s.zero_direction_candidates} zero candidate directions discarded`);

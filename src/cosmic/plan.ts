@@ -127,7 +127,13 @@ function evaluationEstimate(
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 /** The plan as lines of text. */
-export async function planRun(options: RunOptions): Promise<string[]> {
+/** The plan: its printable lines and the estimated seconds per stage (scores: both L_low placements). */
+export interface RunPlan {
+  lines: string[];
+  seconds: { directions: number; scoresEarliest: number; scoresLatest: number; evaluationAtMost: number | null };
+}
+
+export async function planRun(options: RunOptions): Promise<RunPlan> {
   const folder = ModelFolder.open(options.model, { chatTemplate: options.chatTemplate });
   const spec = folder.spec;
   for (const [name, set] of Object.entries(options.prompts))
@@ -177,7 +183,8 @@ export async function planRun(options: RunOptions): Promise<string[]> {
     `1. directions: ${formatFlops(dirFlops)}, about ${formatSeconds(seconds(dirFlops))}`,
     `2. L_low: from the directions' layer outputs (no passes)`,
     `3. scores (${options.schedule} schedule): ${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
-      `layers, ${formatFlops(totalScoring(late))} in the latest: about ${formatSeconds(seconds(totalScoring(early)))} ` +
+      `layers, ${formatFlops(totalScoring(late))} in the latest: about ` +
+      `${formatSeconds(seconds(totalScoring(early)))} ` +
       `to ${formatSeconds(seconds(totalScoring(late)))}`,
     `4. selection: no passes`,
     !evaluation
@@ -187,5 +194,13 @@ export async function planRun(options: RunOptions): Promise<string[]> {
         `${formatSeconds(evaluation!.seconds)} (EOS ends most replies sooner); the judges' passes not included`,
     `session build and the judges' own model are not included; nothing was written`,
   ];
-  return lines;
+  return {
+    lines,
+    seconds: {
+      directions: seconds(dirFlops),
+      scoresEarliest: seconds(totalScoring(early)),
+      scoresLatest: seconds(totalScoring(late)),
+      evaluationAtMost: evaluation ? evaluation.seconds : null,
+    },
+  };
 }

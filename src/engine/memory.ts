@@ -74,7 +74,10 @@ export function availableMemory(): number {
   return os.freemem();
 }
 
-/** The format `choice` stands for on this model and this machine, and a line saying why when auto picked a smaller one. */
+/**
+ * The format `choice` stands for on this model and this machine, and a line saying why when auto
+ * picked a smaller one.
+ */
 export function resolveWeights(
   spec: ModelSpec,
   choice: WeightsChoice,

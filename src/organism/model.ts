@@ -248,7 +248,10 @@ function addArrays(a: Float32Array, b: Float32Array): Float32Array {
   return out;
 }
 
-/** Causal softmax attention over the rotated q/k and v in `qkv` ([N, 3d]); returns the mixed values and the probabilities. */
+/**
+ * Causal softmax attention over the rotated q/k and v in `qkv` ([N, 3d]); returns the mixed
+ * values and the probabilities.
+ */
 function attentionForward(qkv: Float32Array, dm: Dims): { o: Float32Array; probs: Float32Array } {
   const { B, T, H, hd, d, scale } = dm;
   const probs = new Float32Array(B * H * T * T);

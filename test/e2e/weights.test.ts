@@ -32,7 +32,7 @@ async function selection(weights: "f32" | "int8" | "int4") {
   return { s, scores: new Map(scores.map((c) => [`${c.position}:${c.layer}`, c])) };
 }
 
-test("int8 and int4 weights select the float32 direction on the strong organism, with scores close to its", async () => {
+test("int8 and int4 weights select the float32 direction on the strong organism, with close scores", async () => {
   const f32 = await selection("f32");
   for (const [weights, tol] of [
     ["int8", 0.01],
