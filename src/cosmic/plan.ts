@@ -7,14 +7,8 @@
 import { CosmicError } from "../errors.js";
 import { Engine } from "../engine/engine.js";
 import { blockFlops, headFlops } from "../engine/flops.js";
-import {
-  blockWeightBytes,
-  headFormat,
-  PEAK_OVER_WEIGHTS,
-  residentWeightBytes,
-  resolveWeights,
-} from "../engine/memory.js";
-import { matrixBytes, WeightFormat } from "../engine/quantize.js";
+import { blockWeightBytes, PEAK_OVER_WEIGHTS, residentWeightBytes, resolveWeights } from "../engine/memory.js";
+import { headFormat, matrixBytes, WeightFormat } from "../engine/quantize.js";
 import type { ModelSpec } from "../formats/config.js";
 import { noIntervention } from "../engine/interventions.js";
 import { ModelFolder } from "../model/folder.js";

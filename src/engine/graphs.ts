@@ -13,7 +13,7 @@
 import { ModelSpec } from "../formats/config.js";
 import { GraphBuilder } from "./onnx/builder.js";
 import { layerTensors, TENSORS } from "../formats/families.js";
-import { bitsOf, quantize, WeightFormat } from "./quantize.js";
+import { bitsOf, headFormat, quantize, WeightFormat } from "./quantize.js";
 
 /** Where weights come from: float32 values of a checkpoint tensor by HF name. */
 export type WeightSource = (name: string) => Float32Array;
@@ -307,12 +307,11 @@ export function buildHeadGraph(
   const normed = rmsNorm(g, hidden, g.weight("ln_f", normWeight(spec, w(TENSORS.finalNorm)), [d]), spec.norm.eps);
   g.output(normed, "final_hidden", ["batch", d]);
   const lm = w(spec.tieWordEmbeddings ? TENSORS.embed : TENSORS.lmHead).subarray(r0 * d, r1 * d);
-  // Quantised, the head keeps 8 bits even under int4 (as llama.cpp's Q4 types keep the output
-  // matrix at higher precision): every logit, and so every score, goes through it.
+  const format = headFormat(weights);
   let logits =
-    weights === "f32"
+    format === "f32"
       ? g.op("Gemm", [normed, g.weight("w_lm", lm, [r1 - r0, d])], { transB: 1 })
-      : linear(g, "w_lm", normed, lm, r1 - r0, d, "int8");
+      : linear(g, "w_lm", normed, lm, r1 - r0, d, format);
   if (spec.finalSoftcap !== null) {
     const c = g.f32(spec.finalSoftcap);
     logits = g.mul(g.op("Tanh", [g.div(logits, c)]), c);

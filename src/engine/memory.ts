@@ -9,7 +9,7 @@ import { fileError } from "../errors.js";
 import { expectedTensors, ModelSpec } from "../formats/config.js";
 import type { Checkpoint } from "../formats/safetensors.js";
 import { TENSORS } from "../formats/families.js";
-import { matrixBytes, WeightFormat } from "./quantize.js";
+import { headFormat, matrixBytes, WeightFormat } from "./quantize.js";
 
 export type WeightsChoice = WeightFormat | "auto";
 export const WEIGHTS_CHOICES: readonly WeightsChoice[] = ["auto", "f32", "int8", "int4"];
@@ -25,11 +25,6 @@ export interface SizedModel {
   readonly spec: ModelSpec;
   readonly checkpoint: Checkpoint;
   readonly dir: string;
-}
-
-/** The head's format: 8 bits whenever the blocks are quantised (see graphs.ts). */
-export function headFormat(format: WeightFormat): WeightFormat {
-  return format === "f32" ? "f32" : "int8";
 }
 
 function isLinearWeight(name: string, shape: number[]): boolean {

@@ -25,6 +25,14 @@ export interface QuantizedMatrix {
   zeroPoints: Uint8Array;
 }
 
+/**
+ * The head's format: 8 bits whenever the blocks are quantised (as llama.cpp's Q4 types keep the
+ * output matrix at higher precision): every logit, and so every score, goes through it.
+ */
+export function headFormat(format: WeightFormat): WeightFormat {
+  return format === "f32" ? "f32" : "int8";
+}
+
 export function bitsOf(format: WeightFormat): 4 | 8 | null {
   return format === "int8" ? 8 : format === "int4" ? 4 : null;
 }
