@@ -23,6 +23,13 @@ export function lowLayerCount(L: number, fraction: number): number {
   return Math.max(1, Math.floor(fraction * L));
 }
 
+/** The layers L_low may take: from `minLayer` on, and from the second half only when asked. */
+export function eligibleLayers(L: number, secondHalfOnly: boolean, minLayer: number): number[] {
+  return Array.from({ length: L }, (_, l) => l).filter(
+    (l) => l >= minLayer && (!secondHalfOnly || l >= Math.floor(L / 2)),
+  );
+}
+
 export function rankLayers(
   harmfulOut: Float64Array,
   harmlessOut: Float64Array,
@@ -35,10 +42,7 @@ export function rankLayers(
   const similarity = Array.from({ length: L }, (_, l) =>
     cosine(harmfulOut.subarray(l * d, (l + 1) * d), harmlessOut.subarray(l * d, (l + 1) * d)),
   );
-  const eligible = Array.from({ length: L }, (_, l) => l).filter(
-    (l) => l >= minLayer && (!secondHalfOnly || l >= Math.floor(L / 2)),
-  );
-  const ranked = [...eligible].sort((a, b) => similarity[a] - similarity[b] || a - b);
+  const ranked = eligibleLayers(L, secondHalfOnly, minLayer).sort((a, b) => similarity[a] - similarity[b] || a - b);
   const k = lowLayerCount(L, fraction);
   return { similarity, ranked, low: ranked.slice(0, Math.min(k, ranked.length)) };
 }

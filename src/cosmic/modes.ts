@@ -5,6 +5,14 @@ import type { CandidateRun } from "./scoring.js";
 export type Mode = "affine" | "linear";
 
 /**
+ * The lowest layer L_low may hold: in affine mode not layer 0 (a single-layer edit at a block
+ * input cannot change block 0's output, so every candidate would tie there).
+ */
+export function firstLowLayer(mode: Mode): number {
+  return mode === "affine" ? 1 : 0;
+}
+
+/**
  * Affine (ACE, the reference's default): edit the input of `layer` only; linear: ablate at every
  * layer, add at `layer`. `start` is the first block the edit changes (where scoring restarts).
  */

@@ -25,7 +25,7 @@ import { Directions, directionsStage } from "./stages/directions.js";
 import { Scores, scoresStage } from "./stages/scores.js";
 import { Selected, selectDirections, writeSelection } from "./stages/selection.js";
 import { evaluationStage } from "./stages/evaluation.js";
-import type { Mode } from "./modes.js";
+import { firstLowLayer, type Mode } from "./modes.js";
 
 export type { Mode } from "./modes.js";
 export type Method = "cosmic" | "substring";
@@ -33,12 +33,12 @@ export type Method = "cosmic" | "substring";
 export type SystemScope = "selection" | "directions";
 
 /** What `--system` applies to in this run (default: directions and selection). */
-function systemScopeOf(options: RunOptions): SystemScope {
+function systemScopeOf(options: Pick<RunOptions, "systemScope">): SystemScope {
   return options.systemScope ?? "selection";
 }
 
 /** The system message the selection stages (L_low, scores) see. */
-function selectionSystemOf(options: RunOptions): string | undefined {
+export function selectionSystemOf(options: Pick<RunOptions, "system" | "systemScope">): string | undefined {
   return systemScopeOf(options) === "selection" ? options.system : undefined;
 }
 
@@ -155,8 +155,13 @@ export function refusalTokens(folder: ModelFolder, phrases: readonly string[]): 
   return [...ids].sort((a, b) => a - b);
 }
 
+/** Instructions through the model's chat template (with an optional system message) to token ids. */
+export function encodePrompts(folder: ModelFolder, recs: PromptRecord[], system?: string): number[][] {
+  return recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system)));
+}
+
 /** The prompt sets must not be empty (the test sets may be, with --skip-eval). */
-function checkPromptSets(options: RunOptions): void {
+export function checkPromptSets(options: Pick<RunOptions, "prompts" | "skipEval">): void {
   for (const [name, set] of Object.entries(options.prompts)) {
     if (set.length === 0 && !(options.skipEval && name.endsWith("Test")))
       throw new CosmicError(`the ${name} prompt set is empty`);
@@ -234,7 +239,7 @@ function lowLayers(ctx: StageContext, dirs: Directions): LayerRanking {
     folder.spec.hiddenSize,
     options.lowLayerFraction,
     options.steerTowardRefusal,
-    options.mode === "affine" ? 1 : 0,
+    firstLowLayer(options.mode),
   );
 }
 
@@ -353,8 +358,7 @@ function stageContext(
       }
       return engine;
     },
-    encode: (recs, system) =>
-      recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system))),
+    encode: (recs, system) => encodePrompts(folder, recs, system),
     async release() {
       if (engine) await engine.release();
       engine = null;

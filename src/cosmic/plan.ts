@@ -4,7 +4,6 @@
  * calibration on this machine: block 0 alone, timed on a batch shaped like the run's prompts
  * (compute-bound passes) and on one new token per row (decode steps, bound by memory bandwidth).
  */
-import { CosmicError } from "../errors.js";
 import { Engine } from "../engine/engine.js";
 import { blockFlops, headFlops } from "../engine/flops.js";
 import { blockWeightBytes, PEAK_OVER_WEIGHTS, residentWeightBytes, resolveWeights } from "../engine/memory.js";
@@ -21,8 +20,9 @@ import {
   scoringFlops,
   totalScoring,
 } from "./estimate.js";
-import { lowLayerCount } from "./layers.js";
-import type { RunOptions } from "./pipeline.js";
+import { eligibleLayers, lowLayerCount } from "./layers.js";
+import { firstLowLayer } from "./modes.js";
+import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
 
 /** Measured rates: FLOP/s of a prompt-shaped block call, seconds of a decode-shaped one per block. */
 export interface Calibration {
@@ -47,11 +47,10 @@ async function timedBest(f: () => Promise<unknown>, n = 3): Promise<number> {
 export async function calibrate(
   folder: ModelFolder,
   options: Pick<RunOptions, "device" | "threads">,
-  weights: RunOptions["weights"],
+  format: WeightFormat,
   rows: number,
   T: number,
 ): Promise<Calibration> {
-  const format = resolveWeights(folder.spec, weights ?? "auto").format;
   const engine = await Engine.load(folder, {
     device: options.device,
     threads: options.threads,
@@ -130,14 +129,11 @@ export interface RunPlan {
 export async function planRun(options: RunOptions): Promise<RunPlan> {
   const folder = ModelFolder.open(options.model, { chatTemplate: options.chatTemplate });
   const spec = folder.spec;
-  for (const [name, set] of Object.entries(options.prompts))
-    if (set.length === 0 && !(options.skipEval && name.endsWith("Test")))
-      throw new CosmicError(`the ${name} prompt set is empty`);
+  checkPromptSets(options);
   const { format, note } = resolveWeights(spec, options.weights ?? "auto");
-  const lengths = (recs: PromptRecord[], system?: string) =>
-    recs.map((r) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(r.instruction, system)).length);
+  const lengths = (recs: PromptRecord[], system?: string) => encodePrompts(folder, recs, system).map((t) => t.length);
   const p = options.prompts;
-  const selSystem = (options.systemScope ?? "selection") === "selection" ? options.system : undefined;
+  const selSystem = selectionSystemOf(options);
   const train = [lengths(p.harmfulTrain, options.system), lengths(p.harmlessTrain, options.system)];
   const val = [lengths(p.harmfulVal, selSystem), lengths(p.harmlessVal, selSystem)];
   const test = [lengths(p.harmfulTest, options.evalSystem), lengths(p.harmlessTest, options.evalSystem)];
@@ -148,17 +144,14 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   const dirFlops = directionsFlops(spec, train[0], train[1], bs);
   // L_low's cost depends on where it lies (known after the directions): its earliest and latest placements.
   const k = lowLayerCount(L, options.lowLayerFraction);
-  const minLayer = options.mode === "affine" ? 1 : 0;
-  const eligible = Array.from({ length: L }, (_, l) => l).filter(
-    (l) => l >= minLayer && (!options.steerTowardRefusal || l >= Math.floor(L / 2)),
-  );
+  const eligible = eligibleLayers(L, options.steerTowardRefusal, firstLowLayer(options.mode));
   const live = Array.from({ length: L }, (_, l) => (l === 0 ? 0 : positions));
   const scoring = (lLow: number[]) =>
     scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live);
   const early = scoring(eligible.slice(0, k));
   const late = scoring(eligible.slice(-k));
   const T = Math.round(mean([...train[0], ...train[1]]));
-  const cal = await calibrate(folder, options, options.weights, Math.min(bs, train[0].length), Math.max(1, T));
+  const cal = await calibrate(folder, options, format, Math.min(bs, train[0].length), Math.max(1, T));
   const seconds = (f: number) => f / cal.flopsPerSecond;
   const evaluation = options.skipEval ? null : evaluationEstimate(spec, format, options, test, cal);
   const resident = residentWeightBytes(spec, format);
