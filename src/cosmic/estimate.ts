@@ -138,12 +138,10 @@ export function generationFlops(
   batchSize: number,
   M: number,
 ): { prefill: number; steps: { B: number; flops: number }[] } {
-  let prefill = 0;
   const steps: { B: number; flops: number }[] = [];
   for (const { B, T } of batchShapes(lengths, batchSize)) {
-    prefill += spec.numLayers * blockFlops(spec, B, T, T) + headFlops(spec, B);
     for (let k = 1; k < M; k++)
       steps.push({ B, flops: spec.numLayers * blockFlops(spec, B, 1, T + k) + headFlops(spec, B) });
   }
-  return { prefill, steps };
+  return { prefill: fullPassFlops(spec, lengths, batchSize), steps };
 }

@@ -185,16 +185,18 @@ function announce(
   ctx: StageContext,
   dirs: Directions,
   zero: Set<string>,
+  b: Baseline,
   rate: number,
 ) {
   const spec = engine.spec;
   const P = dirs.r.length / (spec.numLayers * spec.hiddenSize);
   const live = liveCandidates(spec.numLayers, P, i.scorePositions, zero);
-  const lengths = (recs: PromptRecord[]) => ctx.encode(recs, i.system ?? undefined).map((t) => t.length);
+  // The prompts' token counts, from the batches the clean passes just ran.
+  const lengths = (set: ScoringSet) => set.batches.flatMap((sb) => sb.tokens.map((t) => t.length));
   const plan = scoringFlops(
     spec,
-    lengths(i.harmful),
-    lengths(i.harmless),
+    lengths(b.harm),
+    lengths(b.harmless),
     ctx.options.batchSize,
     i.lLow,
     i.mode,
@@ -221,7 +223,7 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       const t0 = performance.now();
       const f0 = engine.flops;
       const b = await baseline(engine, i, ctx);
-      announce(engine, i, ctx, dirs, zero, (engine.flops - f0) / ((performance.now() - t0) / 1000));
+      announce(engine, i, ctx, dirs, zero, b, (engine.flops - f0) / ((performance.now() - t0) / 1000));
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,
