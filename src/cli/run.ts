@@ -215,23 +215,27 @@ function optionsFrom(f: RunFlags, defaults: { data?: string }): { options: RunOp
   return { options, close: () => rep.close() };
 }
 
-export async function runCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<RunSummary> {
+/** `use` on the run's options, the progress display closed afterwards whatever happens. */
+async function withOptions<T>(
+  f: RunFlags,
+  defaults: { data?: string },
+  use: (o: RunOptions) => Promise<T>,
+): Promise<T> {
   const { options, close } = optionsFrom(f, defaults);
   try {
-    return await runPipeline(options);
+    return await use(options);
   } finally {
     close();
   }
 }
 
+export function runCommand(f: RunFlags, defaults: { data?: string } = {}): Promise<RunSummary> {
+  return withOptions(f, defaults, runPipeline);
+}
+
 /** The plan of the run these flags ask for (nothing is written). */
-export async function planFor(f: RunFlags, defaults: { data?: string } = {}): Promise<RunPlan> {
-  const { options, close } = optionsFrom(f, defaults);
-  try {
-    return await planRun(options);
-  } finally {
-    close();
-  }
+export function planFor(f: RunFlags, defaults: { data?: string } = {}): Promise<RunPlan> {
+  return withOptions(f, defaults, planRun);
 }
 
 /** `cosmic run --dry-run`: the plan's lines. */

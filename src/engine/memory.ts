@@ -27,8 +27,10 @@ export interface SizedModel {
   readonly dir: string;
 }
 
-function isLinearWeight(name: string, shape: number[]): boolean {
-  return shape.length === 2 && name.startsWith("model.layers.") && name.endsWith(".weight");
+/** A block's tensor in `format`: Linear weights as quantised (or not), norms and biases float32. */
+function blockTensorBytes(t: { name: string; shape: number[] }, format: WeightFormat): number {
+  const linear = t.shape.length === 2 && t.name.endsWith(".weight");
+  return linear ? matrixBytes(format, t.shape[0], t.shape[1]) : 4 * t.shape.reduce((a, b) => a * b, 1);
 }
 
 /**
@@ -41,7 +43,7 @@ export function residentWeightBytes(spec: ModelSpec, format: WeightFormat): numb
     const [rows, cols] = t.shape;
     if (t.name === TENSORS.embed && !spec.tieWordEmbeddings) continue;
     if (t.name === TENSORS.lmHead || t.name === TENSORS.embed) total += matrixBytes(headFormat(format), rows, cols);
-    else if (isLinearWeight(t.name, t.shape)) total += matrixBytes(format, rows, cols);
+    else if (t.name.startsWith("model.layers.")) total += blockTensorBytes(t, format);
     else total += 4 * t.shape.reduce((a, b) => a * b, 1);
   }
   return total;
@@ -49,13 +51,9 @@ export function residentWeightBytes(spec: ModelSpec, format: WeightFormat): numb
 
 /** One decoder block's weight bytes in `format` (a block is one session, so it must fit alone). */
 export function blockWeightBytes(spec: ModelSpec, format: WeightFormat): number {
-  let total = 0;
-  for (const t of expectedTensors(spec)) {
-    if (!t.name.startsWith("model.layers.0.")) continue;
-    if (isLinearWeight(t.name, t.shape)) total += matrixBytes(format, t.shape[0], t.shape[1]);
-    else total += 4 * t.shape.reduce((a, b) => a * b, 1);
-  }
-  return total;
+  return expectedTensors(spec)
+    .filter((t) => t.name.startsWith("model.layers.0."))
+    .reduce((a, t) => a + blockTensorBytes(t, format), 0);
 }
 
 /** Memory available to a new process now (Linux's MemAvailable; elsewhere free memory). */
