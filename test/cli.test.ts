@@ -5,7 +5,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { SafetensorsFile, writeSafetensors } from "../src/formats/safetensors.js";
-import { FAMILIES, FIXTURES, relErr, ROOT } from "./helpers.js";
+import { ALL_FIXTURES, FIXTURE_FAMILY, FIXTURES, relErr, ROOT } from "./helpers.js";
 
 const BIN = path.join(ROOT, "bin", "cosmic.js");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-cli-"));
@@ -25,11 +25,11 @@ function assertUserError(r: ReturnType<typeof cosmic>, pattern: RegExp): void {
 }
 
 test("inspect --json reports family, layers and width for every fixture", () => {
-  for (const fam of FAMILIES) {
+  for (const fam of ALL_FIXTURES) {
     const r = cosmic("inspect", "--model", path.join(FIXTURES, fam), "--json");
     assert.equal(r.code, 0, r.stderr);
     const j = JSON.parse(r.stdout);
-    assert.equal(j.spec.family, fam);
+    assert.equal(j.spec.family, FIXTURE_FAMILY[fam]);
     assert.equal(j.spec.numLayers, 4);
     assert.equal(j.spec.hiddenSize, 64);
     assert.ok(j.eoi.ids.length > 0);

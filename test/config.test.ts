@@ -5,13 +5,13 @@ import path from "node:path";
 import { parseConfig } from "../src/formats/config.js";
 import { ModelFolder } from "../src/model/folder.js";
 import { readJsonFile } from "../src/formats/files.js";
-import { inverseFrequencies } from "../src/engine/rope.js";
-import { FAMILIES, FIXTURES } from "./helpers.js";
+import { ropeFrequencies } from "../src/engine/rope.js";
+import { ALL_FIXTURES, FIXTURE_FAMILY, FIXTURES } from "./helpers.js";
 
 test("every fixture config parses into the right spec and its weights match", () => {
-  for (const fam of FAMILIES) {
+  for (const fam of ALL_FIXTURES) {
     const m = ModelFolder.open(path.join(FIXTURES, fam));
-    assert.equal(m.spec.family, fam);
+    assert.equal(m.spec.family, FIXTURE_FAMILY[fam]);
     assert.equal(m.spec.numLayers, 4);
     assert.equal(m.spec.hiddenSize, 64);
     assert.equal(m.spec.numHeads, 4);
@@ -45,7 +45,7 @@ test("family features are read from config.json", () => {
 
 test("llama3 rope scaling leaves high frequencies, divides low ones by the factor", () => {
   const s = ModelFolder.open(path.join(FIXTURES, "llama")).spec;
-  const inv = inverseFrequencies(s);
+  const inv = ropeFrequencies(s, 1).inv;
   const plain = Array.from({ length: 8 }, (_, i) => 1 / 500000 ** ((2 * i) / 16));
   assert.ok(Math.abs(inv[0] - plain[0]) / plain[0] < 1e-6);
   assert.ok(Math.abs(inv[7] - plain[7] / 8) / plain[7] < 1e-6);
@@ -54,7 +54,7 @@ test("llama3 rope scaling leaves high frequencies, divides low ones by the facto
 test("unsupported model_type names the file and the supported list", () => {
   assert.throws(() => parseConfig({ model_type: "gpt2" }, "x/config.json"), {
     message:
-      'x/config.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, phi3)',
+      'x/config.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3)',
   });
   assert.throws(
     () => parseConfig({ model_type: "llama", hidden_size: 64 }, "c.json"),
@@ -62,9 +62,63 @@ test("unsupported model_type names the file and the supported list", () => {
   );
   const cfg = readJsonFile<Record<string, unknown>>(path.join(FIXTURES, "llama", "config.json"));
   assert.throws(
-    () => parseConfig({ ...cfg, rope_scaling: { rope_type: "yarn", factor: 2 } }, "c.json"),
-    /unsupported rope_scaling type "yarn"/,
+    () => parseConfig({ ...cfg, rope_scaling: { rope_type: "su", factor: 2 } }, "c.json"),
+    /c\.json: unsupported rope_scaling type "su" \(supported: default, linear, llama3, yarn, longrope, dynamic\)/,
   );
+});
+
+test("yarn, longrope and dynamic scalings are read as HF reads them; bad ones are one line", () => {
+  const cfg = readJsonFile<Record<string, unknown>>(path.join(FIXTURES, "llama", "config.json"));
+  const parse = (rope_scaling: unknown, extra: Record<string, unknown> = {}) =>
+    parseConfig({ ...cfg, ...extra, rope_scaling }, "c.json");
+  // Qwen2.5's yarn: 4 × a 32768 window, max_position_embeddings left at 32768.
+  const y = parse(
+    { type: "yarn", factor: 4, original_max_position_embeddings: 32768 },
+    { max_position_embeddings: 32768 },
+  );
+  assert.equal(y.rope.scaling?.type, "yarn");
+  assert.equal(y.maxPositionEmbeddings, 131072);
+  if (y.rope.scaling?.type === "yarn")
+    assert.ok(Math.abs(y.rope.scaling.attentionFactor - (0.1 * Math.log(4) + 1)) < 1e-12);
+  const dyn = parse({ type: "dynamic", factor: 2 }, { max_position_embeddings: 4096 });
+  assert.equal(dyn.maxPositionEmbeddings, 8192);
+  // Below the window dynamic is plain RoPE; beyond it the base grows.
+  const plain = ropeFrequencies({ ...dyn, rope: { ...dyn.rope, scaling: null } }, 100).inv;
+  assert.deepEqual(ropeFrequencies(dyn, 4096).inv, plain);
+  assert.ok(ropeFrequencies(dyn, 6000).inv[7] < plain[7]);
+  const half = (dyn.rope.rotaryDim / 2) as number;
+  const lr = (n: number) => new Array<number>(n).fill(1.5);
+  const phi = parse(
+    { type: "longrope", short_factor: lr(half), long_factor: lr(half).map((x) => x * 2) },
+    { original_max_position_embeddings: 4096, max_position_embeddings: 131072 },
+  );
+  assert.ok(Math.abs(ropeFrequencies(phi, 4096).inv[1] / ropeFrequencies(phi, 4097).inv[1] - 2) < 1e-6);
+  assert.throws(() => parse({ type: "longrope", short_factor: [1], long_factor: lr(half) }), {
+    message: `c.json rope_scaling: "short_factor" must list ${half} positive numbers (one per rotary frequency)`,
+  });
+  assert.throws(() => parse({ type: "dynamic" }), /c\.json rope_scaling: missing "factor"/);
+  assert.throws(() => parse({ type: "yarn", factor: 4, truncate: "yes" }), /"truncate" must be true or false/);
+});
+
+test("Gemma 3: layer kinds from layer_types or sliding_window_pattern, local RoPE on sliding layers", () => {
+  const cfg = readJsonFile<Record<string, unknown>>(path.join(FIXTURES, "gemma3", "config.json"));
+  const g3 = ModelFolder.open(path.join(FIXTURES, "gemma3")).spec;
+  assert.deepEqual(g3.slidingWindow, [16, null, 16, null]);
+  assert.deepEqual(g3.rope.local, { theta: 10000, layers: [true, false, true, false] });
+  assert.equal(g3.rope.scaling?.type, "linear");
+  assert.equal(g3.attnScale, 24 ** -0.5);
+  assert.ok(g3.qkNorm && g3.sandwichNorms && g3.norm.kind === "rms_one_plus");
+  const types = ["full_attention", "sliding_attention", "sliding_attention", "full_attention"];
+  const lt = parseConfig({ ...cfg, layer_types: types }, "c.json");
+  assert.deepEqual(lt.slidingWindow, [null, 16, 16, null]);
+  const six = parseConfig({ ...cfg, sliding_window_pattern: undefined, num_hidden_layers: 6 }, "c.json");
+  assert.deepEqual(six.rope.local?.layers, [true, true, true, true, true, false]);
+  // HF's Gemma 3 attention passes no soft-cap: the field is read and ignored, as there.
+  assert.equal(parseConfig({ ...cfg, attn_logit_softcapping: 50 }, "c.json").attnSoftcap, null);
+  assert.throws(() => parseConfig({ ...cfg, layer_types: ["sliding_attention"] }, "c.json"), {
+    message:
+      'c.json: "layer_types" must list 4 entries of "sliding_attention" or "full_attention", got ["sliding_attention"]',
+  });
 });
 
 test("a missing or mis-shaped tensor is reported by name", () => {

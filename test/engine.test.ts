@@ -9,7 +9,8 @@ import { headRowRanges } from "../src/engine/graphs.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { ablation, activationAddition, affineEdit, Intervention } from "../src/engine/interventions.js";
-import { FAMILIES, FIXTURES, relErr } from "./helpers.js";
+import { ALL_FIXTURES, FIXTURES, relErr } from "./helpers.js";
+import { ropeFrequencies } from "../src/engine/rope.js";
 
 const TOL = 1e-4;
 
@@ -72,7 +73,34 @@ async function checkChunked(m: ModelFolder, toks: number[][], ex: SafetensorsFil
   await chunked.release();
 }
 
-for (const fam of FAMILIES) {
+interface RopeJson {
+  batch_dependent: boolean;
+  seq_lens: number[];
+  [kind: string]: unknown;
+}
+interface RopeRow {
+  seq_len: number;
+  attention_scaling: number;
+  inv_freq: number[];
+}
+
+for (const fam of ALL_FIXTURES) {
+  test(`${fam}: RoPE frequencies and their scaling equal the reference's at every call length`, () => {
+    const m = ModelFolder.open(path.join(FIXTURES, fam));
+    const table = readJsonFile<RopeJson>(path.join(m.dir, "expected", "rope.json"));
+    assert.equal("local" in table, m.spec.rope.local !== null, `${fam}: layers with a local RoPE base`);
+    for (const kind of ["global", "local"]) {
+      const rows = table[kind] as RopeRow[] | undefined;
+      if (!rows) continue;
+      for (const r of rows) {
+        const f = ropeFrequencies(m.spec, r.seq_len, kind === "local");
+        const what = `${fam} ${kind} at length ${r.seq_len}`;
+        assert.ok(relErr(f.inv, r.inv_freq) <= 1e-6, `${what}: inverse frequencies`);
+        assert.ok(Math.abs(f.scaling - r.attention_scaling) <= 1e-6 * r.attention_scaling, `${what}: scaling`);
+      }
+    }
+  });
+
   test(`${fam}: activations, logits, interventions and greedy generations match the PyTorch reference`, async () => {
     const dir = path.join(FIXTURES, fam);
     const m = ModelFolder.open(dir);
@@ -108,7 +136,9 @@ for (const fam of FAMILIES) {
       assert.ok(err <= TOL, `${k} logits: relative error ${err}`);
       await checkGenerations(engine, m, toks, k, iv);
     }
-    await checkBatchedEqualsSingle(engine, m, toks, ivs.ablation);
+    // Longrope and dynamic RoPE follow the call's length, so a prompt's result depends on its batch (as in HF).
+    const rope = readJsonFile<RopeJson>(path.join(dir, "expected", "rope.json"));
+    if (!rope.batch_dependent) await checkBatchedEqualsSingle(engine, m, toks, ivs.ablation);
     await engine.release();
     await checkChunked(m, toks, ex, ivs);
   });

@@ -13,6 +13,19 @@ export const SPLITS = path.join(ROOT, "data", "cosmic-splits");
 /** Recorded completions of five real models with the authors' verdicts (test/data, with its LICENSE). */
 export const REFERENCE_RUNS = path.join(ROOT, "test", "data", "refusal-direction-runs");
 export const FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "phi3"] as const;
+/** Fixtures beyond one per family: Gemma 3, and RoPE scaling types on a family's shape. */
+export const MORE_FIXTURES = {
+  gemma3: "gemma3_text",
+  "qwen2-yarn": "qwen2",
+  "phi3-longrope": "phi3",
+  "llama-dynamic": "llama",
+} as const;
+/** Every fixture folder with the model_type its config.json declares. */
+export const FIXTURE_FAMILY: Record<string, string> = {
+  ...Object.fromEntries(FAMILIES.map((f) => [f, f])),
+  ...MORE_FIXTURES,
+};
+export const ALL_FIXTURES = Object.keys(FIXTURE_FAMILY);
 
 /** ‖a − b‖ / ‖b‖ */
 export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {

@@ -4,14 +4,14 @@ import path from "node:path";
 import { ChatTokenizer } from "../src/tokenize/chat.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { CosmicError } from "../src/errors.js";
-import { FAMILIES, FIXTURES } from "./helpers.js";
+import { ALL_FIXTURES, FIXTURES } from "./helpers.js";
 
 interface InputJson {
   prompts: { instruction: string; rendered: string; input_ids: number[] }[];
 }
 
 test("rendered prompts and token ids equal expected/input.json for every family", () => {
-  for (const fam of FAMILIES) {
+  for (const fam of ALL_FIXTURES) {
     const tok = new ChatTokenizer(path.join(FIXTURES, fam));
     const inp = readJsonFile<InputJson>(path.join(FIXTURES, fam, "expected", "input.json"));
     for (const p of inp.prompts) {
@@ -28,7 +28,7 @@ test("EOI tokens come from the template and end every formatted prompt", () => {
     qwen2: "<|im_end|>\n<|im_start|>assistant\n",
     gemma: "<end_of_turn>\n<start_of_turn>model\n",
   };
-  for (const fam of FAMILIES) {
+  for (const fam of ALL_FIXTURES) {
     const tok = new ChatTokenizer(path.join(FIXTURES, fam));
     const eoi = tok.eoiTokens();
     assert.ok(eoi.ids.length >= 1);

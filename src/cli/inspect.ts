@@ -48,7 +48,11 @@ export function formatInspect(r: InspectReport): string {
       `${s.norm.eps}${s.sandwichNorms ? " (pre and post)" : ""}${s.qkNorm ? "; q/k norms" : ""}`,
     `rope        theta ${s.rope.theta}` +
       (s.rope.scaling ? `, ${s.rope.scaling.type} scaling ×${s.rope.scaling.factor}` : "") +
-      `, rotary dim ${s.rope.rotaryDim}`,
+      `, rotary dim ${s.rope.rotaryDim}` +
+      (s.rope.local
+        ? `; theta ${s.rope.local.theta} unscaled on the ${s.rope.local.layers.filter(Boolean).length} sliding layers`
+        : "") +
+      `; context ${s.maxPositionEmbeddings}`,
     `biases      qkv ${s.qkvBias}, o ${s.oBias}, mlp ${s.mlpBias}`,
     `embeddings  tied ${s.tieWordEmbeddings}, scale ` +
       `${s.embeddingScale}${s.finalSoftcap !== null ? `; final soft-cap ${s.finalSoftcap}` : ""}`,

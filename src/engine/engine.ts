@@ -26,7 +26,7 @@ import {
   Tensor,
 } from "./runtime.js";
 import { Intervention, noIntervention } from "./interventions.js";
-import { attentionMask, inverseFrequencies, ropeTables } from "./rope.js";
+import { attentionMask, ropeFrequencies, ropeTables } from "./rope.js";
 
 export { checkDevice, DEVICES, probeDevice, type Device } from "./runtime.js";
 
@@ -66,6 +66,9 @@ export interface StepContext {
   /** [B, T, rotaryDim] */
   cos: Float32Array;
   sin: Float32Array;
+  /** the same for layers with a local RoPE base (Gemma 3's sliding layers), else null */
+  localCos: Float32Array | null;
+  localSin: Float32Array | null;
   /** additive masks [B, 1, T, past + T], keyed by sliding window ("full" for none) */
   masks: Map<string, Float32Array>;
 }
@@ -133,7 +136,6 @@ export class Engine {
   private lastTokenBlock: Session | null = null;
   private readonly sessionOpts: SessionOptions;
   private readonly embedding: Embedding;
-  private readonly invFreq: Float32Array;
   /** how the Linear layers' weights are held */
   readonly weights: WeightFormat;
   /** seconds spent building sessions */
@@ -167,7 +169,6 @@ export class Engine {
       this.spec.hiddenSize,
       this.spec.embeddingScale,
     );
-    this.invFreq = inverseFrequencies(this.spec);
   }
 
   static async load(folder: EngineModel, opts: EngineOptions = {}): Promise<Engine> {
@@ -247,11 +248,19 @@ export class Engine {
   stepContext(keyValid: Uint8Array[], positions: number[][], past: number): StepContext {
     const B = positions.length;
     const T = positions[0].length;
-    const { cos, sin } = ropeTables(this.invFreq, positions);
+    // HF's seq_len for the length-dependent RoPE types: the call's largest position + 1.
+    let seqLen = 0;
+    for (const row of positions) for (const p of row) seqLen = Math.max(seqLen, p + 1);
+    const tables = (local: boolean) => {
+      const f = ropeFrequencies(this.spec, seqLen, local);
+      return ropeTables(f.inv, positions, f.scaling);
+    };
+    const { cos, sin } = tables(false);
+    const local = this.spec.rope.local ? tables(true) : null;
     const masks = new Map<string, Float32Array>();
     for (const win of new Set(this.spec.slidingWindow))
       masks.set(String(win ?? "full"), attentionMask(keyValid, past, T, win));
-    return { size: B, length: T, past, cos, sin, masks };
+    return { size: B, length: T, past, cos, sin, localCos: local?.cos ?? null, localSin: local?.sin ?? null, masks };
   }
 
   /** Block-0 input: token embeddings [B, T, d] of a padded batch (padding rows use token 0). */
@@ -342,11 +351,12 @@ export class Engine {
       return all ? t : floatTensor(rowsOf(t.data as Float32Array, K * ctx.past * hd), [n, K, ctx.past, hd]);
     };
     const mask = ctx.masks.get(String(this.spec.slidingWindow[l] ?? "full"))!;
+    const localRope = this.spec.rope.local?.layers[l] === true;
     const rowIvs = rows.slice(r0, r1);
     const feeds: Record<string, Tensor> = {
       hidden: floatTensor(rowsOf(hidden, T * d), [n, T, d]),
-      cos: floatTensor(rowsOf(ctx.cos, T * rd), [n, T, rd]),
-      sin: floatTensor(rowsOf(ctx.sin, T * rd), [n, T, rd]),
+      cos: floatTensor(rowsOf(localRope ? ctx.localCos! : ctx.cos, T * rd), [n, T, rd]),
+      sin: floatTensor(rowsOf(localRope ? ctx.localSin! : ctx.sin, T * rd), [n, T, rd]),
       mask: floatTensor(rowsOf(mask, T * S), [n, 1, T, S]),
       past_key: pastRows(past?.key),
       past_value: pastRows(past?.value),

@@ -34,6 +34,7 @@ export const LLAMA_CPP_ARCH: Record<Family, string> = {
   qwen3: "qwen3",
   gemma: "gemma",
   gemma2: "gemma2",
+  gemma3_text: "gemma3",
   phi3: "phi3",
 };
 
@@ -56,6 +57,9 @@ export interface GgufExportResult {
 
 /** Why llama.cpp cannot run this model as cosmic does, or null. */
 function unsupported(s: ModelSpec): string | null {
+  // llama.cpp's gemma3 has its own keys (local RoPE base, attention scale, layer pattern) that
+  // cosmic does not write yet, and nothing here checks a gemma3 GGUF against llama.cpp.
+  if (s.family === "gemma3_text") return "cosmic does not write llama.cpp's gemma3 GGUF keys yet";
   if (s.rope.scaling && s.rope.scaling.type !== "llama3" && s.rope.scaling.type !== "linear")
     return `its RoPE scaling is not one cosmic writes for llama.cpp`;
   if (s.rope.rotaryDim !== s.headDim && s.family !== "phi3") return "it rotates only part of each head (partial RoPE)";

@@ -18,6 +18,31 @@ export type RopeScaling =
       lowFreqFactor: number;
       highFreqFactor: number;
       originalMaxPositionEmbeddings: number;
+    }
+  | {
+      type: "yarn";
+      factor: number;
+      originalMaxPositionEmbeddings: number;
+      /** cos/sin are multiplied by this */
+      attentionFactor: number;
+      betaFast: number;
+      betaSlow: number;
+      truncate: boolean;
+    }
+  | {
+      /** short factors while a call's length stays within originalMaxPositionEmbeddings, long ones beyond */
+      type: "longrope";
+      factor: number;
+      originalMaxPositionEmbeddings: number;
+      attentionFactor: number;
+      shortFactor: number[];
+      longFactor: number[];
+    }
+  | {
+      /** NTK base growth once a call is longer than originalMaxPositionEmbeddings */
+      type: "dynamic";
+      factor: number;
+      originalMaxPositionEmbeddings: number;
     };
 
 export interface ModelSpec {
@@ -33,7 +58,13 @@ export interface ModelSpec {
   maxPositionEmbeddings: number;
   /** "rms": x/rms·w; "rms_one_plus": x/rms·(1+w) (Gemma) */
   norm: { kind: "rms" | "rms_one_plus"; eps: number };
-  rope: { theta: number; scaling: RopeScaling | null; rotaryDim: number };
+  rope: {
+    theta: number;
+    scaling: RopeScaling | null;
+    rotaryDim: number;
+    /** Gemma 3: these layers rotate with `theta` of their own and no scaling */
+    local: { theta: number; layers: boolean[] } | null;
+  };
   /** q/k/v projections have biases */
   qkvBias: boolean;
   /** o_proj has a bias */
@@ -132,7 +163,7 @@ function activationOf(name: unknown, file: string): Activation {
   }
 }
 
-function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
+function ropeScalingOf(cfg: Json, file: string, mpe: number, rotaryDim: number): RopeScaling | null {
   const rs = cfg.rope_scaling as Json | null | undefined;
   if (!rs) return null;
   if (typeof rs !== "object" || Array.isArray(rs))
@@ -157,7 +188,88 @@ function ropeScalingOf(cfg: Json, file: string): RopeScaling | null {
       );
     return r;
   }
-  throw fileError(file, `unsupported rope_scaling type "${type}" (supported: default, linear, llama3)`);
+  if (type === "yarn") return yarnOf(rs, where, mpe);
+  if (type === "longrope") return longropeOf(cfg, rs, file, mpe, rotaryDim);
+  if (type === "dynamic")
+    return { type: "dynamic", factor: positive(rs, where, "factor"), originalMaxPositionEmbeddings: mpe };
+  throw fileError(
+    file,
+    `unsupported rope_scaling type "${type}" (supported: default, linear, llama3, yarn, longrope, dynamic)`,
+  );
+}
+
+/** YaRN as transformers 5 reads it: `factor` as given (else max / original), truncation on by default. */
+function yarnOf(rs: Json, where: string, mpe: number): RopeScaling {
+  const orig = posInt(rs, where, "original_max_position_embeddings", mpe);
+  const factor = positive(rs, where, "factor", mpe / orig);
+  const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+  let attention = rs.attention_factor == null ? null : positive(rs, where, "attention_factor");
+  if (attention === null) {
+    const m = rs.mscale == null ? 0 : positive(rs, where, "mscale");
+    const mAll = rs.mscale_all_dim == null ? 0 : positive(rs, where, "mscale_all_dim");
+    attention = m && mAll ? mscale(factor, m) / mscale(factor, mAll) : mscale(factor, 1);
+  }
+  // HF reads `beta_fast or 32`: a 0 falls back to the default too.
+  const betaFast = rs.beta_fast ? positive(rs, where, "beta_fast") : 32;
+  const betaSlow = rs.beta_slow ? positive(rs, where, "beta_slow") : 1;
+  if (rs.truncate != null && typeof rs.truncate !== "boolean")
+    throw fileError(where, `"truncate" must be true or false, got ${JSON.stringify(rs.truncate)}`);
+  return {
+    type: "yarn",
+    factor,
+    originalMaxPositionEmbeddings: orig,
+    attentionFactor: attention,
+    betaFast,
+    betaSlow,
+    truncate: rs.truncate !== false,
+  };
+}
+
+/** LongRoPE (Phi-3/3.5): the original window may sit in rope_scaling or at the top of config.json. */
+function longropeOf(cfg: Json, rs: Json, file: string, mpe: number, rotaryDim: number): RopeScaling {
+  const where = `${file} rope_scaling`;
+  const factors = (key: string): number[] => {
+    const v = rs[key];
+    if (!Array.isArray(v) || v.length !== rotaryDim / 2 || !v.every((x) => typeof x === "number" && x > 0))
+      throw fileError(where, `"${key}" must list ${rotaryDim / 2} positive numbers (one per rotary frequency)`);
+    return v as number[];
+  };
+  const orig =
+    rs.original_max_position_embeddings != null
+      ? posInt(rs, where, "original_max_position_embeddings")
+      : posInt(cfg, file, "original_max_position_embeddings", mpe);
+  const factor = positive(rs, where, "factor", mpe / orig);
+  const attention =
+    rs.attention_factor != null
+      ? positive(rs, where, "attention_factor")
+      : factor <= 1
+        ? 1
+        : Math.sqrt(1 + Math.log(factor) / Math.log(orig));
+  return {
+    type: "longrope",
+    factor,
+    originalMaxPositionEmbeddings: orig,
+    attentionFactor: attention,
+    shortFactor: factors("short_factor"),
+    longFactor: factors("long_factor"),
+  };
+}
+
+/** The longest sequence cosmic accepts: dynamic and YaRN scaling exist to reach past max_position_embeddings. */
+function contextOf(mpe: number, scaling: RopeScaling | null): number {
+  if (scaling?.type === "dynamic") return Math.floor(mpe * scaling.factor);
+  if (scaling?.type === "yarn")
+    return Math.max(mpe, Math.floor(scaling.originalMaxPositionEmbeddings * scaling.factor));
+  return mpe;
+}
+
+/** A family's own config rule (layer kinds), with its message tied to the file. */
+function familyRule<T>(file: string, rule: () => T): T {
+  try {
+    return rule();
+  } catch (e) {
+    throw fileError(file, (e as Error).message);
+  }
 }
 
 /** Parse a config.json object (already read from `file`) into a ModelSpec. */
@@ -194,11 +306,18 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
 
   const sw = c.sliding_window == null ? null : posInt(c, file, "sliding_window");
-  const sliding = sw === null ? new Array<number | null>(numLayers).fill(null) : fam.slidingWindow(c, numLayers, sw);
+  const sliding =
+    sw === null
+      ? new Array<number | null>(numLayers).fill(null)
+      : familyRule(file, () => fam.slidingWindow(c, numLayers, sw));
+  const localLayers = familyRule(file, () => fam.localRopeLayers(c, numLayers));
+  const mpe = posInt(c, file, "max_position_embeddings", 4096);
+  const scaling = ropeScalingOf(c, file, mpe, rotaryDim);
 
   const eps = positive(c, file, "rms_norm_eps", 1e-6);
   if (eps >= 1) throw fileError(file, `"rms_norm_eps" must be small (0 < eps < 1), got ${eps}`);
-  const softcap = (key: string): number | null => (fam.sandwichNorms && c[key] != null ? positive(c, file, key) : null);
+  const softcap = (key: string, used: boolean): number | null =>
+    used && c[key] != null ? positive(c, file, key) : null;
   const arch =
     Array.isArray(c.architectures) && typeof c.architectures[0] === "string"
       ? c.architectures[0]
@@ -213,9 +332,14 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     numKvHeads,
     headDim,
     vocabSize: posInt(c, file, "vocab_size"),
-    maxPositionEmbeddings: posInt(c, file, "max_position_embeddings", 4096),
+    maxPositionEmbeddings: contextOf(mpe, scaling),
     norm: { kind: fam.normOnePlus ? "rms_one_plus" : "rms", eps },
-    rope: { theta: positive(c, file, "rope_theta", 10000), scaling: ropeScalingOf(c, file), rotaryDim },
+    rope: {
+      theta: positive(c, file, "rope_theta", family === "gemma3_text" ? 1e6 : 10000),
+      scaling,
+      rotaryDim,
+      local: localLayers && { theta: positive(c, file, "rope_local_base_freq", 10000), layers: localLayers },
+    },
     qkvBias: fam.qkvBias(c),
     oBias: fam.oBias(c),
     mlpBias: fam.mlpBias(c),
@@ -226,9 +350,11 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     tieWordEmbeddings: c.tie_word_embeddings === undefined ? fam.tiedByDefault : c.tie_word_embeddings === true,
     // HF multiplies by a float32 tensor of √hidden, so round it to float32 here too.
     embeddingScale: fam.scaleEmbeddings ? Math.fround(Math.sqrt(hiddenSize)) : 1,
-    attnScale: fam.sandwichNorms ? positive(c, file, "query_pre_attn_scalar", headDim) ** -0.5 : headDim ** -0.5,
-    attnSoftcap: softcap("attn_logit_softcapping"),
-    finalSoftcap: softcap("final_logit_softcapping"),
+    attnScale: fam.sandwichNorms
+      ? positive(c, file, "query_pre_attn_scalar", family === "gemma3_text" ? 256 : headDim) ** -0.5
+      : headDim ** -0.5,
+    attnSoftcap: softcap("attn_logit_softcapping", fam.attnSoftcap),
+    finalSoftcap: softcap("final_logit_softcapping", fam.sandwichNorms),
     slidingWindow: sliding,
     activation: activationOf(fam.activation(c), file),
     bosTokenId: typeof c.bos_token_id === "number" ? c.bos_token_id : null,

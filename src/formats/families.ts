@@ -5,7 +5,16 @@
  * family is one adapter (and a fixture), as TransformerLens keeps one per architecture.
  */
 
-export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"] as const;
+export const SUPPORTED_MODEL_TYPES = [
+  "llama",
+  "mistral",
+  "qwen2",
+  "qwen3",
+  "gemma",
+  "gemma2",
+  "gemma3_text",
+  "phi3",
+] as const;
 export type Family = (typeof SUPPORTED_MODEL_TYPES)[number];
 
 type Json = Record<string, unknown>;
@@ -23,8 +32,10 @@ export interface FamilyAdapter {
   qkNorm: boolean;
   /** fused qkv_proj and gate_up_proj */
   fused: boolean;
-  /** norms after attention and MLP as well as before (with query_pre_attn_scalar and soft-caps) */
+  /** norms after attention and MLP as well as before (with query_pre_attn_scalar and the final soft-cap) */
   sandwichNorms: boolean;
+  /** attn_logit_softcapping is applied (Gemma 2; Gemma 3's attention ignores the field, as HF's does) */
+  attnSoftcap: boolean;
   /** tie_word_embeddings when config.json does not say */
   tiedByDefault: boolean;
   /** embeddings are multiplied by √hidden */
@@ -33,6 +44,32 @@ export interface FamilyAdapter {
   activation(c: Json): unknown;
   /** each layer's sliding window (null: full causal attention), given `window` */
   slidingWindow(c: Json, layers: number, window: number): (number | null)[];
+  /** which layers rotate with rope_local_base_freq instead of rope_theta (Gemma 3's sliding layers) */
+  localRopeLayers(c: Json, layers: number): boolean[] | null;
+}
+
+/**
+ * Gemma 2/3 layer kinds: `layer_types` when config.json has it, else every `pattern`-th layer
+ * attends to everything and the others slide (Gemma 2: odd layers full; Gemma 3: one in six).
+ */
+export function slidingLayers(c: Json, layers: number, pattern: number): boolean[] {
+  const lt = c.layer_types;
+  if (Array.isArray(lt)) {
+    if (lt.length !== layers || !lt.every((t) => t === "sliding_attention" || t === "full_attention"))
+      throw new Error(
+        `"layer_types" must list ${layers} entries of "sliding_attention" or "full_attention", got ` +
+          JSON.stringify(lt).slice(0, 60),
+      );
+    return lt.map((t) => t === "sliding_attention");
+  }
+  return Array.from({ length: layers }, (_, l) => (l + 1) % pattern !== 0);
+}
+
+function gemma3Pattern(c: Json): number {
+  const p = c.sliding_window_pattern ?? 6;
+  if (typeof p !== "number" || !Number.isInteger(p) || p < 1)
+    throw new Error(`"sliding_window_pattern" must be a positive integer, got ${JSON.stringify(p)}`);
+  return p;
 }
 
 const bias = (c: Json) => c.attention_bias === true;
@@ -56,10 +93,20 @@ const base: FamilyAdapter = {
   qkNorm: false,
   fused: false,
   sandwichNorms: false,
+  attnSoftcap: false,
   tiedByDefault: false,
   scaleEmbeddings: false,
   activation: silu,
   slidingWindow: full,
+  localRopeLayers: () => null,
+};
+
+const gemmaBase: FamilyAdapter = {
+  ...base,
+  normOnePlus: true,
+  tiedByDefault: true,
+  scaleEmbeddings: true,
+  activation: gelu,
 };
 
 export const FAMILIES: Record<Family, FamilyAdapter> = {
@@ -67,16 +114,20 @@ export const FAMILIES: Record<Family, FamilyAdapter> = {
   mistral: { ...base, slidingWindow: everyLayer },
   qwen2: { ...base, qkvBias: () => true, oBias: none, slidingWindow: qwenWindow },
   qwen3: { ...base, qkNorm: true, slidingWindow: qwenWindow },
-  gemma: { ...base, normOnePlus: true, tiedByDefault: true, scaleEmbeddings: true, activation: gelu },
+  gemma: gemmaBase,
   gemma2: {
-    ...base,
-    normOnePlus: true,
-    tiedByDefault: true,
-    scaleEmbeddings: true,
-    activation: gelu,
+    ...gemmaBase,
     sandwichNorms: true,
+    attnSoftcap: true,
     // Even layers slide, odd layers attend to everything.
-    slidingWindow: (_c, layers, w) => Array.from({ length: layers }, (_, l) => (l % 2 === 0 ? w : null)),
+    slidingWindow: (c, layers, w) => slidingLayers(c, layers, 2).map((s) => (s ? w : null)),
+  },
+  gemma3_text: {
+    ...gemmaBase,
+    sandwichNorms: true,
+    qkNorm: true,
+    slidingWindow: (c, layers, w) => slidingLayers(c, layers, gemma3Pattern(c)).map((s) => (s ? w : null)),
+    localRopeLayers: (c, layers) => slidingLayers(c, layers, gemma3Pattern(c)),
   },
   phi3: { ...base, qkvBias: none, oBias: none, fused: true, slidingWindow: everyLayer },
 };
