@@ -104,6 +104,29 @@ export const LLAMA3_8B_CONFIG = {
   torch_dtype: "bfloat16",
 };
 
+/** Qwen3-0.6B's shape: 28 layers, width 1,024, 16 heads / 8 KV heads of 128, q/k norms, tied embeddings. */
+export const QWEN3_06B_CONFIG = {
+  architectures: ["Qwen3ForCausalLM"],
+  model_type: "qwen3",
+  hidden_size: 1024,
+  intermediate_size: 3072,
+  num_hidden_layers: 28,
+  num_attention_heads: 16,
+  num_key_value_heads: 8,
+  head_dim: 128,
+  vocab_size: 151936,
+  max_position_embeddings: 40960,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1000000,
+  tie_word_embeddings: true,
+  hidden_act: "silu",
+  attention_bias: false,
+  use_sliding_window: false,
+  bos_token_id: 151643,
+  eos_token_id: 151645,
+  torch_dtype: "bfloat16",
+};
+
 /** Qwen2.5-1.5B-Instruct's and Qwen2.5-3B-Instruct's shapes (tied embeddings, vocab 151,936). */
 export const QWEN15_CONFIG = {
   ...QWEN05_CONFIG,

@@ -38,6 +38,18 @@ test(
     const set = await prepareScoringSet(engine, prompts, 2); // two batches
     const pooledRes = await runCandidates(engine, set, cands, { poolLayers, kl: false, refusalTokens: null }, "fast");
     const logitRes = await runCandidates(engine, set, cands, { poolLayers: [], kl: true, refusalTokens }, "fast");
+    // One run serving both (the shared passes): the separate runs' values to the bit, its cost
+    // split at max(poolLayers) between the two consumers.
+    const oddsOnly = await runCandidates(engine, set, cands, { poolLayers: [], kl: false, refusalTokens }, "fast");
+    const cost = { splitAfter: 2, before: { seconds: 0, flops: 0 }, after: { seconds: 0, flops: 0 } };
+    const f0 = engine.flops;
+    const both = await runCandidates(engine, set, cands, { poolLayers, kl: false, refusalTokens }, "fast", cost);
+    assert.equal(cost.before.flops + cost.after.flops, engine.flops - f0, "the split covers the whole run");
+    assert.ok(cost.before.flops > 0 && cost.after.flops > 0);
+    for (let c = 0; c < cands.length; c++) {
+      assert.deepEqual(both[c].pooled, pooledRes[c].pooled, `candidate ${c}: shared pooled outputs`);
+      assert.equal(both[c].logOdds, oddsOnly[c].logOdds, `candidate ${c}: shared log-odds`);
+    }
 
     const clean = await capture(engine, prompts, { logits: true });
     for (let c = 0; c < cands.length; c++) {

@@ -70,7 +70,7 @@ export interface ScoringPlan {
   clean: number;
   /** COSMIC's refusal, steering and KL passes */
   cosmic: number;
-  /** the substring baseline's bypass and induce passes */
+  /** the substring baseline's bypass and induce passes (fast schedule: what they add to COSMIC's, which they share) */
   substring: number;
 }
 
@@ -93,6 +93,7 @@ export function scoringFlops(
   const safe = batchShapes(harmless, batchSize);
   const pool = { poolLayers: lLow, logits: false };
   const logits = { poolLayers: [], logits: true };
+  const both = { poolLayers: lLow, logits: true };
   const plan: ScoringPlan = {
     clean: fullPassFlops(spec, harmful, batchSize) + fullPassFlops(spec, harmless, batchSize),
     cosmic: 0,
@@ -105,7 +106,11 @@ export function scoringFlops(
     const run = (shapes: typeof harm, start: number, needs: Needs) =>
       candidateRunFlops(spec, shapes, c, start, needs, schedule);
     plan.cosmic += run(harm, ablateStart, pool) + run(safe, l, pool) + run(safe, ablateStart, logits);
-    plan.substring += run(harm, ablateStart, logits) + run(safe, l, logits);
+    // The fast schedule runs the baseline's passes and COSMIC's pooled ones as one (scores.ts sharedPasses).
+    plan.substring +=
+      schedule === "naive"
+        ? run(harm, ablateStart, logits) + run(safe, l, logits)
+        : run(harm, ablateStart, both) - run(harm, ablateStart, pool) + run(safe, l, both) - run(safe, l, pool);
   });
   return plan;
 }

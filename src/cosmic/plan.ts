@@ -119,11 +119,19 @@ function evaluationEstimate(
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
-/** The plan as lines of text. */
-/** The plan: its printable lines and the estimated seconds per stage (scores: both L_low placements). */
+/** Per stage: the directions, the scores with L_low in the earliest and the latest layers, the evaluation's bound. */
+export interface StageFigures {
+  directions: number;
+  scoresEarliest: number;
+  scoresLatest: number;
+  evaluationAtMost: number | null;
+}
+
+/** The plan: its printable lines, and the estimated FLOPs and seconds per stage. */
 export interface RunPlan {
   lines: string[];
-  seconds: { directions: number; scoresEarliest: number; scoresLatest: number; evaluationAtMost: number | null };
+  flops: StageFigures;
+  seconds: StageFigures;
 }
 
 export async function planRun(options: RunOptions): Promise<RunPlan> {
@@ -141,7 +149,11 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   const P = folder.tokenizer.eoiTokens(options.system).ids.length;
   const positions = Math.min(P, options.scorePositions ?? P);
   const bs = options.batchSize;
-  const dirFlops = directionsFlops(spec, train[0], train[1], bs);
+  // --system-scope directions: L_low comes from a second pair of train passes without the system message.
+  const lowPasses = options.system !== undefined && selSystem === undefined;
+  const dirFlops =
+    directionsFlops(spec, train[0], train[1], bs) +
+    (lowPasses ? directionsFlops(spec, lengths(p.harmfulTrain), lengths(p.harmlessTrain), bs) : 0);
   // L_low's cost depends on where it lies (known after the directions): its earliest and latest placements.
   const k = lowLayerCount(L, options.lowLayerFraction);
   const eligible = eligibleLayers(L, options.steerTowardRefusal, firstLowLayer(options.mode));
@@ -167,7 +179,8 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `prompt ends with the same EOI tokens); L_low: ${k} of ${eligible.length} eligible layers`,
     `calibration (block 0 on this machine): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ${cal.rows} × ${T} ` +
       `tokens; ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ms per block for one new token on ${cal.rows} rows`,
-    `1. directions: ${formatFlops(dirFlops)}, about ${formatSeconds(seconds(dirFlops))}`,
+    `1. directions: ${formatFlops(dirFlops)}${lowPasses ? " (with L_low's passes without the system message)" : ""}, ` +
+      `about ${formatSeconds(seconds(dirFlops))}`,
     `2. L_low: from the directions' layer outputs (no passes)`,
     `3. scores (${options.schedule} schedule): ${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
       `layers, ${formatFlops(totalScoring(late))} in the latest: about ` +
@@ -183,6 +196,12 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   ];
   return {
     lines,
+    flops: {
+      directions: dirFlops,
+      scoresEarliest: totalScoring(early),
+      scoresLatest: totalScoring(late),
+      evaluationAtMost: evaluation ? evaluation.flops : null,
+    },
     seconds: {
       directions: seconds(dirFlops),
       scoresEarliest: seconds(totalScoring(early)),

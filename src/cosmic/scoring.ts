@@ -75,6 +75,22 @@ export interface RunResult {
 
 export type Schedule = "fast" | "naive";
 
+/** Seconds and FLOPs spent. */
+export interface Tally {
+  seconds: number;
+  flops: number;
+}
+
+/**
+ * Where one run's cost goes when it serves two consumers: blocks up to and including
+ * `splitAfter` (and the head, when that is the last block) to `before`, the rest to `after`.
+ */
+export interface CostSplit {
+  splitAfter: number;
+  before: Tally;
+  after: Tally;
+}
+
 /** Clean-run results of a set (what a no-op intervention gives). */
 export function cleanResult(set: ScoringSet, needs: RunNeeds, d: number, V: number): RunResult {
   const pooled = needs.poolLayers.length ? new Float64Array(d) : null;
@@ -99,6 +115,7 @@ export async function runCandidates(
   cands: CandidateRun[],
   needs: RunNeeds,
   schedule: Schedule,
+  cost?: CostSplit,
 ): Promise<RunResult[]> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
@@ -125,7 +142,7 @@ export async function runCandidates(
     groups.set(s, [...(groups.get(s) ?? []), i]);
   });
   for (const sb of set.batches) {
-    for (const [start, idx] of groups) await runGroup(engine, sb, cands, idx, start, plan, acc);
+    for (const [start, idx] of groups) await runGroup(engine, sb, cands, idx, start, plan, acc, cost);
   }
   const { pooled, kl, logOdds } = acc;
   const norm = set.count * Math.max(1, needs.poolLayers.length);
@@ -166,6 +183,42 @@ async function runGroup(
   start: number,
   plan: Plan,
   acc: Sums,
+  cost?: CostSplit,
+): Promise<void> {
+  const meter = costMeter(engine, cost);
+  await runGroupBlocks(engine, sb, cands, idx, start, plan, acc, meter.mark);
+  meter.done();
+}
+
+/** Charges a run's cost to a CostSplit: `mark(l)` after block l, `done()` at the end. */
+function costMeter(engine: Engine, cost: CostSplit | undefined) {
+  let t0 = performance.now();
+  let f0 = engine.flops;
+  const charge = (to: Tally) => {
+    to.seconds += (performance.now() - t0) / 1000;
+    to.flops += engine.flops - f0;
+    t0 = performance.now();
+    f0 = engine.flops;
+  };
+  return {
+    mark: (l: number) => {
+      if (cost && l === cost.splitAfter && l < engine.numLayers - 1) charge(cost.before);
+    },
+    done: () => {
+      if (cost) charge(cost.splitAfter === engine.numLayers - 1 ? cost.before : cost.after);
+    },
+  };
+}
+
+async function runGroupBlocks(
+  engine: Engine,
+  sb: ScoringBatch,
+  cands: CandidateRun[],
+  idx: number[],
+  start: number,
+  plan: Plan,
+  acc: Sums,
+  mark: (l: number) => void,
 ): Promise<void> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
@@ -213,6 +266,7 @@ async function runGroup(
         for (let i = 0; i < B * d; i++) sum[i % d] += lp[k * B * d + i];
       }
     }
+    mark(l);
   }
   if (!((needHead || schedule === "naive") && stop === L - 1)) return;
   let head: { finalHidden: Float32Array; logits: Float32Array };

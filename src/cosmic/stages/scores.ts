@@ -10,6 +10,7 @@ import { Mode, modeInterventions } from "../modes.js";
 import type { RunSummary, Timings } from "../pipeline.js";
 import {
   cleanResult,
+  CostSplit,
   prepareScoringSet,
   RunNeeds,
   runCandidates,
@@ -124,26 +125,19 @@ async function scoreLayer(
   }
   if (live.length) {
     const ivs = live.map((k) => modeInterventions(i.mode, at(dirs.r, k, l, L, d), at(dirs.muMinus, k, l, L, d), l, L));
-    const run = (set: ScoringSet, which: "ablate" | "add", needs: RunNeeds) =>
+    const run = (set: ScoringSet, which: "ablate" | "add", needs: RunNeeds, cost?: CostSplit) =>
       runCandidates(
         engine,
         set,
         ivs.map((v) => (which === "ablate" ? v.ablate : v.add(1))),
         needs,
         i.schedule,
+        cost,
       );
-    const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
-    const odds: RunNeeds = { poolLayers: [], kl: false, refusalTokens: i.refusalTokens };
-    // COSMIC: pooled L_low outputs (the forward stops after L_low) and the KL (to the logits).
-    const [abl, add, kl] = await timed(engine, acc.cosmic, async () => [
-      await run(b.harm, "ablate", pool),
-      await run(b.harmless, "add", pool),
+    const [abl, add, bypass, induce] = await sharedPasses(engine, i, b, run, acc);
+    // COSMIC's KL: ablation on harmless to the logits.
+    const [kl] = await timed(engine, acc.cosmic, async () => [
       await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
-    ]);
-    // The substring baseline: refusal-token log-odds under the same interventions.
-    const [bypass, induce] = await timed(engine, acc.substring, async () => [
-      await run(b.harm, "ablate", odds),
-      await run(b.harmless, "add", odds),
     ]);
     live.forEach((k, j) => {
       const base = { position: k - P, layer: l, kl_div_score: kl[j].kl! };
@@ -157,6 +151,47 @@ async function scoreLayer(
   }
   const byPos = (x: CandidateScore, y: CandidateScore) => x.position - y.position;
   return { cos: cos.sort(byPos), sub: sub.sort(byPos) };
+}
+
+type CandidateRunner = (
+  set: ScoringSet,
+  which: "ablate" | "add",
+  needs: RunNeeds,
+  cost?: CostSplit,
+) => Promise<RunResult[]>;
+
+/**
+ * COSMIC's pooled L_low outputs and the substring baseline's refusal-token log-odds come from the
+ * same interventions on the same prompts (ablation on harmful, addition on harmless). The fast
+ * schedule runs each once: blocks up to max L_low are charged to COSMIC, the rest to the
+ * baseline; the scores are the separate passes' to the bit. The naive schedule keeps the
+ * reference's separate full passes.
+ */
+async function sharedPasses(
+  engine: Engine,
+  i: ScoresInputs,
+  b: Baseline,
+  run: CandidateRunner,
+  acc: Partial,
+): Promise<[RunResult[], RunResult[], RunResult[], RunResult[]]> {
+  const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
+  const odds: RunNeeds = { poolLayers: [], kl: false, refusalTokens: i.refusalTokens };
+  if (i.schedule === "naive") {
+    const [abl, add] = await timed(engine, acc.cosmic, async () => [
+      await run(b.harm, "ablate", pool),
+      await run(b.harmless, "add", pool),
+    ]);
+    const [bypass, induce] = await timed(engine, acc.substring, async () => [
+      await run(b.harm, "ablate", odds),
+      await run(b.harmless, "add", odds),
+    ]);
+    return [abl, add, bypass, induce];
+  }
+  const both: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
+  const cost: CostSplit = { splitAfter: Math.max(...i.lLow), before: acc.cosmic, after: acc.substring };
+  const abl = await run(b.harm, "ablate", both, cost);
+  const add = await run(b.harmless, "add", both, cost);
+  return [abl, add, abl, add];
 }
 
 async function timed<T>(engine: Engine, acc: Acc, f: () => Promise<T>): Promise<T> {
