@@ -57,9 +57,7 @@ export interface GgufExportResult {
 
 /** Why llama.cpp cannot run this model as cosmic does, or null. */
 function unsupported(s: ModelSpec): string | null {
-  // llama.cpp's gemma3 has its own keys (local RoPE base, attention scale, layer pattern) that
-  // cosmic does not write yet, and nothing here checks a gemma3 GGUF against llama.cpp.
-  if (s.family === "gemma3_text") return "cosmic does not write llama.cpp's gemma3 GGUF keys yet";
+  if (s.family === "gemma3_text") return gemma3Unsupported(s);
   if (s.rope.scaling && s.rope.scaling.type !== "llama3" && s.rope.scaling.type !== "linear")
     return `its RoPE scaling is not one cosmic writes for llama.cpp`;
   if (s.rope.rotaryDim !== s.headDim && s.family !== "phi3") return "it rotates only part of each head (partial RoPE)";
@@ -72,6 +70,29 @@ function unsupported(s: ModelSpec): string | null {
         `llama.cpp's gemma2 uses ${theirs.toPrecision(6)} for ${s.numLayers} layers`
       );
   }
+  return null;
+}
+
+/**
+ * llama.cpp's gemma3 fixes what HF reads from config.json: the attention scale (1/√head_dim, or
+ * 1/√(hidden/heads) for the 62-layer 27B), a periodic layer pattern (the last of every `period`
+ * layers attends to everything) and RoPE scaling on the full layers only.
+ */
+function gemma3Unsupported(s: ModelSpec): string | null {
+  const theirs = 1 / Math.sqrt(s.numLayers === 62 ? s.hiddenSize / s.numHeads : s.headDim);
+  if (Math.abs(s.attnScale - theirs) > 1e-6 * theirs)
+    return (
+      `its query_pre_attn_scalar gives attention scale ${s.attnScale.toPrecision(6)}, while llama.cpp's ` +
+      `gemma3 uses ${theirs.toPrecision(6)} for ${s.numLayers} layers`
+    );
+  if (gemma3Period(s) === null) return "its sliding layers do not repeat with one period, as llama.cpp's gemma3 needs";
+  return null;
+}
+
+/** The period p with layer l sliding exactly when l mod p < p − 1 (llama.cpp's set_swa_pattern), or null. */
+function gemma3Period(s: ModelSpec): number | null {
+  const local = s.rope.local?.layers ?? s.slidingWindow.map((w) => w !== null);
+  for (let p = 1; p <= local.length + 1; p++) if (local.every((v, l) => v === l % p < p - 1)) return p;
   return null;
 }
 
@@ -135,15 +156,20 @@ function architectureKeys(s: ModelSpec, arch: string, name: string, ctx: number)
     if (s.attnSoftcap !== null) kv["gemma2.attn_logit_softcapping"] = f(s.attnSoftcap);
     if (s.finalSoftcap !== null) kv["gemma2.final_logit_softcapping"] = f(s.finalSoftcap);
   }
+  if (s.family === "gemma3_text") {
+    if (s.finalSoftcap !== null) kv["gemma3.final_logit_softcapping"] = f(s.finalSoftcap);
+    kv["gemma3.attention.sliding_window_pattern"] = u(gemma3Period(s)!);
+    if (s.rope.local) kv["gemma3.rope.freq_base_swa"] = f(s.rope.local.theta);
+  }
   const window = s.slidingWindow.find((w) => w !== null);
-  if ((s.family === "gemma2" || s.family === "phi3") && window != null)
+  if ((s.family === "gemma2" || s.family === "gemma3_text" || s.family === "phi3") && window != null)
     kv[`${arch}.attention.sliding_window`] = u(window);
   return kv;
 }
 
 /** The context written to the file: llama.cpp runs llama/qwen without a sliding window, so cap it there. */
 function contextLength(s: ModelSpec): number {
-  if (s.family === "gemma2" || s.family === "phi3") return s.maxPositionEmbeddings;
+  if (s.family === "gemma2" || s.family === "gemma3_text" || s.family === "phi3") return s.maxPositionEmbeddings;
   const windows = s.slidingWindow.filter((w): w is number => w !== null);
   return Math.min(s.maxPositionEmbeddings, ...windows);
 }

@@ -42,19 +42,25 @@ function cosmic(...args: string[]) {
 }
 
 /**
- * The fixture folder to export. The gemma2 fixture's query_pre_attn_scalar (32) is not its
- * head_dim (16), which llama.cpp's gemma2 cannot express (it is refused, below); a copy with
- * query_pre_attn_scalar = head_dim is exported instead, run by cosmic's engine from the same copy.
+ * The fixture folder to export. The gemma2 and gemma3 fixtures' query_pre_attn_scalar (32, 24) is
+ * not their head_dim (16), which llama.cpp's gemma2/gemma3 cannot express (it is refused, below); a
+ * copy with query_pre_attn_scalar = head_dim is exported instead, run by cosmic's engine from the
+ * same copy.
  */
 function fixture(fam: string): string {
-  if (fam !== "gemma2") return path.join(FIXTURES, fam);
-  const dir = path.join(tmp, "gemma2-scalar16");
+  if (fam !== "gemma2" && fam !== "gemma3") return path.join(FIXTURES, fam);
+  const dir = path.join(tmp, `${fam}-scalar16`);
   if (!fs.existsSync(dir)) {
     fs.mkdirSync(dir);
     for (const f of fs.readdirSync(path.join(FIXTURES, fam)))
       if (f !== "expected") fs.copyFileSync(path.join(FIXTURES, fam, f), path.join(dir, f));
     const cfg = JSON.parse(fs.readFileSync(path.join(dir, "config.json"), "utf8"));
-    fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify({ ...cfg, query_pre_attn_scalar: cfg.head_dim }));
+    // gemma3: a local RoPE base other than llama.cpp's default (10000), so its key is checked too.
+    const local = fam === "gemma3" ? { rope_local_base_freq: 20000 } : {};
+    fs.writeFileSync(
+      path.join(dir, "config.json"),
+      JSON.stringify({ ...cfg, query_pre_attn_scalar: cfg.head_dim, ...local }),
+    );
   }
   return dir;
 }
@@ -192,6 +198,16 @@ test(
   },
 );
 
+// Gemma 3: sliding layers 0 and 2 with their own RoPE base, linear ×8 scaling on the full layers
+// only, (1+w) q/k norms, Gemma 3's chat template: llama.cpp's gemma3 keys must carry all of it.
+test("export gguf: Gemma 3 in llama.cpp tokenizes the same and generates the same tokens", async () => {
+  const file = exportFixture("gemma3", "f32");
+  const model = await llama.loadModel({ modelPath: file });
+  for (const p of prompts("gemma3")) assert.deepEqual(Array.from(model.tokenize(p.rendered, true)), p.input_ids);
+  await model.dispose();
+  await compareGreedy(file, fixture("gemma3"), "gemma3");
+});
+
 test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line, writing nothing", () => {
   const out = path.join(tmp, "refused.gguf");
   const cases: [string[], RegExp][] = [
@@ -212,6 +228,12 @@ test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line,
       ],
       /always ties the output layer to the token embeddings/,
     ],
+    [
+      ["--model", path.join(FIXTURES, "gemma3")],
+      /query_pre_attn_scalar gives attention scale 0\.204124, while llama\.cpp's gemma3 uses 0\.250000/,
+    ],
+    [["--model", path.join(FIXTURES, "qwen2-yarn")], /its RoPE scaling is not one cosmic writes for llama\.cpp/],
+    [["--model", path.join(FIXTURES, "llama", "..", "llama-dynamic")], /its RoPE scaling is not one cosmic writes/],
     [["--model", path.join(FIXTURES, "llama"), "--dtype", "q4"], /--dtype must be one of f32, f16, bf16/],
     [["--model", path.join(FIXTURES, "llama"), "--out", path.join(FIXTURES, "llama", "model.safetensors")], /./],
   ];
