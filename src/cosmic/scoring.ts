@@ -142,7 +142,11 @@ export async function runCandidates(
     groups.set(s, [...(groups.get(s) ?? []), i]);
   });
   for (const sb of set.batches) {
-    for (const [start, idx] of groups) await runGroup(engine, sb, cands, idx, start, plan, acc, cost);
+    for (const [start, idx] of groups) {
+      const meter = costMeter(engine, cost);
+      await runGroup(engine, sb, cands, idx, start, plan, acc, meter.mark);
+      meter.done();
+    }
   }
   const { pooled, kl, logOdds } = acc;
   const norm = set.count * Math.max(1, needs.poolLayers.length);
@@ -174,22 +178,6 @@ interface Sums {
   logOdds: Float64Array;
 }
 
-/** One batch of prompts for the candidates `idx` that first edit block `start`. */
-async function runGroup(
-  engine: Engine,
-  sb: ScoringBatch,
-  cands: CandidateRun[],
-  idx: number[],
-  start: number,
-  plan: Plan,
-  acc: Sums,
-  cost?: CostSplit,
-): Promise<void> {
-  const meter = costMeter(engine, cost);
-  await runGroupBlocks(engine, sb, cands, idx, start, plan, acc, meter.mark);
-  meter.done();
-}
-
 /** Charges a run's cost to a CostSplit: `mark(l)` after block l, `done()` at the end. */
 function costMeter(engine: Engine, cost: CostSplit | undefined) {
   let t0 = performance.now();
@@ -210,7 +198,8 @@ function costMeter(engine: Engine, cost: CostSplit | undefined) {
   };
 }
 
-async function runGroupBlocks(
+/** One batch of prompts for the candidates `idx` that first edit block `start`; `mark(l)` after each block. */
+async function runGroup(
   engine: Engine,
   sb: ScoringBatch,
   cands: CandidateRun[],
