@@ -272,6 +272,32 @@ function familyRule<T>(file: string, rule: () => T): T {
   }
 }
 
+/** The rotary embedding (partial rotation, scaling, Gemma 3's local layers) and the longest sequence accepted. */
+function ropeOf(
+  c: Json,
+  file: string,
+  family: Family,
+  headDim: number,
+  numLayers: number,
+): { rope: ModelSpec["rope"]; context: number } {
+  const partial = num(c, file, "partial_rotary_factor", 1);
+  if (!(partial > 0 && partial <= 1))
+    throw fileError(file, `"partial_rotary_factor" must be in (0, 1], got ${partial}`);
+  const rotaryDim = Math.floor(headDim * partial);
+  if (rotaryDim % 2 !== 0 || rotaryDim <= 0)
+    throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
+  const localLayers = familyRule(file, () => FAMILIES[family].localRopeLayers(c, numLayers));
+  const mpe = posInt(c, file, "max_position_embeddings", 4096);
+  const scaling = ropeScalingOf(c, file, mpe, rotaryDim);
+  const rope: ModelSpec["rope"] = {
+    theta: positive(c, file, "rope_theta", family === "gemma3_text" ? 1e6 : 10000),
+    scaling,
+    rotaryDim,
+    local: localLayers && { theta: positive(c, file, "rope_local_base_freq", 10000), layers: localLayers },
+  };
+  return { rope, context: contextOf(mpe, scaling) };
+}
+
 /** Parse a config.json object (already read from `file`) into a ModelSpec. */
 export function parseConfig(cfg: unknown, file: string): ModelSpec {
   if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg)) throw fileError(file, "is not a JSON object");
@@ -298,21 +324,12 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     throw fileError(file, `head dimension ${headDim} is above cosmic's bound of ${CONFIG_BOUNDS.head_dim}`);
   const numLayers = posInt(c, file, "num_hidden_layers");
   const fam = FAMILIES[family];
-  const partial = num(c, file, "partial_rotary_factor", 1);
-  if (!(partial > 0 && partial <= 1))
-    throw fileError(file, `"partial_rotary_factor" must be in (0, 1], got ${partial}`);
-  const rotaryDim = Math.floor(headDim * partial);
-  if (rotaryDim % 2 !== 0 || rotaryDim <= 0)
-    throw fileError(file, `partial_rotary_factor ${partial} gives an odd rotary dimension`);
-
   const sw = c.sliding_window == null ? null : posInt(c, file, "sliding_window");
   const sliding =
     sw === null
       ? new Array<number | null>(numLayers).fill(null)
       : familyRule(file, () => fam.slidingWindow(c, numLayers, sw));
-  const localLayers = familyRule(file, () => fam.localRopeLayers(c, numLayers));
-  const mpe = posInt(c, file, "max_position_embeddings", 4096);
-  const scaling = ropeScalingOf(c, file, mpe, rotaryDim);
+  const { rope, context } = ropeOf(c, file, family, headDim, numLayers);
 
   const eps = positive(c, file, "rms_norm_eps", 1e-6);
   if (eps >= 1) throw fileError(file, `"rms_norm_eps" must be small (0 < eps < 1), got ${eps}`);
@@ -332,14 +349,9 @@ export function parseConfig(cfg: unknown, file: string): ModelSpec {
     numKvHeads,
     headDim,
     vocabSize: posInt(c, file, "vocab_size"),
-    maxPositionEmbeddings: contextOf(mpe, scaling),
+    maxPositionEmbeddings: context,
     norm: { kind: fam.normOnePlus ? "rms_one_plus" : "rms", eps },
-    rope: {
-      theta: positive(c, file, "rope_theta", family === "gemma3_text" ? 1e6 : 10000),
-      scaling,
-      rotaryDim,
-      local: localLayers && { theta: positive(c, file, "rope_local_base_freq", 10000), layers: localLayers },
-    },
+    rope,
     qkvBias: fam.qkvBias(c),
     oBias: fam.oBias(c),
     mlpBias: fam.mlpBias(c),
