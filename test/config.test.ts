@@ -136,3 +136,48 @@ test("a missing or mis-shaped tensor is reported by name", () => {
     /tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[160,64\], expected \[128,64\]/,
   );
 });
+
+test("real shapes: Phi-3-mini-128k's longrope and Gemma 3 1B's layer pattern", () => {
+  const phi = parseConfig(
+    {
+      model_type: "phi3",
+      hidden_size: 3072,
+      intermediate_size: 8192,
+      num_hidden_layers: 32,
+      num_attention_heads: 32,
+      num_key_value_heads: 32,
+      vocab_size: 32064,
+      max_position_embeddings: 131072,
+      original_max_position_embeddings: 4096,
+      rope_scaling: { type: "longrope", short_factor: new Array(48).fill(1.05), long_factor: new Array(48).fill(4) },
+    },
+    "phi3.json",
+  );
+  // Phi-3's published LongRoPE scaling: √(1 + ln 32 / ln 4096) = 1.1902.
+  assert.equal(phi.rope.scaling?.type, "longrope");
+  if (phi.rope.scaling?.type === "longrope") assert.ok(Math.abs(phi.rope.scaling.attentionFactor - 1.1902) < 1e-4);
+  assert.equal(phi.maxPositionEmbeddings, 131072);
+  const g = parseConfig(
+    {
+      model_type: "gemma3_text",
+      hidden_size: 1152,
+      intermediate_size: 6912,
+      num_hidden_layers: 26,
+      num_attention_heads: 4,
+      num_key_value_heads: 1,
+      head_dim: 256,
+      vocab_size: 262144,
+      sliding_window: 512,
+      sliding_window_pattern: 6,
+    },
+    "gemma3.json",
+  );
+  const full = g.slidingWindow.flatMap((w, l) => (w === null ? [l] : []));
+  assert.deepEqual(full, [5, 11, 17, 23]);
+  assert.deepEqual(
+    g.rope.local?.layers.flatMap((x, l) => (x ? [] : [l])),
+    full,
+  );
+  assert.equal(g.rope.theta, 1e6);
+  assert.equal(g.attnScale, 1 / 16);
+});
