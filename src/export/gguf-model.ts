@@ -58,7 +58,11 @@ export interface GgufExportResult {
 /** Why llama.cpp cannot run this model as cosmic does, or null. */
 function unsupported(s: ModelSpec): string | null {
   if (s.family === "gemma3_text") return gemma3Unsupported(s);
-  if (s.rope.scaling && s.rope.scaling.type !== "llama3" && s.rope.scaling.type !== "linear")
+  const sc = s.rope.scaling;
+  if (sc?.type === "yarn" && YARN_FAMILIES.has(s.family)) {
+    const why = yarnUnsupported(sc);
+    if (why) return why;
+  } else if (sc && sc.type !== "llama3" && sc.type !== "linear")
     return `its RoPE scaling is not one cosmic writes for llama.cpp`;
   if (s.rope.rotaryDim !== s.headDim && s.family !== "phi3") return "it rotates only part of each head (partial RoPE)";
   if (s.family === "gemma2") {
@@ -70,6 +74,23 @@ function unsupported(s: ModelSpec): string | null {
         `llama.cpp's gemma2 uses ${theirs.toPrecision(6)} for ${s.numLayers} layers`
       );
   }
+  return null;
+}
+
+/** Families whose llama.cpp graph rotates every layer with the file's YaRN parameters. */
+const YARN_FAMILIES = new Set(["llama", "mistral", "qwen2", "qwen3"]);
+
+/**
+ * llama.cpp's YaRN takes the factor and the original window from the file, but fixes the rest:
+ * β 32 and 1, a truncated ramp, and cos/sin × (0.1 ln factor + 1) (HF's default attention factor).
+ */
+function yarnUnsupported(sc: Extract<ModelSpec["rope"]["scaling"], { type: "yarn" }>): string | null {
+  const theirs = sc.factor <= 1 ? 1 : 0.1 * Math.log(sc.factor) + 1;
+  if (Math.abs(sc.attentionFactor - theirs) > 1e-6 * theirs)
+    return `its YaRN attention factor ${sc.attentionFactor.toPrecision(6)} is not llama.cpp's ${theirs.toPrecision(6)}`;
+  if (sc.betaFast !== 32 || sc.betaSlow !== 1)
+    return `its YaRN beta_fast/beta_slow (${sc.betaFast}/${sc.betaSlow}) are not llama.cpp's 32/1`;
+  if (!sc.truncate) return "its YaRN ramp is not truncated, as llama.cpp's is";
   return null;
 }
 
@@ -148,10 +169,12 @@ function architectureKeys(s: ModelSpec, arch: string, name: string, ctx: number)
     [`${arch}.rope.dimension_count`]: u(s.rope.rotaryDim),
     [`${arch}.vocab_size`]: u(s.vocabSize),
   };
-  if (s.rope.scaling?.type === "linear") {
-    kv[`${arch}.rope.scaling.type`] = { type: "string", value: "linear" };
+  if (s.rope.scaling?.type === "linear" || s.rope.scaling?.type === "yarn") {
+    kv[`${arch}.rope.scaling.type`] = { type: "string", value: s.rope.scaling.type };
     kv[`${arch}.rope.scaling.factor`] = f(s.rope.scaling.factor);
   }
+  if (s.rope.scaling?.type === "yarn")
+    kv[`${arch}.rope.scaling.original_context_length`] = u(s.rope.scaling.originalMaxPositionEmbeddings);
   if (s.family === "gemma2") {
     if (s.attnSoftcap !== null) kv["gemma2.attn_logit_softcapping"] = f(s.attnSoftcap);
     if (s.finalSoftcap !== null) kv["gemma2.final_logit_softcapping"] = f(s.finalSoftcap);

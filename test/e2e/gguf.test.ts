@@ -208,6 +208,13 @@ test("export gguf: Gemma 3 in llama.cpp tokenizes the same and generates the sam
   await compareGreedy(file, fixture("gemma3"), "gemma3");
 });
 
+// YaRN (Qwen2.5's long-context setting) on the qwen2 shape: factor 4 over a 4096 window, a ramp
+// over rotary dimensions 2…6, cos/sin × 1.139; llama.cpp reads the type, factor and window.
+test("export gguf: yarn scaling in llama.cpp generates the same tokens", async () => {
+  const file = exportFixture("qwen2-yarn", "f32");
+  await compareGreedy(file, fixture("qwen2-yarn"), "qwen2-yarn");
+});
+
 test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line, writing nothing", () => {
   const out = path.join(tmp, "refused.gguf");
   const cases: [string[], RegExp][] = [
@@ -232,7 +239,7 @@ test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line,
       ["--model", path.join(FIXTURES, "gemma3")],
       /query_pre_attn_scalar gives attention scale 0\.204124, while llama\.cpp's gemma3 uses 0\.250000/,
     ],
-    [["--model", path.join(FIXTURES, "qwen2-yarn")], /its RoPE scaling is not one cosmic writes for llama\.cpp/],
+    [["--model", path.join(FIXTURES, "phi3-longrope")], /its RoPE scaling is not one cosmic writes for llama\.cpp/],
     [["--model", path.join(FIXTURES, "llama", "..", "llama-dynamic")], /its RoPE scaling is not one cosmic writes/],
     [["--model", path.join(FIXTURES, "llama"), "--dtype", "q4"], /--dtype must be one of f32, f16, bf16/],
     [["--model", path.join(FIXTURES, "llama"), "--out", path.join(FIXTURES, "llama", "model.safetensors")], /./],
