@@ -178,16 +178,21 @@ interface Sums {
   logOdds: Float64Array;
 }
 
-/** Charges a run's cost to a CostSplit: `mark(l)` after block l, `done()` at the end. */
-function costMeter(engine: Engine, cost: CostSplit | undefined) {
+/** `charge(to)` adds the seconds and engine FLOPs since the last charge (or since the meter began) to `to`. */
+export function engineMeter(engine: Engine): (to: Tally) => void {
   let t0 = performance.now();
   let f0 = engine.flops;
-  const charge = (to: Tally) => {
+  return (to) => {
     to.seconds += (performance.now() - t0) / 1000;
     to.flops += engine.flops - f0;
     t0 = performance.now();
     f0 = engine.flops;
   };
+}
+
+/** Charges a run's cost to a CostSplit: `mark(l)` after block l, `done()` at the end. */
+function costMeter(engine: Engine, cost: CostSplit | undefined) {
+  const charge = engineMeter(engine);
   return {
     mark: (l: number) => {
       if (cost && l === cost.splitAfter && l < engine.numLayers - 1) charge(cost.before);

@@ -11,12 +11,14 @@ import type { RunSummary, Timings } from "../pipeline.js";
 import {
   cleanResult,
   CostSplit,
+  engineMeter,
   prepareScoringSet,
   RunNeeds,
   runCandidates,
   RunResult,
   Schedule,
   ScoringSet,
+  Tally,
 } from "../scoring.js";
 import { CandidateScore, key } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
@@ -52,12 +54,11 @@ const SCORING_FILE = "select_direction/scoring.json";
 const TIMINGS_FILE = "timings.json";
 const PARTIAL_FILE = "select_direction/.partial-scores.json";
 
-type Acc = { seconds: number; flops: number };
 interface Partial {
   key: string;
   layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }>;
-  cosmic: Acc;
-  substring: Acc;
+  cosmic: Tally;
+  substring: Tally;
 }
 
 /** The clean passes and what every candidate is compared with. */
@@ -194,12 +195,10 @@ async function sharedPasses(
   return [abl, add, abl, add];
 }
 
-async function timed<T>(engine: Engine, acc: Acc, f: () => Promise<T>): Promise<T> {
-  const t0 = performance.now();
-  const f0 = engine.flops;
+async function timed<T>(engine: Engine, acc: Tally, f: () => Promise<T>): Promise<T> {
+  const charge = engineMeter(engine);
   const out = await f();
-  acc.seconds += (performance.now() - t0) / 1000;
-  acc.flops += engine.flops - f0;
+  charge(acc);
   return out;
 }
 
@@ -255,10 +254,11 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
     async compute(i, ctx, stageKey) {
       const engine = await ctx.engine();
       const L = engine.numLayers;
-      const t0 = performance.now();
-      const f0 = engine.flops;
+      const charge = engineMeter(engine);
       const b = await baseline(engine, i, ctx);
-      announce(engine, i, ctx, dirs, zero, b, (engine.flops - f0) / ((performance.now() - t0) / 1000));
+      const clean: Tally = { seconds: 0, flops: 0 };
+      charge(clean);
+      announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,
