@@ -16,7 +16,7 @@ import { readJsonFile } from "../formats/files.js";
 import { DirectionFile } from "../formats/direction.js";
 import { encodeFromF32 } from "../formats/dtype.js";
 import { Family, layerTensors, TENSORS } from "../formats/families.js";
-import { ModelSpec } from "../formats/config.js";
+import { ModelSpec, yarnMscale } from "../formats/config.js";
 import { ModelFolder } from "../model/folder.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
 import { orthogonalise, unitDirection } from "./abliterate.js";
@@ -85,7 +85,7 @@ const YARN_FAMILIES = new Set(["llama", "mistral", "qwen2", "qwen3"]);
  * β 32 and 1, a truncated ramp, and cos/sin × (0.1 ln factor + 1) (HF's default attention factor).
  */
 function yarnUnsupported(sc: Extract<ModelSpec["rope"]["scaling"], { type: "yarn" }>): string | null {
-  const theirs = sc.factor <= 1 ? 1 : 0.1 * Math.log(sc.factor) + 1;
+  const theirs = yarnMscale(sc.factor);
   if (Math.abs(sc.attentionFactor - theirs) > 1e-6 * theirs)
     return `its YaRN attention factor ${sc.attentionFactor.toPrecision(6)} is not llama.cpp's ${theirs.toPrecision(6)}`;
   if (sc.betaFast !== 32 || sc.betaSlow !== 1)

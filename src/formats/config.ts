@@ -198,16 +198,20 @@ function ropeScalingOf(cfg: Json, file: string, mpe: number, rotaryDim: number):
   );
 }
 
+/** YaRN's magnitude correction for a context `scale`: 0.1·m·ln(scale) + 1 (HF's get_mscale; also llama.cpp's). */
+export function yarnMscale(scale: number, m = 1): number {
+  return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
+}
+
 /** YaRN as transformers 5 reads it: `factor` as given (else max / original), truncation on by default. */
 function yarnOf(rs: Json, where: string, mpe: number): RopeScaling {
   const orig = posInt(rs, where, "original_max_position_embeddings", mpe);
   const factor = positive(rs, where, "factor", mpe / orig);
-  const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
   let attention = rs.attention_factor == null ? null : positive(rs, where, "attention_factor");
   if (attention === null) {
     const m = rs.mscale == null ? 0 : positive(rs, where, "mscale");
     const mAll = rs.mscale_all_dim == null ? 0 : positive(rs, where, "mscale_all_dim");
-    attention = m && mAll ? mscale(factor, m) / mscale(factor, mAll) : mscale(factor, 1);
+    attention = m && mAll ? yarnMscale(factor, m) / yarnMscale(factor, mAll) : yarnMscale(factor);
   }
   // HF reads `beta_fast or 32`: a 0 falls back to the default too.
   const betaFast = rs.beta_fast ? positive(rs, where, "beta_fast") : 32;
