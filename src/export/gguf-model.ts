@@ -107,12 +107,15 @@ function gemma3Unsupported(s: ModelSpec): string | null {
       `gemma3 uses ${theirs.toPrecision(6)} for ${s.numLayers} layers`
     );
   if (gemma3Period(s) === null) return "its sliding layers do not repeat with one period, as llama.cpp's gemma3 needs";
+  // Without a window llama.cpp's gemma3 has no sliding layers, so none would take the local RoPE base.
+  if (s.rope.local!.layers.some(Boolean) && s.slidingWindow.every((w) => w === null))
+    return "its sliding layers have no sliding_window, and llama.cpp's gemma3 then rotates them with rope_theta";
   return null;
 }
 
 /** The period p with layer l sliding exactly when l mod p < p − 1 (llama.cpp's set_swa_pattern), or null. */
 function gemma3Period(s: ModelSpec): number | null {
-  const local = s.rope.local?.layers ?? s.slidingWindow.map((w) => w !== null);
+  const local = s.rope.local!.layers;
   for (let p = 1; p <= local.length + 1; p++) if (local.every((v, l) => v === l % p < p - 1)) return p;
   return null;
 }

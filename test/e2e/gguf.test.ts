@@ -244,6 +244,12 @@ test("export gguf refuses what llama.cpp cannot run as cosmic does, in one line,
     [["--model", path.join(FIXTURES, "llama"), "--dtype", "q4"], /--dtype must be one of f32, f16, bf16/],
     [["--model", path.join(FIXTURES, "llama"), "--out", path.join(FIXTURES, "llama", "model.safetensors")], /./],
   ];
+  // A Gemma 3 whose layer kinds are given but whose window is not (HF: local RoPE, full attention).
+  const noWindow = path.join(tmp, "gemma3-no-window");
+  fs.cpSync(fixture("gemma3"), noWindow, { recursive: true });
+  const g3 = JSON.parse(fs.readFileSync(path.join(noWindow, "config.json"), "utf8"));
+  fs.writeFileSync(path.join(noWindow, "config.json"), JSON.stringify({ ...g3, sliding_window: null }));
+  cases.push([["--model", noWindow], /its sliding layers have no sliding_window/]);
   for (const [args, pattern] of cases) {
     const r = cosmic("export", "gguf", "--out", out, ...args);
     assert.equal(r.code, 2, r.stderr);
