@@ -2,13 +2,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { SafetensorsFile, writeSafetensors } from "../src/formats/safetensors.js";
-import { ALL_FIXTURES, FIXTURE_FAMILY, FIXTURES, relErr, ROOT } from "./helpers.js";
+import { ALL_FIXTURES, FIXTURE_FAMILY, FIXTURES, relErr, ROOT, scratchDir } from "./helpers.js";
 
 const BIN = path.join(ROOT, "bin", "cosmic.js");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-cli-"));
+const tmp = scratchDir("cosmic-cli-");
 
 function cosmic(...args: string[]) {
   const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });

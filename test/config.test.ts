@@ -6,7 +6,7 @@ import { parseConfig } from "../src/formats/config.js";
 import { ModelFolder } from "../src/model/folder.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { ropeFrequencies } from "../src/engine/rope.js";
-import { ALL_FIXTURES, FIXTURE_FAMILY, FIXTURES } from "./helpers.js";
+import { ALL_FIXTURES, FIXTURE_FAMILY, FIXTURES, scratchDir } from "./helpers.js";
 
 test("every fixture config parses into the right spec and its weights match", () => {
   for (const fam of ALL_FIXTURES) {
@@ -122,7 +122,7 @@ test("Gemma 3: layer kinds from layer_types or sliding_window_pattern, local RoP
 });
 
 test("a missing or mis-shaped tensor is reported by name", () => {
-  const dir = fs.mkdtempSync(path.join(process.env.TMPDIR ?? "/tmp", "cosmic-cfg-"));
+  const dir = scratchDir("cosmic-cfg-");
   for (const f of fs.readdirSync(path.join(FIXTURES, "mistral"))) {
     if (f !== "expected") fs.copyFileSync(path.join(FIXTURES, "mistral", f), path.join(dir, f));
   }

@@ -1,7 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { selectCosmic, selectSubstring, CandidateScore } from "../src/cosmic/select.js";
 import { rankLayers } from "../src/cosmic/layers.js";
@@ -11,7 +10,7 @@ import { runCommand, RunFlags, runFlags } from "../src/cli/run.js";
 import { readDirection } from "../src/formats/direction.js";
 import { CosmicError } from "../src/errors.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
-import { FIXTURES, REFERENCE_RUNS, SPLITS, maxScoreDifference } from "./helpers.js";
+import { FIXTURES, maxScoreDifference, REFERENCE_RUNS, scratchDir, SPLITS } from "./helpers.js";
 
 function grid(P: number, L: number, f: (p: number, l: number) => Partial<CandidateScore>): CandidateScore[] {
   const out: CandidateScore[] = [];
@@ -155,7 +154,7 @@ function flags(out: string, extra: Partial<RunFlags> = {}): RunFlags {
   });
 }
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-run-"));
+const tmp = scratchDir("cosmic-run-");
 
 test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifact shapes, resumable", async () => {
   const fast = await runCommand(flags(path.join(tmp, "fast")));

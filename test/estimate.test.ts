@@ -15,11 +15,11 @@ import { Engine } from "../src/engine/engine.js";
 import { generate } from "../src/engine/generate.js";
 import { meanActivations } from "../src/cosmic/activations.js";
 import { spawnSync } from "node:child_process";
-import { FIXTURES, ROOT, SPLITS } from "./helpers.js";
+import { FIXTURES, ROOT, scratchDir, SPLITS } from "./helpers.js";
 
 /** A run on a fixture, then its scoring FLOPs predicted from token lengths alone. */
 async function predictedAndCounted(fam: string, extra: Partial<RunFlags>) {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-estimate-"));
+  const out = scratchDir("cosmic-estimate-");
   const model = path.join(FIXTURES, fam);
   const s = await runCommand(
     runFlags({ model, out, data: SPLITS, nTrain: 6, nVal: 5, batchSize: 3, skipEval: true, quiet: true, ...extra }),

@@ -1,7 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { spawnSync } from "node:child_process";
 import { gguf } from "@huggingface/gguf";
@@ -14,9 +13,9 @@ import { abliterate } from "../src/export/abliterate.js";
 import { encodeNpy } from "../src/export/direction.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
-import { ALL_FIXTURES, FIXTURES, ROOT, relErr } from "./helpers.js";
+import { ALL_FIXTURES, FIXTURES, relErr, ROOT, scratchDir } from "./helpers.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-export-"));
+const tmp = scratchDir("cosmic-export-");
 const BIN = path.join(ROOT, "bin", "cosmic.js");
 const cosmic = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
 

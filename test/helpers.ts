@@ -1,5 +1,6 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -26,6 +27,18 @@ export const FIXTURE_FAMILY: Record<string, string> = {
   ...MORE_FIXTURES,
 };
 export const ALL_FIXTURES = Object.keys(FIXTURE_FAMILY);
+
+const scratch: string[] = [];
+process.on("exit", () => {
+  for (const dir of scratch) fs.rmSync(dir, { recursive: true, force: true });
+});
+/** A fresh folder under the system's temporary directory, removed when the test process exits
+ * (node --test runs each file in its own process), so test runs leave nothing behind. */
+export function scratchDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  scratch.push(dir);
+  return dir;
+}
 
 /** ‖a − b‖ / ‖b‖ */
 export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {

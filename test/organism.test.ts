@@ -1,7 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { trainOrganism } from "../src/organism/train.js";
 import { evaluateOrganism } from "../src/organism/eval.js";
@@ -10,13 +9,13 @@ import { runCommand } from "../src/cli/run.js";
 import { loadPrompts } from "../src/data/prompts.js";
 import { CosmicError } from "../src/errors.js";
 import { guardAgreement } from "../src/organism/guard-eval.js";
-import { maxScoreDifference, ROOT } from "./helpers.js";
+import { maxScoreDifference, ROOT, scratchDir } from "./helpers.js";
 import { organismRunFlags } from "./organism-flags.js";
 import { spawnSync } from "node:child_process";
 
 const STRONG = path.join(ROOT, "organisms", "strong");
 const WEAK = path.join(ROOT, "organisms", "weak");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-organism-"));
+const tmp = scratchDir("cosmic-organism-");
 const quiet = { log: () => {}, progress: () => {} };
 
 test("training a few steps lowers the loss, deterministically, and writes a loadable HF folder", async () => {

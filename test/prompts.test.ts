@@ -1,12 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { loadPrompts, selectPrompts } from "../src/data/prompts.js";
-import { SPLITS } from "./helpers.js";
+import { scratchDir, SPLITS } from "./helpers.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-prompts-"));
+const tmp = scratchDir("cosmic-prompts-");
 function file(name: string, text: string): string {
   const p = path.join(tmp, name);
   fs.writeFileSync(p, text);

@@ -8,10 +8,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import { createRequire } from "node:module";
-import os from "node:os";
 import path from "node:path";
 import { ChatTokenizer } from "../src/tokenize/chat.js";
-import { ROOT } from "./helpers.js";
+import { ROOT, scratchDir } from "./helpers.js";
 
 const require = createRequire(import.meta.url);
 const STRINGS = [
@@ -27,7 +26,7 @@ interface LenmlTokenizer {
 
 /** A folder holding just the package's two tokenizer files. */
 function tokenizerFolder(pkg: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `cosmic-tok-${pkg.replace(/\W/g, "")}-`));
+  const dir = scratchDir(`cosmic-tok-${pkg.replace(/\W/g, "")}-`);
   for (const f of ["tokenizer.json", "tokenizer_config.json"])
     fs.copyFileSync(require.resolve(`${pkg}/models/${f}`), path.join(dir, f));
   return dir;

@@ -1,12 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { Browser, chromium, Page } from "playwright-core";
 import { runCommand } from "../src/cli/run.js";
 import { writeReport } from "../src/report/report.js";
-import { FIXTURES, SPLITS } from "./helpers.js";
+import { FIXTURES, scratchDir, SPLITS } from "./helpers.js";
 
 /** Chromium from $CHROMIUM, else the first chromium / chromium-browser / google-chrome on PATH. */
 function findChromium(): string | null {
@@ -23,7 +22,7 @@ const CHROMIUM = findChromium();
 
 /** A small steer-toward-refusal run on the llama fixture (so the α sweep is plotted too). */
 async function sweepRun(): Promise<string> {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-report-"));
+  const out = scratchDir("cosmic-report-");
   await runCommand({
     model: path.join(FIXTURES, "llama"),
     out,

@@ -2,9 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { FIXTURES, ROOT, SPLITS, fileHashes } from "./helpers.js";
+import { fileHashes, FIXTURES, ROOT, scratchDir, SPLITS } from "./helpers.js";
 import { writeDirection } from "../src/formats/direction.js";
 
 const BIN = path.join(ROOT, "bin", "cosmic.js");
@@ -19,7 +18,7 @@ const contents = (dir: string) => fileHashes(dir, (name) => name.startsWith(".")
 
 /** A fresh folder holding a copy of the qwen2 fixture, a prompts file and a direction file. */
 function newHome(where: string): string {
-  const home = fs.mkdtempSync(path.join(os.tmpdir(), `cosmic-repro-${where}-`));
+  const home = scratchDir(`cosmic-repro-${where}-`);
   fs.mkdirSync(path.join(home, "model"));
   for (const f of fs.readdirSync(path.join(FIXTURES, "qwen2"))) {
     if (f !== "expected") fs.copyFileSync(path.join(FIXTURES, "qwen2", f), path.join(home, "model", f));

@@ -1,14 +1,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { SafetensorsFile, writeSafetensors, Checkpoint } from "../src/formats/safetensors.js";
 import { decodeToF32, encodeFromF32 } from "../src/formats/dtype.js";
 import { CosmicError } from "../src/errors.js";
-import { FIXTURES } from "./helpers.js";
+import { FIXTURES, scratchDir } from "./helpers.js";
 
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-st-"));
+const tmp = scratchDir("cosmic-st-");
 
 test("writer output round-trips with metadata, all dtypes, 8-byte aligned data", () => {
   const a = Float32Array.from({ length: 12 }, (_, i) => (i - 5.5) * 0.37);

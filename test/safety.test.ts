@@ -8,9 +8,8 @@ import { spawn, spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import { once } from "node:events";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
-import { FIXTURES, ROOT, SPLITS, fileHashes } from "./helpers.js";
+import { fileHashes, FIXTURES, ROOT, scratchDir, SPLITS } from "./helpers.js";
 import { parseConfig } from "../src/formats/config.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { readDirection, writeDirection } from "../src/formats/direction.js";
@@ -23,7 +22,7 @@ import { ChatMessage } from "../src/tokenize/chat.js";
 import { checkOutDir } from "../src/organism/train.js";
 
 const BIN = path.join(ROOT, "bin", "cosmic.js");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-safety-"));
+const tmp = scratchDir("cosmic-safety-");
 const PROMPTS = path.join(SPLITS, "harmful_val.json");
 
 function cosmic(args: string[], input?: string) {

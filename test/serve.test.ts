@@ -6,8 +6,6 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import OpenAI from "openai";
 import { ModelFolder } from "../src/model/folder.js";
@@ -23,11 +21,11 @@ import { RunningServer, startServer } from "../src/serve/server.js";
 import { isRefusal, REFUSAL_PHRASES } from "../src/eval/judge.js";
 import { isOnTask } from "../src/eval/verdicts.js";
 import { Rng } from "../src/util/random.js";
-import { ROOT } from "./helpers.js";
+import { ROOT, scratchDir } from "./helpers.js";
 
 const STRONG = path.join(ROOT, "organisms", "strong");
 const KEY = "test-key";
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-serve-"));
+const tmp = scratchDir("cosmic-serve-");
 const DIRECTION = path.join(tmp, "refusal.safetensors");
 const phrases = REFUSAL_PHRASES.jailbreakbench;
 

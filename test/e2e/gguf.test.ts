@@ -21,11 +21,11 @@ import { ablation, Intervention } from "../../src/engine/interventions.js";
 import { ChatTokenizer } from "../../src/tokenize/chat.js";
 import { ggufVocabulary } from "../../src/export/gguf-vocab.js";
 import { GgufValue, writeGguf } from "../../src/export/gguf.js";
-import { FAMILIES, FIXTURES, ROOT } from "../helpers.js";
+import { FAMILIES, FIXTURES, ROOT, scratchDir } from "../helpers.js";
 
 const require = createRequire(import.meta.url);
 const BIN = path.join(ROOT, "bin", "cosmic.js");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-gguf-"));
+const tmp = scratchDir("cosmic-gguf-");
 const NEW_TOKENS = 16;
 let llama: Llama;
 

@@ -6,7 +6,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { ModelFolder } from "../../src/model/folder.js";
 import { Engine } from "../../src/engine/engine.js";
@@ -19,12 +18,12 @@ import { ADVERSARIAL_SYSTEM } from "../../src/organism/data.js";
 import { loadPrompts } from "../../src/data/prompts.js";
 import { RunSummary } from "../../src/cosmic/pipeline.js";
 import { namesTask } from "../../src/eval/verdicts.js";
-import { ROOT, relErr } from "../helpers.js";
+import { relErr, ROOT, scratchDir } from "../helpers.js";
 import { organismRunFlags } from "../organism-flags.js";
 
 const STRONG = path.join(ROOT, "organisms", "strong");
 const WEAK = path.join(ROOT, "organisms", "weak");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-e2e-"));
+const tmp = scratchDir("cosmic-e2e-");
 const flags = organismRunFlags;
 
 /**

@@ -4,15 +4,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { runCommand, runFlags } from "../../src/cli/run.js";
 import { readJsonFile } from "../../src/formats/files.js";
-import { ROOT } from "../helpers.js";
+import { ROOT, scratchDir } from "../helpers.js";
 
 const STRONG = path.join(ROOT, "organisms", "strong");
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-weights-"));
+const tmp = scratchDir("cosmic-weights-");
 
 interface Scored {
   position: number;

@@ -10,6 +10,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { FuzzCase, makeCase } from "./cases.js";
 import type { Outcome } from "./worker.js";
+import { scratchDir } from "../helpers.js";
 
 export interface FuzzFailure {
   index: number;
@@ -103,7 +104,7 @@ export async function runFuzz(o: {
   onCase?: (done: number, total: number) => void;
 }): Promise<FuzzReport> {
   const t0 = performance.now();
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-fuzz-"));
+  const root = scratchDir("cosmic-fuzz-");
   const report: FuzzReport = {
     seed: o.seed,
     cases: 0,
