@@ -4,7 +4,16 @@ import path from "node:path";
 import { CosmicError } from "../errors.js";
 import { loadPrompts, selectPrompts, PromptRecord } from "../data/prompts.js";
 import { Device, WeightsChoice } from "../engine/engine.js";
-import { Method, Mode, PromptSets, RunOptions, RunSummary, runPipeline, SystemScope } from "../cosmic/pipeline.js";
+import {
+  Method,
+  Mode,
+  PromptSets,
+  RunOptions,
+  RunSummary,
+  runPipeline,
+  SelectedDirection,
+  SystemScope,
+} from "../cosmic/pipeline.js";
 import { planRun, RunPlan } from "../cosmic/plan.js";
 import { SetRates } from "../cosmic/evaluation.js";
 import { makeEvaluator } from "../eval/evaluate.js";
@@ -286,18 +295,29 @@ export function formatSummary(s: RunSummary, runDir: string): string {
       `${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`,
   );
   lines.push("");
-  lines.push("| selection | position | layer | refusal score | steering score | KL score |");
-  lines.push("| --- | --- | --- | --- | --- | --- |");
+  const edits = (d: SelectedDirection) =>
+    `${pct(d.edit_size.ablation.other)} (${pct(d.edit_size.ablation.eoi)}) | ` +
+    `${pct(d.edit_size.addition.other)} (${pct(d.edit_size.addition.eoi)})`;
+  lines.push(
+    "| selection | position | layer | refusal score | steering score | KL score | ablation edit | addition edit |",
+  );
+  lines.push("| --- | --- | --- | --- | --- | --- | --- | --- |");
   lines.push(
     `| COSMIC${s.selection === "cosmic" ? " (used)" : ""} | ${s.cosmic.position} | ${s.cosmic.layer} | ` +
-      `${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} |`,
+      `${fmt(s.cosmic.refusal_score)} | ${fmt(s.cosmic.steering_score)} | ${fmt(s.cosmic.kl_div_score)} | ` +
+      `${edits(s.cosmic)} |`,
   );
   if (s.substring)
     lines.push(
       `| substring${s.selection === "substring" ? " (used)" : ""} | ${s.substring.position} | ` +
         `${s.substring.layer} | ${fmt(s.substring.refusal_score)} (bypass) | ` +
-        `${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} |`,
+        `${fmt(s.substring.steering_score)} (induce) | ${fmt(s.substring.kl_div_score)} | ${edits(s.substring)} |`,
     );
+  lines.push(
+    `edit: ‖Δx‖/‖x‖ at the layer's input, mean over the harmless val prompts' positions other than the EOI ` +
+      `positions (the EOI positions in brackets); an edit near or above 100 % moves every token off its own ` +
+      `distribution (README: "Edit size")`,
+  );
   if (s.substring_note) lines.push(`substring baseline: ${s.substring_note.replace(/^the substring baseline /, "")}`);
   if (s.evaluation) lines.push("", ...formatEvaluation(s.evaluation.rates, s.evaluation.strongest_judge.description));
   if (s.evaluation)

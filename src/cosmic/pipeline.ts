@@ -21,9 +21,11 @@ import { Schedule } from "./scoring.js";
 import { CandidateScore, key } from "./select.js";
 import { RunStore } from "./run-store.js";
 import { runStage, StageContext } from "./stage.js";
+import { pct } from "../util/format.js";
 import { Directions, directionsStage } from "./stages/directions.js";
 import { Scores, scoresStage } from "./stages/scores.js";
 import { Selected, selectDirections, writeSelection } from "./stages/selection.js";
+import { DirectionEditSize, editSizeStage, EditSizes } from "./stages/edit-size.js";
 import { evaluationStage } from "./stages/evaluation.js";
 import { firstLowLayer, type Mode } from "./modes.js";
 
@@ -114,7 +116,11 @@ export function summaryFile(s: RunSummary): Omit<RunSummary, "timings"> {
 }
 
 /** A method's selected candidate with its scores, and how many candidates each filter removed. */
-export type SelectedDirection = CandidateScore & { removed: Record<string, number> };
+export type SelectedDirection = CandidateScore & {
+  removed: Record<string, number>;
+  /** how far its ablation and addition move the residual stream at its layer (edit-size.ts) */
+  edit_size: DirectionEditSize;
+};
 
 export interface RunSummary {
   model: string;
@@ -200,7 +206,8 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
   const scores = await scoreCandidates(ctx, dirs, ranking.low, zero, refTokens);
   const sel = selectionOf(ctx, scores.out, eoi.length, zero);
   writeSelection(sel, dirs.out, ctx, modelIdentity(folder.dir));
-  const summary = summaryOf(ctx, { eoi, lLow: ranking.low, refTokens, zero, scores: scores.out, sel });
+  const edits = await editSizesOf(ctx, dirs.out, scores.key, sel);
+  const summary = summaryOf(ctx, { eoi, lLow: ranking.low, refTokens, zero, scores: scores.out, sel, edits });
   if (!options.skipEval && options.evaluator)
     summary.evaluation = await evaluate(ctx, options.evaluator, dirs.out, scores.key, sel);
   summary.files = store.finishRun(["summary.json"]);
@@ -279,6 +286,27 @@ function selectionOf(ctx: StageContext, scores: Scores, positions: number, zero:
   return selectDirections(scores, selectionOptions, options.selection, options.log);
 }
 
+/** Stage 4b: how far each selected direction's edits move the residual stream where they act. */
+async function editSizesOf(ctx: StageContext, dirs: Directions, scoresKey: string, sel: Selected): Promise<EditSizes> {
+  const { options } = ctx;
+  const inputs = {
+    scores: scoresKey,
+    cosmic: sel.cosmic.selected,
+    substring: sel.substring?.selected ?? null,
+    harmless: options.prompts.harmlessVal,
+    system: options.evalSystem ?? null,
+    mode: options.mode,
+  };
+  const edits = (await runStage(editSizeStage(dirs, sel), inputs, ctx)).out;
+  const e = edits.cosmic;
+  options.log(
+    `edit size at layer ${e.layer}'s input (‖Δx‖/‖x‖, ${e.prompts} harmless val prompts): ablation ` +
+      `${pct(e.ablation.other)} at the prompt's other positions, ${pct(e.ablation.eoi)} at the EOI positions; ` +
+      `addition ${pct(e.addition.other)} / ${pct(e.addition.eoi)}`,
+  );
+  return edits;
+}
+
 /** Stage 5: the evaluator's completions and judges for the selected directions. */
 async function evaluate(
   ctx: StageContext,
@@ -307,7 +335,15 @@ async function evaluate(
 /** What the run found, before evaluation. */
 function summaryOf(
   ctx: StageContext,
-  found: { eoi: number[]; lLow: number[]; refTokens: number[]; zero: Set<string>; scores: Scores; sel: Selected },
+  found: {
+    eoi: number[];
+    lLow: number[];
+    refTokens: number[];
+    zero: Set<string>;
+    scores: Scores;
+    sel: Selected;
+    edits: EditSizes;
+  },
 ): RunSummary {
   const { options, folder } = ctx;
   const { sel, scores } = found;
@@ -322,8 +358,10 @@ function summaryOf(
     eoi_tokens: found.eoi,
     L_low: found.lLow,
     refusal_tokens: found.refTokens,
-    cosmic: { ...sel.cosmic.selected, removed: sel.cosmic.removed },
-    substring: sel.substring ? { ...sel.substring.selected, removed: sel.substring.removed } : null,
+    cosmic: { ...sel.cosmic.selected, removed: sel.cosmic.removed, edit_size: found.edits.cosmic },
+    substring: sel.substring
+      ? { ...sel.substring.selected, removed: sel.substring.removed, edit_size: found.edits.substring! }
+      : null,
     zero_direction_candidates: found.zero.size,
     scoring: scores.scoring,
     timings: scores.timings,

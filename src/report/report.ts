@@ -81,6 +81,7 @@ Selected by ${summary.selection === "cosmic" ? "COSMIC" : "the substring baselin
 (refusal score ${c.refusal_score.toFixed(4)}, steering score ${c.steering_score.toFixed(4)},
 KL score ${c.kl_div_score.toFixed(4)}).
 L_low = [${summary.L_low.join(", ")}].
+${editSizeText(summary)}
 Scoring took ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP (wall-clock times: timings.json).</p>
 ${rates ? judgesTable(rates, ev!.strongest_judge.description) : "<p>No evaluation in this run.</p>"}
 ${summary.substring_note ? `<p><b>Substring baseline:</b> ${esc(summary.substring_note)}</p>` : ""}
@@ -93,6 +94,21 @@ ${samples.join("\n")}
   const htmlFile = path.join(outDir, "report.html");
   writeFileAtomic(htmlFile, html);
   return { html: htmlFile, svgs };
+}
+
+/**
+ * The selected direction's edit sizes (absent in summaries written before they were measured):
+ * how far its ablation and addition move the residual stream where they act.
+ */
+function editSizeText(summary: RunSummary): string {
+  const e = summary.cosmic.edit_size as RunSummary["cosmic"]["edit_size"] | undefined;
+  if (!e) return "";
+  return (
+    `At layer ${e.layer}'s input the ablation moves the residual stream by ${pct(e.ablation.other)} of its norm at ` +
+    `the prompts' other positions and ${pct(e.ablation.eoi)} at the EOI positions; the addition by ` +
+    `${pct(e.addition.other)} and ${pct(e.addition.eoi)} (mean ‖Δx‖/‖x‖ over ${e.prompts} harmless validation ` +
+    `prompts; edits near or above 100 % move every token off its own distribution, and the text breaks).`
+  );
 }
 
 /** L_low: the per-layer similarity the layers were ranked by. */
