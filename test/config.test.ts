@@ -54,7 +54,7 @@ test("llama3 rope scaling leaves high frequencies, divides low ones by the facto
 test("unsupported model_type names the file and the supported list", () => {
   assert.throws(() => parseConfig({ model_type: "gpt2" }, "x/config.json"), {
     message:
-      'x/config.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3)',
+      'x/config.json: unsupported model_type "gpt2" (supported: llama, mistral, qwen2, qwen3, gemma, gemma2, gemma3_text, phi3, and gemma3 for its text model)',
   });
   assert.throws(
     () => parseConfig({ model_type: "llama", hidden_size: 64 }, "c.json"),

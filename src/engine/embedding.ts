@@ -22,7 +22,7 @@ export class Embedding {
 
   constructor(ck: Checkpoint, vocab: number, width: number, scale: number) {
     const file = ck.fileOf(NAME);
-    const loc = file.location(NAME);
+    const loc = file.location(ck.storedName(NAME));
     this.fd = fs.openSync(file.path, "r");
     this.offset = loc.offset;
     this.dtype = ck.info(NAME).dtype;

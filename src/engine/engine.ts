@@ -181,7 +181,10 @@ export class Engine {
       // A NaN or Inf weight would only show as NaN logits much later.
       for (let i = 0; i < v.length; i++) {
         if (!Number.isFinite(v[i]))
-          throw fileError(ck.fileOf(name).path, `tensor "${name}" holds a non-finite value (${v[i]} at index ${i})`);
+          throw fileError(
+            ck.fileOf(name).path,
+            `tensor "${ck.storedName(name)}" holds a non-finite value (${v[i]} at index ${i})`,
+          );
       }
       return v;
     };

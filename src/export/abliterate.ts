@@ -12,7 +12,7 @@ import { EXPORT_MARKER, prepareFolderOutput, removeOwnedFolder } from "../format
 import { DType, decodeToF32 } from "../formats/dtype.js";
 import { DirectionFile } from "../formats/direction.js";
 import { readJsonFile, trackTemporary, untrackTemporary } from "../formats/files.js";
-import { writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
+import { canonicalName, writeSafetensors, TensorToWrite } from "../formats/safetensors.js";
 import { ModelFolder } from "../model/folder.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
 import { RESIDUAL_WRITER, RESIDUAL_WRITER_BIAS, TENSORS } from "../formats/families.js";
@@ -133,22 +133,25 @@ function writeShards(
       out.totalSize += t.shape.reduce((a, b) => a * b, 1) * (t.dtype === "F32" ? 4 : 2);
     };
     const names = [...file.tensors.keys()].sort((a, b) => file.tensors.get(a)!.begin - file.tensors.get(b)!.begin);
+    const layout = folder.checkpoint.layout;
     for (const name of names) {
       const info = file.info(name);
       const dtype: DType = dtypeOpt === "f32" ? "F32" : info.dtype;
-      const edit = writesResidual(name);
+      // Matched by the text model's causal-LM name (a multimodal checkpoint's vision tower is left alone).
+      const canonical = canonicalName(name, layout);
+      const edit = canonical !== null && writesResidual(canonical);
       const data = () => {
         if (!edit && dtype === info.dtype) return file.readBytes(name);
         const w = decodeToF32(file.readBytes(name), info.dtype);
-        orthogonalise(name, w, info.shape, u);
+        if (canonical !== null) orthogonalise(canonical, w, info.shape, u);
         return w;
       };
       if (edit) out.edited.push(name);
       add({ name, dtype, shape: info.shape, data });
-      if (untie && name === TENSORS.embed) {
+      if (untie && canonical === TENSORS.embed) {
         // The output layer keeps the original embedding.
         add({
-          name: TENSORS.lmHead,
+          name: layout.lmHead,
           dtype,
           shape: info.shape,
           data: () => (dtype === info.dtype ? file.readBytes(name) : decodeToF32(file.readBytes(name), info.dtype)),
@@ -174,7 +177,12 @@ function copyFolderFiles(folder: ModelFolder, tmp: string, dtypeOpt: AbliterateO
     if (!fs.statSync(p).isFile() || f.endsWith(".safetensors")) continue;
     if (f === "config.json") {
       const cfg = readJsonFile<Record<string, unknown>>(p);
-      if (folder.spec.tieWordEmbeddings) cfg.tie_word_embeddings = false;
+      if (folder.spec.tieWordEmbeddings) {
+        cfg.tie_word_embeddings = false;
+        // A multimodal config keeps the text model's setting in text_config.
+        const text = cfg.text_config;
+        if (typeof text === "object" && text !== null) (text as Record<string, unknown>).tie_word_embeddings = false;
+      }
       if (dtypeOpt === "f32") cfg.torch_dtype = "float32";
       fs.writeFileSync(path.join(tmp, f), JSON.stringify(cfg, null, 2) + "\n");
     } else if (f === "model.safetensors.index.json") {

@@ -302,15 +302,59 @@ function ropeOf(
   return { rope, context: contextOf(mpe, scaling) };
 }
 
+/**
+ * Gemma3TextConfig's defaults (transformers): a Gemma 3 config.json may leave any of these out,
+ * and a multimodal one's text_config leaves out most (Gemma-3-4B-it's names 5 fields).
+ */
+const GEMMA3_TEXT_DEFAULTS: Json = {
+  vocab_size: 262208,
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  num_hidden_layers: 26,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 256,
+  hidden_activation: "gelu_pytorch_tanh",
+  max_position_embeddings: 131072,
+  rms_norm_eps: 1e-6,
+  pad_token_id: 0,
+  eos_token_id: 1,
+  bos_token_id: 2,
+  tie_word_embeddings: true,
+  rope_theta: 1e6,
+  attention_bias: false,
+  query_pre_attn_scalar: 256,
+  sliding_window: 4096,
+  rope_local_base_freq: 10000,
+  sliding_window_pattern: 6,
+};
+
+/**
+ * A Gemma3ForConditionalGeneration config (model_type "gemma3"): its text model, as a
+ * gemma3_text config. The token ids at the top level (where HF's generation reads them) win.
+ */
+function textModelConfig(c: Json, file: string): Json {
+  const t = c.text_config;
+  if (typeof t !== "object" || t === null || Array.isArray(t))
+    throw fileError(file, `model_type "gemma3" needs a "text_config" object (the text model's settings)`);
+  const ids = Object.fromEntries(
+    ["bos_token_id", "eos_token_id", "pad_token_id"].filter((k) => c[k] != null).map((k) => [k, c[k]]),
+  );
+  return { ...(t as Json), ...ids, model_type: "gemma3_text", architectures: c.architectures };
+}
+
 /** Parse a config.json object (already read from `file`) into a ModelSpec. */
 export function parseConfig(cfg: unknown, file: string): ModelSpec {
   if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg)) throw fileError(file, "is not a JSON object");
-  const c = cfg as Json;
+  let c = cfg as Json;
+  if (c.model_type === "gemma3") c = textModelConfig(c, file);
+  // As Gemma3TextConfig(**config): a key that is present, null included, overrides its default.
+  if (c.model_type === "gemma3_text") c = { ...GEMMA3_TEXT_DEFAULTS, ...c };
   const mt = c.model_type;
   if (typeof mt !== "string" || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
     throw fileError(
       file,
-      `unsupported model_type ${JSON.stringify(mt ?? null)} (supported: ${SUPPORTED_MODEL_TYPES.join(", ")})`,
+      `unsupported model_type ${JSON.stringify(mt ?? null)} (supported: ${SUPPORTED_MODEL_TYPES.join(", ")}, and gemma3 for its text model)`,
     );
   }
   const family = mt as Family;

@@ -198,18 +198,48 @@ function parseEntry(file: string, name: string, v: unknown, dataLen: number): Te
   return { name, dtype: e.dtype, shape, begin, end };
 }
 
+/** Where a checkpoint keeps its text model's tensors: the prefix that stands for `model.`, and the output layer. */
+export interface TextLayout {
+  model: string;
+  lmHead: string;
+}
+
+/** A causal LM's own names first; then Gemma 3's multimodal checkpoints (transformers < 4.52 and ≥ 4.52). */
+export const TEXT_LAYOUTS: readonly TextLayout[] = [
+  { model: "model.", lmHead: "lm_head.weight" },
+  { model: "language_model.model.", lmHead: "language_model.lm_head.weight" },
+  { model: "model.language_model.", lmHead: "lm_head.weight" },
+];
+
+/** A stored name's canonical (causal LM) name under `layout`, or null for a tensor outside the text model. */
+export function canonicalName(stored: string, layout: TextLayout): string | null {
+  if (stored === layout.lmHead) return "lm_head.weight";
+  if (stored.startsWith(layout.model)) return `model.${stored.slice(layout.model.length)}`;
+  return null;
+}
+
 /** A checkpoint: one `model.safetensors` or shards listed by `model.safetensors.index.json`. */
 export class Checkpoint {
   readonly files: SafetensorsFile[];
   private readonly where = new Map<string, SafetensorsFile>();
+  /** canonical name (a causal LM's: `model.…`, `lm_head.weight`) → the name stored in the files */
+  private readonly stored = new Map<string, string>();
+  /** where this checkpoint keeps the text model (TEXT_LAYOUTS) */
+  layout: TextLayout = TEXT_LAYOUTS[0];
 
   private constructor(files: SafetensorsFile[]) {
     this.files = files;
     for (const f of files) for (const name of f.tensors.keys()) this.where.set(name, f);
   }
 
-  /** Open the weights in a model folder. */
+  /** Open the weights in a model folder (a multimodal one's text model under causal-LM names). */
   static openFolder(dir: string): Checkpoint {
+    const ck = Checkpoint.openFiles(dir);
+    ck.useTextLayout();
+    return ck;
+  }
+
+  private static openFiles(dir: string): Checkpoint {
     const index = path.join(dir, "model.safetensors.index.json");
     const single = path.join(dir, "model.safetensors");
     if (fs.existsSync(index)) {
@@ -235,24 +265,43 @@ export class Checkpoint {
     throw fileError(dir, "no model.safetensors or model.safetensors.index.json");
   }
 
+  /**
+   * Read a multimodal checkpoint's text model under a causal LM's names (Gemma 3's
+   * `language_model.model.layers.0…` as `model.layers.0…`): the layout whose embedding is there.
+   */
+  useTextLayout(): void {
+    const layout = TEXT_LAYOUTS.find((l) => this.where.has(`${l.model}embed_tokens.weight`));
+    if (!layout || layout === TEXT_LAYOUTS[0]) return;
+    this.layout = layout;
+    for (const name of this.where.keys()) {
+      const canonical = canonicalName(name, layout);
+      if (canonical !== null) this.stored.set(canonical, name);
+    }
+  }
+  /** The name a tensor is (or would be, when missing) stored under, for its canonical name. */
+  storedName(name: string): string {
+    const s = this.stored.get(name);
+    if (s !== undefined || this.layout === TEXT_LAYOUTS[0]) return s ?? name;
+    if (name === "lm_head.weight") return this.layout.lmHead;
+    return name.startsWith("model.") ? `${this.layout.model}${name.slice("model.".length)}` : name;
+  }
+
   names(): string[] {
     return [...this.where.keys()];
   }
   has(name: string): boolean {
-    return this.where.has(name);
+    return this.where.has(this.storedName(name));
   }
   info(name: string): TensorInfo {
-    const f = this.where.get(name);
-    if (!f) throw fileError(this.files[0]?.path ?? "checkpoint", `no tensor named "${name}"`);
-    return f.info(name);
+    return this.fileOf(name).info(this.storedName(name));
   }
   fileOf(name: string): SafetensorsFile {
-    const f = this.where.get(name);
-    if (!f) throw fileError(this.files[0]?.path ?? "checkpoint", `no tensor named "${name}"`);
+    const f = this.where.get(this.storedName(name));
+    if (!f) throw fileError(this.files[0]?.path ?? "checkpoint", `no tensor named "${this.storedName(name)}"`);
     return f;
   }
   readF32(name: string): Float32Array {
-    return this.fileOf(name).readF32(name);
+    return this.fileOf(name).readF32(this.storedName(name));
   }
   /** The storage dtype most bytes are in. */
   dominantDtype(): DType {

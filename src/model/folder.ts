@@ -77,13 +77,13 @@ export function checkWeights(spec: ModelSpec, ck: Checkpoint): void {
     if (!ck.has(t.name))
       throw fileError(
         ck.files.length === 1 ? ck.files[0].path : path.dirname(ck.files[0].path),
-        `missing tensor "${t.name}" (expected shape [${t.shape}])`,
+        `missing tensor "${ck.storedName(t.name)}" (expected shape [${t.shape}])`,
       );
     const info = ck.info(t.name);
     if (info.shape.length !== t.shape.length || info.shape.some((d, i) => d !== t.shape[i])) {
       throw fileError(
         ck.fileOf(t.name).path,
-        `tensor "${t.name}" has shape [${info.shape}], expected [${t.shape}] from config.json`,
+        `tensor "${ck.storedName(t.name)}" has shape [${info.shape}], expected [${t.shape}] from config.json`,
       );
     }
   }
