@@ -3,7 +3,6 @@
 // saved them in, with a vision tower beside it, and must give the fixture's reference results.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import path from "node:path";
 import { ModelFolder } from "../src/model/folder.js";
 import { Engine } from "../src/engine/engine.js";
@@ -11,61 +10,12 @@ import { capture } from "../src/engine/forward.js";
 import { parseConfig } from "../src/formats/config.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { readDirection } from "../src/formats/direction.js";
-import { SafetensorsFile, TEXT_LAYOUTS, writeSafetensors } from "../src/formats/safetensors.js";
+import { SafetensorsFile, TEXT_LAYOUTS } from "../src/formats/safetensors.js";
 import { abliterate } from "../src/export/abliterate.js";
-import { FIXTURES, relErr, scratchDir } from "./helpers.js";
+import { FIXTURES, GEMMA3_VISION, multimodalGemma3, relErr, scratchDir } from "./helpers.js";
 
 const SRC = path.join(FIXTURES, "gemma3");
 const tmp = scratchDir("cosmic-gemma3mm-");
-const VISION = [
-  { name: "vision_tower.vision_model.post_layernorm.weight", shape: [8] },
-  { name: "multi_modal_projector.mm_input_projection_weight", shape: [8, 64] },
-];
-
-/** The fixture as a Gemma3ForConditionalGeneration folder in `layout` (1: transformers < 4.52, 2: ≥ 4.52). */
-function multimodalFolder(layout: 1 | 2, templateAsJson: boolean): string {
-  const L = TEXT_LAYOUTS[layout];
-  const dir = path.join(tmp, `layout${layout}`);
-  fs.mkdirSync(dir);
-  const text = readJsonFile<Record<string, unknown>>(path.join(SRC, "config.json"));
-  const { architectures: _a, eos_token_id: eos, bos_token_id: bos, ...textConfig } = text;
-  fs.writeFileSync(
-    path.join(dir, "config.json"),
-    JSON.stringify({
-      architectures: ["Gemma3ForConditionalGeneration"],
-      model_type: "gemma3",
-      eos_token_id: eos,
-      bos_token_id: bos,
-      text_config: textConfig,
-      vision_config: { hidden_size: 8, model_type: "siglip_vision_model" },
-      mm_tokens_per_image: 4,
-    }),
-  );
-  const st = SafetensorsFile.open(path.join(SRC, "model.safetensors"));
-  const renamed = [...st.tensors.keys()].map((name) => ({
-    name: name === "lm_head.weight" ? L.lmHead : `${L.model}${name.slice("model.".length)}`,
-    dtype: st.info(name).dtype,
-    shape: st.info(name).shape,
-    data: st.readBytes(name),
-  }));
-  const vision = VISION.map((v) => ({
-    name: layout === 2 ? `model.${v.name}` : v.name,
-    dtype: "F32" as const,
-    shape: v.shape,
-    data: Float32Array.from({ length: v.shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i + 0.5)),
-  }));
-  writeSafetensors(path.join(dir, "model.safetensors"), [...vision, ...renamed], { format: "pt" });
-  for (const f of ["tokenizer.json", "generation_config.json"]) fs.copyFileSync(path.join(SRC, f), path.join(dir, f));
-  const tc = readJsonFile<Record<string, unknown>>(path.join(SRC, "tokenizer_config.json"));
-  if (templateAsJson) {
-    // As multimodal repos ship it: the processor's template in chat_template.json.
-    fs.writeFileSync(path.join(dir, "chat_template.json"), JSON.stringify({ chat_template: tc.chat_template }));
-    delete tc.chat_template;
-  }
-  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(tc));
-  return dir;
-}
-
 test("a multimodal Gemma 3 config.json: the text model's settings, with Gemma3TextConfig's defaults for what it leaves out", () => {
   // Shaped like Gemma-3-4B-it's: text_config names only what differs from the defaults.
   const spec = parseConfig(
@@ -105,7 +55,7 @@ test("a multimodal Gemma 3 config.json: the text model's settings, with Gemma3Te
 
 for (const layout of [1, 2] as const) {
   test(`multimodal Gemma 3, layout ${layout} (${TEXT_LAYOUTS[layout].model}…): the text model matches the PyTorch reference; abliteration edits it and leaves the vision tower`, async () => {
-    const dir = multimodalFolder(layout, layout === 2);
+    const dir = multimodalGemma3(SRC, path.join(tmp, `layout${layout}`), layout, layout === 2);
     const m = ModelFolder.open(dir);
     const engine = await Engine.load(m);
     const inp = readJsonFile<{ prompts: { input_ids: number[] }[] }>(path.join(SRC, "expected", "input.json"));
@@ -134,7 +84,7 @@ for (const layout of [1, 2] as const) {
       assert.deepEqual(a.readBytes(stored), b.readBytes(name), name);
     }
     const src = SafetensorsFile.open(path.join(dir, "model.safetensors"));
-    for (const v of VISION) {
+    for (const v of GEMMA3_VISION) {
       const name = layout === 2 ? `model.${v.name}` : v.name;
       assert.deepEqual(a.readBytes(name), src.readBytes(name), `${name} is copied as it was`);
     }

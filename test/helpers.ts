@@ -3,6 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { readJsonFile } from "../src/formats/files.js";
+import { SafetensorsFile, TEXT_LAYOUTS, writeSafetensors } from "../src/formats/safetensors.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The repository root (tests run from dist/test). */
@@ -98,4 +100,57 @@ export function fileHashes(dir: string, skip: (name: string) => boolean = () => 
   };
   walk("");
   return out;
+}
+
+/** The vision tower multimodalGemma3 adds (its tensors' names in layout 1). */
+export const GEMMA3_VISION = [
+  { name: "vision_tower.vision_model.post_layernorm.weight", shape: [8] },
+  { name: "multi_modal_projector.mm_input_projection_weight", shape: [8, 64] },
+];
+
+/**
+ * A Gemma 3 causal-LM folder `src` rewritten as a Gemma3ForConditionalGeneration folder `dir` in
+ * tensor layout `layout` (1: transformers < 4.52, 2: ≥ 4.52), with a small vision tower beside the
+ * text model and, with `templateAsJson`, the chat template in chat_template.json.
+ */
+export function multimodalGemma3(src: string, dir: string, layout: 1 | 2, templateAsJson: boolean): string {
+  const L = TEXT_LAYOUTS[layout];
+  fs.mkdirSync(dir);
+  const text = readJsonFile<Record<string, unknown>>(path.join(src, "config.json"));
+  const { architectures: _a, eos_token_id: eos, bos_token_id: bos, ...textConfig } = text;
+  fs.writeFileSync(
+    path.join(dir, "config.json"),
+    JSON.stringify({
+      architectures: ["Gemma3ForConditionalGeneration"],
+      model_type: "gemma3",
+      eos_token_id: eos,
+      bos_token_id: bos,
+      text_config: textConfig,
+      vision_config: { hidden_size: 8, model_type: "siglip_vision_model" },
+      mm_tokens_per_image: 4,
+    }),
+  );
+  const st = SafetensorsFile.open(path.join(src, "model.safetensors"));
+  const renamed = [...st.tensors.keys()].map((name) => ({
+    name: name === "lm_head.weight" ? L.lmHead : `${L.model}${name.slice("model.".length)}`,
+    dtype: st.info(name).dtype,
+    shape: st.info(name).shape,
+    data: st.readBytes(name),
+  }));
+  const vision = GEMMA3_VISION.map((v) => ({
+    name: layout === 2 ? `model.${v.name}` : v.name,
+    dtype: "F32" as const,
+    shape: v.shape,
+    data: Float32Array.from({ length: v.shape.reduce((a, b) => a * b, 1) }, (_, i) => Math.sin(i + 0.5)),
+  }));
+  writeSafetensors(path.join(dir, "model.safetensors"), [...vision, ...renamed], { format: "pt" });
+  for (const f of ["tokenizer.json", "generation_config.json"]) fs.copyFileSync(path.join(src, f), path.join(dir, f));
+  const tc = readJsonFile<Record<string, unknown>>(path.join(src, "tokenizer_config.json"));
+  if (templateAsJson) {
+    // As multimodal repos ship it: the processor's template in chat_template.json.
+    fs.writeFileSync(path.join(dir, "chat_template.json"), JSON.stringify({ chat_template: tc.chat_template }));
+    delete tc.chat_template;
+  }
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(tc));
+  return dir;
 }

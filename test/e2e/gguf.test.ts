@@ -21,7 +21,7 @@ import { ablation, Intervention } from "../../src/engine/interventions.js";
 import { ChatTokenizer } from "../../src/tokenize/chat.js";
 import { ggufVocabulary } from "../../src/export/gguf-vocab.js";
 import { GgufValue, writeGguf } from "../../src/export/gguf.js";
-import { FAMILIES, FIXTURES, ROOT, scratchDir } from "../helpers.js";
+import { FAMILIES, FIXTURES, multimodalGemma3, ROOT, scratchDir } from "../helpers.js";
 
 const require = createRequire(import.meta.url);
 const BIN = path.join(ROOT, "bin", "cosmic.js");
@@ -206,6 +206,16 @@ test("export gguf: Gemma 3 in llama.cpp tokenizes the same and generates the sam
   for (const p of prompts("gemma3")) assert.deepEqual(Array.from(model.tokenize(p.rendered, true)), p.input_ids);
   await model.dispose();
   await compareGreedy(file, fixture("gemma3"), "gemma3");
+});
+
+// The multimodal folders of Gemma 3 4B and up: the text model is written, as llama.cpp's own converter does.
+test("export gguf: a multimodal Gemma 3 folder's text model in llama.cpp generates the same tokens", async () => {
+  const dir = multimodalGemma3(fixture("gemma3"), path.join(tmp, "gemma3-multimodal"), 2, true);
+  const out = path.join(tmp, "gemma3-multimodal.gguf");
+  const r = cosmic("export", "gguf", "--model", dir, "--out", out);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /llama\.cpp architecture gemma3/);
+  await compareGreedy(out, dir, "gemma3");
 });
 
 // YaRN (Qwen2.5's long-context setting) on the qwen2 shape: factor 4 over a 4096 window, a ramp
