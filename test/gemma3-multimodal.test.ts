@@ -30,6 +30,8 @@ test("a multimodal Gemma 3 config.json: the text model's settings, with Gemma3Te
         num_hidden_layers: 34,
         rope_scaling: { factor: 8.0, rope_type: "linear" },
         sliding_window: 1024,
+        // Not applied by HF's Gemma3ForConditionalGeneration (only by Gemma3ForCausalLM).
+        final_logit_softcapping: 30.0,
       },
       vision_config: { hidden_size: 1152, model_type: "siglip_vision_model" },
     },
@@ -47,6 +49,7 @@ test("a multimodal Gemma 3 config.json: the text model's settings, with Gemma3Te
   assert.deepEqual(spec.eosTokenIds, [1, 106]);
   assert.equal(spec.bosTokenId, 2);
   assert.equal(spec.tieWordEmbeddings, true);
+  assert.equal(spec.finalSoftcap, null);
   assert.throws(
     () => parseConfig({ model_type: "gemma3", vision_config: {} }, "x/config.json"),
     /x\/config\.json: model_type "gemma3" needs a "text_config" object/,

@@ -304,7 +304,7 @@ function ropeOf(
 
 /**
  * Gemma3TextConfig's defaults (transformers): a Gemma 3 config.json may leave any of these out,
- * and a multimodal one's text_config leaves out most (Gemma-3-4B-it's names 5 fields).
+ * and a multimodal one's text_config leaves out most (Gemma-3-4B-it's names a handful).
  */
 const GEMMA3_TEXT_DEFAULTS: Json = {
   vocab_size: 262208,
@@ -331,7 +331,9 @@ const GEMMA3_TEXT_DEFAULTS: Json = {
 
 /**
  * A Gemma3ForConditionalGeneration config (model_type "gemma3"): its text model, as a
- * gemma3_text config. The token ids at the top level (where HF's generation reads them) win.
+ * gemma3_text config. The token ids at the top level (where HF's generation reads them) win, and
+ * there is no final soft-cap: HF's Gemma3ForConditionalGeneration returns the lm_head's logits as
+ * they are, whatever text_config's final_logit_softcapping says (Gemma3ForCausalLM applies it).
  */
 function textModelConfig(c: Json, file: string): Json {
   const t = c.text_config;
@@ -340,7 +342,13 @@ function textModelConfig(c: Json, file: string): Json {
   const ids = Object.fromEntries(
     ["bos_token_id", "eos_token_id", "pad_token_id"].filter((k) => c[k] != null).map((k) => [k, c[k]]),
   );
-  return { ...(t as Json), ...ids, model_type: "gemma3_text", architectures: c.architectures };
+  return {
+    ...(t as Json),
+    ...ids,
+    final_logit_softcapping: null,
+    model_type: "gemma3_text",
+    architectures: c.architectures,
+  };
 }
 
 /** Parse a config.json object (already read from `file`) into a ModelSpec. */
