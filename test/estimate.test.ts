@@ -10,7 +10,9 @@ import { readJsonFile } from "../src/formats/files.js";
 import { PromptRecord } from "../src/data/prompts.js";
 import { zeroCandidates } from "../src/cosmic/pipeline.js";
 import { liveCandidates } from "../src/cosmic/stages/scores.js";
-import { fullPassFlops, generationFlops, scoringFlops } from "../src/cosmic/estimate.js";
+import { editSizeFlops, fullPassFlops, generationFlops, scoringFlops } from "../src/cosmic/estimate.js";
+import { editSizes } from "../src/cosmic/edit-size.js";
+import { noIntervention } from "../src/engine/interventions.js";
 import { Engine } from "../src/engine/engine.js";
 import { generate } from "../src/engine/generate.js";
 import { meanActivations } from "../src/cosmic/activations.js";
@@ -66,7 +68,7 @@ for (const [label, fam, extra] of [
   });
 }
 
-test("the directions and generation estimates are the engine's own FLOP count", async () => {
+test("the directions, generation and edit-size estimates are the engine's own FLOP count", async () => {
   const folder = ModelFolder.open(path.join(FIXTURES, "qwen3"));
   const engine = await Engine.load(folder);
   const prompts = ["Hi!", "Tell me a story about a cat.", "2+2?", "Write a haiku about rain, please.", "Why?"].map(
@@ -80,6 +82,10 @@ test("the directions and generation estimates are the engine's own FLOP count", 
   await generate(engine, prompts, { maxNewTokens: 5, stopAtEos: false, batchSize: 2 });
   const g = generationFlops(folder.spec, lengths, 2, 5);
   assert.equal(engine.flops - f0, g.prefill + g.steps.reduce((a, s) => a + s.flops, 0));
+  f0 = engine.flops;
+  await editSizes(engine, prompts, 5, 3, [noIntervention(folder.spec.numLayers)], 2);
+  assert.equal(engine.flops - f0, editSizeFlops(folder.spec, lengths, 2, 3));
+  assert.ok(engine.flops > f0);
   await engine.release();
 });
 
@@ -95,7 +101,13 @@ test("cosmic run --dry-run prints the plan and writes nothing", () => {
     { encoding: "utf8" },
   );
   assert.equal(r.status, 0, r.stderr);
-  for (const stage of ["1. directions: ", "3. scores (fast schedule): ", "5. evaluation: ", "calibration"])
+  for (const stage of [
+    "1. directions: ",
+    "3. scores (fast schedule): ",
+    "4. selection: no passes; edit sizes: at most ",
+    "5. evaluation: ",
+    "calibration",
+  ])
     assert.ok(r.stdout.includes(stage), `${stage} in:\n${r.stdout}`);
   assert.match(r.stdout, /weights f32: /);
   assert.ok(!fs.existsSync(out), "no run folder");

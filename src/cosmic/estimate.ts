@@ -27,6 +27,13 @@ export function fullPassFlops(spec: ModelSpec, lengths: number[], batchSize: num
   return f;
 }
 
+/** Stage 4b (edit sizes): a clean pass of a set through the blocks below `layer` (stages/edit-size.ts). */
+export function editSizeFlops(spec: ModelSpec, lengths: number[], batchSize: number, layer: number): number {
+  let f = 0;
+  for (const { B, T } of batchShapes(lengths, batchSize)) f += layer * blockFlops(spec, B, T, T);
+  return f;
+}
+
 /** Stage 1: the harmful and harmless train sets through the whole model. */
 export function directionsFlops(spec: ModelSpec, harmful: number[], harmless: number[], batchSize: number): number {
   return fullPassFlops(spec, harmful, batchSize) + fullPassFlops(spec, harmless, batchSize);

@@ -14,6 +14,7 @@ import { ModelFolder } from "../model/folder.js";
 import { PromptRecord } from "../data/prompts.js";
 import {
   directionsFlops,
+  editSizeFlops,
   formatFlops,
   formatSeconds,
   generationFlops,
@@ -162,6 +163,9 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
     scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live);
   const early = scoring(eligible.slice(0, k));
   const late = scoring(eligible.slice(-k));
+  // The selected layer is below the pruned last layers; COSMIC's and the substring baseline's directions.
+  const lastLayer = Math.max(0, Math.floor(L * (1 - options.pruneLayers)) - 1);
+  const edits = 2 * editSizeFlops(spec, lengths(p.harmlessVal, options.evalSystem), bs, lastLayer);
   const T = Math.round(mean([...train[0], ...train[1]]));
   const cal = await calibrate(folder, options, format, Math.min(bs, train[0].length), Math.max(1, T));
   const seconds = (f: number) => f / cal.flopsPerSecond;
@@ -186,7 +190,8 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `layers, ${formatFlops(totalScoring(late))} in the latest: about ` +
       `${formatSeconds(seconds(totalScoring(early)))} ` +
       `to ${formatSeconds(seconds(totalScoring(late)))}`,
-    `4. selection: no passes`,
+    `4. selection: no passes; edit sizes: at most ${formatFlops(edits)} (the harmless val prompts through the ` +
+      `blocks below each method's selected layer, at most layer ${lastLayer}), about ${formatSeconds(seconds(edits))}`,
     !evaluation
       ? `5. evaluation: skipped (--skip-eval)`
       : `5. evaluation: ${evaluation!.jobs} generation jobs of ${test[0].length}–${test[1].length} prompts, up to ` +
