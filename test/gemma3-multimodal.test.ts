@@ -3,6 +3,7 @@
 // saved them in, with a vision tower beside it, and must give the fixture's reference results.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { ModelFolder } from "../src/model/folder.js";
 import { Engine } from "../src/engine/engine.js";
@@ -105,3 +106,17 @@ for (const layout of [1, 2] as const) {
     await e2.release();
   });
 }
+
+test("chat_template.json: read when tokenizer_config.json has no template; one without a string is a one-line error", () => {
+  const dir = path.join(tmp, "template-json");
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(SRC)) if (f !== "expected") fs.copyFileSync(path.join(SRC, f), path.join(dir, f));
+  const tc = readJsonFile<Record<string, unknown>>(path.join(dir, "tokenizer_config.json"));
+  const template = tc.chat_template;
+  delete tc.chat_template;
+  fs.writeFileSync(path.join(dir, "tokenizer_config.json"), JSON.stringify(tc));
+  fs.writeFileSync(path.join(dir, "chat_template.json"), JSON.stringify({ chat_template: 5 }));
+  assert.throws(() => ModelFolder.open(dir), /template-json\/chat_template\.json: has no "chat_template" string$/);
+  fs.writeFileSync(path.join(dir, "chat_template.json"), JSON.stringify({ chat_template: template }));
+  assert.equal(ModelFolder.open(dir).tokenizer.templateSource, template);
+});

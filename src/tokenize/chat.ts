@@ -107,8 +107,10 @@ export class ChatTokenizer {
     if (src === undefined && fs.existsSync(jinjaFile)) src = fs.readFileSync(jinjaFile, "utf8");
     // Multimodal repos (Gemma 3) keep the processor's template as {"chat_template": …}.
     const jsonFile = path.join(dir, "chat_template.json");
-    if (src === undefined && fs.existsSync(jsonFile))
+    if (src === undefined && fs.existsSync(jsonFile)) {
       src = readJsonFile<{ chat_template?: unknown }>(jsonFile)?.chat_template;
+      if (typeof src !== "string") throw fileError(jsonFile, `has no "chat_template" string`);
+    }
     if (chatTemplateFile !== undefined) {
       try {
         src = fs.readFileSync(chatTemplateFile, "utf8");
