@@ -11,7 +11,7 @@ import { capture } from "../src/engine/forward.js";
 import { parseConfig } from "../src/formats/config.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { readDirection } from "../src/formats/direction.js";
-import { SafetensorsFile, TEXT_LAYOUTS } from "../src/formats/safetensors.js";
+import { SafetensorsFile, TEXT_LAYOUTS, writeSafetensors } from "../src/formats/safetensors.js";
 import { abliterate } from "../src/export/abliterate.js";
 import { FIXTURES, GEMMA3_VISION, multimodalGemma3, relErr, scratchDir } from "./helpers.js";
 
@@ -119,4 +119,23 @@ test("chat_template.json: read when tokenizer_config.json has no template; one w
   assert.throws(() => ModelFolder.open(dir), /template-json\/chat_template\.json: has no "chat_template" string$/);
   fs.writeFileSync(path.join(dir, "chat_template.json"), JSON.stringify({ chat_template: template }));
   assert.equal(ModelFolder.open(dir).tokenizer.templateSource, template);
+});
+
+test("a multimodal folder missing a text-model tensor names it as stored", () => {
+  const dir = multimodalGemma3(SRC, path.join(tmp, "missing"), 1, false);
+  const st = SafetensorsFile.open(path.join(dir, "model.safetensors"));
+  const gone = "language_model.model.layers.1.mlp.down_proj.weight";
+  assert.ok(st.has(gone));
+  const keep = [...st.tensors.keys()].filter((n) => n !== gone);
+  const tensors = keep.map((n) => ({
+    name: n,
+    dtype: st.info(n).dtype,
+    shape: st.info(n).shape,
+    data: st.readBytes(n),
+  }));
+  writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
+  assert.throws(
+    () => ModelFolder.open(dir),
+    /model\.safetensors: missing tensor "language_model\.model\.layers\.1\.mlp\.down_proj\.weight" \(expected shape \[64,160\]\)$/,
+  );
 });
