@@ -148,6 +148,8 @@ export const QWEN3B_CONFIG = {
 /** A folder of links: the model's files, and tokenizer.json / tokenizer_config.json from `tok` (a real tokenizer). */
 export function withTokenizer(model: string, tok: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cosmic-bench-tok-"));
+  // Links and two small files: removed when the bench process ends.
+  process.on("exit", () => fs.rmSync(dir, { recursive: true, force: true }));
   for (const f of fs.readdirSync(model))
     if (!f.startsWith("tokenizer") && !f.startsWith(".")) fs.symlinkSync(path.resolve(model, f), path.join(dir, f));
   for (const f of ["tokenizer.json", "tokenizer_config.json"]) fs.copyFileSync(path.join(tok, f), path.join(dir, f));
