@@ -213,8 +213,9 @@ export const TEXT_LAYOUTS: readonly TextLayout[] = [
 
 /** A stored name's canonical (causal LM) name under `layout`, or null for a tensor outside the text model. */
 export function canonicalName(stored: string, layout: TextLayout): string | null {
-  if (stored === layout.lmHead) return "lm_head.weight";
-  if (stored.startsWith(layout.model)) return `model.${stored.slice(layout.model.length)}`;
+  const canonical = TEXT_LAYOUTS[0];
+  if (stored === layout.lmHead) return canonical.lmHead;
+  if (stored.startsWith(layout.model)) return `${canonical.model}${stored.slice(layout.model.length)}`;
   return null;
 }
 
@@ -222,9 +223,7 @@ export function canonicalName(stored: string, layout: TextLayout): string | null
 export class Checkpoint {
   readonly files: SafetensorsFile[];
   private readonly where = new Map<string, SafetensorsFile>();
-  /** canonical name (a causal LM's: `model.…`, `lm_head.weight`) → the name stored in the files */
-  private readonly stored = new Map<string, string>();
-  /** where this checkpoint keeps the text model (TEXT_LAYOUTS) */
+  /** where this checkpoint keeps the text model (TEXT_LAYOUTS); names are asked for in a causal LM's layout */
   layout: TextLayout = TEXT_LAYOUTS[0];
 
   private constructor(files: SafetensorsFile[]) {
@@ -270,20 +269,13 @@ export class Checkpoint {
    * `language_model.model.layers.0…` as `model.layers.0…`): the layout whose embedding is there.
    */
   useTextLayout(): void {
-    const layout = TEXT_LAYOUTS.find((l) => this.where.has(`${l.model}embed_tokens.weight`));
-    if (!layout || layout === TEXT_LAYOUTS[0]) return;
-    this.layout = layout;
-    for (const name of this.where.keys()) {
-      const canonical = canonicalName(name, layout);
-      if (canonical !== null) this.stored.set(canonical, name);
-    }
+    this.layout = TEXT_LAYOUTS.find((l) => this.where.has(`${l.model}embed_tokens.weight`)) ?? TEXT_LAYOUTS[0];
   }
-  /** The name a tensor is (or would be, when missing) stored under, for its canonical name. */
+  /** The name a tensor is (or would be, when missing) stored under, for its canonical name: canonicalName's inverse. */
   storedName(name: string): string {
-    const s = this.stored.get(name);
-    if (s !== undefined || this.layout === TEXT_LAYOUTS[0]) return s ?? name;
-    if (name === "lm_head.weight") return this.layout.lmHead;
-    return name.startsWith("model.") ? `${this.layout.model}${name.slice("model.".length)}` : name;
+    const canonical = TEXT_LAYOUTS[0];
+    if (name === canonical.lmHead) return this.layout.lmHead;
+    return name.startsWith(canonical.model) ? `${this.layout.model}${name.slice(canonical.model.length)}` : name;
   }
 
   names(): string[] {
