@@ -46,7 +46,7 @@ test("editSizes equal the same figure computed from captured block inputs, promp
     affineEdit(r, mu, layer, 0, L),
     affineEdit(r, mu, layer, 1, L),
   ];
-  const got = await editSizes(engine, prompts, P, layer, ivs, 2);
+  const [got] = await editSizes(engine, prompts, P, [{ layer, interventions: ivs }], 2);
   const want = ivs.map(() => ({ eoi: 0, other: 0 }));
   let nEoi = 0;
   let nOther = 0;
@@ -87,5 +87,10 @@ test("editSizes equal the same figure computed from captured block inputs, promp
   const uu = unit(r);
   assert.ok(Math.abs(mu.reduce((s, v, i) => s + v * uu[i], 0)) > 0.1, "the reference is off zero along r̂");
   assert.notEqual(got[0].other, got[2].other);
+  // Probes at two layers share one pass and give what each gives alone.
+  const shallow = { layer: 1, interventions: [ivs[0]] };
+  const both = await editSizes(engine, prompts, P, [shallow, { layer, interventions: ivs }], 2);
+  assert.deepEqual(both[1], got);
+  assert.deepEqual(both[0], (await editSizes(engine, prompts, P, [shallow], 2))[0]);
   await engine.release();
 });

@@ -83,7 +83,18 @@ test("the directions, generation and edit-size estimates are the engine's own FL
   const g = generationFlops(folder.spec, lengths, 2, 5);
   assert.equal(engine.flops - f0, g.prefill + g.steps.reduce((a, s) => a + s.flops, 0));
   f0 = engine.flops;
-  await editSizes(engine, prompts, 5, 3, [noIntervention(folder.spec.numLayers)], 2);
+  // Probes at layers 1 and 3: one pass through blocks 0–2 serves both.
+  const none = [noIntervention(folder.spec.numLayers)];
+  await editSizes(
+    engine,
+    prompts,
+    5,
+    [
+      { layer: 1, interventions: none },
+      { layer: 3, interventions: none },
+    ],
+    2,
+  );
   assert.equal(engine.flops - f0, editSizeFlops(folder.spec, lengths, 2, 3));
   assert.ok(engine.flops > f0);
   await engine.release();

@@ -20,7 +20,35 @@ export interface EditSize {
   other: number;
 }
 
-/** Δx = −(x·u)u + a for the block-input hook (u: unit direction or none, a: added vector or none). */
+/**
+ * ‖Δx‖ / ‖x‖ of the block-input hook Δx = −(x·u)u + a (u: unit direction or none, a: added vector
+ * or none), with u·a and ‖a‖² taken once per hook rather than per position.
+ */
+type Hook = (x: Float32Array, off: number, d: number) => number;
+
+function hookEdit(u: Float32Array | null, a: Float32Array | null): Hook {
+  let ua = 0;
+  let aa = 0;
+  if (a)
+    for (let i = 0; i < a.length; i++) {
+      aa += a[i] * a[i];
+      if (u) ua += u[i] * a[i];
+    }
+  return (x, off, d) => {
+    let xx = 0;
+    let xu = 0;
+    for (let i = 0; i < d; i++) {
+      const v = x[off + i];
+      xx += v * v;
+      if (u) xu += v * u[i];
+    }
+    // ‖−(x·u)u + a‖² with ‖u‖ = 1
+    const dd = xu * xu - 2 * xu * ua + aa;
+    return xx > 0 ? Math.sqrt(Math.max(0, dd) / xx) : 0;
+  };
+}
+
+/** ‖Δx‖ / ‖x‖ of the block-input hook at `x[off…off+d]`. */
 export function relativeEdit(
   x: Float32Array,
   off: number,
@@ -28,56 +56,65 @@ export function relativeEdit(
   u: Float32Array | null,
   a: Float32Array | null,
 ): number {
-  let xx = 0;
-  let xu = 0;
-  let ua = 0;
-  let aa = 0;
-  for (let i = 0; i < d; i++) {
-    const v = x[off + i];
-    xx += v * v;
-    if (u) xu += v * u[i];
-    if (a) aa += a[i] * a[i];
-    if (u && a) ua += u[i] * a[i];
-  }
-  // ‖−(x·u)u + a‖² with ‖u‖ = 1
-  const dd = xu * xu - 2 * xu * ua + aa;
-  return xx > 0 ? Math.sqrt(Math.max(0, dd) / xx) : 0;
+  return hookEdit(u, a)(x, off, d);
+}
+
+/** Interventions whose edit sizes are read at the input of `layer`. */
+export interface EditProbe {
+  layer: number;
+  interventions: Intervention[];
 }
 
 /**
- * The edit sizes of `interventions` at the input of `layer` over `prompts` (token ids); the last
- * `P` positions of each prompt are its EOI positions. One clean pass through blocks 0..layer−1.
+ * The edit sizes of each probe's interventions at the input of its layer over `prompts` (token
+ * ids); the last `P` positions of each prompt are its EOI positions. One clean pass through the
+ * blocks below the deepest probe's layer serves every probe.
  */
 export async function editSizes(
   engine: Engine,
   prompts: number[][],
   P: number,
-  layer: number,
-  interventions: Intervention[],
+  probes: EditProbe[],
   batchSize: number,
-): Promise<EditSize[]> {
+): Promise<EditSize[][]> {
   const d = engine.spec.hiddenSize;
-  const sums = interventions.map(() => ({ eoi: 0, other: 0 }));
+  const hooks = probes.map((p) => p.interventions.map((iv) => hookEdit(iv.preDir[p.layer], iv.preAdd[p.layer])));
+  const sums: Sum[][] = probes.map((p) => p.interventions.map(() => ({ eoi: 0, other: 0 })));
+  const deepest = Math.max(0, ...probes.map((p) => p.layer));
   let nEoi = 0;
   let nOther = 0;
   for (let start = 0; start < prompts.length; start += batchSize) {
     const batch = engine.pad(prompts.slice(start, start + batchSize));
     const rows = engine.rowsOf(noIntervention(engine.numLayers), batch.size);
-    let h = engine.embed(batch);
-    for (let l = 0; l < layer; l++) h = (await engine.runBlock(l, h, batch, rows)).hidden;
     const T = batch.length;
+    let h = engine.embed(batch);
+    for (let l = 0; ; l++) {
+      probes.forEach((p, k) => {
+        if (p.layer === l) measure(h, batch.pads, T, d, P, hooks[k], sums[k]);
+      });
+      if (l >= deepest) break;
+      h = (await engine.runBlock(l, h, batch, rows)).hidden;
+    }
     for (let b = 0; b < batch.size; b++) {
-      for (let j = batch.pads[b]; j < T; j++) {
-        const eoi = j >= T - P;
-        if (eoi) nEoi++;
-        else nOther++;
-        interventions.forEach((iv, k) => {
-          const e = relativeEdit(h, (b * T + j) * d, d, iv.preDir[layer], iv.preAdd[layer]);
-          if (eoi) sums[k].eoi += e;
-          else sums[k].other += e;
-        });
-      }
+      nEoi += Math.min(P, T - batch.pads[b]);
+      nOther += Math.max(0, T - batch.pads[b] - P);
     }
   }
-  return sums.map((s) => ({ eoi: nEoi ? s.eoi / nEoi : 0, other: nOther ? s.other / nOther : 0 }));
+  return sums.map((ss) => ss.map((s) => ({ eoi: nEoi ? s.eoi / nEoi : 0, other: nOther ? s.other / nOther : 0 })));
+}
+
+type Sum = { eoi: number; other: number };
+
+/** Add every non-padding position's edit of each hook in `hooks` to `into` (the EOI positions apart). */
+function measure(h: Float32Array, pads: number[], T: number, d: number, P: number, hooks: Hook[], into: Sum[]): void {
+  pads.forEach((pad, b) => {
+    for (let j = pad; j < T; j++) {
+      const eoi = j >= T - P;
+      hooks.forEach((f, k) => {
+        const e = f(h, (b * T + j) * d, d);
+        if (eoi) into[k].eoi += e;
+        else into[k].other += e;
+      });
+    }
+  });
 }

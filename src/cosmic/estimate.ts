@@ -27,7 +27,7 @@ export function fullPassFlops(spec: ModelSpec, lengths: number[], batchSize: num
   return f;
 }
 
-/** Stage 4b (edit sizes): a clean pass of a set through the blocks below `layer` (stages/edit-size.ts). */
+/** Stage 4b (edit sizes): a clean pass of a set through the blocks below `layer`, the deepest probe's (stages/edit-size.ts). */
 export function editSizeFlops(spec: ModelSpec, lengths: number[], batchSize: number, layer: number): number {
   let f = 0;
   for (const { B, T } of batchShapes(lengths, batchSize)) f += layer * blockFlops(spec, B, T, T);

@@ -168,9 +168,9 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
     scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live);
   const early = scoring(eligible.slice(0, k));
   const late = scoring(eligible.slice(-k));
-  // The selected layer is below the pruned last layers; COSMIC's and the substring baseline's directions.
+  // The selected layers are below the pruned last layers; one pass serves both methods' directions.
   const lastLayer = Math.max(0, Math.floor(L * (1 - options.pruneLayers)) - 1);
-  const edits = 2 * editSizeFlops(spec, lengths(p.harmlessVal, options.evalSystem), bs, lastLayer);
+  const edits = editSizeFlops(spec, lengths(p.harmlessVal, options.evalSystem), bs, lastLayer);
   const T = Math.round(mean([...train[0], ...train[1]]));
   const cal = await calibrate(folder, options, format, Math.min(bs, train[0].length), Math.max(1, T));
   const seconds = (f: number) => f / cal.flopsPerSecond;
@@ -196,7 +196,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `${formatSeconds(seconds(totalScoring(early)))} ` +
       `to ${formatSeconds(seconds(totalScoring(late)))}`,
     `4. selection: no passes; edit sizes: at most ${formatFlops(edits)} (the harmless val prompts through the ` +
-      `blocks below each method's selected layer, at most layer ${lastLayer}), about ${formatSeconds(seconds(edits))}`,
+      `blocks below the deeper method's selected layer, at most layer ${lastLayer}), about ${formatSeconds(seconds(edits))}`,
     !evaluation
       ? `5. evaluation: skipped (--skip-eval)`
       : `5. evaluation: ${evaluation!.jobs} generation jobs of ${test[0].length}–${test[1].length} prompts, up to ` +

@@ -5,7 +5,7 @@
  */
 import type { PromptRecord } from "../../data/prompts.js";
 import { at } from "../activations.js";
-import { EditSize, editSizes } from "../edit-size.js";
+import { EditProbe, EditSize, editSizes } from "../edit-size.js";
 import { Mode, modeInterventions } from "../modes.js";
 import type { Selection } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
@@ -44,8 +44,18 @@ export function editSizeStage(dirs: Directions, sel: Selected): Stage<EditSizeIn
 
     async compute(i, ctx) {
       const prompts = ctx.encode(i.harmless, i.system ?? undefined);
-      const one = (s: Selection | null) => (s ? directionEditSize(ctx, dirs, s, prompts, i.mode) : null);
-      return { cosmic: (await one(sel.cosmic))!, substring: await one(sel.substring) };
+      const chosen = [sel.cosmic, ...(sel.substring ? [sel.substring] : [])];
+      const probes = chosen.map((s) => probeOf(ctx, dirs, s, i.mode));
+      const P = dirs.r.length / (ctx.folder.spec.numLayers * ctx.folder.spec.hiddenSize);
+      // One clean pass serves both methods' directions.
+      const sizes = await editSizes(await ctx.engine(), prompts, P, probes, ctx.options.batchSize);
+      const result = sizes.map(([ablation, addition], k) => ({
+        layer: probes[k].layer,
+        prompts: prompts.length,
+        ablation,
+        addition,
+      }));
+      return { cosmic: result[0], substring: result[1] ?? null };
     },
     write(out, ctx) {
       ctx.store.writeJson(FILE, out);
@@ -56,14 +66,8 @@ export function editSizeStage(dirs: Directions, sel: Selected): Stage<EditSizeIn
   };
 }
 
-async function directionEditSize(
-  ctx: StageContext,
-  dirs: Directions,
-  s: Selection,
-  prompts: number[][],
-  mode: Mode,
-): Promise<DirectionEditSize> {
-  const engine = await ctx.engine();
+/** The ablation and the addition (α = 1) of a selected candidate, read at its layer's input. */
+function probeOf(ctx: StageContext, dirs: Directions, s: Selection, mode: Mode): EditProbe {
   const L = ctx.folder.spec.numLayers;
   const d = ctx.folder.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
@@ -75,13 +79,5 @@ async function directionEditSize(
     layer,
     L,
   );
-  const [ablation, addition] = await editSizes(
-    engine,
-    prompts,
-    P,
-    layer,
-    [ivs.ablate.intervention, ivs.add(1).intervention],
-    ctx.options.batchSize,
-  );
-  return { layer, prompts: prompts.length, ablation, addition };
+  return { layer, interventions: [ivs.ablate.intervention, ivs.add(1).intervention] };
 }
