@@ -10,7 +10,18 @@ import { readJsonFile } from "../src/formats/files.js";
 import { PromptRecord } from "../src/data/prompts.js";
 import { zeroCandidates } from "../src/cosmic/pipeline.js";
 import { liveCandidates } from "../src/cosmic/stages/scores.js";
-import { editSizeFlops, fullPassFlops, generationFlops, scoringFlops } from "../src/cosmic/estimate.js";
+import {
+  editSizeFlops,
+  evaluationJobSets,
+  evaluationJudgeFlops,
+  fullPassFlops,
+  generationFlops,
+  logProbFlops,
+  scoringFlops,
+} from "../src/cosmic/estimate.js";
+import { crossEntropy } from "../src/eval/loss.js";
+import { capture } from "../src/engine/forward.js";
+import { ablation } from "../src/engine/interventions.js";
 import { editSizes } from "../src/cosmic/edit-size.js";
 import { noIntervention } from "../src/engine/interventions.js";
 import { Engine } from "../src/engine/engine.js";
@@ -98,6 +109,70 @@ test("the directions, generation and edit-size estimates are the engine's own FL
   assert.equal(engine.flops - f0, editSizeFlops(folder.spec, lengths, 2, 3));
   assert.ok(engine.flops > f0);
   await engine.release();
+});
+
+test("the evaluation's judge passes are the engine's own FLOP count", async () => {
+  const folder = ModelFolder.open(path.join(FIXTURES, "llama"));
+  const spec = folder.spec;
+  const engine = await Engine.load(folder);
+  const prompts = ["Hi!", "Tell me a story about a cat.", "2+2?", "Write a haiku about rain, please.", "Why?"].map(
+    (t) => folder.tokenizer.encode(folder.tokenizer.formatPrompt(t)),
+  );
+  // Replies of different lengths, one empty (the loss judge drops it).
+  const replies = [5, 0, 3, 7, 1].map((n, i) => Array.from({ length: n }, (_, t) => 3 + ((i + t) % 20)));
+  const texts = prompts.map((prompt, i) => ({ prompt, response: replies[i] }));
+  const lengths = prompts.map((p) => p.length);
+  let f0 = engine.flops;
+  await crossEntropy(engine, texts, { batchSize: 2 });
+  const predicted = logProbFlops(
+    spec,
+    lengths,
+    replies.map((r) => r.length),
+    2,
+  );
+  assert.equal(engine.flops - f0, predicted);
+  f0 = engine.flops;
+  const r = Float32Array.from({ length: spec.hiddenSize }, (_, i) => Math.sin(i + 1));
+  await crossEntropy(engine, texts, { batchSize: 2, intervention: ablation(r, spec.numLayers) });
+  assert.equal(engine.flops - f0, predicted, "an intervention adds no counted FLOPs");
+  f0 = engine.flops;
+  await capture(engine, prompts, { logits: true, batchSize: 2 });
+  assert.equal(engine.flops - f0, fullPassFlops(spec, lengths, 2));
+  // Every reply at its longest: the judges' bound for one and for two directions.
+  const full = logProbFlops(
+    spec,
+    lengths,
+    lengths.map(() => 4),
+    2,
+  );
+  assert.equal(evaluationJudgeFlops(spec, lengths, 2, 4, 1), 2 * full + 2 * fullPassFlops(spec, lengths, 2));
+  assert.equal(evaluationJudgeFlops(spec, lengths, 2, 4, 2), 3 * full + 2 * fullPassFlops(spec, lengths, 2));
+  await engine.release();
+});
+
+test("the evaluation estimate counts the jobs the evaluation runs", async () => {
+  const out = scratchDir("cosmic-estimate-jobs-");
+  const model = path.join(FIXTURES, "qwen2");
+  const s = await runCommand(
+    runFlags({
+      model,
+      out,
+      data: SPLITS,
+      nTrain: 6,
+      nVal: 4,
+      nTest: 3,
+      maxNewTokens: 3,
+      batchSize: 3,
+      steerTowardRefusal: true,
+      alphas: "1,2",
+      quiet: true,
+    }),
+  );
+  const files = fs.readdirSync(path.join(out, "completions")).filter((f) => f.endsWith("_evaluations.json"));
+  const directions = s.substring ? 2 : 1;
+  const sets = evaluationJobSets(directions, 2);
+  assert.equal(files.length, sets.length, files.join(", "));
+  assert.equal(files.filter((f) => /(^|_)harmful_/.test(f)).length, sets.filter((x) => x === 0).length);
 });
 
 test("cosmic run --dry-run prints the plan and writes nothing", () => {

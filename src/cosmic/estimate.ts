@@ -157,3 +157,47 @@ export function generationFlops(
   }
   return { prefill: fullPassFlops(spec, lengths, batchSize), steps };
 }
+
+/**
+ * The loss judge's pass over prompt + response texts (engine/forward.ts sequenceLogProbs): every
+ * block over the whole text, the head at each response token; empty responses are dropped first
+ * (eval/loss.ts crossEntropy).
+ */
+export function logProbFlops(spec: ModelSpec, prompts: number[], responses: number[], batchSize: number): number {
+  const kept = responses.flatMap((r, i) => (r > 0 ? [i] : []));
+  let f = 0;
+  for (let s = 0; s < kept.length; s += batchSize) {
+    const chunk = kept.slice(s, s + batchSize);
+    const T = Math.max(...chunk.map((i) => prompts[i] + responses[i]));
+    const picks = chunk.reduce((a, i) => a + prompts[i] + responses[i] - Math.max(1, prompts[i]), 0);
+    f += spec.numLayers * blockFlops(spec, chunk.length, T, T) + headFlops(spec, picks);
+  }
+  return f;
+}
+
+/** What the evaluation (eval/evaluate.ts) generates for: one set (0 harmful, 1 harmless) per job. */
+export function evaluationJobSets(directions: number, sweepAlphas: number): number[] {
+  return [
+    ...Array<number>(1 + directions).fill(0),
+    ...Array<number>(1 + 2 * directions).fill(1),
+    ...Array.from({ length: sweepAlphas }, () => [0, 1]).flat(),
+  ];
+}
+
+/**
+ * The evaluation's own passes besides generation, at their largest (every reply M tokens long):
+ * the loss judge over the model's baseline harmless completions without and with each
+ * direction's ablation, and the first-token KL's two passes over the harmless test prompts.
+ */
+export function evaluationJudgeFlops(
+  spec: ModelSpec,
+  harmless: number[],
+  batchSize: number,
+  maxNewTokens: number,
+  directions: number,
+): number {
+  const replies = harmless.map(() => maxNewTokens);
+  return (
+    (1 + directions) * logProbFlops(spec, harmless, replies, batchSize) + 2 * fullPassFlops(spec, harmless, batchSize)
+  );
+}

@@ -3,11 +3,14 @@
  * declares the shapes it hands over and gets back, in ../evaluation.ts).
  */
 import { activationAddition } from "../../engine/interventions.js";
+import type { Engine } from "../../engine/engine.js";
 import type { PromptRecord } from "../../data/prompts.js";
 import { at } from "../activations.js";
 import type { Evaluation, EvaluatedDirection, Evaluator } from "../evaluation.js";
+import { calibrateEngine, evaluationEstimate } from "../calibration.js";
+import { formatFlops, formatSeconds } from "../estimate.js";
 import { modeInterventions } from "../modes.js";
-import type { Method } from "../pipeline.js";
+import type { Method, RunOptions } from "../pipeline.js";
 import type { Selection } from "../select.js";
 import type { Stage } from "../stage.js";
 import type { Directions } from "./directions.js";
@@ -30,6 +33,20 @@ export interface EvaluationInputs {
 }
 
 const FILE = "evaluation.json";
+
+/** Before the generations start: their bound, timed by block 0 of the loaded engine on the test prompts' shape. */
+async function logEstimate(engine: Engine, options: RunOptions, test: number[][], directions: number): Promise<void> {
+  const all = [...test[0], ...test[1]];
+  const T = Math.max(1, Math.round(all.reduce((a, b) => a + b, 0) / Math.max(1, all.length)));
+  const cal = await calibrateEngine(engine, Math.max(1, Math.min(options.batchSize, test[0].length)), T);
+  const e = evaluationEstimate(engine.spec, engine.weights, options, test, directions, cal);
+  options.log(
+    `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
+      `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
+      `(block 0 now: ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ms ` +
+      `per new token on ${cal.rows} rows)`,
+  );
+}
 
 export function evaluationStage(
   evaluator: Evaluator,
@@ -62,6 +79,9 @@ export function evaluationStage(
       // set every prompt's projection to the same value, losing the prompt's own harmfulness, and
       // on a weakly aligned model that steers all prompts or none.
       const r0 = at(dirs.r, c.position + P, c.layer, L, d);
+      const lengths = (recs: PromptRecord[]) => ctx.encode(recs, options.evalSystem).map((t) => t.length);
+      const test = [lengths(options.prompts.harmfulTest), lengths(options.prompts.harmlessTest)];
+      await logEstimate(engine, options, test, sel.substring ? 2 : 1);
       return evaluator.run({
         engine: engine,
         tokenizer: folder.tokenizer,

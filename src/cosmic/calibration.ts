@@ -1,0 +1,122 @@
+/**
+ * Seconds from FLOPs: a short calibration on this machine — block 0 alone, timed on a batch shaped
+ * like the run's prompts (compute-bound passes) and on one new token per row (decode steps, bound
+ * by memory bandwidth) — and the evaluation's time from it. Used by `--dry-run` (plan.ts) and by
+ * the evaluation stage before it starts.
+ */
+import { Engine } from "../engine/engine.js";
+import { blockFlops, headFlops } from "../engine/flops.js";
+import { blockWeightBytes } from "../engine/memory.js";
+import { headFormat, matrixBytes, WeightFormat } from "../engine/quantize.js";
+import type { ModelSpec } from "../formats/config.js";
+import { noIntervention } from "../engine/interventions.js";
+import { ModelFolder } from "../model/folder.js";
+import { evaluationJobSets, evaluationJudgeFlops, generationFlops } from "./estimate.js";
+import type { RunOptions } from "./pipeline.js";
+
+/** Measured rates: FLOP/s of a prompt-shaped block call, seconds of a decode-shaped one per block. */
+export interface Calibration {
+  flopsPerSecond: number;
+  /** one block, one new token for `rows` rows */
+  decodeBlockSeconds: number;
+  rows: number;
+}
+
+/**
+ * Seconds of a typical call: the median of `n` after a warm-up. (The best of a few overstated the
+ * rate: on the Qwen3-0.6B shape block 0's best call ran at 123–162 GFLOP/s, its median at 117–118,
+ * and a default run's candidate passes at 99–112.)
+ */
+async function timedMedian(f: () => Promise<unknown>, n = 5): Promise<number> {
+  await f();
+  const t: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await f();
+    t.push((performance.now() - t0) / 1000);
+  }
+  return t.sort((a, b) => a - b)[Math.floor(n / 2)];
+}
+
+/** Block 0 of a loaded engine on `rows` prompts of `T` tokens, and on one token for each of `rows` rows after T cached ones. */
+export async function calibrateEngine(engine: Engine, rows: number, T: number): Promise<Calibration> {
+  const spec = engine.spec;
+  const ivs = Array.from({ length: rows }, () => noIntervention(spec.numLayers));
+  const prompts = Array.from({ length: rows }, () => Array.from({ length: T }, (_, t) => 1 + (t % 50)));
+  const batch = engine.pad(prompts);
+  const h = engine.embed(batch);
+  const prefill = await timedMedian(() => engine.runBlock(0, h, batch, ivs));
+  const first = await engine.runBlock(0, h, batch, ivs);
+  const step = engine.stepContext(
+    batch.keyValid.map((v) => Uint8Array.from([...v, 1])),
+    batch.positions.map((p) => [p.length]),
+    T,
+  );
+  const x = new Float32Array(rows * spec.hiddenSize).fill(0.01);
+  const decode = await timedMedian(() => engine.runBlock(0, x, step, ivs, { key: first.key, value: first.value }));
+  return { flopsPerSecond: blockFlops(spec, rows, T, T) / prefill, decodeBlockSeconds: decode, rows };
+}
+
+/** The same on a one-block engine of the folder (`--dry-run`: nothing else is loaded). */
+export async function calibrate(
+  folder: ModelFolder,
+  options: Pick<RunOptions, "device" | "threads">,
+  format: WeightFormat,
+  rows: number,
+  T: number,
+): Promise<Calibration> {
+  const engine = await Engine.load(folder, {
+    device: options.device,
+    threads: options.threads,
+    weights: format,
+    firstBlocks: 1,
+  });
+  try {
+    return await calibrateEngine(engine, rows, T);
+  } finally {
+    await engine.release();
+  }
+}
+
+export interface EvaluationEstimate {
+  jobs: number;
+  /** the generations, every row running to the last new token */
+  generationFlops: number;
+  /** the loss judge's and the first-token KL's passes, every reply at its longest */
+  judgeFlops: number;
+  seconds: number;
+}
+
+/**
+ * The evaluation (eval/evaluate.ts) for `directions` selected directions (COSMIC's, and the
+ * substring baseline's when it selects one): both baselines, per direction ablation on both sets
+ * and addition on harmless, the α sweep; then the loss judge and the first-token KL. An upper
+ * bound: every row runs to the last new token. The guard model's passes are not counted.
+ */
+export function evaluationEstimate(
+  spec: ModelSpec,
+  format: WeightFormat,
+  options: Pick<RunOptions, "batchSize" | "maxNewTokens" | "steerTowardRefusal" | "alphas">,
+  test: number[][],
+  directions: number,
+  cal: Calibration,
+): EvaluationEstimate {
+  const sets = evaluationJobSets(directions, options.steerTowardRefusal ? options.alphas.length : 0);
+  const seconds = (f: number) => f / cal.flopsPerSecond;
+  // The head per decode step: compute-bound for many rows, bandwidth-bound (its bytes at the rate
+  // a decode-shaped block call reads its own) for few.
+  const bandwidth = blockWeightBytes(spec, format) / cal.decodeBlockSeconds;
+  const headBytes = matrixBytes(headFormat(format), spec.vocabSize, spec.hiddenSize);
+  const headStep = (B: number) => Math.max(seconds(headFlops(spec, B)), headBytes / bandwidth);
+  // A decode step: every block for one token per row (as calibrated), then the head.
+  const step = (B: number) => spec.numLayers * cal.decodeBlockSeconds * Math.max(1, B / cal.rows) + headStep(B);
+  let generation = 0;
+  let total = 0;
+  for (const set of sets) {
+    const g = generationFlops(spec, test[set], options.batchSize, options.maxNewTokens);
+    generation += g.prefill + g.steps.reduce((a, st) => a + st.flops, 0);
+    total += seconds(g.prefill) + g.steps.reduce((a, st) => a + step(st.B), 0);
+  }
+  const judges = evaluationJudgeFlops(spec, test[1], options.batchSize, options.maxNewTokens, directions);
+  return { jobs: sets.length, generationFlops: generation, judgeFlops: judges, seconds: total + seconds(judges) };
+}
