@@ -1,6 +1,6 @@
 /**
  * Engine speed on one model folder, run in its own process so peak RSS is the engine's alone.
- * Prints one JSON line.
+ * Prints one JSON line. Usage: node dist/bench/engine-bench.js MODEL_DIR [DEVICE] [WEIGHTS] [PREFILL_REPS=3]
  */
 import * as ort from "onnxruntime-node";
 import { ModelFolder } from "../src/model/folder.js";
@@ -58,6 +58,8 @@ async function main(): Promise<void> {
   const dir = process.argv[2];
   const device = (process.argv[3] ?? "cpu") as "cpu";
   const weights = (process.argv[4] ?? "f32") as WeightFormat;
+  // Timed prefills (the best is kept): one for shapes where each takes minutes.
+  const reps = Number(process.argv[5] ?? 3);
   const model = ModelFolder.open(dir);
   const s = model.spec;
   // The ceiling first, in a quiet process: best of 10 runs, same shapes as the prefill's MLP.
@@ -77,7 +79,7 @@ async function main(): Promise<void> {
     { logits: true },
   ); // warm-up
   let best = Infinity;
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < reps; i++) {
     const t0 = performance.now();
     await capture(engine, prompts, { logits: true, batchSize: B });
     best = Math.min(best, (performance.now() - t0) / 1000);

