@@ -7,7 +7,7 @@ import { PEAK_OVER_WEIGHTS, residentWeightBytes, resolveWeights } from "../engin
 import { ModelFolder } from "../model/folder.js";
 import { PromptRecord } from "../data/prompts.js";
 import { directionsFlops, editSizeFlops, formatFlops, formatSeconds, scoringFlops, totalScoring } from "./estimate.js";
-import { calibrate, evaluationEstimate } from "./calibration.js";
+import { calibrate, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
 import { eligibleLayers, lowLayerCount } from "./layers.js";
 import { firstLowLayer } from "./modes.js";
 import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
@@ -27,6 +27,23 @@ export interface RunPlan {
   lines: string[];
   flops: StageFigures;
   seconds: StageFigures;
+}
+
+/** Stage 5's line: the bound for two directions, and for COSMIC's alone. */
+function evaluationLine(
+  test: number[][],
+  maxNewTokens: number,
+  both: EvaluationEstimate | null,
+  cosmicOnly: EvaluationEstimate | null,
+): string {
+  if (!both || !cosmicOnly) return `5. evaluation: skipped (--skip-eval)`;
+  return (
+    `5. evaluation: ${both.jobs} generation jobs of ${test[0].length} + ${test[1].length} prompts ` +
+    `(${cosmicOnly.jobs} if the substring baseline selects no direction), up to ${maxNewTokens} new ` +
+    `tokens each (${formatFlops(both.generationFlops)}), the loss judge and first-token KL ` +
+    `(${formatFlops(both.judgeFlops)}): at most about ${formatSeconds(both.seconds)} ` +
+    `(${formatSeconds(cosmicOnly.seconds)}); EOS ends most replies sooner`
+  );
 }
 
 export async function planRun(options: RunOptions): Promise<RunPlan> {
@@ -88,13 +105,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `to ${formatSeconds(seconds(totalScoring(late)))}`,
     `4. selection: no passes; edit sizes: at most ${formatFlops(edits)} (the harmless val prompts through the ` +
       `blocks below the deeper method's selected layer, at most layer ${lastLayer}), about ${formatSeconds(seconds(edits))}`,
-    !evaluation
-      ? `5. evaluation: skipped (--skip-eval)`
-      : `5. evaluation: ${evaluation.jobs} generation jobs of ${test[0].length} + ${test[1].length} prompts ` +
-        `(${cosmicOnly!.jobs} if the substring baseline selects no direction), up to ${options.maxNewTokens} new ` +
-        `tokens each (${formatFlops(evaluation.generationFlops)}), the loss judge and first-token KL ` +
-        `(${formatFlops(evaluation.judgeFlops)}): at most about ${formatSeconds(evaluation.seconds)} ` +
-        `(${formatSeconds(cosmicOnly!.seconds)}); EOS ends most replies sooner`,
+    evaluationLine(test, options.maxNewTokens, evaluation, cosmicOnly),
     `session build and a --judge-model's passes are not included; nothing was written`,
   ];
   return {
