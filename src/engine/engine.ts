@@ -73,6 +73,13 @@ export interface StepContext {
   masks: Map<string, Float32Array>;
 }
 
+/** A block's output [B, T, d], and with `cache` the new positions' keys and values [B, K, T, hd]. */
+export interface BlockOutput {
+  hidden: Float32Array;
+  key: Tensor | null;
+  value: Tensor | null;
+}
+
 /** A left-padded batch of prompts. */
 export interface PaddedBatch extends StepContext {
   /** number of padding tokens on the left of each row */
@@ -247,8 +254,11 @@ export class Engine {
     return { ...this.stepContext(keyValid, positions, 0), pads, tokens, keyValid, positions };
   }
 
-  /** Rotary tables and masks for new `positions` [B][T] after `past` cached keys. */
-  stepContext(keyValid: Uint8Array[], positions: number[][], past: number): StepContext {
+  /**
+   * Rotary tables and masks for new `positions` [B][T] after `past` cached columns, of which the
+   * first `filled` hold keys (the rest: a cache's spare capacity, invalid in keyValid).
+   */
+  stepContext(keyValid: Uint8Array[], positions: number[][], past: number, filled = past): StepContext {
     const B = positions.length;
     const T = positions[0].length;
     // HF's seq_len for the length-dependent RoPE types: the call's largest position + 1.
@@ -262,7 +272,7 @@ export class Engine {
     const local = this.spec.rope.local ? tables(true) : null;
     const masks = new Map<string, Float32Array>();
     for (const win of new Set(this.spec.slidingWindow))
-      masks.set(String(win ?? "full"), attentionMask(keyValid, past, T, win));
+      masks.set(String(win ?? "full"), attentionMask(keyValid, past, T, win, filled));
     return { size: B, length: T, past, cos, sin, localCos: local?.cos ?? null, localSin: local?.sin ?? null, masks };
   }
 
@@ -299,35 +309,41 @@ export class Engine {
 
   /**
    * Run block `l` on hidden states [B, T, d]. `rows` holds one intervention per batch row.
-   * With `past`, the T new positions follow the cached keys/values of `ctx.past` positions.
-   * Large calls are split into row chunks of at most TOKENS_PER_CALL tokens (see above).
+   * With `past`, the T new positions follow `ctx.past` cached positions ([B, K, ctx.past, hd];
+   * the mask says which of them are valid). With `cache`, the new positions' keys and values
+   * come back too ([B, K, T, hd]: the caller keeps the cache; engine/kv-cache.ts). Large calls
+   * are split into row chunks of at most TOKENS_PER_CALL tokens (see above).
    */
   async runBlock(
     l: number,
     hidden: Float32Array,
     ctx: StepContext,
     rows: Intervention[],
-    past?: { key: Tensor; value: Tensor },
-  ): Promise<{ hidden: Float32Array; key: Tensor; value: Tensor }> {
+    opts: { past?: { key: Tensor; value: Tensor }; cache?: boolean } = {},
+  ): Promise<BlockOutput> {
     const B = ctx.size;
     const T = ctx.length;
-    const S = ctx.past + T;
     const chunk = Math.max(1, Math.floor(this.tokensPerCall / T));
-    if (chunk >= B) return this.runBlockRows(l, hidden, ctx, rows, 0, B, past);
+    if (chunk >= B) return this.runBlockRows(l, hidden, ctx, rows, 0, B, opts);
     const d = this.spec.hiddenSize;
     const K = this.spec.numKvHeads;
     const hd = this.spec.headDim;
     const out = new Float32Array(B * T * d);
-    const keys = new Float32Array(B * K * S * hd);
-    const values = new Float32Array(B * K * S * hd);
+    const keys = opts.cache ? new Float32Array(B * K * T * hd) : null;
+    const values = opts.cache ? new Float32Array(B * K * T * hd) : null;
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const r1 = Math.min(B, r0 + chunk);
-      const o = await this.runBlockRows(l, hidden, ctx, rows, r0, r1, past);
+      const o = await this.runBlockRows(l, hidden, ctx, rows, r0, r1, opts);
       out.set(o.hidden, r0 * T * d);
-      keys.set(o.key.data as Float32Array, r0 * K * S * hd);
-      values.set(o.value.data as Float32Array, r0 * K * S * hd);
+      keys?.set(o.key!.data as Float32Array, r0 * K * T * hd);
+      values?.set(o.value!.data as Float32Array, r0 * K * T * hd);
     }
-    return { hidden: out, key: floatTensor(keys, [B, K, S, hd]), value: floatTensor(values, [B, K, S, hd]) };
+    const dims = [B, K, T, hd];
+    return {
+      hidden: out,
+      key: keys ? floatTensor(keys, dims) : null,
+      value: values ? floatTensor(values, dims) : null,
+    };
   }
 
   private async runBlockRows(
@@ -337,9 +353,9 @@ export class Engine {
     rows: Intervention[],
     r0: number,
     r1: number,
-    past?: { key: Tensor; value: Tensor },
+    opts: { past?: { key: Tensor; value: Tensor }; cache?: boolean },
     lastOnly = false,
-  ): Promise<{ hidden: Float32Array; key: Tensor; value: Tensor }> {
+  ): Promise<BlockOutput> {
     const n = r1 - r0;
     const T = ctx.length;
     const S = ctx.past + T;
@@ -361,8 +377,8 @@ export class Engine {
       cos: floatTensor(rowsOf(localRope ? ctx.localCos! : ctx.cos, T * rd), [n, T, rd]),
       sin: floatTensor(rowsOf(localRope ? ctx.localSin! : ctx.sin, T * rd), [n, T, rd]),
       mask: floatTensor(rowsOf(mask, T * S), [n, 1, T, S]),
-      past_key: pastRows(past?.key),
-      past_value: pastRows(past?.value),
+      past_key: pastRows(opts.past?.key),
+      past_value: pastRows(opts.past?.value),
       resid_pre_dir: this.hookTensor(rowIvs, (iv) => iv.preDir[l]),
       resid_pre_add: this.hookTensor(rowIvs, (iv) => iv.preAdd[l]),
       attn_out_dir: this.hookTensor(rowIvs, (iv) => iv.attnDir[l]),
@@ -372,12 +388,17 @@ export class Engine {
       const out = await (await this.lastTokenSession()).run(feeds);
       // q/k/v for every token; attention, o_proj and the MLP for the last one.
       this.flops += lastTokenBlockFlops(this.spec, n, T, S);
-      return { hidden: out.hidden_out.data as Float32Array, key: feeds.past_key, value: feeds.past_value };
+      return { hidden: out.hidden_out.data as Float32Array, key: null, value: null };
     }
-    const out = await this.blocks[l].run(feeds);
+    // Only what the caller reads comes back (onnxruntime-node copies every fetched output).
+    const out = await this.blocks[l].run(feeds, opts.cache ? ["hidden_out", "key", "value"] : ["hidden_out"]);
     // Weight products for every token plus QKᵀ and PV over all S keys.
     this.flops += blockFlops(this.spec, n, T, S);
-    return { hidden: out.hidden_out.data as Float32Array, key: out.present_key, value: out.present_value };
+    return {
+      hidden: out.hidden_out.data as Float32Array,
+      key: opts.cache ? out.key : null,
+      value: opts.cache ? out.value : null,
+    };
   }
 
   private async lastTokenSession(): Promise<Session> {
@@ -403,7 +424,7 @@ export class Engine {
     const out = new Float32Array(B * d);
     for (let r0 = 0; r0 < B; r0 += chunk) {
       const r1 = Math.min(B, r0 + chunk);
-      const o = await this.runBlockRows(this.numLayers - 1, hidden, ctx, rows, r0, r1, undefined, true);
+      const o = await this.runBlockRows(this.numLayers - 1, hidden, ctx, rows, r0, r1, {}, true);
       out.set(o.hidden, r0 * d);
     }
     return out;

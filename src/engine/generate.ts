@@ -5,7 +5,8 @@
 import type { Tensor } from "./runtime.js";
 import { CosmicError } from "../errors.js";
 import { Rng } from "../util/random.js";
-import { Engine, lastPosition, PaddedBatch, StepContext } from "./engine.js";
+import { Engine, lastPosition, PaddedBatch } from "./engine.js";
+import { KvCache } from "./kv-cache.js";
 import { Intervention } from "./interventions.js";
 import { argmax } from "./sampling.js";
 
@@ -72,31 +73,31 @@ export async function prefill(
   const keys: Tensor[] = [];
   const values: Tensor[] = [];
   for (let l = 0; l < engine.numLayers; l++) {
-    const out = await engine.runBlock(l, h, batch, rows);
+    const out = await engine.runBlock(l, h, batch, rows, { cache: true });
     h = out.hidden;
-    keys.push(out.key);
-    values.push(out.value);
+    keys.push(out.key!);
+    values.push(out.value!);
   }
   return { keys, values, last: lastPosition(h, batch.size, batch.length, engine.spec.hiddenSize) };
 }
 
-/** One new token per row through every block; `keys`/`values` are replaced by the grown caches. */
+/** One new token per row through every block, its keys and values written into `cache` (which then advances). */
 export async function decodeLayers(
   engine: Engine,
   tokens: number[],
-  ctx: StepContext,
+  cache: KvCache,
   rows: Intervention[],
-  keys: Tensor[],
-  values: Tensor[],
 ): Promise<Float32Array> {
+  const { keyValid, positions } = cache.stepInputs();
+  const ctx = engine.stepContext(keyValid, positions, cache.capacity, cache.filled);
   let x: Float32Array = new Float32Array(tokens.length * engine.spec.hiddenSize);
   tokens.forEach((t, b) => engine.embedTokens([t], x, b));
   for (let l = 0; l < engine.numLayers; l++) {
-    const out = await engine.runBlock(l, x, ctx, rows, { key: keys[l], value: values[l] });
+    const out = await engine.runBlock(l, x, ctx, rows, { past: cache.past(l), cache: true });
     x = out.hidden;
-    keys[l] = out.key;
-    values[l] = out.value;
+    cache.write(l, out.key!, out.value!);
   }
+  cache.advance();
   return x;
 }
 
@@ -130,8 +131,13 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
     const gens: Generation[] = toks.map(() => ({ tokens: [], stopped: false }));
     const { keys, values, last: first } = await prefill(engine, batch, rows);
     let last = first;
-    const keyValid = batch.keyValid.map((v) => Array.from(v));
-    const nextPos = batch.tokens.map((t) => t.length);
+    // Room for every new token's keys from the start: no step copies the cache.
+    const cache = KvCache.fromBlocks(
+      engine.spec,
+      keys,
+      values,
+      toks.map((t) => t.length),
+    ).resized(batch.length + opts.maxNewTokens - 1);
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const { logits } = await engine.runHead(last, B);
       const next: number[] = [];
@@ -147,16 +153,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
       }
       if (step === opts.maxNewTokens - 1 || gens.every((g) => g.stopped)) break;
       // One decode step for every row (finished rows keep running; their tokens are dropped).
-      const past = keyValid[0].length;
-      for (const kv of keyValid) kv.push(1);
-      const positions = nextPos.map((p) => [p]);
-      nextPos.forEach((_, b) => nextPos[b]++);
-      const ctx = engine.stepContext(
-        keyValid.map((v) => Uint8Array.from(v)),
-        positions,
-        past,
-      );
-      last = await decodeLayers(engine, next, ctx, rows, keys, values);
+      last = await decodeLayers(engine, next, cache, rows);
     }
     results.push(...gens);
     opts.onBatch?.(Math.min(prompts.length, start + B), prompts.length);

@@ -170,22 +170,39 @@ function queryKeyValue(
 
 /**
  * Grouped-query attention without copying K/V: query head h uses KV head h / rep, so
- * [B, H, T, hd] regroups as [B, K, rep·T, hd]. Returns the heads' outputs as [B, T, H·hd].
+ * [B, H, T, hd] regroups as [B, K, rep·T, hd]. The cached keys and the new ones are attended
+ * separately and never concatenated (that would copy the whole cache in every call): their
+ * scores are joined for one softmax, which is split again for the two value products. Returns
+ * the heads' outputs as [B, T, H·hd].
  */
-function attention(g: GraphBuilder, spec: ModelSpec, q: string, kAll: string, vAll: string, mask: string): string {
+function attention(
+  g: GraphBuilder,
+  spec: ModelSpec,
+  q: string,
+  kv: { pastK: string; pastV: string; k: string; v: string },
+  mask: string,
+): string {
   const H = spec.numHeads;
   const K = spec.numKvHeads;
   const hd = spec.headDim;
   const qg = g.reshape(q, [0, K, -1, hd]);
-  let scores = g.mul(g.matmul(qg, g.transpose(kAll, [0, 1, 3, 2])), g.f32(spec.attnScale));
-  scores = g.op("Reshape", [scores, g.i64([0, H, -1, 0])]); // [B, H, T, S]
+  const scale = g.f32(spec.attnScale);
+  const pastScores = g.mul(g.matmul(qg, g.transpose(kv.pastK, [0, 1, 3, 2])), scale);
+  const newScores = g.mul(g.matmul(qg, g.transpose(kv.k, [0, 1, 3, 2])), scale);
+  let scores = g.concat([pastScores, newScores], -1);
+  scores = g.op("Reshape", [scores, g.i64([0, H, -1, 0])]); // [B, H, T, P + T]
   if (spec.attnSoftcap !== null) {
     const c = g.f32(spec.attnSoftcap);
     scores = g.mul(g.op("Tanh", [g.div(scores, c)]), c);
   }
   scores = g.add(scores, mask);
-  const probs = g.op("Softmax", [scores], { axis: -1 });
-  const ctx = g.matmul(g.reshape(probs, [0, K, -1, 0]), vAll); // [B, K, rep·T, hd]
+  const probs = g.reshape(g.op("Softmax", [scores], { axis: -1 }), [0, K, -1, 0]);
+  const lengths = g.concat(
+    [g.op("Shape", [kv.pastK], { start: 2, end: 3 }), g.op("Shape", [kv.k], { start: 2, end: 3 })],
+    0,
+  );
+  const [pastProbs, newProbs] = g.opN("Split", [probs, lengths], 2, { axis: -1 });
+  const ctx = g.add(g.matmul(pastProbs, kv.pastV), g.matmul(newProbs, kv.v)); // [B, K, rep·T, hd]
   return g.reshape(g.transpose(g.reshape(ctx, [0, H, -1, hd]), [0, 2, 1, 3]), [0, 0, H * hd]);
 }
 
@@ -255,19 +272,18 @@ export function buildBlockGraph(
   const sin4 = g.unsqueeze(sin, [1]);
   q = rope(g, spec, q, cos4, sin4);
   k = rope(g, spec, k, cos4, sin4);
-  const kAll = g.concat([pastK, k], 2);
-  const vAll = g.concat([pastV, v], 2);
   if (lastOnly) {
     const INF = 2 ** 62;
     q = g.slice(q, [-1], [INF], [2]);
     x = g.slice(x, [-1], [INF], [1]);
   } else {
-    g.output(kAll, "present_key", ["batch", K, "total", hd]);
-    g.output(vAll, "present_value", ["batch", K, "total", hd]);
+    // Only the new positions' keys and values: the caller keeps the cache.
+    g.output(k, "key", ["batch", K, "seq", hd]);
+    g.output(v, "value", ["batch", K, "seq", hd]);
   }
   const maskQ = lastOnly ? g.slice(mask, [-1], [2 ** 62], [2]) : mask;
 
-  const ctxT = attention(g, spec, q, kAll, vAll, maskQ);
+  const ctxT = attention(g, spec, q, { pastK, pastV, k, v }, maskQ);
   let attnOut = linear(g, "w_o", ctxT, w(`${t.o}.weight`), d, qDim, format);
   if (spec.oBias) attnOut = g.add(attnOut, g.weight("b_o", w(`${t.o}.bias`), [d]));
   attnOut = project(g, attnOut, attnDir); // hook_attn_out

@@ -113,19 +113,28 @@ export const MASKED = -1e30;
 
 /**
  * Additive attention mask [B, 1, T, S] for T new queries after `past` cached keys.
- * keyValid[b][j] says whether key j (0 ≤ j < S) is a real token.
+ * keyValid[b][j] says whether key j (0 ≤ j < S) is a real token. When the cache has spare
+ * capacity, only its first `filled` columns hold keys: the new positions count from there for
+ * causality and sliding windows (the spare columns are invalid in keyValid).
  */
-export function attentionMask(keyValid: Uint8Array[], past: number, T: number, window: number | null): Float32Array {
+export function attentionMask(
+  keyValid: Uint8Array[],
+  past: number,
+  T: number,
+  window: number | null,
+  filled = past,
+): Float32Array {
   const B = keyValid.length;
   const S = past + T;
   const m = new Float32Array(B * T * S);
   for (let b = 0; b < B; b++) {
     const kv = keyValid[b];
     for (let i = 0; i < T; i++) {
-      const qi = past + i;
+      const qi = filled + i;
       const row = (b * T + i) * S;
       for (let j = 0; j < S; j++) {
-        const ok = kv[j] === 1 && j <= qi && (window === null || qi - j < window);
+        const kj = j < past ? j : filled + (j - past);
+        const ok = kv[j] === 1 && kj <= qi && (window === null || qi - kj < window);
         m[row + j] = ok ? 0 : MASKED;
       }
     }

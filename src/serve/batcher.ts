@@ -5,15 +5,16 @@
  * decode step for every row, and drops the rows that finished or whose client went away. A
  * request waits at most one decode step to join.
  *
- * Cache layout: per layer one [B, K, S, hd] key and value tensor; row b's valid keys are its
- * rightmost `len` columns (rows are right-aligned, padding on the left, as in generate.ts), so
- * every row appends at the same column and the mask is built from `len` alone.
+ * Cache layout (engine/kv-cache.ts): per layer one [B, K, capacity, hd] key and value array;
+ * row b's real keys are its last `len` filled columns (rows right-aligned, padding on the left,
+ * as in generate.ts), so every row appends at the same column, in place. The capacity grows by
+ * GROW columns when it runs out, and is rebuilt when rows join or leave.
  */
 import { CosmicError } from "../errors.js";
 import { Engine } from "../engine/engine.js";
 import { decodeLayers, prefill } from "../engine/generate.js";
 import { Intervention, noIntervention } from "../engine/interventions.js";
-import { floatTensor, Tensor } from "../engine/runtime.js";
+import { KvCache } from "../engine/kv-cache.js";
 import { Rng } from "../util/random.js";
 import { pickToken, Sampling } from "../engine/sampling.js";
 
@@ -49,12 +50,13 @@ export interface BatcherOptions {
 
 export class QueueFullError extends Error {}
 
+/** Spare cache columns added at a time: a rebuild every GROW steps, attention over at most GROW masked columns. */
+const GROW = 64;
+
 interface Row {
   req: RowRequest;
   rng: Rng;
   iv: Intervention;
-  /** valid cache columns */
-  len: number;
   generated: number;
   /** the token to feed at the next decode step */
   pending: number;
@@ -72,10 +74,8 @@ export class ContinuousBatcher {
   private readonly opts: BatcherOptions;
   private queue: Row[] = [];
   private rows: Row[] = [];
-  private keys: Tensor[] = [];
-  private values: Tensor[] = [];
-  /** cache columns of the batch */
-  private S = 0;
+  /** the running rows' cache, row for row (null when none runs) */
+  private cache: KvCache | null = null;
   private looping = false;
   private idleWaiters: (() => void)[] = [];
   /** decode steps run so far, and rows summed over them (for the mean batch size) */
@@ -108,7 +108,6 @@ export class ContinuousBatcher {
       req,
       rng: new Rng(req.seed),
       iv: req.intervention ?? noIntervention(this.engine.numLayers),
-      len: 0,
       generated: 0,
       pending: -1,
       maxRows: 0,
@@ -153,9 +152,7 @@ export class ContinuousBatcher {
           const err = e instanceof Error ? e : new Error(String(e));
           for (const r of this.rows) this.fail(r, err);
           this.rows = [];
-          this.keys = [];
-          this.values = [];
-          this.S = 0;
+          this.cache = null;
         }
         // Let the HTTP side run: new requests, disconnects.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -230,8 +227,13 @@ export class ContinuousBatcher {
       fresh.map((r) => r.iv),
     );
     const { logits } = await engine.runHead(last, fresh.length);
-    fresh.forEach((r) => (r.len = r.req.prompt.length));
-    this.merge(fresh, keys, values, batch.length);
+    const added = KvCache.fromBlocks(
+      engine.spec,
+      keys,
+      values,
+      fresh.map((r) => r.req.prompt.length),
+    );
+    this.merge(fresh, added);
     this.sampleRows(fresh, logits);
   }
 
@@ -239,104 +241,48 @@ export class ContinuousBatcher {
   private async decodeStep(): Promise<void> {
     const engine = this.engine;
     const rows = this.rows;
-    const S = this.S;
-    const keyValid = rows.map((r) => {
-      const v = new Uint8Array(S + 1);
-      v.fill(1, S - r.len);
-      return v;
-    });
-    const ctx = engine.stepContext(
-      keyValid,
-      rows.map((r) => [r.len]),
-      S,
-    );
-    const ivs = rows.map((r) => r.iv);
+    let cache = this.cache!;
+    if (cache.filled === cache.capacity) cache = this.cache = cache.resized(cache.capacity + GROW);
     const x = await decodeLayers(
       engine,
       rows.map((r) => r.pending),
-      ctx,
-      ivs,
-      this.keys,
-      this.values,
+      cache,
+      rows.map((r) => r.iv),
     );
-    this.S = S + 1;
-    for (const r of rows) r.len++;
     const { logits } = await engine.runHead(x, rows.length);
     this.steps++;
     this.rowSteps += rows.length;
     this.sampleRows(rows, logits);
   }
 
-  /** Append rows whose caches are [n, K, T, hd] per layer, right-aligning both sides. */
-  private merge(fresh: Row[], keys: Tensor[], values: Tensor[], T: number): void {
-    if (this.rows.length === 0) {
-      this.rows = fresh;
-      this.keys = keys;
-      this.values = values;
-      this.S = T;
-      return;
-    }
-    const S = Math.max(this.S, T);
-    const B0 = this.rows.length;
-    const join = (old: Tensor, add: Tensor) => {
-      const out = new Float32Array((B0 + fresh.length) * this.perRow(S));
-      this.copyRows(old.data as Float32Array, this.S, [...Array(B0).keys()], out, S, 0);
-      this.copyRows(add.data as Float32Array, T, [...fresh.keys()], out, S, B0);
-      return this.tensor(out, B0 + fresh.length, S);
-    };
-    this.keys = this.keys.map((k, l) => join(k, keys[l]));
-    this.values = this.values.map((v, l) => join(v, values[l]));
+  /** Append the newcomers (their prefill's cache), right-aligning both sides. */
+  private merge(fresh: Row[], added: KvCache): void {
+    const old = this.cache;
+    const parts = [
+      ...this.rows.map((_, row) => ({ cache: old!, row })),
+      ...fresh.map((_, row) => ({ cache: added, row })),
+    ];
+    const filled = Math.max(old?.filled ?? 0, added.filled);
+    this.cache = KvCache.gather(parts, filled, filled + GROW);
     this.rows = [...this.rows, ...fresh];
-    this.S = S;
   }
 
   /** Drop finished and cancelled rows, and the cache columns no remaining row uses. */
   private compact(): void {
     for (const r of this.rows) if (r.cancelled && !r.done) this.finish(r, "cancelled");
     const keep = this.rows.map((r, b) => (r.done ? -1 : b)).filter((b) => b >= 0);
-    const S = Math.max(0, ...keep.map((b) => this.rows[b].len));
-    if (keep.length === this.rows.length && S === this.S) return;
+    if (keep.length === this.rows.length) return;
+    const cache = this.cache!;
+    this.rows = keep.map((b) => this.rows[b]);
     if (keep.length === 0) {
-      this.rows = [];
-      this.keys = [];
-      this.values = [];
-      this.S = 0;
+      this.cache = null;
       return;
     }
-    const shrink = (t: Tensor) => {
-      const out = new Float32Array(keep.length * this.perRow(S));
-      this.copyRows(t.data as Float32Array, this.S, keep, out, S, 0);
-      return this.tensor(out, keep.length, S);
-    };
-    this.keys = this.keys.map(shrink);
-    this.values = this.values.map(shrink);
-    this.rows = keep.map((b) => this.rows[b]);
-    this.S = S;
-  }
-
-  private perRow(S: number): number {
-    return this.engine.spec.numKvHeads * S * this.engine.spec.headDim;
-  }
-
-  private tensor(data: Float32Array, B: number, S: number): Tensor {
-    const sp = this.engine.spec;
-    return floatTensor(data, [B, sp.numKvHeads, S, sp.headDim]);
-  }
-
-  /**
-   * Copy rows `from` of a [·, K, srcS, hd] array to consecutive rows from `at` of a
-   * [·, K, dstS, hd] one, keeping the last min(srcS, dstS) columns right-aligned.
-   */
-  private copyRows(src: Float32Array, srcS: number, from: number[], dst: Float32Array, dstS: number, at: number): void {
-    const K = this.engine.spec.numKvHeads;
-    const hd = this.engine.spec.headDim;
-    const n = Math.min(srcS, dstS);
-    from.forEach((b, i) => {
-      for (let k = 0; k < K; k++) {
-        const s = ((b * K + k) * srcS + (srcS - n)) * hd;
-        const t = (((at + i) * K + k) * dstS + (dstS - n)) * hd;
-        dst.set(src.subarray(s, s + n * hd), t);
-      }
-    });
+    const filled = Math.max(...keep.map((b) => cache.length(b)));
+    this.cache = KvCache.gather(
+      keep.map((row) => ({ cache, row })),
+      filled,
+      filled + GROW,
+    );
   }
 }
