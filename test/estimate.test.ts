@@ -93,6 +93,11 @@ test("the directions, generation and edit-size estimates are the engine's own FL
   await generate(engine, prompts, { maxNewTokens: 5, stopAtEos: false, batchSize: 2 });
   const g = generationFlops(folder.spec, lengths, 2, 5);
   assert.equal(engine.flops - f0, g.prefill + g.steps.reduce((a, s) => a + s.flops, 0));
+  // Past the cache's first 64 spare columns (it grows while the steps attend over it).
+  f0 = engine.flops;
+  await generate(engine, prompts.slice(0, 2), { maxNewTokens: 140, stopAtEos: false, batchSize: 2 });
+  const long = generationFlops(folder.spec, lengths.slice(0, 2), 2, 140);
+  assert.equal(engine.flops - f0, long.prefill + long.steps.reduce((a, s) => a + s.flops, 0));
   f0 = engine.flops;
   // Probes at layers 1 and 3: one pass through blocks 0–2 serves both.
   const none = [noIntervention(folder.spec.numLayers)];

@@ -6,6 +6,7 @@
  */
 import type { ModelSpec } from "../formats/config.js";
 import { blockFlops, headFlops, lastTokenBlockFlops } from "../engine/flops.js";
+import { decodeCapacity } from "../engine/kv-cache.js";
 import type { Mode } from "./modes.js";
 import type { Schedule } from "./scoring.js";
 
@@ -143,7 +144,7 @@ export function formatSeconds(s: number): string {
 /**
  * One generation job over a set: the prompts' prefill, then up to M − 1 decode steps per batch
  * (every row running to M tokens: an upper bound, since a batch stops when all its rows end).
- * Each step attends over the whole cache, T + M − 1 columns with its spare ones (engine/kv-cache.ts), and itself.
+ * Each step attends over the whole cache, its spare columns included (engine/kv-cache.ts), and itself.
  */
 export function generationFlops(
   spec: ModelSpec,
@@ -154,7 +155,10 @@ export function generationFlops(
   const steps: { B: number; flops: number }[] = [];
   for (const { B, T } of batchShapes(lengths, batchSize)) {
     for (let k = 1; k < M; k++)
-      steps.push({ B, flops: spec.numLayers * blockFlops(spec, B, 1, T + M) + headFlops(spec, B) });
+      steps.push({
+        B,
+        flops: spec.numLayers * blockFlops(spec, B, 1, decodeCapacity(T, M, k) + 1) + headFlops(spec, B),
+      });
   }
   return { prefill: fullPassFlops(spec, lengths, batchSize), steps };
 }

@@ -6,7 +6,7 @@ import type { Tensor } from "./runtime.js";
 import { CosmicError } from "../errors.js";
 import { Rng } from "../util/random.js";
 import { Engine, lastPosition, PaddedBatch } from "./engine.js";
-import { KvCache } from "./kv-cache.js";
+import { decodeCapacity, KvCache } from "./kv-cache.js";
 import { Intervention } from "./interventions.js";
 import { argmax } from "./sampling.js";
 
@@ -131,13 +131,15 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
     const gens: Generation[] = toks.map(() => ({ tokens: [], stopped: false }));
     const { keys, values, last: first } = await prefill(engine, batch, rows);
     let last = first;
-    // Room for every new token's keys from the start: no step copies the cache.
-    const cache = KvCache.fromBlocks(
+    // Spare room for the next GROW tokens' keys: steps write in place, a rebuild every GROW steps.
+    const T = batch.length;
+    const M = opts.maxNewTokens;
+    let cache = KvCache.fromBlocks(
       engine.spec,
       keys,
       values,
       toks.map((t) => t.length),
-    ).resized(batch.length + opts.maxNewTokens - 1);
+    ).resized(decodeCapacity(T, M, 1));
     for (let step = 0; step < opts.maxNewTokens; step++) {
       const { logits } = await engine.runHead(last, B);
       const next: number[] = [];
@@ -153,6 +155,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
       }
       if (step === opts.maxNewTokens - 1 || gens.every((g) => g.stopped)) break;
       // One decode step for every row (finished rows keep running; their tokens are dropped).
+      if (cache.filled === cache.capacity) cache = cache.resized(decodeCapacity(T, M, step + 1));
       last = await decodeLayers(engine, next, cache, rows);
     }
     results.push(...gens);

@@ -10,6 +10,17 @@
 import type { ModelSpec } from "../formats/config.js";
 import { floatTensor, Tensor } from "./runtime.js";
 
+/** Spare columns added at a time: a rebuild every GROW steps, attention over at most GROW masked columns. */
+export const GROW = 64;
+
+/**
+ * generate()'s capacity at decode step k (1-based) of a batch padded to T with M new tokens:
+ * room for GROW more positions at a time, never more than the reply needs.
+ */
+export function decodeCapacity(T: number, M: number, k: number): number {
+  return Math.min(T + M - 1, T + GROW * Math.ceil(k / GROW));
+}
+
 export class KvCache {
   private constructor(
     private readonly K: number,

@@ -14,7 +14,7 @@ import { CosmicError } from "../errors.js";
 import { Engine } from "../engine/engine.js";
 import { decodeLayers, prefill } from "../engine/generate.js";
 import { Intervention, noIntervention } from "../engine/interventions.js";
-import { KvCache } from "../engine/kv-cache.js";
+import { GROW, KvCache } from "../engine/kv-cache.js";
 import { Rng } from "../util/random.js";
 import { pickToken, Sampling } from "../engine/sampling.js";
 
@@ -49,9 +49,6 @@ export interface BatcherOptions {
 }
 
 export class QueueFullError extends Error {}
-
-/** Spare cache columns added at a time: a rebuild every GROW steps, attention over at most GROW masked columns. */
-const GROW = 64;
 
 interface Row {
   req: RowRequest;
