@@ -10,15 +10,20 @@ import { blockWeightBytes } from "../engine/memory.js";
 import { headFormat, matrixBytes, WeightFormat } from "../engine/quantize.js";
 import type { ModelSpec } from "../formats/config.js";
 import { noIntervention } from "../engine/interventions.js";
+import { floatTensor } from "../engine/runtime.js";
+import { argmax } from "../engine/sampling.js";
 import { ModelFolder } from "../model/folder.js";
 import { evaluationJobSets, evaluationJudgeFlops, generationFlops } from "./estimate.js";
 import type { RunOptions } from "./pipeline.js";
 
-/** Measured rates: FLOP/s of a prompt-shaped block call, seconds of a decode-shaped one per block. */
+/** Measured rates: FLOP/s of a prompt-shaped block call, seconds of decode-shaped calls. */
 export interface Calibration {
   flopsPerSecond: number;
-  /** one block, one new token for `rows` rows */
+  /** one block, one new token for `rows` rows after `decodeCache` cached positions */
   decodeBlockSeconds: number;
+  decodeCache: number;
+  /** the head and the greedy pick for `rows` rows (null on an engine without its head) */
+  headStepSeconds: number | null;
   rows: number;
 }
 
@@ -38,42 +43,63 @@ async function timedMedian(f: () => Promise<unknown>, n = 5): Promise<number> {
   return t.sort((a, b) => a - b)[Math.floor(n / 2)];
 }
 
-/** Block 0 of a loaded engine on `rows` prompts of `T` tokens, and on one token for each of `rows` rows after T cached ones. */
-export async function calibrateEngine(engine: Engine, rows: number, T: number): Promise<Calibration> {
+/**
+ * Block 0 of a loaded engine on `rows` prompts of `T` tokens; a decode step's block 0 for
+ * `rows` rows after T + M/2 cached positions (a reply of M tokens' middle); and the head with
+ * the greedy pick over its logits for `rows` rows, when the engine has its head.
+ */
+export async function calibrateEngine(engine: Engine, rows: number, T: number, M = 1): Promise<Calibration> {
   const spec = engine.spec;
   const ivs = Array.from({ length: rows }, () => noIntervention(spec.numLayers));
   const prompts = Array.from({ length: rows }, () => Array.from({ length: T }, (_, t) => 1 + (t % 50)));
   const batch = engine.pad(prompts);
   const h = engine.embed(batch);
   const prefill = await timedMedian(() => engine.runBlock(0, h, batch, ivs));
-  const first = await engine.runBlock(0, h, batch, ivs, { cache: true });
+  const S = T + Math.floor(M / 2);
+  const dims = [rows, spec.numKvHeads, S, spec.headDim];
+  const cached = () => floatTensor(new Float32Array(rows * spec.numKvHeads * S * spec.headDim).fill(0.01), dims);
+  const past = { key: cached(), value: cached() };
   const step = engine.stepContext(
-    batch.keyValid.map((v) => Uint8Array.from([...v, 1])),
-    batch.positions.map((p) => [p.length]),
-    T,
+    Array.from({ length: rows }, () => new Uint8Array(S + 1).fill(1)),
+    Array.from({ length: rows }, () => [S]),
+    S,
   );
   const x = new Float32Array(rows * spec.hiddenSize).fill(0.01);
-  const past = { key: first.key!, value: first.value! };
   const decode = await timedMedian(() => engine.runBlock(0, x, step, ivs, { past, cache: true }));
-  return { flopsPerSecond: blockFlops(spec, rows, T, T) / prefill, decodeBlockSeconds: decode, rows };
+  const V = spec.vocabSize;
+  const head = engine.hasHead
+    ? await timedMedian(async () => {
+        const { logits } = await engine.runHead(x, rows);
+        for (let b = 0; b < rows; b++) argmax(logits, b * V, V);
+      })
+    : null;
+  return {
+    flopsPerSecond: blockFlops(spec, rows, T, T) / prefill,
+    decodeBlockSeconds: decode,
+    decodeCache: S,
+    headStepSeconds: head,
+    rows,
+  };
 }
 
-/** The same on a one-block engine of the folder (`--dry-run`: nothing else is loaded). */
+/** The same on an engine of block 0 and the head (`--dry-run`: nothing else is loaded). */
 export async function calibrate(
   folder: ModelFolder,
   options: Pick<RunOptions, "device" | "threads">,
   format: WeightFormat,
   rows: number,
   T: number,
+  M = 1,
 ): Promise<Calibration> {
   const engine = await Engine.load(folder, {
     device: options.device,
     threads: options.threads,
     weights: format,
     firstBlocks: 1,
+    withHead: true,
   });
   try {
-    return await calibrateEngine(engine, rows, T);
+    return await calibrateEngine(engine, rows, T, M);
   } finally {
     await engine.release();
   }
@@ -104,11 +130,15 @@ export function evaluationEstimate(
 ): EvaluationEstimate {
   const sets = evaluationJobSets(directions, options.steerTowardRefusal ? options.alphas.length : 0);
   const seconds = (f: number) => f / cal.flopsPerSecond;
-  // The head per decode step: compute-bound for many rows, bandwidth-bound (its bytes at the rate
-  // a decode-shaped block call reads its own) for few.
+  // The head per decode step (as timed, with the greedy pick, else by its FLOPs): scaled with the
+  // rows, but never under reading its bytes at the rate a decode-shaped block call reads its own.
   const bandwidth = blockWeightBytes(spec, format) / cal.decodeBlockSeconds;
   const headBytes = matrixBytes(headFormat(format), spec.vocabSize, spec.hiddenSize);
-  const headStep = (B: number) => Math.max(seconds(headFlops(spec, B)), headBytes / bandwidth);
+  const headStep = (B: number) =>
+    Math.max(
+      cal.headStepSeconds !== null ? (cal.headStepSeconds * B) / cal.rows : seconds(headFlops(spec, B)),
+      headBytes / bandwidth,
+    );
   // A decode step: every block for one token per row (as calibrated), then the head.
   const step = (B: number) => spec.numLayers * cal.decodeBlockSeconds * Math.max(1, B / cal.rows) + headStep(B);
   let generation = 0;

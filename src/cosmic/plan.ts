@@ -7,7 +7,7 @@ import { PEAK_OVER_WEIGHTS, residentWeightBytes, resolveWeights } from "../engin
 import { ModelFolder } from "../model/folder.js";
 import { PromptRecord } from "../data/prompts.js";
 import { directionsFlops, editSizeFlops, formatFlops, formatSeconds, scoringFlops, totalScoring } from "./estimate.js";
-import { calibrate, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
+import { calibrate, Calibration, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
 import { eligibleLayers, lowLayerCount } from "./layers.js";
 import { firstLowLayer } from "./modes.js";
 import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
@@ -27,6 +27,15 @@ export interface RunPlan {
   lines: string[];
   flops: StageFigures;
   seconds: StageFigures;
+}
+
+function calibrationLine(cal: Calibration, T: number): string {
+  const ms = (x: number) => (x * 1000).toFixed(1);
+  return (
+    `calibration (block 0 and the head on this machine): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ` +
+    `${cal.rows} × ${T} tokens; ${ms(cal.decodeBlockSeconds)} ms per block for one new token on ${cal.rows} rows ` +
+    `after ${cal.decodeCache} cached; the head and greedy pick ${ms(cal.headStepSeconds ?? 0)} ms`
+  );
 }
 
 /** Stage 5's line: the bound for two directions, and for COSMIC's alone. */
@@ -78,7 +87,8 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   const lastLayer = Math.max(0, Math.floor(L * (1 - options.pruneLayers)) - 1);
   const edits = editSizeFlops(spec, lengths(p.harmlessVal, options.evalSystem), bs, lastLayer);
   const T = Math.round(mean([...train[0], ...train[1]]));
-  const cal = await calibrate(folder, options, format, Math.min(bs, train[0].length), Math.max(1, T));
+  const rows = Math.min(bs, train[0].length);
+  const cal = await calibrate(folder, options, format, rows, Math.max(1, T), options.maxNewTokens);
   const seconds = (f: number) => f / cal.flopsPerSecond;
   // Two directions when the substring baseline selects one too (known only after the scores).
   const evaluation = options.skipEval ? null : evaluationEstimate(spec, format, options, test, 2, cal);
@@ -94,15 +104,13 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `mean ${T} tokens (train), batch ${bs}`,
     `candidates: ${positions} EOI positions × ${L} layers (${positions * L}; layer 0's are zero whenever every ` +
       `prompt ends with the same EOI tokens); L_low: ${k} of ${eligible.length} eligible layers`,
-    `calibration (block 0 on this machine): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ${cal.rows} × ${T} ` +
-      `tokens; ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ms per block for one new token on ${cal.rows} rows`,
+    calibrationLine(cal, T),
     `1. directions: ${formatFlops(dirFlops)}${lowPasses ? " (with L_low's passes without the system message)" : ""}, ` +
       `about ${formatSeconds(seconds(dirFlops))}`,
     `2. L_low: from the directions' layer outputs (no passes)`,
     `3. scores (${options.schedule} schedule): ${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
       `layers, ${formatFlops(totalScoring(late))} in the latest: about ` +
-      `${formatSeconds(seconds(totalScoring(early)))} ` +
-      `to ${formatSeconds(seconds(totalScoring(late)))}`,
+      `${formatSeconds(seconds(totalScoring(early)))} to ${formatSeconds(seconds(totalScoring(late)))}`,
     `4. selection: no passes; edit sizes: at most ${formatFlops(edits)} (the harmless val prompts through the ` +
       `blocks below the deeper method's selected layer, at most layer ${lastLayer}), about ${formatSeconds(seconds(edits))}`,
     evaluationLine(test, options.maxNewTokens, evaluation, cosmicOnly),

@@ -37,10 +37,11 @@ export interface EngineOptions {
   /** how the weights of the Linear layers are held (default f32; see quantize.ts) */
   weights?: WeightFormat;
   /**
-   * build only the first N blocks and no head: an engine for timing block calls (run estimates),
-   * on which only runBlock of those blocks may be called
+   * build only the first N blocks and no head (unless `withHead`): an engine for timing calls
+   * (run estimates), on which only runBlock of those blocks (and runHead) may be called
    */
   firstBlocks?: number;
+  withHead?: boolean;
   /** split block calls into row chunks of at most this many tokens (default TOKENS_PER_CALL) */
   tokensPerCall?: number;
   /** called after each session is built */
@@ -206,7 +207,9 @@ export class Engine {
     const wHead = (name: string) => (name === lmName ? (lm ??= w(name)) : w(name));
     const heads: { session: Session; rows: [number, number] }[] = [];
     const nBlocks = opts.firstBlocks ?? folder.spec.numLayers;
-    for (const rows of opts.firstBlocks ? [] : headRowRanges(folder.spec, opts.maxSessionBytes ?? MAX_SESSION_BYTES)) {
+    const headRows =
+      opts.firstBlocks && !opts.withHead ? [] : headRowRanges(folder.spec, opts.maxSessionBytes ?? MAX_SESSION_BYTES);
+    for (const rows of headRows) {
       heads.push({ session: await create(buildHeadGraph(folder.spec, wHead, rows, weights)), rows });
     }
     lm = null;
@@ -232,6 +235,11 @@ export class Engine {
 
   get numLayers(): number {
     return this.spec.numLayers;
+  }
+
+  /** Whether runHead can be called (not on a `firstBlocks` engine built without it). */
+  get hasHead(): boolean {
+    return this.heads.length > 0;
   }
 
   /** Left-pad token lists into one batch. */

@@ -38,13 +38,14 @@ const FILE = "evaluation.json";
 async function logEstimate(engine: Engine, options: RunOptions, test: number[][], directions: number): Promise<void> {
   const all = [...test[0], ...test[1]];
   const T = Math.max(1, Math.round(all.reduce((a, b) => a + b, 0) / Math.max(1, all.length)));
-  const cal = await calibrateEngine(engine, Math.max(1, Math.min(options.batchSize, test[0].length)), T);
+  const rows = Math.max(1, Math.min(options.batchSize, test[0].length));
+  const cal = await calibrateEngine(engine, rows, T, options.maxNewTokens);
   const e = evaluationEstimate(engine.spec, engine.weights, options, test, directions, cal);
   options.log(
     `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
       `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
-      `(block 0 now: ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ms ` +
-      `per new token on ${cal.rows} rows)`,
+      `(timed now: block 0 at ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ` +
+      `ms per new token on ${cal.rows} rows, the head and greedy pick ${((cal.headStepSeconds ?? 0) * 1000).toFixed(0)} ms)`,
   );
 }
 
