@@ -198,8 +198,10 @@ export function ensureShaped(
   }));
   writeSafetensors(path.join(dir, "model.safetensors"), tensors, { format: "pt" });
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config, null, 2));
+  // The npm tokenizer packages ship no generation_config.json; config.json's eos_token_id serves then.
   for (const f of ["tokenizer.json", "tokenizer_config.json", "generation_config.json"])
-    fs.copyFileSync(path.join(tokenizerFrom, f), path.join(dir, f));
+    if (f !== "generation_config.json" || fs.existsSync(path.join(tokenizerFrom, f)))
+      fs.copyFileSync(path.join(tokenizerFrom, f), path.join(dir, f));
   fs.writeFileSync(done, "");
   log(`wrote a ${label}-shaped random checkpoint to ${dir} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   return dir;
