@@ -28,19 +28,22 @@ export interface Calibration {
 }
 
 /**
- * Seconds of a typical call: the median of `n` after a warm-up. (The best of a few overstated the
- * rate: on the Qwen3-0.6B shape block 0's best call ran at 123–162 GFLOP/s, its median at 117–118,
- * and a default run's candidate passes at 99–112.)
+ * Seconds of a typical call: the median after a warm-up, of at least 5 calls and of as many as
+ * fill `budget` seconds (at most 60). The best of a few overstated the rate (on the Qwen3-0.6B
+ * shape block 0's best call ran at 123–162 GFLOP/s, its median at 117–118, and a default run's
+ * candidate passes at 99–112); single calls here vary by ±30 % (prompt-shaped: 169–321 ms in one
+ * process), so five were not enough either: three dry runs in a row calibrated 65, 81 and 102.
  */
-async function timedMedian(f: () => Promise<unknown>, n = 5): Promise<number> {
+async function timedMedian(f: () => Promise<unknown>, budget = 2): Promise<number> {
   await f();
   const t: number[] = [];
-  for (let i = 0; i < n; i++) {
+  const start = performance.now();
+  while (t.length < 5 || (t.length < 60 && performance.now() - start < budget * 1000)) {
     const t0 = performance.now();
     await f();
     t.push((performance.now() - t0) / 1000);
   }
-  return t.sort((a, b) => a - b)[Math.floor(n / 2)];
+  return t.sort((a, b) => a - b)[Math.floor(t.length / 2)];
 }
 
 /**
