@@ -32,7 +32,7 @@ export interface RunPlan {
 function calibrationLine(cal: Calibration, T: number): string {
   const ms = (x: number) => (x * 1000).toFixed(1);
   return (
-    `calibration (block 0 and the head on this machine): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ` +
+    `calibration (the first blocks and the head on this machine, per block): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ` +
     `${cal.rows} × ${T} tokens; ${ms(cal.decodeBlockSeconds)} ms per block for one new token on ${cal.rows} rows ` +
     `after ${cal.decodeCache} cached; the head and greedy pick ${ms(cal.headStepSeconds ?? 0)} ms`
   );

@@ -237,6 +237,11 @@ export class Engine {
     return this.spec.numLayers;
   }
 
+  /** How many blocks have sessions (all but on a `firstBlocks` engine). */
+  get builtBlocks(): number {
+    return this.blocks.length;
+  }
+
   /** Whether runHead can be called (not on a `firstBlocks` engine built without it). */
   get hasHead(): boolean {
     return this.heads.length > 0;

@@ -34,7 +34,7 @@ export interface EvaluationInputs {
 
 const FILE = "evaluation.json";
 
-/** Before the generations start: their bound, timed by block 0 of the loaded engine on the test prompts' shape. */
+/** Before the generations start: their bound, timed by the loaded engine's first blocks on the test prompts' shape. */
 async function logEstimate(engine: Engine, options: RunOptions, test: number[][], directions: number): Promise<void> {
   const all = [...test[0], ...test[1]];
   const T = Math.max(1, Math.round(all.reduce((a, b) => a + b, 0) / Math.max(1, all.length)));
@@ -44,7 +44,7 @@ async function logEstimate(engine: Engine, options: RunOptions, test: number[][]
   options.log(
     `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
       `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
-      `(timed now: block 0 at ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ` +
+      `(timed now: a block at ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ` +
       `ms per new token on ${cal.rows} rows, the head and greedy pick ${((cal.headStepSeconds ?? 0) * 1000).toFixed(0)} ms)`,
   );
 }
