@@ -20,6 +20,7 @@ import {
   scoringFlops,
 } from "../src/cosmic/estimate.js";
 import { crossEntropy } from "../src/eval/loss.js";
+import { Calibration, calibrateEngine, evaluationEstimate } from "../src/cosmic/calibration.js";
 import { capture } from "../src/engine/forward.js";
 import { ablation } from "../src/engine/interventions.js";
 import { editSizes } from "../src/cosmic/edit-size.js";
@@ -214,4 +215,38 @@ test("the directions estimate counts L_low's extra passes under --system-scope d
   assert.ok(selection.flops.directions > bare.flops.directions, "the system message lengthens the prompts");
   assert.equal(directions.flops.directions, selection.flops.directions + bare.flops.directions);
   assert.ok(directions.lines.some((l) => l.includes("without the system message")));
+});
+
+test("the calibration times real block calls, and the evaluation estimate charges each batch's padded cache length", async () => {
+  const folder = ModelFolder.open(path.join(FIXTURES, "llama"));
+  const engine = await Engine.load(folder, { firstBlocks: 2, withHead: true });
+  try {
+    const cal = await calibrateEngine(engine, 3, 6, 8);
+    for (const v of [cal.flopsPerSecond, cal.decodeBlockSeconds, cal.headStepSeconds ?? NaN])
+      assert.ok(Number.isFinite(v) && v > 0, String(v));
+    assert.equal(cal.decodeCache, 6 + 4, "T + M/2 cached positions");
+    assert.ok(cal.decodeSecondsPerPosition >= 0);
+  } finally {
+    await engine.release();
+  }
+  // Same prompt count, one batch padded much longer: its steps cost more by the per-position rate.
+  const cal: Calibration = {
+    flopsPerSecond: 1e12,
+    decodeBlockSeconds: 0.01,
+    decodeCache: 10,
+    decodeSecondsPerPosition: 1e-4,
+    headStepSeconds: 0.02,
+    rows: 2,
+  };
+  const options = { batchSize: 2, maxNewTokens: 5, steerTowardRefusal: false, alphas: [] };
+  const at = (lengths: number[]) => evaluationEstimate(folder.spec, "f32", options, [lengths, lengths], 1, cal);
+  const short = at([10, 10]);
+  const long = at([10, 50]);
+  // 5 jobs, 4 steps each, every block 40 positions further along the cache; the rest is the
+  // longer prefill and judge passes at the FLOP rate (the decode steps' own FLOPs, a few µs here,
+  // are not charged by rate: hence the tolerance).
+  const extra = 5 * 4 * folder.spec.numLayers * 40 * 1e-4;
+  const byRate = (e: typeof short) => (e.generationFlops + e.judgeFlops) / cal.flopsPerSecond;
+  const seconds = long.seconds - short.seconds - (byRate(long) - byRate(short));
+  assert.ok(Math.abs(seconds - extra) < 1e-3 * extra, `${seconds} vs ${extra}`);
 });

@@ -22,6 +22,8 @@ export interface Calibration {
   /** one block, one new token for `rows` rows after `decodeCache` cached positions */
   decodeBlockSeconds: number;
   decodeCache: number;
+  /** what each further cached position adds to it (from a second timing at 3 × decodeCache; ≥ 0) */
+  decodeSecondsPerPosition: number;
   /** the head and the greedy pick for `rows` rows (null on an engine without its head) */
   headStepSeconds: number | null;
   rows: number;
@@ -69,20 +71,27 @@ export async function calibrateEngine(engine: Engine, rows: number, T: number, M
   const batch = engine.pad(prompts);
   const h = engine.embed(batch);
   const prefill = (await timedMedian(() => inTurn(layers, (l) => engine.runBlock(l, h, batch, ivs)))) / k;
-  const S = T + Math.floor(M / 2);
-  const dims = [rows, spec.numKvHeads, S, spec.headDim];
-  const cached = () => floatTensor(new Float32Array(rows * spec.numKvHeads * S * spec.headDim).fill(0.01), dims);
-  const pasts = layers.map(() => ({ key: cached(), value: cached() }));
-  const step = engine.stepContext(
-    Array.from({ length: rows }, () => new Uint8Array(S + 1).fill(1)),
-    Array.from({ length: rows }, () => [S]),
-    S,
-  );
   const x = new Float32Array(rows * spec.hiddenSize).fill(0.01);
-  const decode =
-    (await timedMedian(() =>
+  // Decode steps after S cached positions: the padded prompts of a batch can be much longer than
+  // the mean (the paper's harmful test prompts: mean 34 tokens, batches padded to 65–79), so the
+  // cost of each cached position is timed too.
+  const decodeAt = async (S: number): Promise<number> => {
+    const dims = [rows, spec.numKvHeads, S, spec.headDim];
+    const cached = () => floatTensor(new Float32Array(rows * spec.numKvHeads * S * spec.headDim).fill(0.01), dims);
+    const pasts = layers.map(() => ({ key: cached(), value: cached() }));
+    const step = engine.stepContext(
+      Array.from({ length: rows }, () => new Uint8Array(S + 1).fill(1)),
+      Array.from({ length: rows }, () => [S]),
+      S,
+    );
+    const t = await timedMedian(() =>
       inTurn(layers, (l) => engine.runBlock(l, x, step, ivs, { past: pasts[l], cache: true })),
-    )) / k;
+    );
+    return t / k;
+  };
+  const S = T + Math.floor(M / 2);
+  const decode = await decodeAt(S);
+  const decodeLong = await decodeAt(3 * S);
   const V = spec.vocabSize;
   const head = engine.hasHead
     ? await timedMedian(async () => {
@@ -94,6 +103,7 @@ export async function calibrateEngine(engine: Engine, rows: number, T: number, M
     flopsPerSecond: blockFlops(spec, rows, T, T) / prefill,
     decodeBlockSeconds: decode,
     decodeCache: S,
+    decodeSecondsPerPosition: Math.max(0, (decodeLong - decode) / (2 * S)),
     headStepSeconds: head,
     rows,
   };
@@ -160,14 +170,16 @@ export function evaluationEstimate(
       cal.headStepSeconds !== null ? (cal.headStepSeconds * B) / cal.rows : seconds(headFlops(spec, B)),
       headBytes / bandwidth,
     );
-  // A decode step: every block for one token per row (as calibrated), then the head.
-  const step = (B: number) => spec.numLayers * cal.decodeBlockSeconds * Math.max(1, B / cal.rows) + headStep(B);
+  // A decode step over S cached positions: every block for one token per row (as calibrated,
+  // never under the calibrated length's time), then the head.
+  const block = (S: number) => cal.decodeBlockSeconds + cal.decodeSecondsPerPosition * Math.max(0, S - cal.decodeCache);
+  const step = (B: number, S: number) => spec.numLayers * block(S) * Math.max(1, B / cal.rows) + headStep(B);
   let generation = 0;
   let total = 0;
   for (const set of sets) {
     const g = generationFlops(spec, test[set], options.batchSize, options.maxNewTokens);
     generation += g.prefill + g.steps.reduce((a, st) => a + st.flops, 0);
-    total += seconds(g.prefill) + g.steps.reduce((a, st) => a + step(st.B), 0);
+    total += seconds(g.prefill) + g.steps.reduce((a, st) => a + step(st.B, st.S), 0);
   }
   const judges = evaluationJudgeFlops(spec, test[1], options.batchSize, options.maxNewTokens, directions);
   return { jobs: sets.length, generationFlops: generation, judgeFlops: judges, seconds: total + seconds(judges) };

@@ -144,21 +144,20 @@ export function formatSeconds(s: number): string {
 /**
  * One generation job over a set: the prompts' prefill, then up to M − 1 decode steps per batch
  * (every row running to M tokens: an upper bound, since a batch stops when all its rows end).
- * Each step attends over the whole cache, its spare columns included (engine/kv-cache.ts), and itself.
+ * Each step attends over the whole cache (S columns, its spare ones included: engine/kv-cache.ts) and itself.
  */
 export function generationFlops(
   spec: ModelSpec,
   lengths: number[],
   batchSize: number,
   M: number,
-): { prefill: number; steps: { B: number; flops: number }[] } {
-  const steps: { B: number; flops: number }[] = [];
+): { prefill: number; steps: { B: number; S: number; flops: number }[] } {
+  const steps: { B: number; S: number; flops: number }[] = [];
   for (const { B, T } of batchShapes(lengths, batchSize)) {
-    for (let k = 1; k < M; k++)
-      steps.push({
-        B,
-        flops: spec.numLayers * blockFlops(spec, B, 1, decodeCapacity(T, M, k) + 1) + headFlops(spec, B),
-      });
+    for (let k = 1; k < M; k++) {
+      const S = decodeCapacity(T, M, k);
+      steps.push({ B, S, flops: spec.numLayers * blockFlops(spec, B, 1, S + 1) + headFlops(spec, B) });
+    }
   }
   return { prefill: fullPassFlops(spec, lengths, batchSize), steps };
 }

@@ -34,7 +34,8 @@ function calibrationLine(cal: Calibration, T: number): string {
   return (
     `calibration (the first blocks and the head on this machine, per block): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ` +
     `${cal.rows} × ${T} tokens; ${ms(cal.decodeBlockSeconds)} ms per block for one new token on ${cal.rows} rows ` +
-    `after ${cal.decodeCache} cached; the head and greedy pick ${ms(cal.headStepSeconds ?? 0)} ms`
+    `after ${cal.decodeCache} cached (+${(cal.decodeSecondsPerPosition * 1e6).toFixed(0)} µs per further one); ` +
+    `the head and greedy pick ${ms(cal.headStepSeconds ?? 0)} ms`
   );
 }
 

@@ -45,7 +45,9 @@ async function logEstimate(engine: Engine, options: RunOptions, test: number[][]
     `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
       `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
       `(timed now: a block at ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ` +
-      `ms per new token on ${cal.rows} rows, the head and greedy pick ${((cal.headStepSeconds ?? 0) * 1000).toFixed(0)} ms)`,
+      `ms per new token on ${cal.rows} rows after ${cal.decodeCache} cached, ` +
+      `+${(cal.decodeSecondsPerPosition * 1e6).toFixed(0)} µs per further one, ` +
+      `the head and greedy pick ${((cal.headStepSeconds ?? 0) * 1000).toFixed(0)} ms)`,
   );
 }
 
