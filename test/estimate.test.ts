@@ -232,6 +232,7 @@ test("the calibration times real block calls, and the evaluation estimate charge
   // Same prompt count, one batch padded much longer: its steps cost more by the per-position rate.
   const cal: Calibration = {
     flopsPerSecond: 1e12,
+    promptTokens: 10,
     decodeBlockSeconds: 0.01,
     decodeCache: 10,
     decodeSecondsPerPosition: 1e-4,

@@ -18,7 +18,9 @@ import type { RunOptions } from "./pipeline.js";
 
 /** Measured rates: FLOP/s of a prompt-shaped block call, seconds of decode-shaped calls. */
 export interface Calibration {
+  /** per block, on `rows` prompts of `promptTokens` tokens */
   flopsPerSecond: number;
+  promptTokens: number;
   /** one block, one new token for `rows` rows after `decodeCache` cached positions */
   decodeBlockSeconds: number;
   decodeCache: number;
@@ -101,12 +103,24 @@ export async function calibrateEngine(engine: Engine, rows: number, T: number, M
     : null;
   return {
     flopsPerSecond: blockFlops(spec, rows, T, T) / prefill,
+    promptTokens: T,
     decodeBlockSeconds: decode,
     decodeCache: S,
     decodeSecondsPerPosition: Math.max(0, (decodeLong - decode) / (2 * S)),
     headStepSeconds: head,
     rows,
   };
+}
+
+/** What was timed, for the dry run's and the evaluation stage's lines. */
+export function describeCalibration(cal: Calibration): string {
+  const ms = (x: number) => `${(x * 1000).toFixed(1)} ms`;
+  const head = cal.headStepSeconds === null ? "" : `; the head and greedy pick ${ms(cal.headStepSeconds)}`;
+  return (
+    `${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s per block on ${cal.rows} × ${cal.promptTokens} tokens; ` +
+    `${ms(cal.decodeBlockSeconds)} per block for one new token on ${cal.rows} rows after ${cal.decodeCache} cached ` +
+    `(+${(cal.decodeSecondsPerPosition * 1e6).toFixed(0)} µs per further one)${head}`
+  );
 }
 
 async function inTurn(layers: number[], f: (l: number) => Promise<unknown>): Promise<void> {

@@ -7,7 +7,7 @@ import { PEAK_OVER_WEIGHTS, residentWeightBytes, resolveWeights } from "../engin
 import { ModelFolder } from "../model/folder.js";
 import { PromptRecord } from "../data/prompts.js";
 import { directionsFlops, editSizeFlops, formatFlops, formatSeconds, scoringFlops, totalScoring } from "./estimate.js";
-import { calibrate, Calibration, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
+import { calibrate, describeCalibration, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
 import { eligibleLayers, lowLayerCount } from "./layers.js";
 import { firstLowLayer } from "./modes.js";
 import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
@@ -27,16 +27,6 @@ export interface RunPlan {
   lines: string[];
   flops: StageFigures;
   seconds: StageFigures;
-}
-
-function calibrationLine(cal: Calibration, T: number): string {
-  const ms = (x: number) => (x * 1000).toFixed(1);
-  return (
-    `calibration (the first blocks and the head on this machine, per block): ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s on ` +
-    `${cal.rows} × ${T} tokens; ${ms(cal.decodeBlockSeconds)} ms per block for one new token on ${cal.rows} rows ` +
-    `after ${cal.decodeCache} cached (+${(cal.decodeSecondsPerPosition * 1e6).toFixed(0)} µs per further one); ` +
-    `the head and greedy pick ${ms(cal.headStepSeconds ?? 0)} ms`
-  );
 }
 
 /** Stage 5's line: the bound for two directions, and for COSMIC's alone. */
@@ -105,7 +95,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `mean ${T} tokens (train), batch ${bs}`,
     `candidates: ${positions} EOI positions × ${L} layers (${positions * L}; layer 0's are zero whenever every ` +
       `prompt ends with the same EOI tokens); L_low: ${k} of ${eligible.length} eligible layers`,
-    calibrationLine(cal, T),
+    `calibration (the first blocks and the head on this machine): ${describeCalibration(cal)}`,
     `1. directions: ${formatFlops(dirFlops)}${lowPasses ? " (with L_low's passes without the system message)" : ""}, ` +
       `about ${formatSeconds(seconds(dirFlops))}`,
     `2. L_low: from the directions' layer outputs (no passes)`,

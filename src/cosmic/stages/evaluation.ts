@@ -7,7 +7,7 @@ import type { Engine } from "../../engine/engine.js";
 import type { PromptRecord } from "../../data/prompts.js";
 import { at } from "../activations.js";
 import type { Evaluation, EvaluatedDirection, Evaluator } from "../evaluation.js";
-import { calibrateEngine, evaluationEstimate } from "../calibration.js";
+import { calibrateEngine, describeCalibration, evaluationEstimate } from "../calibration.js";
 import { formatFlops, formatSeconds } from "../estimate.js";
 import { modeInterventions } from "../modes.js";
 import type { Method, RunOptions } from "../pipeline.js";
@@ -44,10 +44,7 @@ async function logEstimate(engine: Engine, options: RunOptions, test: number[][]
   options.log(
     `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
       `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
-      `(timed now: a block at ${(cal.flopsPerSecond / 1e9).toFixed(0)} GFLOP/s, ${(cal.decodeBlockSeconds * 1000).toFixed(1)} ` +
-      `ms per new token on ${cal.rows} rows after ${cal.decodeCache} cached, ` +
-      `+${(cal.decodeSecondsPerPosition * 1e6).toFixed(0)} µs per further one, ` +
-      `the head and greedy pick ${((cal.headStepSeconds ?? 0) * 1000).toFixed(0)} ms)`,
+      `(timed now: ${describeCalibration(cal)})`,
   );
 }
 
