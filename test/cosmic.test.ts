@@ -193,11 +193,24 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   assert.equal(evals.completions.length, 4);
   assert.ok("substring_matching_success_rate" in evals);
 
-  // A rerun reuses every stage: same summary, no new scoring.
+  // Each stage's time, and beside the scores' and the evaluation's the estimate the run printed.
+  const times = fast.stage_timings!;
+  assert.deepEqual(Object.keys(times.stages), ["directions", "scores", "edit_size", "evaluation"]);
+  for (const t of Object.values(times.stages)) assert.ok(t.seconds > 0, JSON.stringify(times));
+  assert.ok(times.stages.scores.estimate_seconds! > 0 && times.stages.evaluation.estimate_seconds! > 0);
+  assert.equal(times.stages.directions.estimate_seconds, null);
+  assert.ok(times.session_build_seconds! > 0);
+  const timesFile = path.join(tmp, "fast", "stage_timings.json");
+  assert.deepEqual(JSON.parse(fs.readFileSync(timesFile, "utf8")), times);
+  assert.ok(fast.files!.includes("stage_timings.json"));
+  assert.ok(!("stage_timings" in JSON.parse(fs.readFileSync(path.join(tmp, "fast", "summary.json"), "utf8"))));
+
+  // A rerun reuses every stage: same summary, no new scoring, the stages' times those of the first run.
   const before = fs.statSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json")).mtimeMs;
   const again = await runCommand(flags(path.join(tmp, "fast")));
   assert.deepEqual(again.cosmic, fast.cosmic);
   assert.deepEqual(again.scoring, fast.scoring);
+  assert.deepEqual(again.stage_timings, times);
   assert.equal(
     fs.statSync(path.join(tmp, "fast", "select_direction", "direction_evaluations.json")).mtimeMs,
     before,
@@ -207,8 +220,12 @@ test("fixture run: fast schedule = naive schedule, fewer FLOPs, reference artifa
   // Changing an option that scoring depends on recomputes it: other scores, a linear direction.
   const scoresFile = path.join(tmp, "fast", "select_direction", "direction_evaluations.json");
   const affineScores = fs.readFileSync(scoresFile, "utf8");
-  await runCommand(flags(path.join(tmp, "fast"), { linear: true, skipEval: true }));
+  const linear = await runCommand(flags(path.join(tmp, "fast"), { linear: true, skipEval: true }));
   assert.notEqual(fs.readFileSync(scoresFile, "utf8"), affineScores);
+  // Its times: the reused directions' first time, new scores, no evaluation.
+  assert.deepEqual(linear.stage_timings!.stages.directions, times.stages.directions);
+  assert.notEqual(linear.stage_timings!.stages.scores.key, times.stages.scores.key);
+  assert.ok(!("evaluation" in linear.stage_timings!.stages));
   assert.equal(readDirection(path.join(tmp, "fast", "direction.safetensors")).metadata.mode, "linear");
 });
 

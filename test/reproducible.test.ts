@@ -13,8 +13,9 @@ function cosmic(args: string[], cwd: string): void {
   assert.equal(r.status, 0, r.stderr);
 }
 
-/** Every file under `dir` but dot files and timings.json, with its sha256. */
-const contents = (dir: string) => fileHashes(dir, (name) => name.startsWith(".") || name === "timings.json");
+/** Every file under `dir` but dot files and the wall-clock times (timings.json, stage_timings.json), with its sha256. */
+const contents = (dir: string) =>
+  fileHashes(dir, (name) => name.startsWith(".") || name === "timings.json" || name === "stage_timings.json");
 
 /** A fresh folder holding a copy of the qwen2 fixture, a prompts file and a direction file. */
 function newHome(where: string): string {
@@ -59,7 +60,7 @@ function writeArtifacts(home: string): void {
 }
 
 // Two machines (two different folders) running the same commands write the same bytes: no
-// absolute paths or wall-clock times inside artifacts (those are in timings.json).
+// absolute paths or wall-clock times inside artifacts (those are in timings.json and stage_timings.json).
 test("identical commands in two folders write identical artifacts, timings aside", () => {
   const results: Record<string, string>[] = [];
   for (const where of ["a", "b"]) {

@@ -22,6 +22,8 @@ import { progressBar, Progress, ProgressMode } from "./progress.js";
 import { systemMessage } from "./common.js";
 import { Input } from "../formats/outputs.js";
 import { pct } from "../util/format.js";
+import { formatSeconds } from "../cosmic/estimate.js";
+import { describeStageTimings } from "../cosmic/stage-clock.js";
 
 export interface RunFlags {
   model: string;
@@ -294,6 +296,7 @@ export function formatSummary(s: RunSummary, runDir: string): string {
       `substring baseline ${s.timings.substring_scoring_seconds.toFixed(1)} s, ` +
       `${(s.scoring.substring_flops / 1e9).toFixed(1)} GFLOP (${s.scoring.schedule} schedule)`,
   );
+  if (s.stage_timings) lines.push(describeStageTimings(s.stage_timings, formatSeconds));
   lines.push("");
   const edits = (d: SelectedDirection) =>
     `${pct(d.edit_size.ablation.other)} (${pct(d.edit_size.ablation.eoi)}) | ` +

@@ -21,6 +21,7 @@ import { Schedule } from "./scoring.js";
 import { CandidateScore, key } from "./select.js";
 import { RunStore } from "./run-store.js";
 import { runStage, StageContext } from "./stage.js";
+import { StageClock, StageTimings } from "./stage-clock.js";
 import { pct } from "../util/format.js";
 import { Directions, directionsStage } from "./stages/directions.js";
 import { Scores, scoresStage } from "./stages/scores.js";
@@ -109,9 +110,9 @@ export interface Timings {
   substring_scoring_seconds: number;
 }
 
-/** summary.json: the summary without its wall-clock timings (those are in timings.json). */
-export function summaryFile(s: RunSummary): Omit<RunSummary, "timings"> {
-  const { timings: _, ...rest } = s;
+/** summary.json: the summary without its wall-clock timings (those are in timings.json and stage_timings.json). */
+export function summaryFile(s: RunSummary): Omit<RunSummary, "timings" | "stage_timings"> {
+  const { timings: _, stage_timings: __, ...rest } = s;
   return rest;
 }
 
@@ -144,6 +145,8 @@ export interface RunSummary {
    * runs write identical summaries)
    */
   timings: Timings;
+  /** each stage's wall-clock time beside the estimate printed before it: stage_timings.json, not summary.json */
+  stage_timings?: StageTimings;
   evaluation?: Evaluation;
   /** why the substring baseline selected nothing, when it did not */
   substring_note?: string;
@@ -210,6 +213,7 @@ async function runStages(ctx: StageContext): Promise<RunSummary> {
   const summary = summaryOf(ctx, { eoi, lLow: ranking.low, refTokens, zero, scores: scores.out, sel, edits });
   if (!options.skipEval && options.evaluator)
     summary.evaluation = await evaluate(ctx, options.evaluator, dirs.out, scores.key, sel);
+  summary.stage_timings = ctx.clock.finish();
   summary.files = store.finishRun(["summary.json"]);
   store.writeJson("summary.json", summaryFile(summary));
   return summary;
@@ -377,11 +381,13 @@ function stageContext(
   weights: WeightFormat,
 ): StageContext & { release(): Promise<void> } {
   let engine: Engine | null = null;
+  const clock = new StageClock(store);
   return {
     folder,
     store,
     options: options,
     weights,
+    clock,
     async engine() {
       if (!engine) {
         options.log(
@@ -393,6 +399,7 @@ function stageContext(
           weights,
           onBuild: (n, t) => options.progress("sessions", n, t),
         });
+        clock.built(engine.buildSeconds);
       }
       return engine;
     },

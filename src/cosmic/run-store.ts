@@ -91,6 +91,12 @@ export class RunStore {
     writeFileAtomic(this.output(rel), JSON.stringify(value, null, 4) + "\n");
   }
 
+  /** A file of the run itself, not of a stage (no stage record lists it); kept by the clean-up. */
+  writeRunJson(rel: string, value: unknown): void {
+    this.produced.add(rel);
+    writeFileAtomic(this.path(rel), JSON.stringify(value, null, 4) + "\n");
+  }
+
   readJson<T>(rel: string): T {
     return JSON.parse(fs.readFileSync(this.path(rel), "utf8")) as T;
   }

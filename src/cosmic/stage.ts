@@ -8,6 +8,7 @@ import type { PromptRecord } from "../data/prompts.js";
 import type { RunOptions } from "./pipeline.js";
 import type { WeightFormat } from "../engine/quantize.js";
 import { hashOf, RunStore } from "./run-store.js";
+import type { StageClock } from "./stage-clock.js";
 
 /** What every stage may use besides its inputs (none of it changes a result). */
 export interface StageContext {
@@ -18,6 +19,8 @@ export interface StageContext {
   weights: WeightFormat;
   /** the engine, built on first use (a run whose stages are all reused never builds it) */
   engine(): Promise<Engine>;
+  /** each stage's wall-clock time and printed estimate (stage_timings.json) */
+  clock: StageClock;
   /** instructions through the chat template (with an optional system message) to token ids */
   encode(recs: PromptRecord[], system?: string): number[][];
 }
@@ -40,10 +43,14 @@ export async function runStage<I, O>(
   const key = hashOf(stage.name, inputs);
   if (ctx.store.done(stage.name, key, [...stage.files])) {
     ctx.options.log(`${stage.name}: reused from the run folder`);
+    ctx.clock.reused(stage.name, key);
     return { out: stage.read(ctx), key };
   }
+  const t0 = performance.now();
+  const built = ctx.clock.buildingSeconds;
   const out = await stage.compute(inputs, ctx, key);
   stage.write(out, ctx);
   ctx.store.finish(stage.name, key);
+  ctx.clock.computed(stage.name, key, (performance.now() - t0) / 1000 - (ctx.clock.buildingSeconds - built));
   return { out, key };
 }

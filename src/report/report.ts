@@ -82,7 +82,7 @@ Selected by ${summary.selection === "cosmic" ? "COSMIC" : "the substring baselin
 KL score ${c.kl_div_score.toFixed(4)}).
 L_low = [${summary.L_low.join(", ")}].
 ${editSizeText(summary)}
-Scoring took ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP (wall-clock times: timings.json).</p>
+Scoring took ${(summary.scoring.flops / 1e9).toFixed(1)} GFLOP (wall-clock times: timings.json and stage_timings.json).</p>
 ${rates ? judgesTable(rates, ev!.strongest_judge.description) : "<p>No evaluation in this run.</p>"}
 ${summary.substring_note ? `<p><b>Substring baseline:</b> ${esc(summary.substring_note)}</p>` : ""}
 <div class="grid">

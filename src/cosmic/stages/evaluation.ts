@@ -10,9 +10,9 @@ import type { Evaluation, EvaluatedDirection, Evaluator } from "../evaluation.js
 import { calibrateEngine, describeCalibration, evaluationEstimate } from "../calibration.js";
 import { formatFlops, formatSeconds } from "../estimate.js";
 import { modeInterventions } from "../modes.js";
-import type { Method, RunOptions } from "../pipeline.js";
+import type { Method } from "../pipeline.js";
 import type { Selection } from "../select.js";
-import type { Stage } from "../stage.js";
+import type { Stage, StageContext } from "../stage.js";
 import type { Directions } from "./directions.js";
 import type { Selected } from "./selection.js";
 
@@ -35,12 +35,14 @@ export interface EvaluationInputs {
 const FILE = "evaluation.json";
 
 /** Before the generations start: their bound, timed by the loaded engine's first blocks on the test prompts' shape. */
-async function logEstimate(engine: Engine, options: RunOptions, test: number[][], directions: number): Promise<void> {
+async function logEstimate(engine: Engine, ctx: StageContext, test: number[][], directions: number): Promise<void> {
+  const { options } = ctx;
   const all = [...test[0], ...test[1]];
   const T = Math.max(1, Math.round(all.reduce((a, b) => a + b, 0) / Math.max(1, all.length)));
   const rows = Math.max(1, Math.min(options.batchSize, test[0].length));
   const cal = await calibrateEngine(engine, rows, T, options.maxNewTokens);
   const e = evaluationEstimate(engine.spec, engine.weights, options, test, directions, cal);
+  ctx.clock.estimate("evaluation", e.seconds);
   options.log(
     `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
       `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
@@ -58,7 +60,7 @@ export function evaluationStage(
     files: [FILE],
 
     async compute(_i, ctx) {
-      const { options: options, folder } = ctx;
+      const { options, folder } = ctx;
       const engine = await ctx.engine();
       const L = folder.spec.numLayers;
       const d = folder.spec.hiddenSize;
@@ -81,7 +83,7 @@ export function evaluationStage(
       const r0 = at(dirs.r, c.position + P, c.layer, L, d);
       const lengths = (recs: PromptRecord[]) => ctx.encode(recs, options.evalSystem).map((t) => t.length);
       const test = [lengths(options.prompts.harmfulTest), lengths(options.prompts.harmlessTest)];
-      await logEstimate(engine, options, test, sel.substring ? 2 : 1);
+      await logEstimate(engine, ctx, test, sel.substring ? 2 : 1);
       return evaluator.run({
         engine: engine,
         tokenizer: folder.tokenizer,

@@ -238,6 +238,7 @@ function announce(
     live,
   );
   const left = plan.cosmic + plan.substring;
+  ctx.clock.estimate("scores", left / rate);
   ctx.options.log(
     `scoring: ${live.reduce((a, c) => a + c, 0)} candidates, ${formatFlops(left)} to go (COSMIC ` +
       `${formatFlops(plan.cosmic)}, substring baseline ${formatFlops(plan.substring)}): about ` +
