@@ -88,13 +88,13 @@ export class RunStore {
   }
 
   writeJson(rel: string, value: unknown): void {
-    writeFileAtomic(this.output(rel), JSON.stringify(value, null, 4) + "\n");
+    writeJsonFile(this.output(rel), value);
   }
 
   /** A file of the run itself, not of a stage (no stage record lists it); kept by the clean-up. */
   writeRunJson(rel: string, value: unknown): void {
     this.produced.add(rel);
-    writeFileAtomic(this.path(rel), JSON.stringify(value, null, 4) + "\n");
+    writeJsonFile(this.path(rel), value);
   }
 
   readJson<T>(rel: string): T {
@@ -130,6 +130,10 @@ export class RunStore {
   close(): void {
     this.release();
   }
+}
+
+function writeJsonFile(file: string, value: unknown): void {
+  writeFileAtomic(file, JSON.stringify(value, null, 4) + "\n");
 }
 
 export function hashOf(...parts: unknown[]): string {

@@ -44,8 +44,7 @@ export class StageClock {
   private building = 0;
   private buildSeconds: number | null = null;
 
-  constructor(private readonly store: RunStore | null) {
-    if (!store) return;
+  constructor(private readonly store: RunStore) {
     try {
       const old = store.readJson<Partial<StageTimings>>(STAGE_TIMINGS_FILE);
       for (const [name, t] of Object.entries(old.stages ?? {})) if (isTiming(t)) this.earlier[name] = t;
@@ -97,7 +96,7 @@ export class StageClock {
   }
 
   private write(): void {
-    this.store?.writeRunJson(STAGE_TIMINGS_FILE, this.view());
+    this.store.writeRunJson(STAGE_TIMINGS_FILE, this.view());
   }
 }
 
