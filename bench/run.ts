@@ -358,22 +358,29 @@ function sizesTable(cacheDir: string, qwen05: string, device: string): void {
 
 /** A Llama-3-8B-shaped checkpoint with int8 weights: capture and a short run, wall time and peak RSS. */
 function bigTable(cacheDir: string): void {
-  console.error("big bench (Llama-3-8B shape, int8 weights)…");
-  const b = child("big-bench.js", [cacheDir, "int8"]);
-  const n = (k: string) => b[k] as number;
-  const gb = (x: number) => `${(x / 1e9).toFixed(1)} GB`;
+  // COSMIC_BENCH_BIG_WEIGHTS=int8,int4 measures each format in its own process, one row each.
+  const formats = (process.env.COSMIC_BENCH_BIG_WEIGHTS ?? "int8").split(",").map((w) => w.trim());
+  const runs = formats.map((w) => {
+    console.error(`big bench (Llama-3-8B shape, ${w} weights)…`);
+    return child("big-bench.js", [cacheDir, w]);
+  });
+  const gb = (x: number | string) => `${(Number(x) / 1e9).toFixed(1)} GB`;
+  const secs = (x: number | string) => `${Number(x).toFixed(0)} s`;
   console.log(
     [
       "",
-      "## Llama-3-8B shape (random weights, BF16 on disk, 16.1 GB), int8 weights",
+      "## Llama-3-8B shape (random weights, BF16 on disk, 16.1 GB), quantised weights",
       "",
-      row(["command", "wall time (engine load included)", "peak RSS (target ≤ 16 GB)"]),
-      row(["---", "---", "---"]),
-      row(["capture, 4 prompts", `${n("captureSeconds").toFixed(0)} s`, gb(n("captureRss"))]),
-      row([
-        `run, 4 train / 2 val prompts per set, last EOI position, --skip-eval (L_low [${b.lLow}])`,
-        `${n("runSeconds").toFixed(0)} s`,
-        gb(n("peakRss")),
+      row(["weights", "command", "wall time (engine load included)", "peak RSS (target ≤ 16 GB)"]),
+      row(["---", "---", "---", "---"]),
+      ...runs.flatMap((b) => [
+        row([String(b.weights), "capture, 4 prompts", secs(b.captureSeconds), gb(b.captureRss)]),
+        row([
+          String(b.weights),
+          `run, 4 train / 2 val prompts per set, last EOI position, --skip-eval (L_low [${b.lLow}])`,
+          secs(b.runSeconds),
+          gb(b.peakRss),
+        ]),
       ]),
     ].join("\n"),
   );
