@@ -9,7 +9,7 @@ import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { readJsonFile } from "../src/formats/files.js";
 import { PromptRecord } from "../src/data/prompts.js";
 import { zeroCandidates } from "../src/cosmic/pipeline.js";
-import { liveCandidates } from "../src/cosmic/stages/scores.js";
+import { flopUnit, liveCandidates } from "../src/cosmic/stages/scores.js";
 import {
   editSizeFlops,
   evaluationJobSets,
@@ -179,6 +179,39 @@ test("the evaluation estimate counts the jobs the evaluation runs", async () => 
   const sets = evaluationJobSets(directions, 2);
   assert.equal(files.length, sets.length, files.join(", "));
   assert.equal(files.filter((f) => /(^|_)harmful_/.test(f)).length, sets.filter((x) => x === 0).length);
+});
+
+test("the scoring progress counts FLOPs: it starts at 0 and ends at the candidates' counted FLOPs", () => {
+  assert.deepEqual(flopUnit(588.9e12), { name: "GFLOP", size: 1e9 });
+  assert.deepEqual(flopUnit(2.4e15), { name: "TFLOP", size: 1e12 });
+  assert.deepEqual(flopUnit(3e8), { name: "MFLOP", size: 1e6 });
+  const out = scratchDir("cosmic-progress-");
+  const r = spawnSync(
+    process.execPath,
+    [
+      path.join(ROOT, "bin", "cosmic.js"),
+      ...`run --model ${path.join(FIXTURES, "llama")} --data ${SPLITS} --n-train 6 --n-val 5 --batch-size 3`.split(" "),
+      ...`--skip-eval --out ${path.join(out, "run")} --json-progress`.split(" "),
+    ],
+    { encoding: "utf8" },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const events = r.stderr
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as { stage?: string; done: number; total: number })
+    .filter((e) => e.stage?.startsWith("scoring ("));
+  assert.ok(events.length >= 2, r.stderr);
+  const scoring = readJsonFile<{ flops: number; substring_flops: number }>(
+    path.join(out, "run", "select_direction", "scoring.json"),
+  );
+  const unit = flopUnit(scoring.flops + scoring.substring_flops);
+  assert.ok(events.every((e) => e.stage === `scoring (${unit.name})`));
+  const total = Math.round((scoring.flops + scoring.substring_flops) / unit.size);
+  assert.ok(total >= 1000, `${total} ${unit.name}`);
+  assert.deepEqual([events[0].done, events[0].total], [0, total]);
+  assert.deepEqual([events.at(-1)!.done, events.at(-1)!.total], [total, total]);
+  for (let k = 1; k < events.length; k++) assert.ok(events[k].done >= events[k - 1].done);
 });
 
 test("cosmic run --dry-run prints the plan and writes nothing", () => {

@@ -212,7 +212,10 @@ export function liveCandidates(L: number, P: number, scorePositions: number | nu
   });
 }
 
-/** One line before the long part: the candidates' FLOPs and the time they take at the clean passes' rate. */
+/**
+ * One line before the long part: the candidates' FLOPs and the time they take at the clean
+ * passes' rate. Returns those FLOPs (the engine's own count of them: test/estimate.test.ts).
+ */
 function announce(
   engine: Engine,
   i: ScoresInputs,
@@ -244,6 +247,40 @@ function announce(
       `${formatFlops(plan.cosmic)}, substring baseline ${formatFlops(plan.substring)}): about ` +
       `${formatSeconds(left / rate)} at the clean passes' ${(rate / 1e9).toFixed(0)} GFLOP/s`,
   );
+  return left;
+}
+
+/** The unit a progress count of `total` FLOPs is shown in: at least 1,000 steps when it can. */
+export function flopUnit(total: number): { name: string; size: number } {
+  for (const [name, size] of [
+    ["TFLOP", 1e12],
+    ["GFLOP", 1e9],
+  ] as const)
+    if (total / size >= 1000) return { name, size };
+  return { name: "MFLOP", size: 1e6 };
+}
+
+/**
+ * The candidates' progress in FLOPs done (the engine's count, every second and after each layer)
+ * rather than in layers: a layer's affine passes start at its block, so early layers cost many
+ * times the last ones and a bar counting layers would put its ETA far too late.
+ */
+function flopProgress(engine: Engine, ctx: StageContext, total: number, doneBefore: number) {
+  const unit = flopUnit(total);
+  const label = `scoring (${unit.name})`;
+  const f0 = engine.flops;
+  const of = Math.max(1, Math.round(total / unit.size));
+  const report = () => {
+    const done = Math.min(total, doneBefore + engine.flops - f0);
+    ctx.options.progress(label, Math.min(of, Math.round(done / unit.size)), of);
+  };
+  report();
+  const timer = setInterval(report, 1000);
+  return {
+    tick: report,
+    done: () => ctx.options.progress(label, of, of),
+    stop: () => clearInterval(timer),
+  };
 }
 
 /** The scores stage for these candidate directions (`zero`: the candidates that are zero vectors). */
@@ -259,7 +296,7 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       const b = await baseline(engine, i, ctx);
       const clean: Tally = { seconds: 0, flops: 0 };
       charge(clean);
-      announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
+      const total = announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,
@@ -273,12 +310,18 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       } catch {
         /* none yet */
       }
-      for (let l = 0; l < L; l++) {
-        if (!partial.layers[l]) {
-          partial.layers[l] = await scoreLayer(engine, l, i, dirs, zero, b, partial);
-          ctx.store.writeJson(PARTIAL_FILE, partial);
+      const bar = flopProgress(engine, ctx, total, partial.cosmic.flops + partial.substring.flops);
+      try {
+        for (let l = 0; l < L; l++) {
+          if (!partial.layers[l]) {
+            partial.layers[l] = await scoreLayer(engine, l, i, dirs, zero, b, partial);
+            ctx.store.writeJson(PARTIAL_FILE, partial);
+          }
+          bar.tick();
         }
-        ctx.options.progress("scoring", l + 1, L);
+        bar.done();
+      } finally {
+        bar.stop();
       }
       // The reference lists candidates position-major: (−P, 0), (−P, 1), …
       const order = (x: CandidateScore, y: CandidateScore) => x.position - y.position || x.layer - y.layer;
