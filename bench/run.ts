@@ -8,6 +8,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { ensureQwenShaped, ensureShaped, LLAMA3_8B_CONFIG, QWEN15_CONFIG, QWEN3B_CONFIG } from "./checkpoint.js";
+import { describeMachine } from "../src/util/machine.js";
 
 const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -32,8 +33,7 @@ function engineTable(e: Record<string, number | string>, device: string): void {
   const n = (k: string) => e[k] as number;
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   const lines = [
-    `## Engine, Qwen2.5-0.5B-shaped random checkpoint (BF16 on disk, fp32 compute), ${device}, ` +
-      `${os.cpus().length} CPUs`,
+    `## Engine, Qwen2.5-0.5B-shaped random checkpoint (BF16 on disk, fp32 compute), ${device}`,
     "",
     row(["measure", "achieved", "ceiling / limit", "ratio"]),
     row(["---", "---", "---", "---"]),
@@ -399,8 +399,10 @@ async function main(): Promise<void> {
   const scoringRow = process.env.COSMIC_BENCH_SCORING;
   const only = process.env.COSMIC_BENCH_ONLY ?? (scoringRow ? "scoring" : undefined);
   const want = (table: string) => !only || only === table;
+  // Every table below was measured on this machine; its figures mean little without it.
+  console.log(`# cosmic bench, ${new Date().toISOString().slice(0, 10)}: ${describeMachine()}, ${device}`);
   if (want("engine")) {
-    console.error(`engine bench on ${qwen} (${device}, ${os.cpus().length} CPUs)…`);
+    console.error(`engine bench on ${qwen} (${device}, ${describeMachine()})…`);
     const runs = (["f32", "int8", "int4"] as const).map((w) => {
       console.error(`engine bench, ${w} weights…`);
       return child("engine-bench.js", [qwen, device, w]);

@@ -21,6 +21,7 @@ import {
 } from "../src/cosmic/estimate.js";
 import { crossEntropy } from "../src/eval/loss.js";
 import { Calibration, calibrateEngine, evaluationEstimate } from "../src/cosmic/calibration.js";
+import { describeMachine } from "../src/util/machine.js";
 import { capture } from "../src/engine/forward.js";
 import { ablation } from "../src/engine/interventions.js";
 import { editSizes } from "../src/cosmic/edit-size.js";
@@ -235,6 +236,8 @@ test("cosmic run --dry-run prints the plan and writes nothing", () => {
   ])
     assert.ok(r.stdout.includes(stage), `${stage} in:\n${r.stdout}`);
   assert.match(r.stdout, /weights f32: /);
+  // The estimate is only as good as the machine it was calibrated on: it names it.
+  assert.ok(r.stdout.includes(`on this machine, ${describeMachine()}): `), r.stdout);
   assert.ok(!fs.existsSync(out), "no run folder");
 });
 

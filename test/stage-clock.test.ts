@@ -6,6 +6,7 @@ import { RunStore } from "../src/cosmic/run-store.js";
 import { describeStageTimings, STAGE_TIMINGS_FILE, StageClock, StageTimings } from "../src/cosmic/stage-clock.js";
 import { runStage, Stage, StageContext } from "../src/cosmic/stage.js";
 import { formatSeconds } from "../src/cosmic/estimate.js";
+import { describeMachine } from "../src/util/machine.js";
 import { scratchDir } from "./helpers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -65,6 +66,8 @@ test("stage timings: computed stages timed without the sessions' build, kept whe
   assert.ok(a.seconds >= 0.059 && a.seconds <= lastElapsedA - 0.06 + 1e-3, `${a.seconds} of ${lastElapsedA}`);
   assert.equal(a.estimate_seconds, 0.05);
   assert.equal(first.session_build_seconds, 0.06);
+  // Each time names the machine it was measured on.
+  assert.equal(a.machine, describeMachine());
   const file = JSON.parse(fs.readFileSync(path.join(dir, STAGE_TIMINGS_FILE), "utf8")) as StageTimings;
   assert.deepEqual(file, first);
 
@@ -95,13 +98,22 @@ test("stage timings: an unreadable file is replaced, not trusted", async () => {
   assert.equal(t.session_build_seconds, null);
 });
 
+test("stage timings: a file from before times named their machine is read, its machine unknown", async () => {
+  const dir = path.join(scratchDir("cosmic-clock-old-"), "run");
+  const first = await invoke(dir, { a: 1, b: 2 });
+  const old = { ...first, stages: { a: { key: first.stages.a.key, seconds: 7, estimate_seconds: null } } };
+  fs.writeFileSync(path.join(dir, STAGE_TIMINGS_FILE), JSON.stringify(old));
+  const t = await invoke(dir, { a: 1, b: 2 });
+  assert.deepEqual(t.stages.a, { key: first.stages.a.key, seconds: 7, estimate_seconds: null, machine: null });
+});
+
 test("stage timings: one line, with each printed estimate and how far off it was", () => {
   const line = describeStageTimings(
     {
       stages: {
-        directions: { key: "k1", seconds: 197, estimate_seconds: null },
-        scores: { key: "k2", seconds: 5766, estimate_seconds: 5280 },
-        evaluation: { key: "k3", seconds: 3000, estimate_seconds: 6120 },
+        directions: { key: "k1", seconds: 197, estimate_seconds: null, machine: null },
+        scores: { key: "k2", seconds: 5766, estimate_seconds: 5280, machine: null },
+        evaluation: { key: "k3", seconds: 3000, estimate_seconds: 6120, machine: null },
       },
       session_build_seconds: 38,
     },

@@ -11,6 +11,7 @@ import { calibrate, describeCalibration, evaluationEstimate, EvaluationEstimate 
 import { eligibleLayers, lowLayerCount } from "./layers.js";
 import { firstLowLayer } from "./modes.js";
 import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
+import { describeMachine } from "../util/machine.js";
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
@@ -95,7 +96,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
       `mean ${T} tokens (train), batch ${bs}`,
     `candidates: ${positions} EOI positions × ${L} layers (${positions * L}; layer 0's are zero whenever every ` +
       `prompt ends with the same EOI tokens); L_low: ${k} of ${eligible.length} eligible layers`,
-    `calibration (the first blocks and the head on this machine): ${describeCalibration(cal)}`,
+    `calibration (the first blocks and the head on this machine, ${describeMachine()}): ${describeCalibration(cal)}`,
     `1. directions: ${formatFlops(dirFlops)}${lowPasses ? " (with L_low's passes without the system message)" : ""}, ` +
       `about ${formatSeconds(seconds(dirFlops))}`,
     `2. L_low: from the directions' layer outputs (no passes)`,

@@ -6,6 +6,7 @@
  * interrupted run keeps the times of the stages it finished; a stage reused from the run folder
  * keeps the time of the invocation that computed it (same stage key); one recomputed replaces it.
  */
+import { describeMachine } from "../util/machine.js";
 import type { RunStore } from "./run-store.js";
 
 export const STAGE_TIMINGS_FILE = "stage_timings.json";
@@ -17,6 +18,8 @@ export interface StageTiming {
   seconds: number;
   /** the time the run printed before the stage's long part (scores, evaluation), else null */
   estimate_seconds: number | null;
+  /** the machine it ran on (describeMachine); null in files written before it was kept */
+  machine: string | null;
 }
 
 export interface StageTimings {
@@ -32,7 +35,8 @@ function isTiming(t: unknown): t is StageTiming {
     !!x &&
     typeof x.key === "string" &&
     typeof x.seconds === "number" &&
-    (x.estimate_seconds === null || typeof x.estimate_seconds === "number")
+    (x.estimate_seconds === null || typeof x.estimate_seconds === "number") &&
+    (x.machine === undefined || x.machine === null || typeof x.machine === "string")
   );
 }
 
@@ -43,11 +47,13 @@ export class StageClock {
   private readonly estimates = new Map<string, number>();
   private building = 0;
   private buildSeconds: number | null = null;
+  private readonly machine = describeMachine();
 
   constructor(private readonly store: RunStore) {
     try {
       const old = store.readJson<Partial<StageTimings>>(STAGE_TIMINGS_FILE);
-      for (const [name, t] of Object.entries(old.stages ?? {})) if (isTiming(t)) this.earlier[name] = t;
+      for (const [name, t] of Object.entries(old.stages ?? {}))
+        if (isTiming(t)) this.earlier[name] = { ...t, machine: t.machine ?? null };
       if (typeof old.session_build_seconds === "number") this.buildSeconds = old.session_build_seconds;
     } catch {
       /* none yet, or not readable: start afresh */
@@ -72,7 +78,7 @@ export class StageClock {
   /** `stage` was computed now, in `seconds`. */
   computed(stage: string, key: string, seconds: number): void {
     delete this.earlier[stage];
-    this.stages[stage] = { key, seconds, estimate_seconds: this.estimates.get(stage) ?? null };
+    this.stages[stage] = { key, seconds, estimate_seconds: this.estimates.get(stage) ?? null, machine: this.machine };
     this.write();
   }
 
