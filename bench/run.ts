@@ -400,9 +400,10 @@ async function main(): Promise<void> {
   const only = process.env.COSMIC_BENCH_ONLY ?? (scoringRow ? "scoring" : undefined);
   const want = (table: string) => !only || only === table;
   // Every table below was measured on this machine; its figures mean little without it.
-  console.log(`# cosmic bench, ${new Date().toISOString().slice(0, 10)}: ${describeMachine()}, ${device}`);
+  const machine = describeMachine();
+  console.log(`# cosmic bench, ${new Date().toISOString().slice(0, 10)}: ${machine}, ${device}`);
   if (want("engine")) {
-    console.error(`engine bench on ${qwen} (${device}, ${describeMachine()})…`);
+    console.error(`engine bench on ${qwen} (${device}, ${machine})…`);
     const runs = (["f32", "int8", "int4"] as const).map((w) => {
       console.error(`engine bench, ${w} weights…`);
       return child("engine-bench.js", [qwen, device, w]);
