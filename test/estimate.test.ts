@@ -260,7 +260,10 @@ test("the calibration times real block calls, and the evaluation estimate charge
     const cal = await calibrateEngine(engine, 3, 6, 8);
     for (const v of [cal.flopsPerSecond, cal.decodeBlockSeconds, cal.headStepSeconds ?? NaN])
       assert.ok(Number.isFinite(v) && v > 0, String(v));
-    assert.equal(cal.decodeCache, 6 + 4, "T + M/2 cached positions");
+    // T + M/2 = 10 columns, raised to the 62 the timed decode steps write into (one each).
+    assert.equal(cal.decodeCache, 62);
+    const long = await calibrateEngine(engine, 2, 70, 8);
+    assert.equal(long.decodeCache, 70 + 4, "T + M/2 columns");
     assert.ok(cal.decodeSecondsPerPosition >= 0);
   } finally {
     await engine.release();

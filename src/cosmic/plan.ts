@@ -42,8 +42,8 @@ function evaluationLine(
     `5. evaluation: ${both.jobs} generation jobs of ${test[0].length} + ${test[1].length} prompts ` +
     `(${cosmicOnly.jobs} if the substring baseline selects no direction), up to ${maxNewTokens} new ` +
     `tokens each (${formatFlops(both.generationFlops)}), the loss judge and first-token KL ` +
-    `(${formatFlops(both.judgeFlops)}): at most about ${formatSeconds(both.seconds)} ` +
-    `(${formatSeconds(cosmicOnly.seconds)}); EOS ends most replies sooner`
+    `(${formatFlops(both.judgeFlops)}): about ${formatSeconds(both.seconds)} ` +
+    `(${formatSeconds(cosmicOnly.seconds)}) if every reply runs to ${maxNewTokens} tokens; EOS ends most sooner`
   );
 }
 

@@ -81,18 +81,23 @@ export async function prefill(
   return { keys, values, last: lastPosition(h, batch.size, batch.length, engine.spec.hiddenSize) };
 }
 
-/** One new token per row through every block, its keys and values written into `cache` (which then advances). */
+/**
+ * One new token per row through every block, its keys and values written into `cache` (which then
+ * advances). `blocks` stops after the first blocks: the calibration times decode steps on the
+ * first few this way, through the code path generation runs.
+ */
 export async function decodeLayers(
   engine: Engine,
   tokens: number[],
   cache: KvCache,
   rows: Intervention[],
+  blocks = engine.numLayers,
 ): Promise<Float32Array> {
   const { keyValid, positions } = cache.stepInputs();
   const ctx = engine.stepContext(keyValid, positions, cache.capacity, cache.filled);
   let x: Float32Array = new Float32Array(tokens.length * engine.spec.hiddenSize);
   tokens.forEach((t, b) => engine.embedTokens([t], x, b));
-  for (let l = 0; l < engine.numLayers; l++) {
+  for (let l = 0; l < blocks; l++) {
     const out = await engine.runBlock(l, x, ctx, rows, { past: cache.past(l), cache: true });
     x = out.hidden;
     cache.write(l, out.key!, out.value!);

@@ -45,7 +45,8 @@ async function logEstimate(engine: Engine, ctx: StageContext, test: number[][], 
   ctx.clock.estimate("evaluation", e.seconds);
   options.log(
     `evaluation: ${e.jobs} generation jobs, up to ${options.maxNewTokens} new tokens (${formatFlops(e.generationFlops)}), ` +
-      `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: at most about ${formatSeconds(e.seconds)} ` +
+      `loss judge and first-token KL ${formatFlops(e.judgeFlops)}: about ${formatSeconds(e.seconds)} if every reply runs ` +
+      `to ${options.maxNewTokens} tokens, less as EOS ends them ` +
       `(timed now: ${describeCalibration(cal)})`,
   );
 }
