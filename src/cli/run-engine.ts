@@ -123,7 +123,7 @@ export async function generateCommand(
   const { folder, intervention, description, items, weights } = await prepare(f, ".json");
   const mode = progressMode(f);
   const engine = await loadEngine(folder, f, mode, weights);
-  const bar = progressBar("generate", items.length, mode);
+  const bar = progressBar("generate (new tokens)", items.length * f.maxNewTokens, mode);
   const gens = await generate(
     engine,
     items.map((i) => i.ids),
@@ -134,7 +134,7 @@ export async function generateCommand(
       topP: f.topP,
       seed: f.seed,
       batchSize: f.batchSize,
-      onBatch: (d) => bar.update(d),
+      onTokens: (d) => bar.update(d),
     },
   );
   bar.stop();

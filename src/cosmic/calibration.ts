@@ -71,13 +71,10 @@ const STEP_ROOM = 61;
  */
 export async function calibrateEngine(engine: Engine, rows: number, T: number, M = 1): Promise<Calibration> {
   const spec = engine.spec;
-  const k = Math.max(1, Math.min(CALIBRATION_BLOCKS, engine.builtBlocks));
+  const k = calibrationBlocks(engine);
   const layers = Array.from({ length: k }, (_, l) => l);
   const ivs = Array.from({ length: rows }, () => noIntervention(spec.numLayers));
-  const prompts = Array.from({ length: rows }, () => Array.from({ length: T }, (_, t) => 1 + (t % 50)));
-  const batch = engine.pad(prompts);
-  const h = engine.embed(batch);
-  const prefill = (await timedMedian(() => inTurn(layers, (l) => engine.runBlock(l, h, batch, ivs)))) / k;
+  const flopsPerSecond = await promptRate(engine, rows, T);
   const x = new Float32Array(rows * spec.hiddenSize).fill(0.01);
   // Decode steps over a cache of S columns: the padded prompts of a batch can be much longer than
   // the mean (the paper's harmful test prompts: mean 34 tokens, batches padded to 65–79), so the
@@ -111,7 +108,7 @@ export async function calibrateEngine(engine: Engine, rows: number, T: number, M
       })
     : null;
   return {
-    flopsPerSecond: blockFlops(spec, rows, T, T) / prefill,
+    flopsPerSecond,
     promptTokens: T,
     decodeBlockSeconds: decode,
     decodeCache: S,
@@ -119,6 +116,28 @@ export async function calibrateEngine(engine: Engine, rows: number, T: number, M
     headStepSeconds: head,
     rows,
   };
+}
+
+function calibrationBlocks(engine: Engine): number {
+  return Math.max(1, Math.min(CALIBRATION_BLOCKS, engine.builtBlocks));
+}
+
+/**
+ * FLOP/s of a block call on `rows` prompts of `T` tokens: the first blocks in turn, the median
+ * call after a warm-up. The scores stage times its candidates' call shape this way: the clean
+ * passes' own rate was no guide when they are short (at `--n-val 10` on the Qwen3-0.6B shape they
+ * are one batch per set, every session's first call, and ran at 82 GFLOP/s where the candidates'
+ * passes then ran at 133).
+ */
+export async function promptRate(engine: Engine, rows: number, T: number, budget = 2): Promise<number> {
+  const k = calibrationBlocks(engine);
+  const layers = Array.from({ length: k }, (_, l) => l);
+  const ivs = Array.from({ length: rows }, () => noIntervention(engine.spec.numLayers));
+  const prompts = Array.from({ length: rows }, () => Array.from({ length: T }, (_, t) => 1 + (t % 50)));
+  const batch = engine.pad(prompts);
+  const h = engine.embed(batch);
+  const seconds = (await timedMedian(() => inTurn(layers, (l) => engine.runBlock(l, h, batch, ivs)), budget)) / k;
+  return blockFlops(engine.spec, rows, T, T) / seconds;
 }
 
 /** What was timed, for the dry run's and the evaluation stage's lines. */

@@ -22,6 +22,11 @@ export interface GenerateOptions {
   stopAtEos?: boolean;
   batchSize?: number;
   onBatch?: (done: number, total: number) => void;
+  /**
+   * After every decode step: new-token slots done of prompts × maxNewTokens (a batch that every
+   * row ends early jumps to its full share), so a bar moves every step rather than every batch.
+   */
+  onTokens?: (done: number, total: number) => void;
   /** streaming: called with each new token of a row */
   onToken?: (row: number, token: number) => void;
 }
@@ -128,6 +133,7 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
   const V = engine.spec.vocabSize;
   const bs = Math.max(1, opts.batchSize ?? 32);
   const results: Generation[] = [];
+  const slots = prompts.length * opts.maxNewTokens;
   for (let start = 0; start < prompts.length; start += bs) {
     const toks = prompts.slice(start, start + bs);
     const B = toks.length;
@@ -158,12 +164,14 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
         opts.onToken?.(start + b, t);
         if (stopAtEos && eos.has(t)) g.stopped = true;
       }
+      opts.onTokens?.(start * M + B * (step + 1), slots);
       if (step === opts.maxNewTokens - 1 || gens.every((g) => g.stopped)) break;
       // One decode step for every row (finished rows keep running; their tokens are dropped).
       if (cache.filled === cache.capacity) cache = cache.resized(decodeCapacity(T, M, step + 1));
       last = await decodeLayers(engine, next, cache, rows);
     }
     results.push(...gens);
+    opts.onTokens?.((start + B) * M, slots);
     opts.onBatch?.(Math.min(prompts.length, start + B), prompts.length);
   }
   return results;

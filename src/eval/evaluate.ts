@@ -148,13 +148,16 @@ interface Judging {
   knownTasks: Set<string>;
 }
 
-/** One job: generate, judge every completion, write its completion file; returns its rates and token bodies. */
+/**
+ * One job: generate, judge every completion, write its completion file; returns its rates and
+ * token bodies. `progress` gets the job's new-token slots done (rows × steps), after every step.
+ */
 async function runJob(
   job: Job,
   ids: number[][],
   recs: PromptRecord[],
   j: Judging,
-  progress: (n: number) => void,
+  progress: (slots: number) => void,
 ): Promise<{ rate: SetRates; bodies: number[][] }> {
   const { req, guard, phrases } = j;
   const options = req.options;
@@ -162,7 +165,7 @@ async function runJob(
     maxNewTokens: options.maxNewTokens,
     intervention: job.iv,
     batchSize: options.batchSize,
-    onBatch: progress,
+    onTokens: progress,
   });
   const bodies = gens.map((g) => replyTokens(g, j.eos));
   const texts = bodies.map((b) => req.tokenizer.decode(b, true));
@@ -299,7 +302,12 @@ async function evaluateRun(
       knownTasks,
     };
     const jobs = evaluationJobs(req);
-    const total = jobs.reduce((a, j) => a + (j.set === "harmful" ? harmfulIds.length : harmlessIds.length), 0);
+    // Counted in new-token slots (every row to the last token, as the estimate), so the bar moves
+    // every decode step instead of every batch (a batch of 32 long prompts runs for minutes on
+    // a 0.5B model here).
+    const M = options.maxNewTokens;
+    const rowsOf = (j: Job) => (j.set === "harmful" ? harmfulIds.length : harmlessIds.length);
+    const total = jobs.reduce((a, j) => a + rowsOf(j) * M, 0);
     const rates: Record<string, SetRates> = {};
     let done = 0;
     let ownHarmless: LossText[] = [];
@@ -307,9 +315,9 @@ async function evaluateRun(
       const harmful = job.set === "harmful";
       const ids = harmful ? harmfulIds : harmlessIds;
       const r = await runJob(job, ids, harmful ? prompts.harmfulTest : prompts.harmlessTest, judging, (n) =>
-        req.progress("evaluation", done + n, total),
+        req.progress("evaluation (new tokens)", done + n, total),
       );
-      done += ids.length;
+      done += ids.length * M;
       rates[job.name] = r.rate;
       if (job.name === "harmless_baseline")
         ownHarmless = r.bodies.map((b, i) => ({ prompt: harmlessIds[i], response: b }));

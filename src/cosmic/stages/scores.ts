@@ -25,6 +25,7 @@ import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
 import type { Directions } from "./directions.js";
 import { formatFlops, formatSeconds, scoringFlops } from "../estimate.js";
+import { promptRate } from "../calibration.js";
 
 export interface ScoresInputs {
   /** the key of the directions stage the candidates come from */
@@ -213,18 +214,19 @@ export function liveCandidates(L: number, P: number, scorePositions: number | nu
 }
 
 /**
- * One line before the long part: the candidates' FLOPs and the time they take at the clean
- * passes' rate. Returns those FLOPs (the engine's own count of them: test/estimate.test.ts).
+ * One line before the long part: the candidates' FLOPs and the time they take at the rate of
+ * block calls shaped like theirs, timed now (`cleanRate`, the clean passes' own, is printed
+ * beside it). Returns those FLOPs (the engine's own count of them: test/estimate.test.ts).
  */
-function announce(
+async function announce(
   engine: Engine,
   i: ScoresInputs,
   ctx: StageContext,
   dirs: Directions,
   zero: Set<string>,
   b: Baseline,
-  rate: number,
-) {
+  cleanRate: number,
+): Promise<number> {
   const spec = engine.spec;
   const P = dirs.r.length / (spec.numLayers * spec.hiddenSize);
   const live = liveCandidates(spec.numLayers, P, i.scorePositions, zero);
@@ -241,11 +243,22 @@ function announce(
     live,
   );
   const left = plan.cosmic + plan.substring;
+  const candidates = live.reduce((a, c) => a + c, 0);
+  if (candidates === 0) return left;
+  // A layer's candidates run stacked, each on every prompt of a batch, in calls of at most the
+  // engine's tokens per call: time a call of that shape (at a timing budget of ~2 % of the work).
+  const batches = [...b.harm.batches, ...b.harmless.batches];
+  const T = Math.max(1, Math.round(batches.reduce((a, sb) => a + sb.batch.length, 0) / batches.length));
+  const stacked = Math.max(...live) * Math.max(...batches.map((sb) => sb.tokens.length));
+  const rows = Math.max(1, Math.min(stacked, Math.floor(engine.tokensPerCall / T)));
+  const budget = Math.min(2, Math.max(0.2, (0.02 * left) / cleanRate));
+  const rate = await promptRate(engine, rows, T, budget);
   ctx.clock.estimate("scores", left / rate);
   ctx.options.log(
-    `scoring: ${live.reduce((a, c) => a + c, 0)} candidates, ${formatFlops(left)} to go (COSMIC ` +
+    `scoring: ${candidates} candidates, ${formatFlops(left)} to go (COSMIC ` +
       `${formatFlops(plan.cosmic)}, substring baseline ${formatFlops(plan.substring)}): about ` +
-      `${formatSeconds(left / rate)} at the clean passes' ${(rate / 1e9).toFixed(0)} GFLOP/s`,
+      `${formatSeconds(left / rate)} at ${(rate / 1e9).toFixed(0)} GFLOP/s (timed now on block calls of their shape, ` +
+      `${rows} × ${T} tokens; the clean passes ran at ${(cleanRate / 1e9).toFixed(0)})`,
   );
   return left;
 }
@@ -296,7 +309,7 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       const b = await baseline(engine, i, ctx);
       const clean: Tally = { seconds: 0, flops: 0 };
       charge(clean);
-      const total = announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
+      const total = await announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,
