@@ -46,11 +46,10 @@ export async function runStage<I, O>(
     ctx.clock.reused(stage.name, key);
     return { out: stage.read(ctx), key };
   }
-  const t0 = performance.now();
-  const built = ctx.clock.buildingSeconds;
+  ctx.clock.begin();
   const out = await stage.compute(inputs, ctx, key);
   stage.write(out, ctx);
   ctx.store.finish(stage.name, key);
-  ctx.clock.computed(stage.name, key, (performance.now() - t0) / 1000 - (ctx.clock.buildingSeconds - built));
+  ctx.clock.computed(stage.name, key);
   return { out, key };
 }
