@@ -127,7 +127,7 @@ function calibrationBlocks(engine: Engine): number {
  * call after a warm-up. The scores stage times its candidates' call shape this way: the clean
  * passes' own rate was no guide when they are short (at `--n-val 10` on the Qwen3-0.6B shape they
  * are one batch per set, every session's first call, and ran at 82 GFLOP/s where the candidates'
- * passes then ran at 133).
+ * passes then ran at 135).
  */
 export async function promptRate(engine: Engine, rows: number, T: number, budget = 2): Promise<number> {
   const k = calibrationBlocks(engine);
