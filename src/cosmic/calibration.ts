@@ -124,10 +124,10 @@ function calibrationBlocks(engine: Engine): number {
 
 /**
  * FLOP/s of a block call on `rows` prompts of `T` tokens: the first blocks in turn, the median
- * call after a warm-up. The scores stage times its candidates' call shape this way: the clean
- * passes' own rate was no guide when they are short (at `--n-val 10` on the Qwen3-0.6B shape they
- * are one batch per set, every session's first call, and ran at 82 GFLOP/s where the candidates'
- * passes then ran at 135).
+ * call after a warm-up. The scores stage times its candidates' call shape this way rather than
+ * taking the clean passes' rate: at `--n-val 10` on the Qwen3-0.6B shape those are one batch per
+ * set, each session's first call, and ran at 82, 99 and 151 GFLOP/s in three runs where the
+ * candidates' passes ran at 135, 148 and 134 (this timing read 138 and 169 in the last two).
  */
 export async function promptRate(engine: Engine, rows: number, T: number, budget = 2): Promise<number> {
   const k = calibrationBlocks(engine);
