@@ -122,26 +122,22 @@ async function main(): Promise<void> {
   const manyTps = (2 * clients * tokens) / ((performance.now() - m0) / 1000);
   const meanRows = (server.batcher.rowSteps - rows0) / (server.batcher.steps - steps0);
   await server.close();
-  // The ceiling: the bare engine generating the same batch (1 and `clients` rows).
-  const bare = async (B: number) => {
-    const ps = Array.from({ length: B }, prompt);
+  // Seconds for the bare engine to generate M tokens for each of `ps`, in one batch.
+  const seconds = async (ps: number[][], M: number) => {
     const t0 = performance.now();
-    await generate(engine, ps, { maxNewTokens: tokens, stopAtEos: false, batchSize: B });
-    return (B * tokens) / ((performance.now() - t0) / 1000);
+    await generate(engine, ps, { maxNewTokens: M, stopAtEos: false, batchSize: ps.length });
+    return (performance.now() - t0) / 1000;
   };
+  // The ceiling: the bare engine generating the same batch (1 and `clients` rows).
+  const bare = async (B: number) => (B * tokens) / (await seconds(Array.from({ length: B }, prompt), tokens));
   const bare1 = await bare(1);
   const bareMany = await bare(clients);
   // A decode step alone (no prefill), from the difference of two reply lengths: what the ratio
   // approaches as replies grow long against their prompts.
   const step = async (B: number) => {
     const ps = Array.from({ length: B }, prompt);
-    const time = async (M: number) => {
-      const t0 = performance.now();
-      await generate(engine, ps, { maxNewTokens: M, stopAtEos: false, batchSize: B });
-      return (performance.now() - t0) / 1000;
-    };
-    const short = await time(8);
-    return ((await time(8 + STEP_SPAN)) - short) / STEP_SPAN;
+    const short = await seconds(ps, 8);
+    return ((await seconds(ps, 8 + STEP_SPAN)) - short) / STEP_SPAN;
   };
   const step1 = await step(1);
   const stepMany = await step(clients);

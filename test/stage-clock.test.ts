@@ -11,8 +11,11 @@ import { scratchDir } from "./helpers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A stage that takes `ms`, of which `buildMs` are "building sessions" (reported to the clock as such). */
-function slowStage(name: string, ms: number, buildMs = 0): Stage<{ x: number }, number> {
+/**
+ * A stage that takes `ms`, of which `buildMs` are "building sessions" (reported to the clock as
+ * such), then `preludeMs` of work before it prints its 0.05 s estimate.
+ */
+function slowStage(name: string, ms: number, buildMs = 0, preludeMs = 0): Stage<{ x: number }, number> {
   return {
     name,
     files: [`${name}.json`],
@@ -21,8 +24,9 @@ function slowStage(name: string, ms: number, buildMs = 0): Stage<{ x: number }, 
         await sleep(buildMs);
         ctx.clock.built(buildMs / 1000);
       }
+      if (preludeMs) await sleep(preludeMs);
       ctx.clock.estimate(name, 0.05);
-      await sleep(ms - buildMs);
+      await sleep(ms - buildMs - preludeMs);
       return i.x;
     },
     write(out, ctx) {
@@ -113,24 +117,9 @@ test("stage timings: an estimate printed partway through a stage is kept with th
   const store = RunStore.open(dir, []);
   const clock = new StageClock(store);
   const ctx = { store, clock, options: { log: () => {} } } as unknown as StageContext;
-  const stage: Stage<{ x: number }, number> = {
-    name: "scores",
-    files: ["scores.json"],
-    async compute(i, c) {
-      await sleep(80); // the clean passes
-      c.clock.estimate("scores", 0.05); // the long part, as printed
-      await sleep(40);
-      return i.x;
-    },
-    write(out, c) {
-      c.store.writeJson("scores.json", out);
-    },
-    read(c) {
-      return c.store.readJson<number>("scores.json");
-    },
-  };
   try {
-    await runStage(stage, { x: 1 }, ctx);
+    // 80 ms of clean passes, then the long part's estimate (0.05 s), then 40 ms of it.
+    await runStage(slowStage("scores", 120, 0, 80), { x: 1 }, ctx);
     const t = clock.finish().stages.scores;
     assert.ok(
       t.estimate_seconds! >= 0.079 + 0.05 && t.estimate_seconds! <= t.seconds - 0.039 + 0.05,
