@@ -14,14 +14,13 @@ import { generate, replyTokens } from "../src/engine/generate.js";
 import { meanActivations, at } from "../src/cosmic/activations.js";
 import { readDirection, writeDirection } from "../src/formats/direction.js";
 import { loadPrompts } from "../src/data/prompts.js";
-import { releaseMemory } from "../src/engine/runtime.js";
 import { ablation } from "../src/engine/interventions.js";
 import { loadPreset, Steering } from "../src/serve/steering.js";
 import { RunningServer, startServer } from "../src/serve/server.js";
 import { isRefusal, REFUSAL_PHRASES } from "../src/eval/judge.js";
 import { isOnTask } from "../src/eval/verdicts.js";
-import { Rng } from "../src/util/random.js";
 import { ROOT, scratchDir } from "./helpers.js";
+import type { LoadRound } from "./serve-load.js";
 
 const STRONG = path.join(ROOT, "organisms", "strong");
 const KEY = "test-key";
@@ -329,70 +328,42 @@ test("serve: a client that disconnects mid-stream frees its row", async () => {
   assert.equal(server.batcher.waiting, 0);
 });
 
-/** One round: 16 clients × 25 requests, mixed steering, ~1 in 5 disconnecting mid-stream. */
-async function loadRound(seed: number): Promise<{ errors: string[]; aborted: number; done: number }> {
-  const errors: string[] = [];
-  let aborted = 0;
-  let done = 0;
-  const models = ["strong", "strong+ablate:refusal", "strong+actadd:refusal:2", "strong+ace-ablate:refusal"];
-  await Promise.all(
-    Array.from({ length: 16 }, async (_, c) => {
-      // Each client its own generator: the same requests every time, whatever the timing.
-      const rng = new Rng(seed * 100 + c);
-      for (let i = 0; i < 25; i++) {
-        const model = models[rng.int(models.length)];
-        const messages = [{ role: "user" as const, content: harmful[rng.int(harmful.length)].instruction }];
-        const disconnect = rng.next() < 0.2;
-        try {
-          if (disconnect) {
-            const ac = new AbortController();
-            const s = await client.chat.completions.create(
-              { model, messages, max_tokens: 16, stream: true, seed: i },
-              { signal: ac.signal },
-            );
-            try {
-              for await (const _ of s) ac.abort();
-            } catch (e) {
-              if (!(e instanceof OpenAI.APIUserAbortError)) throw e;
-            }
-            aborted++;
-          } else {
-            const c = await chat({ model, messages, max_tokens: 16, temperature: 0.7, seed: i });
-            if (typeof c.choices[0].message.content !== "string") errors.push("no content");
-            done++;
-          }
-        } catch (e) {
-          errors.push(String(e));
-        }
-      }
-    }),
-  );
-  return { errors, aborted, done };
-}
-
 test("serve: 2 rounds of 16 clients × 25 requests: no errors, no memory growth", async (t) => {
+  // The rounds run in a child process (test/serve-load.ts) whose malloc returns every block of
+  // 128 KiB or more to the system when it is freed (MALLOC_MMAP_THRESHOLD_). Under glibc's default
+  // the threshold grows with the first large free, large blocks are kept in the heap, and RSS after
+  // a round wandered by up to ±10 % either way with thread timing and no leak (measured in this
+  // test, 5 rounds each: 203 → 203 → 189 → 187 → 206 MiB; 183 → 213 → 217 → 216 → 217). With the
+  // fixed threshold it moved by ≤ 1 MiB (151 → 150 → 151 → 151 → 151), so RSS shows what is
+  // live. `cosmic serve` itself keeps glibc's default: the fixed threshold cost a fifth of the
+  // 16-client throughput in the serve bench (58.5 → 46.0 tokens/s, Qwen2.5-0.5B shape).
   // Two rounds warm up what is allocated once (onnxruntime's first run of each batch shape, each
-  // steering kind's intervention); the two rounds after them are compared. (Measured apart: 8 rounds
-  // in a row stay within 185–188 MiB; round-to-round noise here is a few MiB.)
-  await loadRound(0);
-  await loadRound(3);
-  const rss: number[] = [];
-  for (const seed of [1, 2]) {
-    const r = await loadRound(seed);
+  // steering kind's intervention); the two rounds after them are compared.
+  const child = spawn(
+    process.execPath,
+    [path.join(ROOT, "dist", "test", "serve-load.js"), STRONG, DIRECTION, "0", "3", "1", "2"],
+    {
+      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" },
+    },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (c) => (out += c));
+  child.stderr.on("data", (c) => (err += c));
+  assert.equal(await new Promise((r) => child.on("exit", r)), 0, err);
+  const rounds = (JSON.parse(out) as LoadRound[]).slice(2);
+  for (const r of rounds) {
     assert.deepEqual(r.errors, []);
     assert.equal(r.aborted + r.done, 400);
     assert.ok(r.aborted > 40, `${r.aborted} disconnects`);
-    await new Promise((res) => setTimeout(res, 100));
-    assert.equal(server.batcher.running + server.batcher.waiting, 0);
-    // Collect twice: onnxruntime's output tensors are freed by finalizers that run after a GC.
-    releaseMemory();
-    await new Promise((res) => setTimeout(res, 50));
-    releaseMemory();
-    rss.push(process.memoryUsage().rss);
+    assert.equal(r.busy, 0);
   }
-  const line = `RSS after rounds 1 and 2: ${rss.map((x) => (x / 2 ** 20).toFixed(0)).join(" → ")} MiB`;
+  const mib = (x: number) => (x / 2 ** 20).toFixed(1);
+  const line = `after rounds 1 and 2: RSS ${rounds.map((r) => mib(r.rss)).join(" → ")} MiB, JS heap ${rounds.map((r) => mib(r.heapUsed)).join(" → ")} MiB`;
   t.diagnostic(line);
-  assert.ok(Math.abs(rss[1] - rss[0]) / rss[0] <= 0.05, line);
+  assert.ok(Math.abs(rounds[1].rss - rounds[0].rss) / rounds[0].rss <= 0.05, line);
+  // The JS heap too (15–16 MiB here): a leak of a few kB per request shows there, not in RSS.
+  assert.ok(Math.abs(rounds[1].heapUsed - rounds[0].heapUsed) / rounds[0].heapUsed <= 0.05, line);
 });
 
 test("serve CLI: Ctrl-C lets an in-flight stream finish, then exits 0; a bad --direction is one line", async () => {
