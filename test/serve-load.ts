@@ -87,8 +87,9 @@ async function round(seed: number): Promise<LoadRound> {
       }
     }),
   );
-  // A disconnect frees its row at the next step: give the batcher a moment.
-  await new Promise((res) => setTimeout(res, 100));
+  // A disconnect frees its row at the next step: give the batcher up to 2 s.
+  for (let i = 0; i < 200 && server.batcher.running + server.batcher.waiting > 0; i++)
+    await new Promise((res) => setTimeout(res, 10));
   const busy = server.batcher.running + server.batcher.waiting;
   // Collect twice: onnxruntime's output tensors are freed by finalizers that run after a GC.
   releaseMemory();
