@@ -24,7 +24,8 @@ export interface GenerateOptions {
   onBatch?: (done: number, total: number) => void;
   /**
    * After every decode step: new-token slots done of prompts × maxNewTokens (a batch that every
-   * row ends early jumps to its full share), so a bar moves every step rather than every batch.
+   * row ends early jumps to its full share; each count once), so a bar moves every step rather
+   * than every batch.
    */
   onTokens?: (done: number, total: number) => void;
   /** streaming: called with each new token of a row */
@@ -164,8 +165,9 @@ export async function generate(engine: Engine, prompts: number[][], opts: Genera
         opts.onToken?.(start + b, t);
         if (stopAtEos && eos.has(t)) g.stopped = true;
       }
-      opts.onTokens?.(start * M + B * (step + 1), slots);
       if (step === opts.maxNewTokens - 1 || gens.every((g) => g.stopped)) break;
+      // (A batch's last step is reported once, below.)
+      opts.onTokens?.(start * M + B * (step + 1), slots);
       // One decode step for every row (finished rows keep running; their tokens are dropped).
       if (cache.filled === cache.capacity) cache = cache.resized(decodeCapacity(T, M, step + 1));
       last = await decodeLayers(engine, next, cache, rows);
