@@ -317,7 +317,7 @@ async function evaluateRun(
       const r = await runJob(job, ids, harmful ? prompts.harmfulTest : prompts.harmlessTest, judging, (n) =>
         req.progress("evaluation (new tokens)", done + n, total),
       );
-      done += ids.length * M;
+      done += rowsOf(job) * M;
       rates[job.name] = r.rate;
       if (job.name === "harmless_baseline")
         ownHarmless = r.bodies.map((b, i) => ({ prompt: harmlessIds[i], response: b }));
