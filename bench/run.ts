@@ -203,7 +203,7 @@ function serveRun(qwen: string, tokens: number): void {
         "aggregate tokens/s",
         v.singleTps.toFixed(1),
         v.manyTps.toFixed(1),
-        `${(v.manyTps / v.singleTps).toFixed(1)}× (target ≥ 6×)`,
+        `${(v.manyTps / v.singleTps).toFixed(2)}× (target ≥ 6×)`,
         `${v.bare1.toFixed(1)} (1 row) / ${v.bareMany.toFixed(1)} (${v.clients} rows): ` +
           `${((100 * v.manyTps) / v.bareMany).toFixed(0)} % reached`,
       ]),
