@@ -259,6 +259,17 @@ test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampl
   assert.equal(typeof prompts.harmful_val[0].instruction, "string");
 });
 
+test("serve: a port outside 0–65535 or an address not on this machine is one line", () => {
+  const strong = path.join(ROOT, "organisms", "strong");
+  for (const port of ["99999", "-1", "1.5"])
+    assertUserError(
+      cosmic("serve", "--model", strong, "--port", port),
+      new RegExp(`--port must be an integer from 0 to 65535, got "${port.replace(".", "\\.")}"`),
+    );
+  const r = cosmic("serve", "--model", strong, "--port", "0", "--host", "192.0.2.1", "--api-key", "k");
+  assertUserError(r, /cannot listen on 192\.0\.2\.1:0 \(E[A-Z]+\)/);
+});
+
 test("run: an unknown --system-scope is a one-line error and writes nothing", () => {
   const out = path.join(tmp, "bad-scope");
   const r = cosmic(

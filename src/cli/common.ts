@@ -12,10 +12,13 @@ import { ModelFolder } from "../model/folder.js";
 import { checkDirectionFits } from "../model/direction-fit.js";
 import { progressBar, ProgressMode } from "./progress.js";
 
-export function intArg(name: string, min = 0): (v: string) => number {
+export function intArg(name: string, min = 0, max = Infinity): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new CosmicError(`${name} must be an integer ≥ ${min}, got "${v}"`);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new CosmicError(
+        `${name} must be an integer ${max === Infinity ? `≥ ${min}` : `from ${min} to ${max}`}, got "${v}"`,
+      );
     return n;
   };
 }
