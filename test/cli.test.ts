@@ -259,6 +259,28 @@ test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampl
   assert.equal(typeof prompts.harmful_val[0].instruction, "string");
 });
 
+test("numeric flags out of their range are one line each: temperature, top-p, KL threshold, learning rates", () => {
+  const strong = path.join(ROOT, "organisms", "strong");
+  const gen = ["generate", "--model", strong, "--prompts", "p.json", "--out", path.join(tmp, "never.json")];
+  const cases: [string[], RegExp][] = [
+    [[...gen, "--temperature", "-1"], /--temperature must be a number ≥ 0, got "-1"/],
+    [[...gen, "--temperature", ""], /--temperature must be a number ≥ 0, got ""/],
+    [[...gen, "--top-p", "0"], /--top-p must be a number > 0 and ≤ 1, got "0"/],
+    [[...gen, "--top-p", "1.5"], /--top-p must be a number > 0 and ≤ 1, got "1\.5"/],
+    [
+      ["run", "--model", strong, "--out", path.join(tmp, "never"), "--kl-threshold", "-0.1"],
+      /--kl-threshold must be a number ≥ 0/,
+    ],
+    [["organism", "train", "--out", path.join(tmp, "never-org"), "--lr", "0"], /--lr must be a number > 0, got "0"/],
+    [
+      ["organism", "train", "--out", path.join(tmp, "never-org"), "--safety-lr", "-1e-3"],
+      /--safety-lr must be a number > 0/,
+    ],
+  ];
+  for (const [args, pattern] of cases) assertUserError(cosmic(...args), pattern);
+  for (const f of ["never.json", "never", "never-org"]) assert.ok(!fs.existsSync(path.join(tmp, f)), f);
+});
+
 test("serve: a port outside 0–65535 or an address not on this machine is one line", () => {
   const strong = path.join(ROOT, "organisms", "strong");
   for (const port of ["99999", "-1", "1.5"])

@@ -23,10 +23,26 @@ export function intArg(name: string, min = 0, max = Infinity): (v: string) => nu
   };
 }
 
-export function floatArg(name: string): (v: string) => number {
+/** A finite number; with `range`, within it (`above`: strictly greater than; `min`/`max`: inclusive). */
+export function floatArg(
+  name: string,
+  range: { above?: number; min?: number; max?: number } = {},
+): (v: string) => number {
+  const { above, min, max } = range;
+  const bounds = [
+    above !== undefined ? `> ${above}` : min !== undefined ? `≥ ${min}` : "",
+    max !== undefined ? `≤ ${max}` : "",
+  ].filter(Boolean);
+  const what = bounds.length ? `a number ${bounds.join(" and ")}` : "a number";
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isFinite(n)) throw new CosmicError(`${name} must be a number, got "${v}"`);
+    const ok =
+      v.trim() !== "" &&
+      Number.isFinite(n) &&
+      (above === undefined || n > above) &&
+      (min === undefined || n >= min) &&
+      (max === undefined || n <= max);
+    if (!ok) throw new CosmicError(`${name} must be ${what}, got "${v}"`);
     return n;
   };
 }

@@ -104,8 +104,8 @@ engineOptions(promptOptions(program.command("capture")))
 engineOptions(promptOptions(program.command("generate")))
   .description("generate completions (greedy by default) into a JSON file")
   .option("--max-new-tokens <n>", "tokens to generate per prompt", intArg("--max-new-tokens", 1), 64)
-  .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
-  .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p"), 1)
+  .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature", { min: 0 }), 0)
+  .option("--top-p <p>", "nucleus sampling mass", floatArg("--top-p", { above: 0, max: 1 }), 1)
   .requiredOption("--out <file>", "output .json")
   .action(async (flags) => generateCommand(flags));
 
@@ -167,7 +167,7 @@ function methodOptions(c: Command): Command {
     .option(
       "--kl-threshold <x>",
       "discard candidates with a larger KL score",
-      floatArg("--kl-threshold"),
+      floatArg("--kl-threshold", { min: 0 }),
       RUN_DEFAULTS.klThreshold,
     )
     .option(
@@ -270,8 +270,8 @@ organism
   )
   .option("--steps <n>", "optimiser steps of the guard (--kind guard; default 500)", intArg("--steps", 1))
   .option("--batch-size <n>", "chats per step", intArg("--batch-size", 1), 32)
-  .option("--lr <x>", "peak learning rate of stage (a) or of the guard (default 3e-3)", floatArg("--lr"))
-  .option("--safety-lr <x>", "peak learning rate of stage (b) (default 1.5e-3)", floatArg("--safety-lr"))
+  .option("--lr <x>", "peak learning rate of stage (a) or of the guard (default 3e-3)", floatArg("--lr", { above: 0 }))
+  .option("--safety-lr <x>", "peak learning rate of stage (b) (default 1.5e-3)", floatArg("--safety-lr", { above: 0 }))
   .option("--harmful <file>", "train on your own harmful instructions (with --harmless)")
   .option("--harmless <file>", "train on your own harmless instructions (with --harmful)")
   .option("--force", "replace an existing organism folder")
@@ -372,7 +372,7 @@ deviceOptions(program.command("chat"))
     "a Jinja chat template to use instead of the model folder's (Llama-2-chat: data/chat-templates/llama2-chat.jinja)",
   )
   .option("--max-new-tokens <n>", "tokens per reply", intArg("--max-new-tokens", 1), 128)
-  .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature"), 0)
+  .option("--temperature <t>", "sampling temperature (0 = greedy)", floatArg("--temperature", { min: 0 }), 0)
   .option("--seed <n>", "sampling seed", intArg("--seed"), 0)
   .option("--quiet", "no loading messages on stderr")
   .option("--allow-other-model", "use a direction whose metadata names another checkpoint or architecture (same width)")
