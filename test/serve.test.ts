@@ -343,15 +343,15 @@ test("serve: 2 rounds of 16 clients × 25 requests: no errors, no memory growth"
   const child = spawn(
     process.execPath,
     [path.join(ROOT, "dist", "test", "serve-load.js"), STRONG, DIRECTION, "0", "3", "1", "2"],
-    {
-      env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" },
-    },
+    // Four rounds take ~25 s here; a server that stops answering fails the test instead of hanging it.
+    { env: { ...process.env, MALLOC_MMAP_THRESHOLD_: "131072" }, timeout: 300_000 },
   );
   let out = "";
   let err = "";
   child.stdout.on("data", (c) => (out += c));
   child.stderr.on("data", (c) => (err += c));
-  assert.equal(await new Promise((r) => child.on("exit", r)), 0, err);
+  const code = await new Promise((r) => child.on("exit", (c, signal) => r(c ?? signal)));
+  assert.equal(code, 0, `load rounds ended with ${code}: ${err}`);
   const rounds = (JSON.parse(out) as LoadRound[]).slice(2);
   for (const r of rounds) {
     assert.deepEqual(r.errors, []);
