@@ -73,7 +73,8 @@ export class ChatTokenizer {
   readonly templateSource: string;
   readonly bosToken: string | null;
   readonly eosToken: string | null;
-  private configFile: string;
+  /** where the chat template came from (tokenizer_config.json, chat_template.jinja or .json, or --chat-template), for errors */
+  private templateFile: string;
   private readonly tokenizerFile: string;
   /** the largest token id the tokenizer can produce (its vocabulary and added tokens) */
   readonly maxTokenId: number;
@@ -83,7 +84,7 @@ export class ChatTokenizer {
     this.dir = dir;
     const tjPath = path.join(dir, "tokenizer.json");
     const tcPath = path.join(dir, "tokenizer_config.json");
-    this.configFile = tcPath;
+    this.templateFile = tcPath;
     if (!fs.existsSync(tjPath)) throw fileError(tjPath, "missing: cosmic needs the model's tokenizer.json");
     if (!fs.existsSync(tcPath))
       throw fileError(tcPath, "missing: cosmic needs tokenizer_config.json (for the chat template)");
@@ -106,14 +107,14 @@ export class ChatTokenizer {
     const jinjaFile = path.join(dir, "chat_template.jinja");
     if (src === undefined && fs.existsSync(jinjaFile)) {
       src = fs.readFileSync(jinjaFile, "utf8");
-      this.configFile = jinjaFile;
+      this.templateFile = jinjaFile;
     }
     // Multimodal repos (Gemma 3) keep the processor's template as {"chat_template": …}.
     const jsonFile = path.join(dir, "chat_template.json");
     if (src === undefined && fs.existsSync(jsonFile)) {
       src = readJsonFile<{ chat_template?: unknown }>(jsonFile)?.chat_template;
       if (typeof src !== "string") throw fileError(jsonFile, `has no "chat_template" string`);
-      this.configFile = jsonFile;
+      this.templateFile = jsonFile;
     }
     if (chatTemplateFile !== undefined) {
       try {
@@ -122,7 +123,7 @@ export class ChatTokenizer {
         throw fileError(chatTemplateFile, `cannot read (${describeErrno(e)})`);
       }
       if (!(src as string).trim()) throw fileError(chatTemplateFile, "is empty: expected a Jinja chat template");
-      this.configFile = chatTemplateFile;
+      this.templateFile = chatTemplateFile;
     }
     if (Array.isArray(src)) {
       const named = src as { name?: string; template?: string }[];
@@ -139,7 +140,7 @@ export class ChatTokenizer {
     try {
       this.template = new Template(src);
     } catch (e) {
-      throw fileError(this.configFile, `chat_template does not parse (${(e as Error).message})`);
+      throw fileError(this.templateFile, `chat_template does not parse (${(e as Error).message})`);
     }
     // A template given on the command line that leaves the message out (a wrong file) would
     // give every prompt the same text: refuse it here, not only where EOI tokens are needed.
@@ -185,7 +186,7 @@ export class ChatTokenizer {
     let made = 0;
     const over = (what: string) =>
       new CosmicError(
-        `${this.configFile}: the chat template exceeded its budget (${what}): cosmic renders templates with ` +
+        `${this.templateFile}: the chat template exceeded its budget (${what}): cosmic renders templates with ` +
           `at most ${TEMPLATE_BUDGET.rangeElements.toLocaleString("en-US")} range() elements, ` +
           `${TEMPLATE_BUDGET.milliseconds} ms and ${TEMPLATE_BUDGET.outputChars.toLocaleString("en-US")} characters`,
       );
@@ -213,12 +214,12 @@ export class ChatTokenizer {
       if (e instanceof CosmicError) throw e;
       const msg = e instanceof RangeError ? `${e.message} (runaway recursion or a huge string?)` : (e as Error).message;
       throw new CosmicError(
-        `${this.configFile}: the chat template rejected the conversation: ${String(msg).split("\n")[0]}`,
+        `${this.templateFile}: the chat template rejected the conversation: ${String(msg).split("\n")[0]}`,
       );
     } finally {
       budgetedRange = null;
     }
-    if (typeof out !== "string") throw new CosmicError(`${this.configFile}: the chat template did not render text`);
+    if (typeof out !== "string") throw new CosmicError(`${this.templateFile}: the chat template did not render text`);
     if (out.length > TEMPLATE_BUDGET.outputChars) throw over("output size");
     return out;
   }
@@ -238,12 +239,13 @@ export class ChatTokenizer {
   eoiTokens(system?: string): EoiTokens {
     const rendered = this.formatPrompt(SENTINEL, system);
     const at = rendered.lastIndexOf(SENTINEL);
-    if (at < 0) throw fileError(this.configFile, "the chat template does not include the user's message in its output");
+    if (at < 0)
+      throw fileError(this.templateFile, "the chat template does not include the user's message in its output");
     const text = rendered.slice(at + SENTINEL.length);
     const ids = this.encode(text);
     if (ids.length === 0)
       throw fileError(
-        this.configFile,
+        this.templateFile,
         "the chat template puts nothing between the instruction and the reply, so there are no EOI tokens",
       );
     return { ids, text };
