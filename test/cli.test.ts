@@ -283,7 +283,7 @@ test("numeric flags out of their range are one line each: temperature, top-p, KL
 
 test("serve: a port outside 0–65535 or an address not on this machine is one line", () => {
   const strong = path.join(ROOT, "organisms", "strong");
-  for (const port of ["99999", "-1", "1.5"])
+  for (const port of ["99999", "-1", "1.5", ""])
     assertUserError(
       cosmic("serve", "--model", strong, "--port", port),
       new RegExp(`--port must be an integer from 0 to 65535, got "${port.replace(".", "\\.")}"`),

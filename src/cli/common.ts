@@ -15,7 +15,7 @@ import { progressBar, ProgressMode } from "./progress.js";
 export function intArg(name: string, min = 0, max = Infinity): (v: string) => number {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max)
+    if (v.trim() === "" || !Number.isInteger(n) || n < min || n > max)
       throw new CosmicError(
         `${name} must be an integer ${max === Infinity ? `≥ ${min}` : `from ${min} to ${max}`}, got "${v}"`,
       );
