@@ -259,7 +259,7 @@ test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampl
   assert.equal(typeof prompts.harmful_val[0].instruction, "string");
 });
 
-test("numeric flags out of their range are one line each: temperature, top-p, KL threshold, learning rates", () => {
+test("numeric flags out of their range are one line each: temperature, top-p, KL threshold, learning rates, alphas", () => {
   const strong = path.join(ROOT, "organisms", "strong");
   const gen = ["generate", "--model", strong, "--prompts", "p.json", "--out", path.join(tmp, "never.json")];
   const cases: [string[], RegExp][] = [
@@ -272,6 +272,10 @@ test("numeric flags out of their range are one line each: temperature, top-p, KL
       /--kl-threshold must be a number ≥ 0/,
     ],
     [["organism", "train", "--out", path.join(tmp, "never-org"), "--lr", "0"], /--lr must be a number > 0, got "0"/],
+    [
+      ["run", "--model", strong, "--out", path.join(tmp, "never"), "--alphas", "1,,2"],
+      /--alphas must be numbers separated by commas, got "1,,2"/,
+    ],
     [
       ["organism", "train", "--out", path.join(tmp, "never-org"), "--safety-lr", "-1e-3"],
       /--safety-lr must be a number > 0/,

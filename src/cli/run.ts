@@ -170,8 +170,10 @@ function optionsFrom(f: RunFlags, defaults: { data?: string }): { options: RunOp
     throw new CosmicError(`--selection must be cosmic or substring, got "${f.selection}"`);
   if (f.schedule !== "fast" && f.schedule !== "naive")
     throw new CosmicError(`--schedule must be fast or naive, got "${f.schedule}"`);
-  const alphas = f.alphas.split(",").map((s) => Number(s.trim()));
-  if (alphas.some((a) => !Number.isFinite(a)))
+  const parts = f.alphas.split(",").map((s) => s.trim());
+  const alphas = parts.map(Number);
+  // An empty element ("1,,2", or "") would read as 0.
+  if (parts.some((s) => s === "") || alphas.some((a) => !Number.isFinite(a)))
     throw new CosmicError(`--alphas must be numbers separated by commas, got "${f.alphas}"`);
   const progressMode = f.quiet ? "quiet" : f.jsonProgress || f.json ? "json" : "bar";
   const rep = progressReporter(progressMode);
