@@ -259,7 +259,7 @@ test("run --json: JSON lines on stderr, the summary as JSON on stdout, the sampl
   assert.equal(typeof prompts.harmful_val[0].instruction, "string");
 });
 
-test("numeric flags out of their range are one line each: temperature, top-p, KL threshold, learning rates, alphas", () => {
+test("flags out of their range, or with empty parts, are one line each: temperature, top-p, KL threshold, learning rates, alphas, refusal phrases", () => {
   const strong = path.join(ROOT, "organisms", "strong");
   const gen = ["generate", "--model", strong, "--prompts", "p.json", "--out", path.join(tmp, "never.json")];
   const cases: [string[], RegExp][] = [
@@ -275,6 +275,10 @@ test("numeric flags out of their range are one line each: temperature, top-p, KL
     [
       ["run", "--model", strong, "--out", path.join(tmp, "never"), "--alphas", "1,,2"],
       /--alphas must be numbers separated by commas, got "1,,2"/,
+    ],
+    [
+      ["run", "--model", strong, "--out", path.join(tmp, "never"), "--refusal-phrases", "I cannot|"],
+      /--refusal-phrases must be phrases separated by "\|", none empty/,
     ],
     [
       ["organism", "train", "--out", path.join(tmp, "never-org"), "--safety-lr", "-1e-3"],

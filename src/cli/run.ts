@@ -214,7 +214,7 @@ function optionsFrom(f: RunFlags, defaults: { data?: string }): { options: RunOp
     steerTowardRefusal: !!f.steerTowardRefusal,
     alphas,
     judge: f.judge,
-    refusalPhrases: f.refusalPhrases ? f.refusalPhrases.split("|") : undefined,
+    refusalPhrases: f.refusalPhrases !== undefined ? refusalPhrasesArg(f.refusalPhrases) : undefined,
     schedule: f.schedule as Schedule,
     scorePositions: f.scorePositions,
     skipEval: !!f.skipEval,
@@ -333,4 +333,12 @@ export function formatSummary(s: RunSummary, runDir: string): string {
   lines.push("");
   lines.push(`run folder: ${runDir} (summary.json, direction.safetensors, select_direction/, completions/)`);
   return lines.join("\n");
+}
+
+/** `--refusal-phrases "A|B|…"`: the phrases as given (a leading space can matter to a tokenizer); none empty. */
+function refusalPhrasesArg(v: string): string[] {
+  const phrases = v.split("|");
+  if (phrases.some((p) => p.trim() === ""))
+    throw new CosmicError(`--refusal-phrases must be phrases separated by "|", none empty, got "${v}"`);
+  return phrases;
 }

@@ -199,13 +199,16 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
 async function runStages(ctx: StageContext): Promise<RunSummary> {
   const { options, folder, store } = ctx;
   const scope = systemScopeOf(options);
+  const refTokens = refusalTokens(folder, options.refusalPhrases ?? [...judgeList(options.judge)]);
+  // Checked before anything is written: the substring baseline's scores need a refusal token.
+  if (refTokens.length === 0)
+    throw new CosmicError("--refusal-phrases: no phrase gives a token in this model's tokenizer");
   writePrompts(ctx, scope);
   const eoi = folder.tokenizer.eoiTokens(options.system).ids;
   const dirs = await candidateDirections(ctx, scope, eoi);
   const ranking = lowLayers(ctx, dirs.out);
   writeLayerRanking(ctx, ranking);
   const zero = zeroCandidates(dirs.out, folder, options.scorePositions);
-  const refTokens = refusalTokens(folder, options.refusalPhrases ?? [...judgeList(options.judge)]);
   const scores = await scoreCandidates(ctx, dirs, ranking.low, zero, refTokens);
   const sel = selectionOf(ctx, scores.out, eoi.length, zero);
   writeSelection(sel, dirs.out, ctx, modelIdentity(folder.dir));
