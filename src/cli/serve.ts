@@ -35,6 +35,10 @@ export async function serveCommand(f: ServeFlags): Promise<void> {
   const ctx = f.ctx ?? folder.spec.maxPositionEmbeddings;
   if (ctx > folder.spec.maxPositionEmbeddings)
     throw new CosmicError(`--ctx ${ctx} is over the model's context of ${folder.spec.maxPositionEmbeddings} tokens`);
+  // An empty --api-key is most likely an unset shell variable ("$KEY"): serving without the key
+  // the user meant to require would be the wrong way to fail.
+  if (f.apiKey !== undefined && f.apiKey.trim() === "")
+    throw new CosmicError("--api-key is empty (an unset variable?): give the key, or leave the flag out");
   const apiKey = f.apiKey ?? process.env.COSMIC_API_KEY;
   if (!LOOPBACK.has(f.host) && !apiKey)
     say(`warning: listening on ${f.host} without an API key: anyone who can reach it can use the model`);
