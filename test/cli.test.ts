@@ -289,13 +289,14 @@ test("flags out of their range, or with empty parts, are one line each: temperat
   for (const f of ["never.json", "never", "never-org"]) assert.ok(!fs.existsSync(path.join(tmp, f)), f);
 });
 
-test("serve: a port outside 0–65535, an empty --api-key or an address not on this machine is one line", () => {
+test("serve: a port outside 0–65535, an empty --api-key or --model-name, or an address not on this machine is one line", () => {
   const strong = path.join(ROOT, "organisms", "strong");
   for (const port of ["99999", "-1", "1.5", ""])
     assertUserError(
       cosmic("serve", "--model", strong, "--port", port),
       new RegExp(`--port must be an integer from 0 to 65535, got "${port.replace(".", "\\.")}"`),
     );
+  assertUserError(cosmic("serve", "--model", strong, "--port", "0", "--model-name", " "), /--model-name is empty/);
   assertUserError(
     cosmic("serve", "--model", strong, "--port", "0", "--host", "0.0.0.0", "--api-key", ""),
     /--api-key is empty \(an unset variable\?\)/,

@@ -50,6 +50,7 @@ export class Steering {
   constructor(folder: ModelFolder, presets: DirectionPreset[], modelId?: string) {
     this.folder = folder;
     this.modelId = modelId ?? path.basename(path.resolve(folder.dir));
+    if (this.modelId.trim() === "") throw new CosmicError("--model-name is empty: give the id clients will send");
     this.presets = new Map();
     for (const p of presets) {
       if (this.presets.has(p.name)) throw new CosmicError(`--direction name "${p.name}" is given twice`);
