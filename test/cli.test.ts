@@ -289,6 +289,19 @@ test("flags out of their range, or with empty parts, are one line each: temperat
   for (const f of ["never.json", "never", "never-org"]) assert.ok(!fs.existsSync(path.join(tmp, f)), f);
 });
 
+test("chat: a mistake is one line right after the prompt, and the chat goes on", () => {
+  const r = spawnSync(process.execPath, [BIN, "chat", "--model", path.join(ROOT, "organisms", "strong"), "--quiet"], {
+    encoding: "utf8",
+    input: "/ablate\n/add x\n/quit\n",
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(
+    r.stdout,
+    "[off] you> this chat has no --direction: /ablate and /add need one\n" +
+      "[off] you> usage: /add α (a number)\n[off] you> ",
+  );
+});
+
 test("serve: a port outside 0–65535, an empty --api-key or --model-name, or an address not on this machine is one line", () => {
   const strong = path.join(ROOT, "organisms", "strong");
   for (const port of ["99999", "-1", "1.5", ""])

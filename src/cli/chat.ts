@@ -114,6 +114,8 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const eos = new Set(folder.eosTokenIds);
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
   const prompt = () => process.stdout.write(`[${st.current.label}] you> `);
+  /** a reply is being printed: an error then starts on a new line */
+  let midLine = false;
 
   /** One user message: fit the conversation to the context, stream the reply. */
   const reply = async (text: string): Promise<void> => {
@@ -140,6 +142,7 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     const toks: number[] = [];
     let shown = "";
     process.stdout.write("model> ");
+    midLine = true;
     await generate(engine, [ids], {
       maxNewTokens: f.maxNewTokens,
       intervention: st.current.iv,
@@ -155,12 +158,20 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
       },
     });
     process.stdout.write("\n");
+    midLine = false;
     st.history = [...fitted.history, { role: "assistant", content: shown }];
   };
 
   try {
-    await readLines(rl, prompt, async (text) =>
-      text.startsWith("/") ? slashCommand(text, st) : text ? reply(text) : undefined,
+    await readLines(
+      rl,
+      prompt,
+      async (text) => (text.startsWith("/") ? slashCommand(text, st) : text ? reply(text) : undefined),
+      () => {
+        const was = midLine;
+        midLine = false;
+        return was;
+      },
     );
   } finally {
     rl.close();
@@ -176,6 +187,8 @@ async function readLines(
   rl: readline.Interface,
   prompt: () => void,
   handle: (text: string) => Promise<"quit" | void>,
+  /** whether a line was left open (and is now taken as ended) */
+  endOpenLine: () => boolean,
 ): Promise<void> {
   prompt();
   for await (const line of rl) {
@@ -183,7 +196,7 @@ async function readLines(
       if ((await handle(line.trim())) === "quit") return;
     } catch (e) {
       if (!(e instanceof CosmicError)) throw e;
-      process.stdout.write(`\n${e.message}\n`);
+      process.stdout.write(`${endOpenLine() ? "\n" : ""}${e.message}\n`);
     }
     prompt();
   }
