@@ -114,8 +114,6 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
   const eos = new Set(folder.eosTokenIds);
   const rl = readline.createInterface({ input: process.stdin, terminal: false });
   const prompt = () => process.stdout.write(`[${st.current.label}] you> `);
-  /** a reply is being printed: an error then starts on a new line */
-  let midLine = false;
 
   /** One user message: fit the conversation to the context, stream the reply. */
   const reply = async (text: string): Promise<void> => {
@@ -142,36 +140,31 @@ export async function chatCommand(f: ChatFlags): Promise<void> {
     const toks: number[] = [];
     let shown = "";
     process.stdout.write("model> ");
-    midLine = true;
-    await generate(engine, [ids], {
-      maxNewTokens: f.maxNewTokens,
-      intervention: st.current.iv,
-      temperature: f.temperature,
-      seed: f.seed,
-      onToken: (_, t) => {
-        if (eos.has(t)) return;
-        toks.push(t);
-        const s = folder.tokenizer.decode(toks, true);
-        // Print only what is new (a token may complete a multi-byte character).
-        if (s.startsWith(shown)) process.stdout.write(s.slice(shown.length));
-        shown = s;
-      },
-    });
-    process.stdout.write("\n");
-    midLine = false;
+    try {
+      await generate(engine, [ids], {
+        maxNewTokens: f.maxNewTokens,
+        intervention: st.current.iv,
+        temperature: f.temperature,
+        seed: f.seed,
+        onToken: (_, t) => {
+          if (eos.has(t)) return;
+          toks.push(t);
+          const s = folder.tokenizer.decode(toks, true);
+          // Print only what is new (a token may complete a multi-byte character).
+          if (s.startsWith(shown)) process.stdout.write(s.slice(shown.length));
+          shown = s;
+        },
+      });
+    } finally {
+      // The reply's line ends here, also when it fails (the error then starts a line of its own).
+      process.stdout.write("\n");
+    }
     st.history = [...fitted.history, { role: "assistant", content: shown }];
   };
 
   try {
-    await readLines(
-      rl,
-      prompt,
-      async (text) => (text.startsWith("/") ? slashCommand(text, st) : text ? reply(text) : undefined),
-      () => {
-        const was = midLine;
-        midLine = false;
-        return was;
-      },
+    await readLines(rl, prompt, async (text) =>
+      text.startsWith("/") ? slashCommand(text, st) : text ? reply(text) : undefined,
     );
   } finally {
     rl.close();
@@ -187,8 +180,6 @@ async function readLines(
   rl: readline.Interface,
   prompt: () => void,
   handle: (text: string) => Promise<"quit" | void>,
-  /** whether a line was left open (and is now taken as ended) */
-  endOpenLine: () => boolean,
 ): Promise<void> {
   prompt();
   for await (const line of rl) {
@@ -196,7 +187,7 @@ async function readLines(
       if ((await handle(line.trim())) === "quit") return;
     } catch (e) {
       if (!(e instanceof CosmicError)) throw e;
-      process.stdout.write(`${endOpenLine() ? "\n" : ""}${e.message}\n`);
+      process.stdout.write(`${e.message}\n`);
     }
     prompt();
   }

@@ -122,7 +122,6 @@ export class ChatTokenizer {
       } catch (e) {
         throw fileError(chatTemplateFile, `cannot read (${describeErrno(e)})`);
       }
-      if (!(src as string).trim()) throw fileError(chatTemplateFile, "is empty: expected a Jinja chat template");
       this.templateFile = chatTemplateFile;
     }
     if (Array.isArray(src)) {
@@ -130,6 +129,7 @@ export class ChatTokenizer {
       src = (named.find((t) => t.name === "default") ?? named[0])?.template;
     }
     if (typeof src !== "string" || !src.trim()) {
+      if (chatTemplateFile !== undefined) throw fileError(chatTemplateFile, "is empty: expected a Jinja chat template");
       throw fileError(
         tcPath,
         "has no chat_template: cosmic works on chat models and formats prompts with their template " +
