@@ -9,6 +9,7 @@ import { isRefusal, REFUSAL_PHRASES } from "../src/eval/judge.js";
 import { runCommand, RunFlags, runFlags } from "../src/cli/run.js";
 import { readDirection } from "../src/formats/direction.js";
 import { CosmicError } from "../src/errors.js";
+import { writeReport } from "../src/report/report.js";
 import { SafetensorsFile } from "../src/formats/safetensors.js";
 import { FIXTURES, maxScoreDifference, REFERENCE_RUNS, scratchDir, SPLITS } from "./helpers.js";
 
@@ -253,6 +254,57 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
     fs.readdirSync(out).filter((f) => f.endsWith(".tmp")),
     [],
   );
+});
+
+test("--schedule lazy: the fast schedule's selections and scores where it scores, fewer FLOPs, resumable, reported", async () => {
+  // A KL threshold the fixture's leading candidates straddle (the first two fail it; ties follow),
+  // so that the lazy loop must go past filtered leaders.
+  const opts = { skipEval: true, klThreshold: 0.01 };
+  const fast = await runCommand(flags(path.join(tmp, "lz-fast"), opts));
+  const out = path.join(tmp, "lz-lazy");
+  const lazy = await runCommand(flags(out, { ...opts, schedule: "lazy" }));
+  const pick = (s: typeof fast) => ({ cosmic: s.cosmic, substring: s.substring });
+  const strip = (s: typeof fast) =>
+    JSON.parse(JSON.stringify(pick(s), (k, v) => (k === "removed" || k === "edit_size" ? undefined : v)));
+  assert.deepEqual(strip(lazy), strip(fast));
+  const diff = maxScoreDifference(path.join(tmp, "lz-fast"), out);
+  assert.ok(diff.max === 0, diff.where);
+  assert.ok(diff.unscored > 0, "nothing was left unscored");
+  const flopsOf = (s: typeof fast) => s.scoring.flops + s.scoring.substring_flops;
+  assert.ok(flopsOf(lazy) < flopsOf(fast), `${flopsOf(lazy)} vs ${flopsOf(fast)}`);
+  assert.equal(lazy.scoring.schedule, "lazy");
+  assert.ok((lazy.cosmic.removed["not scored (lazy schedule)"] ?? 0) > 0, JSON.stringify(lazy.cosmic.removed));
+  assert.ok(!("not scored (lazy schedule)" in fast.cosmic.removed));
+
+  // Interrupted after its layers, before its KL scores: the rerun computes only those.
+  const partialFile = path.join(out, "select_direction", ".partial-scores.json");
+  const partial = JSON.parse(fs.readFileSync(partialFile, "utf8"));
+  const kls = Object.values(partial.kl) as number[];
+  assert.ok(kls.some((v) => v > opts.klThreshold) && kls.some((v) => v <= opts.klThreshold), `KL scores ${kls}`);
+  delete partial.kl;
+  partial.cosmic.flops = partial.substring.flops = 0;
+  fs.writeFileSync(partialFile, JSON.stringify(partial));
+  const rec = JSON.parse(fs.readFileSync(path.join(out, ".cosmic-stages.json"), "utf8"));
+  delete rec.scores;
+  fs.writeFileSync(path.join(out, ".cosmic-stages.json"), JSON.stringify(rec));
+  const files = (run: string) =>
+    ["select_direction", "select_direction_substring"].map((d) =>
+      fs.readFileSync(path.join(run, d, "direction_evaluations.json"), "utf8"),
+    );
+  const before = files(out);
+  const resumed = await runCommand(flags(out, { ...opts, schedule: "lazy" }));
+  assert.deepEqual(files(out), before);
+  // Only the KL passes ran again: some work, a small part of the stage.
+  assert.ok(flopsOf(resumed) > 0 && flopsOf(resumed) < flopsOf(lazy) / 2, `${flopsOf(resumed)} of ${flopsOf(lazy)}`);
+
+  // The report draws the unscored cells as such.
+  const report = writeReport(out);
+  const kl = fs.readFileSync(
+    report.svgs.find((f) => f.endsWith("cosmic-kl-div-score.svg"))!,
+    "utf8",
+  );
+  assert.match(kl, /not scored \(lazy schedule\)/);
+  assert.match(fs.readFileSync(report.html, "utf8"), /Grey cells were not scored/);
 });
 
 test(

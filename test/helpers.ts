@@ -57,30 +57,43 @@ export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 /**
  * The largest |difference| between two run folders' candidate scores (refusal, steering, KL),
- * COSMIC's and the substring baseline's, with the number of candidates compared.
+ * COSMIC's and the substring baseline's, with the number of candidates compared; a score runB
+ * left unscored (null: the lazy schedule) is counted in `unscored` instead.
  */
-export function maxScoreDifference(runA: string, runB: string): { max: number; candidates: number; where: string } {
+export function maxScoreDifference(
+  runA: string,
+  runB: string,
+): { max: number; candidates: number; where: string; unscored: number } {
   let max = 0;
   let where = "";
   let candidates = 0;
+  let unscored = 0;
   for (const sub of ["select_direction", "select_direction_substring"]) {
     const read = (run: string) =>
       JSON.parse(fs.readFileSync(path.join(run, sub, "direction_evaluations.json"), "utf8")) as Record<
         string,
-        number
+        number | null
       >[];
     const a = read(runA);
     const b = read(runB);
     if (a.length !== b.length) throw new Error(`${sub}: ${a.length} vs ${b.length} candidates`);
     candidates += a.length;
     for (let i = 0; i < a.length; i++) {
+      if (a[i].position !== b[i].position || a[i].layer !== b[i].layer)
+        throw new Error(`${sub}[${i}]: other candidate`);
       for (const k of ["refusal_score", "steering_score", "kl_div_score"]) {
-        const diff = Math.abs(a[i][k] - b[i][k]);
+        const [x, y] = [a[i][k], b[i][k]];
+        if (y === null) {
+          unscored++;
+          continue;
+        }
+        if (x === null) throw new Error(`${sub}[${i}].${k}: null in ${runA}`);
+        const diff = Math.abs(x - y);
         if (diff > max) [max, where] = [diff, `${sub}[${i}].${k}: ${a[i][k]} vs ${b[i][k]}`];
       }
     }
   }
-  return { max, candidates, where };
+  return { max, candidates, where, unscored };
 }
 
 /** sha256 of every file under `dir` by relative path, skipping names that `skip` accepts. */

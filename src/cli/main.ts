@@ -199,7 +199,8 @@ function scoringAndJudgeOptions(c: Command): Command {
     )
     .option(
       "--schedule <s>",
-      "scoring schedule: fast, or naive (the reference's full passes; for comparison)",
+      "scoring schedule: fast (every score of every candidate), lazy (only the scores the selections read: " +
+        "the same directions, fewer passes), or naive (the reference's full passes; for comparison)",
       RUN_DEFAULTS.schedule,
     )
     .option(

@@ -168,8 +168,8 @@ function optionsFrom(f: RunFlags, defaults: { data?: string }): { options: RunOp
   const mode: Mode = f.linear ? "linear" : "affine";
   if (f.selection !== "cosmic" && f.selection !== "substring")
     throw new CosmicError(`--selection must be cosmic or substring, got "${f.selection}"`);
-  if (f.schedule !== "fast" && f.schedule !== "naive")
-    throw new CosmicError(`--schedule must be fast or naive, got "${f.schedule}"`);
+  if (f.schedule !== "fast" && f.schedule !== "naive" && f.schedule !== "lazy")
+    throw new CosmicError(`--schedule must be fast, lazy or naive, got "${f.schedule}"`);
   const parts = f.alphas.split(",").map((s) => s.trim());
   const alphas = parts.map(Number);
   // An empty element ("1,,2", or "") would read as 0.

@@ -8,7 +8,7 @@ import type { ModelSpec } from "../formats/config.js";
 import { blockFlops, headFlops, lastTokenBlockFlops } from "../engine/flops.js";
 import { decodeCapacity } from "../engine/kv-cache.js";
 import type { Mode } from "./modes.js";
-import type { Schedule } from "./scoring.js";
+import type { PassSchedule, Schedule } from "./scoring.js";
 
 /** Rows and padded length of each batch: consecutive slices of `batchSize`, padded to their longest. */
 export function batchShapes(lengths: number[], batchSize: number): { B: number; T: number }[] {
@@ -53,7 +53,7 @@ function candidateRunFlops(
   c: number,
   start: number,
   needs: Needs,
-  schedule: Schedule,
+  schedule: PassSchedule,
 ): number {
   const L = spec.numLayers;
   const maxPool = needs.poolLayers.length ? Math.max(...needs.poolLayers) : -1;
@@ -85,7 +85,10 @@ export interface ScoringPlan {
 /**
  * Stage 3 for `live[l]` candidates at each layer l (the zero directions skip their passes): per
  * layer, ablation on harmful and addition on harmless pooled over L_low, ablation on harmless to
- * the logits (KL), and the substring baseline's two log-odds passes.
+ * the logits (KL), and the substring baseline's two log-odds passes. Under the lazy schedule: the
+ * pooled passes, and the baseline's passes at layers below the pruned ones — an upper bound of
+ * its per-layer passes (a bypass pass runs only where the induce score is positive); its KL passes
+ * (a few candidates', known only from the scores) are not included.
  */
 export function scoringFlops(
   spec: ModelSpec,
@@ -96,6 +99,8 @@ export function scoringFlops(
   mode: Mode,
   schedule: Schedule,
   live: number[],
+  /** the last fraction of layers whose candidates selection never takes (lazy schedule only) */
+  pruneLayers?: number,
 ): ScoringPlan {
   const harm = batchShapes(harmful, batchSize);
   const safe = batchShapes(harmless, batchSize);
@@ -107,18 +112,27 @@ export function scoringFlops(
     cosmic: 0,
     substring: 0,
   };
+  if (schedule === "lazy" && pruneLayers === undefined)
+    throw new Error("the lazy schedule's estimate needs pruneLayers");
+  const maxLayer = Math.floor(spec.numLayers * (1 - (pruneLayers ?? 0)));
+  const pass: PassSchedule = schedule === "naive" ? "naive" : "fast";
   live.forEach((c, l) => {
     if (c === 0) return;
     // Affine edits start at their layer; linear ablation edits every layer from the first.
     const ablateStart = mode === "affine" ? l : 0;
     const run = (shapes: typeof harm, start: number, needs: Needs) =>
-      candidateRunFlops(spec, shapes, c, start, needs, schedule);
-    plan.cosmic += run(harm, ablateStart, pool) + run(safe, l, pool) + run(safe, ablateStart, logits);
+      candidateRunFlops(spec, shapes, c, start, needs, pass);
+    const pooled = run(harm, ablateStart, pool) + run(safe, l, pool);
     // The fast schedule runs the baseline's passes and COSMIC's pooled ones as one (scores.ts sharedPasses).
-    plan.substring +=
-      schedule === "naive"
-        ? run(harm, ablateStart, logits) + run(safe, l, logits)
-        : run(harm, ablateStart, both) - run(harm, ablateStart, pool) + run(safe, l, both) - run(safe, l, pool);
+    const shared =
+      run(harm, ablateStart, both) - run(harm, ablateStart, pool) + run(safe, l, both) - run(safe, l, pool);
+    if (schedule === "lazy") {
+      plan.cosmic += pooled;
+      if (l < maxLayer) plan.substring += shared;
+      return;
+    }
+    plan.cosmic += pooled + run(safe, ablateStart, logits);
+    plan.substring += schedule === "naive" ? run(harm, ablateStart, logits) + run(safe, l, logits) : shared;
   });
   return plan;
 }

@@ -276,6 +276,8 @@ function scoreCandidates(
     refusalTokens: refTokens,
     schedule: options.schedule,
     scorePositions: options.scorePositions ?? null,
+    lazy:
+      options.schedule === "lazy" ? { klThreshold: options.klThreshold, pruneLayers: options.pruneLayers } : undefined,
   };
   return runStage(scoresStage(dirs.out, zero), inputs, ctx);
 }

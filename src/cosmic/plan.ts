@@ -72,7 +72,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   const eligible = eligibleLayers(L, options.steerTowardRefusal, firstLowLayer(options.mode));
   const live = Array.from({ length: L }, (_, l) => (l === 0 ? 0 : positions));
   const scoring = (lLow: number[]) =>
-    scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live);
+    scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live, options.pruneLayers);
   const early = scoring(eligible.slice(0, k));
   const late = scoring(eligible.slice(-k));
   // The selected layers are below the pruned last layers; one pass serves both methods' directions.
@@ -100,7 +100,8 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
     `1. directions: ${formatFlops(dirFlops)}${lowPasses ? " (with L_low's passes without the system message)" : ""}, ` +
       `about ${formatSeconds(seconds(dirFlops))}`,
     `2. L_low: from the directions' layer outputs (no passes)`,
-    `3. scores (${options.schedule} schedule): ${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
+    `3. scores (${options.schedule} schedule): ${options.schedule === "lazy" ? "at most " : ""}` +
+      `${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
       `layers, ${formatFlops(totalScoring(late))} in the latest: about ` +
       `${formatSeconds(seconds(totalScoring(early)))} to ${formatSeconds(seconds(totalScoring(late)))}`,
     `4. selection: no passes; edit sizes: at most ${formatFlops(edits)} (the harmless val prompts through the ` +

@@ -73,7 +73,14 @@ export interface RunResult {
   logOdds: number | null;
 }
 
-export type Schedule = "fast" | "naive";
+/** How one call's passes run: from the candidate's first edited block (fast) or the reference's full passes (naive). */
+export type PassSchedule = "fast" | "naive";
+
+/**
+ * The scoring stage's schedule: a pass schedule for every score of every candidate, or `lazy`:
+ * fast passes, and only the scores the two selections read (stages/scores.ts).
+ */
+export type Schedule = PassSchedule | "lazy";
 
 /** Seconds and FLOPs spent. */
 export interface Tally {
@@ -114,7 +121,7 @@ export async function runCandidates(
   set: ScoringSet,
   cands: CandidateRun[],
   needs: RunNeeds,
-  schedule: Schedule,
+  schedule: PassSchedule,
   cost?: CostSplit,
 ): Promise<RunResult[]> {
   const L = engine.numLayers;
@@ -163,7 +170,7 @@ export async function runCandidates(
 /** What one call of runCandidates computes, and where it stops. */
 interface Plan {
   needs: RunNeeds;
-  schedule: Schedule;
+  schedule: PassSchedule;
   /** the final norm and logits are needed */
   needHead: boolean;
   /** the last block that must run */

@@ -5,12 +5,25 @@
 import { CosmicError } from "../errors.js";
 import { lowerMedian } from "./vec.js";
 
+/** A candidate with every score. */
 export interface CandidateScore {
   position: number;
   layer: number;
   refusal_score: number;
   steering_score: number;
   kl_div_score: number;
+}
+
+/**
+ * A candidate as the scores stage writes it: a null score was not computed (the lazy schedule
+ * scores only what the selections read: stages/scores.ts).
+ */
+export interface CandidateRow {
+  position: number;
+  layer: number;
+  refusal_score: number | null;
+  steering_score: number | null;
+  kl_div_score: number | null;
 }
 
 export interface SelectionOptions {
@@ -33,13 +46,17 @@ export interface Selection {
 
 export const key = (position: number, layer: number) => `${position}:${layer}`;
 
-function argmaxLayer(scores: CandidateScore[], position: number, field: "refusal_score" | "steering_score"): number {
+/** The filter count of candidates left unscored by the lazy schedule. */
+export const UNSCORED = "not scored (lazy schedule)";
+
+function argmaxLayer(scores: CandidateRow[], position: number, field: "refusal_score" | "steering_score"): number {
   let best = NaN;
   let bestLayer = NaN;
   for (const s of scores) {
-    if (s.position !== position || Number.isNaN(s[field])) continue;
-    if (Number.isNaN(best) || s[field] > best) {
-      best = s[field];
+    const v = s[field];
+    if (s.position !== position || v === null || Number.isNaN(v)) continue;
+    if (Number.isNaN(best) || v > best) {
+      best = v;
       bestLayer = s.layer;
     }
   }
@@ -55,16 +72,22 @@ function explain(method: string, removed: Record<string, number>, total: number)
   );
 }
 
+/** Every score computed. */
+const complete = (s: CandidateRow): s is CandidateScore =>
+  s.refusal_score !== null && s.steering_score !== null && s.kl_div_score !== null;
+
 /**
  * The filters both methods share (NaN, zero direction, last layers, KL), then a method's own
- * rule; returns the survivors and what each filter removed, or throws saying so.
+ * rule, then any candidate a score of which was not computed (the lazy schedule leaves out only
+ * scores the ranking cannot reach); returns the survivors and what each filter removed, or
+ * throws saying so.
  */
 function filterCandidates(
   method: string,
-  scores: CandidateScore[],
+  scores: CandidateRow[],
   options: SelectionOptions,
   ruleName: string,
-  rule: (s: CandidateScore) => boolean,
+  rule: (s: CandidateRow) => boolean,
 ): { kept: CandidateScore[]; removed: Record<string, number> } {
   const maxLayer = Math.floor(options.numLayers * (1 - options.pruneLayers));
   const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(options.pruneLayers * 100)} %)`;
@@ -78,11 +101,14 @@ function filterCandidates(
   };
   const kept: CandidateScore[] = [];
   for (const s of scores) {
-    if ([s.refusal_score, s.steering_score, s.kl_div_score].some(Number.isNaN)) removed["NaN score"]++;
+    if ([s.refusal_score, s.steering_score, s.kl_div_score].some((v) => v !== null && Number.isNaN(v)))
+      removed["NaN score"]++;
     else if (options.zeroNorm.has(key(s.position, s.layer))) removed["zero direction"]++;
     else if (s.layer >= maxLayer) removed[pruneKey]++;
-    else if (s.kl_div_score > options.klThreshold) removed[klKey]++;
+    else if (s.kl_div_score !== null && s.kl_div_score > options.klThreshold) removed[klKey]++;
     else if (rule(s)) removed[ruleName]++;
+    // Counted only when it happens, so that full schedules' counts read as before.
+    else if (!complete(s)) removed[UNSCORED] = (removed[UNSCORED] ?? 0) + 1;
     else kept.push(s);
   }
   if (kept.length === 0) throw explain(method, removed, scores.length);
@@ -90,7 +116,7 @@ function filterCandidates(
 }
 
 /** COSMIC: filters, the position −1 rule, then the maximum of refusal + steering score. */
-export function selectCosmic(scores: CandidateScore[], options: SelectionOptions): Selection {
+export function selectCosmic(scores: CandidateRow[], options: SelectionOptions): Selection {
   let rule: Selection["positionRule"] = null;
   if (options.numPositions > 1) {
     const limits: number[] = [];
@@ -119,14 +145,37 @@ export function selectCosmic(scores: CandidateScore[], options: SelectionOptions
  * under ablation, lower is better), steering_score = induce score (on harmless under addition,
  * must be > 0); KL filter and layer pruning as above; the lowest bypass score wins.
  */
-export function selectSubstring(scores: CandidateScore[], options: SelectionOptions): Selection {
+export function selectSubstring(scores: CandidateRow[], options: SelectionOptions): Selection {
   const { kept, removed } = filterCandidates(
     "substring selection",
     scores,
     options,
     "induce score ≤ 0",
-    (s) => s.steering_score <= 0,
+    (s) => s.steering_score !== null && s.steering_score <= 0,
   );
   const filtered = [...kept].sort((a, b) => a.refusal_score - b.refusal_score);
   return { selected: filtered[0], filtered, removed, positionRule: null };
+}
+
+/**
+ * The candidate a selection takes if every KL score not yet computed passes the filter (null
+ * when none survives). Under the lazy schedule this is the next candidate whose KL score must be
+ * computed, until it is one whose KL is known: then it is the selection's, exactly as if every
+ * KL had been computed (every candidate ranked above it is known to fail the KL filter, and the
+ * ranking is the same stable sort of the same rows).
+ */
+export function leadingCandidate(
+  method: "cosmic" | "substring",
+  scores: CandidateRow[],
+  options: SelectionOptions,
+): CandidateRow | null {
+  const optimistic = scores.map((s) => (s.kl_div_score === null ? { ...s, kl_div_score: 0 } : s));
+  let selected: CandidateScore;
+  try {
+    selected = (method === "cosmic" ? selectCosmic : selectSubstring)(optimistic, options).selected;
+  } catch (e) {
+    if (e instanceof CosmicError) return null;
+    throw e;
+  }
+  return scores.find((s) => s.position === selected.position && s.layer === selected.layer)!;
 }

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileError } from "../errors.js";
 import { writeFileAtomic } from "../formats/files.js";
-import { CandidateScore } from "../cosmic/select.js";
+import { CandidateRow, CandidateScore } from "../cosmic/select.js";
 import { RunSummary } from "../cosmic/pipeline.js";
 import { Evaluation, SetRates } from "../cosmic/evaluation.js";
 import { barChart, heatmap, lineChart } from "./svg.js";
@@ -142,7 +142,7 @@ function layerPlots(runDir: string): Plot[] {
 function scorePlots(runDir: string, summary: RunSummary): Plot[] {
   const plots: Plot[] = [];
   const heat = (method: "cosmic" | "substring", sub: string) => {
-    const all = readJson<CandidateScore[]>(runDir, `${sub}/direction_evaluations.json`);
+    const all = readJson<CandidateRow[]>(runDir, `${sub}/direction_evaluations.json`);
     const kept = readJson<CandidateScore[]>(runDir, `${sub}/direction_evaluations_filtered.json`) ?? [];
     if (!all) return;
     const keep = new Set(kept.map((s) => `${s.position}:${s.layer}`));
@@ -152,7 +152,7 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
     const sel = method === "cosmic" ? summary.cosmic : summary.substring;
     // Which way is better for each score: COSMIC maximises refusal + steering and filters high KL;
     // the substring baseline wants a low bypass score and a positive induce score.
-    const names: [keyof CandidateScore, string, "higher" | "lower"][] =
+    const names: ["refusal_score" | "steering_score" | "kl_div_score", string, "higher" | "lower"][] =
       method === "cosmic"
         ? [
             ["refusal_score", "refusal score", "higher"],
@@ -169,7 +169,10 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
         name: id,
         caption:
           `${label} of every candidate direction (EOI position × layer); ${better} is better. Crossed ` +
-          `cells were filtered out; the circle marks the selected direction.`,
+          `cells were filtered out; the circle marks the selected direction.` +
+          (summary.scoring.schedule === "lazy"
+            ? " Grey cells were not scored: the lazy schedule computes only the scores the selection reads."
+            : ""),
         svg: heatmap({
           id,
           title: `${method === "cosmic" ? "COSMIC " : ""}${label}`,
@@ -177,7 +180,12 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
           cols,
           rowLabel: "EOI position",
           colLabel: "layer",
-          value: (r, c) => (at.get(`${r}:${c}`)?.[field] as number) ?? NaN,
+          // A cell with no candidate is NaN; a candidate's null score was not computed (lazy schedule).
+          value: (r, c) => {
+            const s = at.get(`${r}:${c}`);
+            return s ? (s[field] ?? null) : NaN;
+          },
+          missing: summary.scoring.schedule === "lazy" ? "not scored (lazy schedule)" : "NaN",
           filtered: (r, c) => !keep.has(`${r}:${c}`),
           selected: sel ? [sel.position, sel.layer] : null,
           better,

@@ -171,7 +171,9 @@ export function heatmap(chart: {
   title: string;
   rows: number[];
   cols: number[];
-  value: (r: number, c: number) => number;
+  /** null: no value (JSON's NaN, or a score the lazy schedule did not compute: `missing` says which) */
+  value: (r: number, c: number) => number | null;
+  missing?: string;
   filtered: (r: number, c: number) => boolean;
   selected: [number, number] | null;
   id: string;
@@ -187,7 +189,9 @@ export function heatmap(chart: {
   const cell = Math.max(10, Math.min(64, Math.floor((1000 - L - R) / chart.cols.length)));
   const W = L + cell * chart.cols.length + R;
   const H = Math.max(T + cell * chart.rows.length + B, T + LEGEND_H + 8);
-  const vals = chart.rows.flatMap((r) => chart.cols.map((c) => chart.value(r, c))).filter((v) => Number.isFinite(v));
+  const vals = chart.rows
+    .flatMap((r) => chart.cols.map((c) => chart.value(r, c)))
+    .filter((v): v is number => v !== null && Number.isFinite(v));
   const lo = Math.min(...vals),
     hi = Math.max(...vals);
   const parts: string[] = [];
@@ -196,12 +200,13 @@ export function heatmap(chart: {
     parts.push(`<text x="${L - 6}" y="${T + i * cell + cell / 2 + 4}" text-anchor="end">${r}</text>`);
     chart.cols.forEach((c, j) => {
       const v = chart.value(r, c);
+      const shown = v !== null && Number.isFinite(v);
       const x = L + j * cell,
         y = T + i * cell;
       parts.push(
         `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" ` +
-          `fill="${Number.isFinite(v) ? color(v, lo, hi) : "#eee"}" stroke="#fff"><title>position ${r}, layer ` +
-          `${c}: ${Number.isFinite(v) ? v.toPrecision(4) : "NaN"}` +
+          `fill="${shown ? color(v, lo, hi) : "#eee"}" stroke="#fff"><title>position ${r}, layer ` +
+          `${c}: ${shown ? v.toPrecision(4) : v === null ? (chart.missing ?? "NaN") : "NaN"}` +
           `${chart.filtered(r, c) ? " (filtered out)" : ""}</title></rect>`,
       );
       if (chart.filtered(r, c))

@@ -12,6 +12,7 @@ import {
   cleanResult,
   CostSplit,
   engineMeter,
+  PassSchedule,
   prepareScoringSet,
   RunNeeds,
   runCandidates,
@@ -20,7 +21,7 @@ import {
   ScoringSet,
   Tally,
 } from "../scoring.js";
-import { CandidateScore, key } from "../select.js";
+import { CandidateRow, key, leadingCandidate, SelectionOptions } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
 import type { Directions } from "./directions.js";
@@ -40,11 +41,13 @@ export interface ScoresInputs {
   schedule: Schedule;
   /** score only the last N EOI positions (null: all) */
   scorePositions: number | null;
+  /** the selection's filters, which the lazy schedule needs (absent under the others: their keys stay as they were) */
+  lazy?: { klThreshold: number; pruneLayers: number };
 }
 
 export interface Scores {
-  cosmic: CandidateScore[];
-  substring: CandidateScore[];
+  cosmic: CandidateRow[];
+  substring: CandidateRow[];
   scoring: RunSummary["scoring"];
   timings: Timings;
 }
@@ -57,7 +60,9 @@ const PARTIAL_FILE = "select_direction/.partial-scores.json";
 
 interface Partial {
   key: string;
-  layers: Record<string, { cos: CandidateScore[]; sub: CandidateScore[] }>;
+  layers: Record<string, { cos: CandidateRow[]; sub: CandidateRow[] }>;
+  /** the lazy schedule's KL scores, computed after the layers ("position:layer") */
+  kl?: Record<string, number>;
   cosmic: Tally;
   substring: Tally;
 }
@@ -105,13 +110,13 @@ async function scoreLayer(
   zero: Set<string>,
   b: Baseline,
   acc: Partial,
-): Promise<{ cos: CandidateScore[]; sub: CandidateScore[] }> {
+): Promise<{ cos: CandidateRow[]; sub: CandidateRow[] }> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
   const positions = Math.min(P, i.scorePositions ?? P);
-  const cos: CandidateScore[] = [];
-  const sub: CandidateScore[] = [];
+  const cos: CandidateRow[] = [];
+  const sub: CandidateRow[] = [];
   const live: number[] = [];
   for (let k = P - positions; k < P; k++) {
     if (zero.has(key(k - P, l))) {
@@ -127,39 +132,89 @@ async function scoreLayer(
   }
   if (live.length) {
     const ivs = live.map((k) => modeInterventions(i.mode, at(dirs.r, k, l, L, d), at(dirs.muMinus, k, l, L, d), l, L));
-    const run = (set: ScoringSet, which: "ablate" | "add", needs: RunNeeds, cost?: CostSplit) =>
+    const pass: PassSchedule = i.schedule === "naive" ? "naive" : "fast";
+    const run: CandidateRunner = (set, which, needs, cost, only) =>
       runCandidates(
         engine,
         set,
-        ivs.map((v) => (which === "ablate" ? v.ablate : v.add(1))),
+        (only ?? live.map((_, j) => j)).map((j) => (which === "ablate" ? ivs[j].ablate : ivs[j].add(1))),
         needs,
-        i.schedule,
+        pass,
         cost,
       );
-    const [abl, add, bypass, induce] = await sharedPasses(engine, i, b, run, acc);
-    // COSMIC's KL: ablation on harmless to the logits.
-    const [kl] = await timed(engine, acc.cosmic, async () => [
-      await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
-    ]);
-    live.forEach((k, j) => {
-      const base = { position: k - P, layer: l, kl_div_score: kl[j].kl! };
-      cos.push({
-        ...base,
-        refusal_score: dot(normalize(abl[j].pooled!), b.bMinus),
-        steering_score: dot(normalize(add[j].pooled!), b.bPlus),
+    if (i.lazy) {
+      const scored = await lazyPasses(engine, l, i, b, run, live.length, acc);
+      live.forEach((k, j) => {
+        const base = { position: k - P, layer: l, kl_div_score: null };
+        cos.push({ ...base, refusal_score: scored.refusal[j], steering_score: scored.steering[j] });
+        sub.push({ ...base, refusal_score: scored.bypass[j], steering_score: scored.induce[j] });
       });
-      sub.push({ ...base, refusal_score: bypass[j].logOdds!, steering_score: induce[j].logOdds! });
-    });
+    } else {
+      const [abl, add, bypass, induce] = await sharedPasses(engine, i, b, run, acc);
+      // COSMIC's KL: ablation on harmless to the logits.
+      const [kl] = await timed(engine, acc.cosmic, async () => [
+        await run(b.harmless, "ablate", { poolLayers: [], kl: true, refusalTokens: null }),
+      ]);
+      live.forEach((k, j) => {
+        const base = { position: k - P, layer: l, kl_div_score: kl[j].kl! };
+        cos.push({
+          ...base,
+          refusal_score: dot(normalize(abl[j].pooled!), b.bMinus),
+          steering_score: dot(normalize(add[j].pooled!), b.bPlus),
+        });
+        sub.push({ ...base, refusal_score: bypass[j].logOdds!, steering_score: induce[j].logOdds! });
+      });
+    }
   }
-  const byPos = (x: CandidateScore, y: CandidateScore) => x.position - y.position;
+  const byPos = (x: CandidateRow, y: CandidateRow) => x.position - y.position;
   return { cos: cos.sort(byPos), sub: sub.sort(byPos) };
 }
 
+/**
+ * The lazy schedule's passes at layer `l` for its `n` live candidates: COSMIC's refusal and
+ * steering scores of every one, and the substring baseline's scores only where selection can
+ * use them. Layers the selection prunes get no baseline score; elsewhere the addition on
+ * harmless runs to the logits (the induce score) and the ablation on harmful does (the bypass
+ * score) only for candidates whose induce score is positive, the others being filtered whatever
+ * their bypass score. Nothing here computes a KL score (scoresStage does, for the leading candidates).
+ */
+async function lazyPasses(
+  engine: Engine,
+  l: number,
+  i: ScoresInputs,
+  b: Baseline,
+  run: CandidateRunner,
+  n: number,
+  acc: Partial,
+): Promise<{ refusal: number[]; steering: number[]; bypass: (number | null)[]; induce: (number | null)[] }> {
+  const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
+  const both: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
+  const cost: CostSplit = { splitAfter: Math.max(...i.lLow), before: acc.cosmic, after: acc.substring };
+  const kept = l < Math.floor(engine.numLayers * (1 - i.lazy!.pruneLayers));
+  const add = await run(b.harmless, "add", kept ? both : pool, cost);
+  const induce = add.map((r) => (kept ? r.logOdds! : null));
+  const all = Array.from({ length: n }, (_, j) => j);
+  const bypassed = all.filter((j) => induce[j] !== null && induce[j]! > 0);
+  const pooledOnly = all.filter((j) => !bypassed.includes(j));
+  const abl: RunResult[] = new Array(n);
+  if (bypassed.length) (await run(b.harm, "ablate", both, cost, bypassed)).forEach((r, x) => (abl[bypassed[x]] = r));
+  if (pooledOnly.length)
+    (await run(b.harm, "ablate", pool, cost, pooledOnly)).forEach((r, x) => (abl[pooledOnly[x]] = r));
+  return {
+    refusal: abl.map((r) => dot(normalize(r.pooled!), b.bMinus)),
+    steering: add.map((r) => dot(normalize(r.pooled!), b.bPlus)),
+    bypass: abl.map((r, j) => (bypassed.includes(j) ? r.logOdds! : null)),
+    induce,
+  };
+}
+
+/** Runs a layer's live candidates (`only`: these of them, by index) over a set. */
 type CandidateRunner = (
   set: ScoringSet,
   which: "ablate" | "add",
   needs: RunNeeds,
   cost?: CostSplit,
+  only?: number[],
 ) => Promise<RunResult[]>;
 
 /**
@@ -241,6 +296,7 @@ async function announce(
     i.mode,
     i.schedule,
     live,
+    i.lazy?.pruneLayers,
   );
   const left = plan.cosmic + plan.substring;
   const candidates = live.reduce((a, c) => a + c, 0);
@@ -253,14 +309,81 @@ async function announce(
   const rows = Math.max(1, Math.min(stacked, Math.floor(engine.tokensPerCall / T)));
   const budget = Math.min(2, Math.max(0.2, (0.02 * left) / cleanRate));
   const rate = await promptRate(engine, rows, T, budget);
-  ctx.clock.estimate("scores", left / rate);
+  // The lazy schedule's figure is a bound, not an estimate to hold the stage's time against.
+  if (!i.lazy) ctx.clock.estimate("scores", left / rate);
   ctx.options.log(
-    `scoring: ${candidates} candidates, ${formatFlops(left)} to go (COSMIC ` +
+    `scoring: ${candidates} candidates, ${i.lazy ? "at most " : ""}${formatFlops(left)} to go (COSMIC ` +
       `${formatFlops(plan.cosmic)}, substring baseline ${formatFlops(plan.substring)}): about ` +
       `${formatSeconds(left / rate)} at ${(rate / 1e9).toFixed(0)} GFLOP/s (timed now on block calls of their shape, ` +
-      `${rows} × ${T} tokens; the clean passes ran at ${(cleanRate / 1e9).toFixed(0)})`,
+      `${rows} × ${T} tokens; the clean passes ran at ${(cleanRate / 1e9).toFixed(0)})` +
+      (i.lazy
+        ? "; lazy schedule: bypass scores only where the induce score is positive, then the KL scores of the " +
+          "leading candidates alone, one pass each"
+        : ""),
   );
   return left;
+}
+
+/**
+ * The lazy schedule's KL scores: for each method in turn, the KL score of the candidate it would
+ * select if every KL not yet computed passed the filter, until that candidate's is known (then it
+ * is the selection's: select.ts leadingCandidate). A KL score is the same for both methods (the
+ * ablation on harmless), so each is computed once and written into both tables; each is kept in
+ * the partial file as it comes.
+ */
+async function lazyKl(
+  engine: Engine,
+  i: ScoresInputs,
+  ctx: StageContext,
+  dirs: Directions,
+  zero: Set<string>,
+  b: Baseline,
+  partial: Partial,
+  cosmic: CandidateRow[],
+  substring: CandidateRow[],
+): Promise<[CandidateRow[], CandidateRow[]]> {
+  const L = engine.numLayers;
+  const d = engine.spec.hiddenSize;
+  const P = dirs.r.length / (L * d);
+  const kl = (partial.kl ??= {});
+  const opts: SelectionOptions = {
+    numLayers: L,
+    numPositions: Math.min(P, i.scorePositions ?? P),
+    klThreshold: i.lazy!.klThreshold,
+    pruneLayers: i.lazy!.pruneLayers,
+    zeroNorm: zero,
+  };
+  const fill = (rows: CandidateRow[]) =>
+    rows.map((r) => {
+      const known = kl[key(r.position, r.layer)];
+      return r.kl_div_score === null && known !== undefined ? { ...r, kl_div_score: known } : r;
+    });
+  for (const [method, tally] of [
+    ["cosmic", partial.cosmic],
+    ["substring", partial.substring],
+  ] as const) {
+    for (;;) {
+      const lead = leadingCandidate(method, fill(method === "cosmic" ? cosmic : substring), opts);
+      if (!lead || lead.kl_div_score !== null) break;
+      const k = lead.position + P;
+      const iv = modeInterventions(
+        i.mode,
+        at(dirs.r, k, lead.layer, L, d),
+        at(dirs.muMinus, k, lead.layer, L, d),
+        lead.layer,
+        L,
+      );
+      const needs: RunNeeds = { poolLayers: [], kl: true, refusalTokens: null };
+      const [r] = await timed(engine, tally, () => runCandidates(engine, b.harmless, [iv.ablate], needs, "fast"));
+      kl[key(lead.position, lead.layer)] = r.kl!;
+      ctx.store.writeJson(PARTIAL_FILE, partial);
+      ctx.options.log(
+        `scoring (lazy): KL score of (${lead.position}, ${lead.layer}), ${method === "cosmic" ? "COSMIC" : "the substring baseline"}'s ` +
+          `leading candidate: ${r.kl!.toFixed(4)} (${r.kl! > opts.klThreshold ? "filtered" : "passes"})`,
+      );
+    }
+  }
+  return [fill(cosmic), fill(substring)];
 }
 
 /** The unit a progress count of `total` FLOPs is shown in: at least 1,000 steps when it can. */
@@ -337,14 +460,17 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
         bar.stop();
       }
       // The reference lists candidates position-major: (−P, 0), (−P, 1), …
-      const order = (x: CandidateScore, y: CandidateScore) => x.position - y.position || x.layer - y.layer;
+      const order = (x: CandidateRow, y: CandidateRow) => x.position - y.position || x.layer - y.layer;
+      let cosmic = Object.values(partial.layers)
+        .flatMap((x) => x.cos)
+        .sort(order);
+      let substring = Object.values(partial.layers)
+        .flatMap((x) => x.sub)
+        .sort(order);
+      if (i.lazy) [cosmic, substring] = await lazyKl(engine, i, ctx, dirs, zero, b, partial, cosmic, substring);
       return {
-        cosmic: Object.values(partial.layers)
-          .flatMap((x) => x.cos)
-          .sort(order),
-        substring: Object.values(partial.layers)
-          .flatMap((x) => x.sub)
-          .sort(order),
+        cosmic,
+        substring,
         scoring: { flops: partial.cosmic.flops, schedule: i.schedule, substring_flops: partial.substring.flops },
         timings: { scoring_seconds: partial.cosmic.seconds, substring_scoring_seconds: partial.substring.seconds },
       };
