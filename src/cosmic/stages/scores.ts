@@ -281,26 +281,32 @@ async function announce(
   zero: Set<string>,
   b: Baseline,
   cleanRate: number,
-): Promise<number> {
+): Promise<{ left: number; perLayer: number[] }> {
   const spec = engine.spec;
   const P = dirs.r.length / (spec.numLayers * spec.hiddenSize);
   const live = liveCandidates(spec.numLayers, P, i.scorePositions, zero);
   // The prompts' token counts, from the batches the clean passes just ran.
   const lengths = (set: ScoringSet) => set.batches.flatMap((sb) => sb.tokens.map((t) => t.length));
-  const plan = scoringFlops(
-    spec,
-    lengths(b.harm),
-    lengths(b.harmless),
-    ctx.options.batchSize,
-    i.lLow,
-    i.mode,
-    i.schedule,
-    live,
-    i.lazy?.pruneLayers,
-  );
-  const left = plan.cosmic + plan.substring;
+  const flopsOf = (liveAt: number[]) => {
+    const plan = scoringFlops(
+      spec,
+      lengths(b.harm),
+      lengths(b.harmless),
+      ctx.options.batchSize,
+      i.lLow,
+      i.mode,
+      i.schedule,
+      liveAt,
+      i.lazy?.pruneLayers,
+    );
+    return { ...plan, left: plan.cosmic + plan.substring };
+  };
+  const plan = flopsOf(live);
+  const left = plan.left;
+  // Each layer's share, so that the progress can take what the lazy schedule skips off its bound.
+  const perLayer = i.lazy ? live.map((_, l) => flopsOf(live.map((c, k) => (k === l ? c : 0))).left) : [];
   const candidates = live.reduce((a, c) => a + c, 0);
-  if (candidates === 0) return left;
+  if (candidates === 0) return { left, perLayer };
   // A layer's candidates run stacked, each on every prompt of a batch, in calls of at most the
   // engine's tokens per call: time a call of that shape (at a timing budget of ~2 % of the work).
   const batches = [...b.harm.batches, ...b.harmless.batches];
@@ -321,7 +327,7 @@ async function announce(
           "leading candidates alone, one pass each"
         : ""),
   );
-  return left;
+  return { left, perLayer };
 }
 
 /**
@@ -405,7 +411,7 @@ function flopProgress(engine: Engine, ctx: StageContext, total: number, doneBefo
   const unit = flopUnit(total);
   const label = `scoring (${unit.name})`;
   const f0 = engine.flops;
-  const of = Math.max(1, Math.round(total / unit.size));
+  let of = Math.max(1, Math.round(total / unit.size));
   const report = () => {
     const done = Math.min(total, doneBefore + engine.flops - f0);
     ctx.options.progress(label, Math.min(of, Math.round(done / unit.size)), of);
@@ -414,6 +420,12 @@ function flopProgress(engine: Engine, ctx: StageContext, total: number, doneBefo
   const timer = setInterval(report, 1000);
   return {
     tick: report,
+    /** a new total (the lazy schedule's bound, less what it skipped) */
+    setTotal: (t: number) => {
+      total = t;
+      of = Math.max(1, Math.round(total / unit.size));
+      report();
+    },
     done: () => ctx.options.progress(label, of, of),
     stop: () => clearInterval(timer),
   };
@@ -432,7 +444,8 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       const b = await baseline(engine, i, ctx);
       const clean: Tally = { seconds: 0, flops: 0 };
       charge(clean);
-      const total = await announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
+      const plan = await announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
+      let total = plan.left;
       // Partial results survive an interruption: finished layers are not scored again.
       let partial: Partial = {
         key: stageKey,
@@ -450,8 +463,11 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       try {
         for (let l = 0; l < L; l++) {
           if (!partial.layers[l]) {
+            const f0 = engine.flops;
             partial.layers[l] = await scoreLayer(engine, l, i, dirs, zero, b, partial);
             ctx.store.writeJson(PARTIAL_FILE, partial);
+            // The lazy bound counted a bypass pass for every unpruned candidate: take off what was skipped.
+            if (i.lazy) bar.setTotal((total -= plan.perLayer[l] - (engine.flops - f0)));
           }
           bar.tick();
         }
