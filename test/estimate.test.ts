@@ -230,6 +230,7 @@ test("cosmic run --dry-run prints the plan and writes nothing", () => {
   for (const stage of [
     "1. directions: ",
     "3. scores (fast schedule): ",
+    "; --schedule lazy (the same selections, only the scores they read) at most ",
     "4. selection: no passes; edit sizes: at most ",
     "5. evaluation: ",
     "calibration",

@@ -71,10 +71,12 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   const k = lowLayerCount(L, options.lowLayerFraction);
   const eligible = eligibleLayers(L, options.steerTowardRefusal, firstLowLayer(options.mode));
   const live = Array.from({ length: L }, (_, l) => (l === 0 ? 0 : positions));
-  const scoring = (lLow: number[]) =>
-    scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, options.schedule, live, options.pruneLayers);
+  const scoring = (lLow: number[], schedule = options.schedule) =>
+    scoringFlops(spec, val[0], val[1], bs, lLow, options.mode, schedule, live, options.pruneLayers);
   const early = scoring(eligible.slice(0, k));
   const late = scoring(eligible.slice(-k));
+  // What the lazy schedule would run at most, offered beside the fast one.
+  const lazyBound = [scoring(eligible.slice(0, k), "lazy"), scoring(eligible.slice(-k), "lazy")].map(totalScoring);
   // The selected layers are below the pruned last layers; one pass serves both methods' directions.
   const lastLayer = Math.max(0, Math.floor(L * (1 - options.pruneLayers)) - 1);
   const edits = editSizeFlops(spec, lengths(p.harmlessVal, options.evalSystem), bs, lastLayer);
@@ -103,7 +105,12 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
     `3. scores (${options.schedule} schedule): ${options.schedule === "lazy" ? "at most " : ""}` +
       `${formatFlops(totalScoring(early))} if L_low lies in the earliest ` +
       `layers, ${formatFlops(totalScoring(late))} in the latest: about ` +
-      `${formatSeconds(seconds(totalScoring(early)))} to ${formatSeconds(seconds(totalScoring(late)))}`,
+      `${formatSeconds(seconds(totalScoring(early)))} to ${formatSeconds(seconds(totalScoring(late)))}` +
+      (options.schedule === "fast"
+        ? `; --schedule lazy (the same selections, only the scores they read) at most ` +
+          `${formatFlops(lazyBound[0])} / ${formatFlops(lazyBound[1])}, about ${formatSeconds(seconds(lazyBound[0]))} ` +
+          `to ${formatSeconds(seconds(lazyBound[1]))}`
+        : ""),
     `4. selection: no passes; edit sizes: at most ${formatFlops(edits)} (the harmless val prompts through the ` +
       `blocks below the deeper method's selected layer, at most layer ${lastLayer}), about ${formatSeconds(seconds(edits))}`,
     evaluationLine(test, options.maxNewTokens, evaluation, cosmicOnly),
