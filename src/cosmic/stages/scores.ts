@@ -287,7 +287,7 @@ async function announce(
   const live = liveCandidates(spec.numLayers, P, i.scorePositions, zero);
   // The prompts' token counts, from the batches the clean passes just ran.
   const lengths = (set: ScoringSet) => set.batches.flatMap((sb) => sb.tokens.map((t) => t.length));
-  const flopsOf = (liveAt: number[]) => {
+  const flopsOf = (liveAt: number[], schedule = i.schedule) => {
     const plan = scoringFlops(
       spec,
       lengths(b.harm),
@@ -295,9 +295,9 @@ async function announce(
       ctx.options.batchSize,
       i.lLow,
       i.mode,
-      i.schedule,
+      schedule,
       liveAt,
-      i.lazy?.pruneLayers,
+      i.lazy?.pruneLayers ?? ctx.options.pruneLayers,
     );
     return { ...plan, left: plan.cosmic + plan.substring };
   };
@@ -325,7 +325,9 @@ async function announce(
       (i.lazy
         ? "; lazy schedule: bypass scores only where the induce score is positive, then the KL scores of the " +
           "leading candidates alone, one pass each"
-        : ""),
+        : i.schedule === "fast"
+          ? `; --schedule lazy would select the same with at most ${formatFlops(flopsOf(live, "lazy").left)}`
+          : ""),
   );
   return { left, perLayer };
 }
