@@ -276,10 +276,29 @@ test("--schedule lazy: the fast schedule's selections and scores where it scores
   assert.ok((lazy.cosmic.removed["not scored (lazy schedule)"] ?? 0) > 0, JSON.stringify(lazy.cosmic.removed));
   assert.ok(!("not scored (lazy schedule)" in fast.cosmic.removed));
 
-  // Interrupted after its layers, before its KL scores: the rerun computes only those.
   const partialFile = path.join(out, "select_direction", ".partial-scores.json");
+  const files = (run: string) =>
+    ["select_direction", "select_direction_substring"].map((d) =>
+      fs.readFileSync(path.join(run, d, "direction_evaluations.json"), "utf8"),
+    );
+  // Another KL threshold reuses the layers and the KL scores already computed (here: all it
+  // needs), and writes what a fresh run with that threshold writes.
+  const klsBefore = Object.keys(JSON.parse(fs.readFileSync(partialFile, "utf8")).kl).sort();
+  const again = await runCommand(flags(out, { skipEval: true, klThreshold: 0.1, schedule: "lazy" }));
+  assert.deepEqual(Object.keys(JSON.parse(fs.readFileSync(partialFile, "utf8")).kl).sort(), klsBefore);
+  const freshDir = path.join(tmp, "lz-fresh");
+  const fresh = await runCommand(flags(freshDir, { skipEval: true, klThreshold: 0.1, schedule: "lazy" }));
+  assert.deepEqual(files(out), files(freshDir));
+  assert.deepEqual(
+    [again.scoring.flops, again.scoring.substring_flops],
+    [fresh.scoring.flops, fresh.scoring.substring_flops],
+  );
+  assert.deepEqual([again.cosmic.position, again.cosmic.layer], [fresh.cosmic.position, fresh.cosmic.layer]);
+
+  // Interrupted after its layers, before its KL scores: the rerun computes only those.
+  await runCommand(flags(out, { ...opts, schedule: "lazy" }));
   const partial = JSON.parse(fs.readFileSync(partialFile, "utf8"));
-  const kls = Object.values(partial.kl) as number[];
+  const kls = Object.values(partial.kl).map((e) => (e as { kl: number }).kl);
   assert.ok(kls.some((v) => v > opts.klThreshold) && kls.some((v) => v <= opts.klThreshold), `KL scores ${kls}`);
   delete partial.kl;
   partial.cosmic.flops = partial.substring.flops = 0;
@@ -287,10 +306,6 @@ test("--schedule lazy: the fast schedule's selections and scores where it scores
   const rec = JSON.parse(fs.readFileSync(path.join(out, ".cosmic-stages.json"), "utf8"));
   delete rec.scores;
   fs.writeFileSync(path.join(out, ".cosmic-stages.json"), JSON.stringify(rec));
-  const files = (run: string) =>
-    ["select_direction", "select_direction_substring"].map((d) =>
-      fs.readFileSync(path.join(run, d, "direction_evaluations.json"), "utf8"),
-    );
   const before = files(out);
   const resumed = await runCommand(flags(out, { ...opts, schedule: "lazy" }));
   assert.deepEqual(files(out), before);

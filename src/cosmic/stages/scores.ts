@@ -27,6 +27,7 @@ import { dot, normalize } from "../vec.js";
 import type { Directions } from "./directions.js";
 import { formatFlops, formatSeconds, scoringFlops } from "../estimate.js";
 import { promptRate } from "../calibration.js";
+import { hashOf } from "../run-store.js";
 
 export interface ScoresInputs {
   /** the key of the directions stage the candidates come from */
@@ -61,8 +62,8 @@ const PARTIAL_FILE = "select_direction/.partial-scores.json";
 interface Partial {
   key: string;
   layers: Record<string, { cos: CandidateRow[]; sub: CandidateRow[] }>;
-  /** the lazy schedule's KL scores, computed after the layers ("position:layer") */
-  kl?: Record<string, number>;
+  /** the lazy schedule's KL scores ("position:layer"), computed after the layers, with their cost */
+  kl?: Record<string, { kl: number } & Tally>;
   cosmic: Tally;
   substring: Tally;
 }
@@ -336,8 +337,10 @@ async function announce(
  * The lazy schedule's KL scores: for each method in turn, the KL score of the candidate it would
  * select if every KL not yet computed passed the filter, until that candidate's is known (then it
  * is the selection's: select.ts leadingCandidate). A KL score is the same for both methods (the
- * ablation on harmless), so each is computed once and written into both tables; each is kept in
- * the partial file as it comes.
+ * ablation on harmless), so each is computed once and written into both tables. Each is kept in
+ * the partial file as it comes, with its cost, whatever the KL threshold: a rerun with another
+ * threshold reads the ones it reaches there. The tables and tallies hold only the KL scores this
+ * threshold's loops reach, so they are what a fresh run gives.
  */
 async function lazyKl(
   engine: Engine,
@@ -349,7 +352,7 @@ async function lazyKl(
   partial: Partial,
   cosmic: CandidateRow[],
   substring: CandidateRow[],
-): Promise<[CandidateRow[], CandidateRow[]]> {
+): Promise<{ cosmic: CandidateRow[]; substring: CandidateRow[]; tallies: Record<LazyMethod, Tally> }> {
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
@@ -361,29 +364,31 @@ async function lazyKl(
     pruneLayers: i.lazy!.pruneLayers,
     zeroNorm: zero,
   };
+  // The KL scores this threshold's loops reached, and the method that reached each first.
+  const reached = new Map<string, LazyMethod>();
   const fill = (rows: CandidateRow[]) =>
     rows.map((r) => {
-      const known = kl[key(r.position, r.layer)];
-      return r.kl_div_score === null && known !== undefined ? { ...r, kl_div_score: known } : r;
+      const k = key(r.position, r.layer);
+      return r.kl_div_score === null && reached.has(k) ? { ...r, kl_div_score: kl[k].kl } : r;
     });
-  for (const [method, tally] of [
-    ["cosmic", partial.cosmic],
-    ["substring", partial.substring],
-  ] as const) {
+  for (const method of ["cosmic", "substring"] as const) {
     for (;;) {
       const lead = leadingCandidate(method, fill(method === "cosmic" ? cosmic : substring), opts);
       if (!lead || lead.kl_div_score !== null) break;
-      const k = lead.position + P;
+      const k = key(lead.position, lead.layer);
+      reached.set(k, method);
+      if (kl[k]) continue;
       const iv = modeInterventions(
         i.mode,
-        at(dirs.r, k, lead.layer, L, d),
-        at(dirs.muMinus, k, lead.layer, L, d),
+        at(dirs.r, lead.position + P, lead.layer, L, d),
+        at(dirs.muMinus, lead.position + P, lead.layer, L, d),
         lead.layer,
         L,
       );
       const needs: RunNeeds = { poolLayers: [], kl: true, refusalTokens: null };
-      const [r] = await timed(engine, tally, () => runCandidates(engine, b.harmless, [iv.ablate], needs, "fast"));
-      kl[key(lead.position, lead.layer)] = r.kl!;
+      const cost: Tally = { seconds: 0, flops: 0 };
+      const [r] = await timed(engine, cost, () => runCandidates(engine, b.harmless, [iv.ablate], needs, "fast"));
+      kl[k] = { kl: r.kl!, ...cost };
       ctx.store.writeJson(PARTIAL_FILE, partial);
       ctx.options.log(
         `scoring (lazy): KL score of (${lead.position}, ${lead.layer}), ${method === "cosmic" ? "COSMIC" : "the substring baseline"}'s ` +
@@ -391,8 +396,18 @@ async function lazyKl(
       );
     }
   }
-  return [fill(cosmic), fill(substring)];
+  // Written even when nothing was added, so that the stage's record lists it and keeps it for the
+  // next threshold.
+  ctx.store.writeJson(PARTIAL_FILE, partial);
+  const tallies = { cosmic: { ...partial.cosmic }, substring: { ...partial.substring } };
+  for (const [k, method] of reached) {
+    tallies[method].seconds += kl[k].seconds;
+    tallies[method].flops += kl[k].flops;
+  }
+  return { cosmic: fill(cosmic), substring: fill(substring), tallies };
 }
+
+type LazyMethod = "cosmic" | "substring";
 
 /** The unit a progress count of `total` FLOPs is shown in: at least 1,000 steps when it can. */
 export function flopUnit(total: number): { name: string; size: number } {
@@ -448,16 +463,21 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       charge(clean);
       const plan = await announce(engine, i, ctx, dirs, zero, b, clean.flops / clean.seconds);
       let total = plan.left;
-      // Partial results survive an interruption: finished layers are not scored again.
+      // Partial results survive an interruption: finished layers are not scored again. The lazy
+      // schedule's do not depend on the KL threshold (only which KL scores its loops reach does),
+      // so a rerun with another threshold starts from them too.
+      const partialKey = i.lazy
+        ? hashOf("scores partial", { ...i, lazy: { pruneLayers: i.lazy.pruneLayers } })
+        : stageKey;
       let partial: Partial = {
-        key: stageKey,
+        key: partialKey,
         layers: {},
         cosmic: { seconds: 0, flops: 0 },
         substring: { seconds: 0, flops: 0 },
       };
       try {
         const p = ctx.store.readJson<Partial>(PARTIAL_FILE);
-        if (p.key === stageKey) partial = p;
+        if (p.key === partialKey) partial = p;
       } catch {
         /* none yet */
       }
@@ -485,12 +505,14 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       let substring = Object.values(partial.layers)
         .flatMap((x) => x.sub)
         .sort(order);
-      if (i.lazy) [cosmic, substring] = await lazyKl(engine, i, ctx, dirs, zero, b, partial, cosmic, substring);
+      let tallies = { cosmic: partial.cosmic, substring: partial.substring };
+      if (i.lazy)
+        ({ cosmic, substring, tallies } = await lazyKl(engine, i, ctx, dirs, zero, b, partial, cosmic, substring));
       return {
         cosmic,
         substring,
-        scoring: { flops: partial.cosmic.flops, schedule: i.schedule, substring_flops: partial.substring.flops },
-        timings: { scoring_seconds: partial.cosmic.seconds, substring_scoring_seconds: partial.substring.seconds },
+        scoring: { flops: tallies.cosmic.flops, schedule: i.schedule, substring_flops: tallies.substring.flops },
+        timings: { scoring_seconds: tallies.cosmic.seconds, substring_scoring_seconds: tallies.substring.seconds },
       };
     },
 
