@@ -318,7 +318,8 @@ test("--schedule lazy: the fast schedule's selections and scores where it scores
     report.svgs.find((f) => f.endsWith("cosmic-kl-div-score.svg"))!,
     "utf8",
   );
-  assert.match(kl, /not scored \(lazy schedule\)/);
+  assert.match(kl, /<title>position -?\d+, layer \d+: not scored \(lazy\)<\/title>/);
+  assert.match(kl, /fill="#eee" stroke="#bbb"\/><text [^>]*>not scored \(lazy\)<\/text>/);
   assert.match(fs.readFileSync(report.html, "utf8"), /Grey cells were not scored/);
 });
 

@@ -185,7 +185,7 @@ function scorePlots(runDir: string, summary: RunSummary): Plot[] {
             const s = at.get(`${r}:${c}`);
             return s ? (s[field] ?? null) : NaN;
           },
-          missing: summary.scoring.schedule === "lazy" ? "not scored (lazy schedule)" : "NaN",
+          missing: summary.scoring.schedule === "lazy" ? "not scored (lazy)" : undefined,
           filtered: (r, c) => !keep.has(`${r}:${c}`),
           selected: sel ? [sel.position, sel.layer] : null,
           better,

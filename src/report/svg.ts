@@ -141,8 +141,18 @@ function color(v: number, lo: number, hi: number): string {
 /** The legend's height (colour bar, its labels, the filtered and selected keys). */
 const LEGEND_H = 196;
 
+/** The legend's key for cells with no score (drawn only when there are some), below the others. */
+const MISSING_KEY_H = 24;
+
 /** The heatmap's legend at (lx, T): the colour scale with its min and max, which way is better, the keys. */
-function heatmapLegend(lx: number, T: number, lo: number, hi: number, better?: "higher" | "lower"): string[] {
+function heatmapLegend(
+  lx: number,
+  T: number,
+  lo: number,
+  hi: number,
+  better?: "higher" | "lower",
+  missing?: string,
+): string[] {
   const parts: string[] = [];
   const exact = (x: number) => (Number.isFinite(x) ? x.toPrecision(3) : "—");
   parts.push(`<text x="${lx}" y="${T + 4}">scale</text>`);
@@ -164,6 +174,11 @@ function heatmapLegend(lx: number, T: number, lo: number, hi: number, better?: "
     `<circle cx="${lx + 5}" cy="${T + 182}" r="6" fill="none" stroke="#e4572e" stroke-width="2"/><text ` +
       `x="${lx + 14}" y="${T + 186}">selected</text>`,
   );
+  if (missing)
+    parts.push(
+      `<rect x="${lx}" y="${T + 198}" width="10" height="10" fill="#eee" stroke="#bbb"/><text x="${lx + 14}" ` +
+        `y="${T + 207}">${esc(missing)}</text>`,
+    );
   return parts;
 }
 
@@ -188,10 +203,11 @@ export function heatmap(chart: {
     R = 130;
   const cell = Math.max(10, Math.min(64, Math.floor((1000 - L - R) / chart.cols.length)));
   const W = L + cell * chart.cols.length + R;
-  const H = Math.max(T + cell * chart.rows.length + B, T + LEGEND_H + 8);
-  const vals = chart.rows
-    .flatMap((r) => chart.cols.map((c) => chart.value(r, c)))
-    .filter((v): v is number => v !== null && Number.isFinite(v));
+  const all = chart.rows.flatMap((r) => chart.cols.map((c) => chart.value(r, c)));
+  // Cells with no score (null) under a `missing` label: grey, uncrossed (nothing was judged), keyed in the legend.
+  const missing = chart.missing && all.some((v) => v === null) ? chart.missing : undefined;
+  const H = Math.max(T + cell * chart.rows.length + B, T + LEGEND_H + (missing ? MISSING_KEY_H : 0) + 8);
+  const vals = all.filter((v): v is number => v !== null && Number.isFinite(v));
   const lo = Math.min(...vals),
     hi = Math.max(...vals);
   const parts: string[] = [];
@@ -206,10 +222,10 @@ export function heatmap(chart: {
       parts.push(
         `<rect x="${x}" y="${y}" width="${cell}" height="${cell}" ` +
           `fill="${shown ? color(v, lo, hi) : "#eee"}" stroke="#fff"><title>position ${r}, layer ` +
-          `${c}: ${shown ? v.toPrecision(4) : v === null ? (chart.missing ?? "NaN") : "NaN"}` +
-          `${chart.filtered(r, c) ? " (filtered out)" : ""}</title></rect>`,
+          `${c}: ${shown ? v.toPrecision(4) : v === null && missing ? missing : "NaN"}` +
+          `${chart.filtered(r, c) && !(v === null && missing) ? " (filtered out)" : ""}</title></rect>`,
       );
-      if (chart.filtered(r, c))
+      if (chart.filtered(r, c) && !(v === null && missing))
         parts.push(
           `<path d="M${x + 2},${y + 2}L${x + cell - 2},${y + cell - 2}` +
             `M${x + cell - 2},${y + 2}L${x + 2},${y + cell - 2}" stroke="#c44" stroke-width="1" opacity="0.6"/>`,
@@ -240,7 +256,7 @@ export function heatmap(chart: {
     `<text transform="translate(14 ${T + (cell * chart.rows.length) / 2}) rotate(-90)" ` +
       `text-anchor="middle">${esc(chart.rowLabel)}</text>`,
   );
-  parts.push(...heatmapLegend(W - R + 16, T, lo, hi, chart.better));
+  parts.push(...heatmapLegend(W - R + 16, T, lo, hi, chart.better, missing));
   parts.push("</svg>");
   return parts.join("");
 }
