@@ -11,6 +11,7 @@ import path from "node:path";
 import {
   CandidateRow,
   CandidateScore,
+  firstPrunedLayer,
   key,
   leadingCandidate,
   selectCosmic,
@@ -27,7 +28,7 @@ const select = (m: Method) => (m === "cosmic" ? selectCosmic : selectSubstring);
 
 /** What the lazy schedule leaves unscored: every KL, and the bypass score where induce ≤ 0 or the layer is pruned. */
 function lazyTable(full: CandidateScore[], method: Method, opts: SelectionOptions): CandidateRow[] {
-  const maxLayer = Math.floor(opts.numLayers * (1 - opts.pruneLayers));
+  const maxLayer = firstPrunedLayer(opts.numLayers, opts.pruneLayers);
   return full.map((s) => {
     if (opts.zeroNorm.has(key(s.position, s.layer))) return s;
     if (method === "cosmic") return { ...s, kl_div_score: null };

@@ -9,6 +9,7 @@ import { blockFlops, headFlops, lastTokenBlockFlops } from "../engine/flops.js";
 import { decodeCapacity } from "../engine/kv-cache.js";
 import type { Mode } from "./modes.js";
 import type { PassSchedule, Schedule } from "./scoring.js";
+import { firstPrunedLayer } from "./select.js";
 
 /** Rows and padded length of each batch: consecutive slices of `batchSize`, padded to their longest. */
 export function batchShapes(lengths: number[], batchSize: number): { B: number; T: number }[] {
@@ -114,7 +115,7 @@ export function scoringFlops(
   };
   if (schedule === "lazy" && pruneLayers === undefined)
     throw new Error("the lazy schedule's estimate needs pruneLayers");
-  const maxLayer = Math.floor(spec.numLayers * (1 - (pruneLayers ?? 0)));
+  const maxLayer = firstPrunedLayer(spec.numLayers, pruneLayers ?? 0);
   const pass: PassSchedule = schedule === "naive" ? "naive" : "fast";
   live.forEach((c, l) => {
     if (c === 0) return;

@@ -10,6 +10,7 @@ import { directionsFlops, editSizeFlops, formatFlops, formatSeconds, scoringFlop
 import { calibrate, describeCalibration, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
 import { eligibleLayers, lowLayerCount } from "./layers.js";
 import { firstLowLayer } from "./modes.js";
+import { firstPrunedLayer } from "./select.js";
 import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
 import { describeMachine } from "../util/machine.js";
 
@@ -78,7 +79,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   // What the lazy schedule would run at most, offered beside the fast one.
   const lazyBound = [scoring(eligible.slice(0, k), "lazy"), scoring(eligible.slice(-k), "lazy")].map(totalScoring);
   // The selected layers are below the pruned last layers; one pass serves both methods' directions.
-  const lastLayer = Math.max(0, Math.floor(L * (1 - options.pruneLayers)) - 1);
+  const lastLayer = Math.max(0, firstPrunedLayer(L, options.pruneLayers) - 1);
   const edits = editSizeFlops(spec, lengths(p.harmlessVal, options.evalSystem), bs, lastLayer);
   const T = Math.round(mean([...train[0], ...train[1]]));
   const rows = Math.min(bs, train[0].length);

@@ -46,6 +46,11 @@ export interface Selection {
 
 export const key = (position: number, layer: number) => `${position}:${layer}`;
 
+/** The first layer selection prunes: candidates at it and after are never selected (the last `pruneLayers` of them). */
+export function firstPrunedLayer(numLayers: number, pruneLayers: number): number {
+  return Math.floor(numLayers * (1 - pruneLayers));
+}
+
 /** The filter count of candidates left unscored by the lazy schedule. */
 export const UNSCORED = "not scored (lazy schedule)";
 
@@ -89,7 +94,7 @@ function filterCandidates(
   ruleName: string,
   rule: (s: CandidateRow) => boolean,
 ): { kept: CandidateScore[]; removed: Record<string, number> } {
-  const maxLayer = Math.floor(options.numLayers * (1 - options.pruneLayers));
+  const maxLayer = firstPrunedLayer(options.numLayers, options.pruneLayers);
   const pruneKey = `layer ≥ ${maxLayer} (last ${Math.round(options.pruneLayers * 100)} %)`;
   const klKey = `KL > ${options.klThreshold}`;
   const removed: Record<string, number> = {

@@ -21,7 +21,7 @@ import {
   ScoringSet,
   Tally,
 } from "../scoring.js";
-import { CandidateRow, key, leadingCandidate, SelectionOptions } from "../select.js";
+import { CandidateRow, firstPrunedLayer, key, leadingCandidate, SelectionOptions } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
 import type { Directions } from "./directions.js";
@@ -191,7 +191,7 @@ async function lazyPasses(
   const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
   const both: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
   const cost: CostSplit = { splitAfter: Math.max(...i.lLow), before: acc.cosmic, after: acc.substring };
-  const kept = l < Math.floor(engine.numLayers * (1 - i.lazy!.pruneLayers));
+  const kept = l < firstPrunedLayer(engine.numLayers, i.lazy!.pruneLayers);
   const add = await run(b.harmless, "add", kept ? both : pool, cost);
   const induce = add.map((r) => (kept ? r.logOdds! : null));
   const all = Array.from({ length: n }, (_, j) => j);
