@@ -1,6 +1,7 @@
 /**
  * The COSMIC scoring stage, fast schedule against the naive one (the reference's full forward
- * passes per candidate, logits at every position), on one model. Prints one JSON line.
+ * passes per candidate, logits at every position), on one model; and the whole stage (COSMIC and
+ * the substring baseline) under the lazy schedule against the fast one. Prints one JSON line.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -25,7 +26,14 @@ async function main(): Promise<void> {
     });
   const fast = await runCommand(flags("fast"));
   const naive = await runCommand(flags("naive"));
+  const lazy = await runCommand(flags("lazy"));
   const maxDiff = maxScoreDifference(path.join(out, "fast"), path.join(out, "naive")).max;
+  const lazyDiff = maxScoreDifference(path.join(out, "fast"), path.join(out, "lazy"));
+  const both = (s: typeof fast) => ({
+    flops: s.scoring.flops + s.scoring.substring_flops,
+    seconds: s.timings.scoring_seconds + s.timings.substring_scoring_seconds,
+  });
+  const at = (s: typeof fast) => JSON.stringify([s.cosmic, s.substring].map((x) => x && [x.position, x.layer]));
   fs.rmSync(out, { recursive: true, force: true });
   console.log(
     JSON.stringify({
@@ -36,6 +44,12 @@ async function main(): Promise<void> {
       naive: { ...naive.scoring, seconds: naive.timings.scoring_seconds },
       maxScoreDiff: maxDiff,
       selectedSame: fast.cosmic.position === naive.cosmic.position && fast.cosmic.layer === naive.cosmic.layer,
+      // Both methods: the lazy schedule against the fast one.
+      fastBoth: both(fast),
+      lazyBoth: both(lazy),
+      lazyMaxScoreDiff: lazyDiff.max,
+      lazyUnscored: lazyDiff.unscored,
+      lazySelectedSame: at(lazy) === at(fast),
     }),
   );
 }
