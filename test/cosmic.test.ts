@@ -256,6 +256,21 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
   );
 });
 
+test("a reused scores stage reads a NaN score (null in JSON) back as NaN: the NaN filter takes it", async () => {
+  const out = path.join(tmp, "nan-reuse");
+  const first = await runCommand(flags(out, { skipEval: true }));
+  const file = path.join(out, "select_direction", "direction_evaluations.json");
+  const rows = JSON.parse(fs.readFileSync(file, "utf8")) as Record<string, number | null>[];
+  const sel = rows.find((r) => r.position === first.cosmic.position && r.layer === first.cosmic.layer)!;
+  sel.refusal_score = null;
+  fs.writeFileSync(file, JSON.stringify(rows));
+  const again = await runCommand(flags(out, { skipEval: true }));
+  assert.equal(again.stage_timings!.stages.scores.key, first.stage_timings!.stages.scores.key);
+  assert.equal(again.cosmic.removed["NaN score"], 1);
+  assert.ok(!("not scored (lazy schedule)" in again.cosmic.removed));
+  assert.notDeepEqual([again.cosmic.position, again.cosmic.layer], [first.cosmic.position, first.cosmic.layer]);
+});
+
 test("--schedule lazy: the fast schedule's selections and scores where it scores, fewer FLOPs, resumable, reported", async () => {
   // A KL threshold the fixture's leading candidates straddle (the first two fail it; ties follow),
   // so that the lazy loop must go past filtered leaders.

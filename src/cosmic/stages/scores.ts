@@ -524,10 +524,24 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
     },
 
     read(ctx) {
+      const scoring = ctx.store.readJson<Scores["scoring"]>(SCORING_FILE);
+      // JSON has no NaN: a NaN score was written as null. Only the lazy schedule leaves scores out,
+      // so elsewhere a null reads back as the NaN it was (and the selection's NaN filter takes it).
+      const rows = (file: string) => {
+        const r = ctx.store.readJson<CandidateRow[]>(file);
+        if (scoring.schedule === "lazy") return r;
+        const nan = (v: number | null) => v ?? NaN;
+        return r.map((c) => ({
+          ...c,
+          refusal_score: nan(c.refusal_score),
+          steering_score: nan(c.steering_score),
+          kl_div_score: nan(c.kl_div_score),
+        }));
+      };
       return {
-        cosmic: ctx.store.readJson(COSMIC_FILE),
-        substring: ctx.store.readJson(SUBSTRING_FILE),
-        scoring: ctx.store.readJson(SCORING_FILE),
+        cosmic: rows(COSMIC_FILE),
+        substring: rows(SUBSTRING_FILE),
+        scoring,
         timings: ctx.store.readJson(TIMINGS_FILE),
       };
     },
