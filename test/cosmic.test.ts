@@ -256,6 +256,21 @@ test("an interrupted scoring stage resumes from its finished layers", async () =
   );
 });
 
+test("--schedule lazy: another KL threshold that keeps the selection reuses the edit sizes and the evaluation", async () => {
+  const out = path.join(tmp, "lz-eval");
+  const a = await runCommand(flags(out, { schedule: "lazy", klThreshold: 0.1 }));
+  const b = await runCommand(flags(out, { schedule: "lazy", klThreshold: 0.05 }));
+  assert.deepEqual([b.cosmic.position, b.cosmic.layer], [a.cosmic.position, a.cosmic.layer]);
+  assert.notEqual(b.stage_timings!.stages.scores.key, a.stage_timings!.stages.scores.key);
+  // Reused stages keep the record of the run that computed them.
+  assert.deepEqual(b.stage_timings!.stages.evaluation, a.stage_timings!.stages.evaluation);
+  assert.deepEqual(b.stage_timings!.stages.edit_size, a.stage_timings!.stages.edit_size);
+  // A threshold that changes the selection does not reuse them.
+  const c = await runCommand(flags(out, { schedule: "lazy", klThreshold: 0.01 }));
+  assert.notDeepEqual([c.cosmic.position, c.cosmic.layer], [a.cosmic.position, a.cosmic.layer]);
+  assert.notEqual(c.stage_timings!.stages.evaluation.key, a.stage_timings!.stages.evaluation.key);
+});
+
 test("a reused scores stage reads a NaN score (null in JSON) back as NaN: the NaN filter takes it", async () => {
   const out = path.join(tmp, "nan-reuse");
   const first = await runCommand(flags(out, { skipEval: true }));

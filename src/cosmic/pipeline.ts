@@ -24,7 +24,7 @@ import { runStage, StageContext } from "./stage.js";
 import { StageClock, StageTimings } from "./stage-clock.js";
 import { pct } from "../util/format.js";
 import { Directions, directionsStage } from "./stages/directions.js";
-import { Scores, scoresStage } from "./stages/scores.js";
+import { Scores, scoresIdentity, scoresStage } from "./stages/scores.js";
 import { Selected, selectDirections, writeSelection } from "./stages/selection.js";
 import { DirectionEditSize, editSizeStage, EditSizes } from "./stages/edit-size.js";
 import { evaluationStage } from "./stages/evaluation.js";
@@ -258,7 +258,7 @@ function lowLayers(ctx: StageContext, dirs: Directions): LayerRanking {
 }
 
 /** Stage 3: refusal, steering and KL scores of every candidate, and the substring baseline's. */
-function scoreCandidates(
+async function scoreCandidates(
   ctx: StageContext,
   dirs: { out: Directions; key: string },
   lLow: number[],
@@ -279,7 +279,9 @@ function scoreCandidates(
     lazy:
       options.schedule === "lazy" ? { klThreshold: options.klThreshold, pruneLayers: options.pruneLayers } : undefined,
   };
-  return runStage(scoresStage(dirs.out, zero), inputs, ctx);
+  const { out, key } = await runStage(scoresStage(dirs.out, zero), inputs, ctx);
+  // The later stages are keyed by what the scores depend on (under the lazy schedule: not the KL threshold).
+  return { out, key: scoresIdentity(inputs, key) };
 }
 
 /** Stage 4: the filters, then each method's best candidate. */

@@ -448,6 +448,16 @@ function flopProgress(engine: Engine, ctx: StageContext, total: number, doneBefo
   };
 }
 
+/**
+ * What the scores stage's results depend on: its key, except under the lazy schedule, whose
+ * layer scores and KL scores do not depend on the KL threshold (only which of them its tables
+ * hold does). Its partial file is keyed by it, and so are the stages after it (edit sizes,
+ * evaluation), which depend on the threshold only through the selections they are also keyed by.
+ */
+export function scoresIdentity(i: ScoresInputs, stageKey: string): string {
+  return i.lazy ? hashOf("scores partial", { ...i, lazy: { pruneLayers: i.lazy.pruneLayers } }) : stageKey;
+}
+
 /** The scores stage for these candidate directions (`zero`: the candidates that are zero vectors). */
 export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresInputs, Scores> {
   return {
@@ -466,9 +476,7 @@ export function scoresStage(dirs: Directions, zero: Set<string>): Stage<ScoresIn
       // Partial results survive an interruption: finished layers are not scored again. The lazy
       // schedule's do not depend on the KL threshold (only which KL scores its loops reach does),
       // so a rerun with another threshold starts from them too.
-      const partialKey = i.lazy
-        ? hashOf("scores partial", { ...i, lazy: { pruneLayers: i.lazy.pruneLayers } })
-        : stageKey;
+      const partialKey = scoresIdentity(i, stageKey);
       let partial: Partial = {
         key: partialKey,
         layers: {},
