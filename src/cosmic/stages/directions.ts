@@ -7,7 +7,8 @@ import type { WeightFormat } from "../../engine/quantize.js";
 import { SafetensorsFile, writeSafetensors } from "../../formats/safetensors.js";
 import { nonFinite } from "../../engine/engine.js";
 import type { PromptRecord } from "../../data/prompts.js";
-import { candidateDirections, meanActivations } from "../activations.js";
+import { at, candidateDirections, meanActivations } from "../activations.js";
+import { Mode, modeInterventions } from "../modes.js";
 import type { SystemScope } from "../pipeline.js";
 import type { Stage } from "../stage.js";
 
@@ -36,6 +37,15 @@ export interface Directions {
   /** per-layer last-token output means [L, d] (float64), for L_low */
   harmfulOut: Float64Array;
   harmlessOut: Float64Array;
+}
+
+/**
+ * The ablation and addition of the candidate at EOI `position` (−P…−1) and `layer`: its direction
+ * and its μ− read from the [P, L, d] arrays, as `mode` edits with them.
+ */
+export function candidateEdits(dirs: Directions, mode: Mode, position: number, layer: number, L: number, d: number) {
+  const k = position + dirs.r.length / (L * d);
+  return modeInterventions(mode, at(dirs.r, k, layer, L, d), at(dirs.muMinus, k, layer, L, d), layer, L);
 }
 
 const FILE = "generate_directions/mean_diffs.safetensors";

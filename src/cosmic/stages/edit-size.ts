@@ -4,12 +4,11 @@
  * Cached like the other stages, so a run whose stages are all reused builds no engine.
  */
 import type { PromptRecord } from "../../data/prompts.js";
-import { at } from "../activations.js";
 import { EditProbe, EditSize, editSizes } from "../edit-size.js";
-import { Mode, modeInterventions } from "../modes.js";
+import type { Mode } from "../modes.js";
 import type { Selection } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
-import type { Directions } from "./directions.js";
+import { candidateEdits, Directions } from "./directions.js";
 import type { Selected } from "./selection.js";
 
 export interface EditSizeInputs {
@@ -70,14 +69,7 @@ export function editSizeStage(dirs: Directions, sel: Selected): Stage<EditSizeIn
 function probeOf(ctx: StageContext, dirs: Directions, s: Selection, mode: Mode): EditProbe {
   const L = ctx.folder.spec.numLayers;
   const d = ctx.folder.spec.hiddenSize;
-  const P = dirs.r.length / (L * d);
   const { position, layer } = s.selected;
-  const ivs = modeInterventions(
-    mode,
-    at(dirs.r, position + P, layer, L, d),
-    at(dirs.muMinus, position + P, layer, L, d),
-    layer,
-    L,
-  );
+  const ivs = candidateEdits(dirs, mode, position, layer, L, d);
   return { layer, interventions: [ivs.ablate.intervention, ivs.add(1).intervention] };
 }

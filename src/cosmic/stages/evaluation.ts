@@ -9,11 +9,10 @@ import { at } from "../activations.js";
 import type { Evaluation, EvaluatedDirection, Evaluator } from "../evaluation.js";
 import { calibrateEngine, describeCalibration, evaluationEstimate } from "../calibration.js";
 import { formatFlops, formatSeconds } from "../estimate.js";
-import { modeInterventions } from "../modes.js";
 import type { Method } from "../pipeline.js";
 import type { Selection } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
-import type { Directions } from "./directions.js";
+import { candidateEdits, Directions } from "./directions.js";
 import type { Selected } from "./selection.js";
 
 export interface EvaluationInputs {
@@ -68,13 +67,7 @@ export function evaluationStage(
       const P = dirs.r.length / (L * d);
       const direction = (s: Selection, method: Method): EvaluatedDirection => {
         const { position, layer } = s.selected;
-        const ivs = modeInterventions(
-          options.mode,
-          at(dirs.r, position + P, layer, L, d),
-          at(dirs.muMinus, position + P, layer, L, d),
-          layer,
-          L,
-        );
+        const ivs = candidateEdits(dirs, options.mode, position, layer, L, d);
         return { method, position, layer, ablate: ivs.ablate.intervention, add: (a) => ivs.add(a).intervention };
       };
       const c = sel.cosmic.selected;

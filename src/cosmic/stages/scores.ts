@@ -5,8 +5,7 @@
  */
 import type { Engine } from "../../engine/engine.js";
 import type { PromptRecord } from "../../data/prompts.js";
-import { at } from "../activations.js";
-import { Mode, modeInterventions } from "../modes.js";
+import type { Mode } from "../modes.js";
 import type { RunSummary, Timings } from "../pipeline.js";
 import {
   cleanResult,
@@ -24,7 +23,7 @@ import {
 import { CandidateRow, firstPrunedLayer, key, leadingCandidate, SelectionOptions } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
-import type { Directions } from "./directions.js";
+import { candidateEdits, Directions } from "./directions.js";
 import { formatFlops, formatSeconds, scoringFlops } from "../estimate.js";
 import { promptRate } from "../calibration.js";
 import { hashOf } from "../run-store.js";
@@ -132,7 +131,7 @@ async function scoreLayer(
     } else live.push(k);
   }
   if (live.length) {
-    const ivs = live.map((k) => modeInterventions(i.mode, at(dirs.r, k, l, L, d), at(dirs.muMinus, k, l, L, d), l, L));
+    const ivs = live.map((k) => candidateEdits(dirs, i.mode, k - P, l, L, d));
     const pass: PassSchedule = i.schedule === "naive" ? "naive" : "fast";
     const run: CandidateRunner = (set, which, needs, cost, only) =>
       runCandidates(
@@ -188,9 +187,7 @@ async function lazyPasses(
   n: number,
   acc: Partial,
 ): Promise<{ refusal: number[]; steering: number[]; bypass: (number | null)[]; induce: (number | null)[] }> {
-  const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
-  const both: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
-  const cost: CostSplit = { splitAfter: Math.max(...i.lLow), before: acc.cosmic, after: acc.substring };
+  const { pool, both, cost } = passNeeds(i, acc);
   const kept = l < firstPrunedLayer(engine.numLayers, i.lazy!.pruneLayers);
   const add = await run(b.harmless, "add", kept ? both : pool, cost);
   const induce = add.map((r) => (kept ? r.logOdds! : null));
@@ -219,6 +216,18 @@ type CandidateRunner = (
 ) => Promise<RunResult[]>;
 
 /**
+ * What a pass reads — the pooled L_low outputs (`pool`), or those and the refusal-token log-odds
+ * (`both`) — and, for a pass serving both methods, its cost split at max L_low (`cost`).
+ */
+function passNeeds(i: ScoresInputs, acc: Partial): { pool: RunNeeds; both: RunNeeds; cost: CostSplit } {
+  return {
+    pool: { poolLayers: i.lLow, kl: false, refusalTokens: null },
+    both: { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens },
+    cost: { splitAfter: Math.max(...i.lLow), before: acc.cosmic, after: acc.substring },
+  };
+}
+
+/**
  * COSMIC's pooled L_low outputs and the substring baseline's refusal-token log-odds come from the
  * same interventions on the same prompts (ablation on harmful, addition on harmless). The fast
  * schedule runs each once: blocks up to max L_low are charged to COSMIC, the rest to the
@@ -232,7 +241,7 @@ async function sharedPasses(
   run: CandidateRunner,
   acc: Partial,
 ): Promise<[RunResult[], RunResult[], RunResult[], RunResult[]]> {
-  const pool: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: null };
+  const { pool, both, cost } = passNeeds(i, acc);
   const odds: RunNeeds = { poolLayers: [], kl: false, refusalTokens: i.refusalTokens };
   if (i.schedule === "naive") {
     const [abl, add] = await timed(engine, acc.cosmic, async () => [
@@ -245,8 +254,6 @@ async function sharedPasses(
     ]);
     return [abl, add, bypass, induce];
   }
-  const both: RunNeeds = { poolLayers: i.lLow, kl: false, refusalTokens: i.refusalTokens };
-  const cost: CostSplit = { splitAfter: Math.max(...i.lLow), before: acc.cosmic, after: acc.substring };
   const abl = await run(b.harm, "ablate", both, cost);
   const add = await run(b.harmless, "add", both, cost);
   return [abl, add, abl, add];
@@ -378,13 +385,7 @@ async function lazyKl(
       const k = key(lead.position, lead.layer);
       reached.set(k, method);
       if (kl[k]) continue;
-      const iv = modeInterventions(
-        i.mode,
-        at(dirs.r, lead.position + P, lead.layer, L, d),
-        at(dirs.muMinus, lead.position + P, lead.layer, L, d),
-        lead.layer,
-        L,
-      );
+      const iv = candidateEdits(dirs, i.mode, lead.position, lead.layer, L, d);
       const needs: RunNeeds = { poolLayers: [], kl: true, refusalTokens: null };
       const cost: Tally = { seconds: 0, flops: 0 };
       const [r] = await timed(engine, cost, () => runCandidates(engine, b.harmless, [iv.ablate], needs, "fast"));
