@@ -3,7 +3,10 @@
  * 7.3 MB of cache per position at 32 rows), 32 prompts of 20 tokens, 64 new tokens each — one
  * batch of the evaluation's generations at the default sizes. Prints the step time early, midway
  * and late (a cache copied each step makes it grow with the length), the steps' FLOP rate, and
- * beside it a bare MatMul of a decode step's MLP shape in the same process. Prints one JSON line.
+ * beside it a bare MatMul of a decode step's MLP shape in the same process, and the step's whole
+ * ceiling: its Linear layers alone, with their weights, at the same rows (ceilings.ts
+ * linearStepSeconds). A step's FLOPs are fixed by the model; only the time above that ceiling could
+ * be saved at equal results. Prints one JSON line.
  * Usage: node dist/bench/decode-bench.js CACHE_DIR
  */
 import path from "node:path";
@@ -13,7 +16,7 @@ import { Engine } from "../src/engine/engine.js";
 import { generate, prefill } from "../src/engine/generate.js";
 import { noIntervention } from "../src/engine/interventions.js";
 import { ensureShaped, QWEN3_06B_CONFIG } from "./checkpoint.js";
-import { bareMatmul } from "./ceilings.js";
+import { bareMatmul, linearStepSeconds } from "./ceilings.js";
 
 const require = createRequire(import.meta.url);
 
@@ -28,7 +31,8 @@ async function main(): Promise<void> {
   const B = 32;
   const T = 20;
   const M = 64;
-  const ceiling = await bareMatmul(B, spec.hiddenSize, spec.intermediateSize, "cpu");
+  const mlpBefore = await bareMatmul(B, spec.hiddenSize, spec.intermediateSize, "cpu");
+  const linearBefore = await linearStepSeconds(spec, B, "cpu");
   const engine = await Engine.load(folder);
   const prompts = Array.from({ length: B }, (_, i) =>
     Array.from({ length: T }, (_, t) => 100 + ((i * 31 + t * 7) % 5000)),
@@ -66,6 +70,9 @@ async function main(): Promise<void> {
   const decodeFlops = engine.flops - f1 - prefillFlops;
   const mean = (a: number, b: number) => steps.slice(a, b).reduce((x, y) => x + y, 0) / (b - a);
   await engine.release();
+  // Bare calls vary by ±30 % here from one minute to the next: the faster of two, before and after.
+  const linear = Math.min(linearBefore, await linearStepSeconds(spec, B, "cpu"));
+  const ceiling = Math.max(mlpBefore, await bareMatmul(B, spec.hiddenSize, spec.intermediateSize, "cpu"));
   console.log(
     JSON.stringify({
       rows: B,
@@ -80,8 +87,16 @@ async function main(): Promise<void> {
       ceilingGflops: ceiling,
       ceilingShape: `${B}×${spec.hiddenSize}×${spec.intermediateSize}`,
       tokensPerSecond: (B * (M - 1)) / decodeSeconds,
+      stepMedian: median(steps.slice(1)),
+      linearCeilingSeconds: linear,
+      stepOverLinearCeiling: median(steps.slice(1)) / linear,
     }),
   );
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 main().catch((e) => {

@@ -183,6 +183,11 @@ function decodeTable(cacheDir: string): void {
         `${v.decodeGflops.toFixed(0)} GFLOP/s, ${v.tokensPerSecond.toFixed(1)} tokens/s`,
         `${v.ceilingGflops.toFixed(0)} GFLOP/s bare MatMul ${r.ceilingShape}`,
       ]),
+      row([
+        "decode step (median), against its Linear layers alone (same rows, same weight traffic)",
+        ms(v.stepMedian),
+        `${ms(v.linearCeilingSeconds)}: the step at ${(100 / v.stepOverLinearCeiling).toFixed(0)} % of it`,
+      ]),
     ].join("\n"),
   );
 }
