@@ -18,7 +18,7 @@ import { Evaluation, Evaluator } from "./evaluation.js";
 import { at } from "./activations.js";
 import { rankLayers, LayerRanking } from "./layers.js";
 import { Schedule } from "./scoring.js";
-import { CandidateScore, key } from "./select.js";
+import { CandidateScore, key, scoredPositions, selectionOptions } from "./select.js";
 import { RunStore } from "./run-store.js";
 import { runStage, StageContext } from "./stage.js";
 import { StageClock, StageTimings } from "./stage-clock.js";
@@ -287,14 +287,8 @@ async function scoreCandidates(
 /** Stage 4: the filters, then each method's best candidate. */
 function selectionOf(ctx: StageContext, scores: Scores, positions: number, zero: Set<string>): Selected {
   const { options, folder } = ctx;
-  const selectionOptions = {
-    numLayers: folder.spec.numLayers,
-    numPositions: Math.min(positions, options.scorePositions ?? positions),
-    klThreshold: options.klThreshold,
-    pruneLayers: options.pruneLayers,
-    zeroNorm: zero,
-  };
-  return selectDirections(scores, selectionOptions, options.selection, options.log);
+  const opts = selectionOptions(folder.spec.numLayers, positions, options.scorePositions, options, zero);
+  return selectDirections(scores, opts, options.selection, options.log);
 }
 
 /** Stage 4b: how far each selected direction's edits move the residual stream where they act. */
@@ -454,7 +448,7 @@ export function zeroCandidates(
   let maxNorm = 0;
   for (let k = 0; k < P; k++) for (let l = 0; l < L; l++) maxNorm = Math.max(maxNorm, norm(at(dirs.r, k, l, L, d)));
   const zero = new Set<string>();
-  for (let k = P - Math.min(P, scorePositions ?? P); k < P; k++) {
+  for (let k = P - scoredPositions(P, scorePositions); k < P; k++) {
     for (let l = 0; l < L; l++) if (norm(at(dirs.r, k, l, L, d)) <= 1e-6 * maxNorm) zero.add(key(k - P, l));
   }
   return zero;

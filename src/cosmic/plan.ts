@@ -10,7 +10,7 @@ import { directionsFlops, editSizeFlops, formatFlops, formatSeconds, scoringFlop
 import { calibrate, describeCalibration, evaluationEstimate, EvaluationEstimate } from "./calibration.js";
 import { eligibleLayers, lowLayerCount } from "./layers.js";
 import { firstLowLayer } from "./modes.js";
-import { firstPrunedLayer } from "./select.js";
+import { firstPrunedLayer, scoredPositions } from "./select.js";
 import { checkPromptSets, encodePrompts, RunOptions, selectionSystemOf } from "./pipeline.js";
 import { describeMachine } from "../util/machine.js";
 
@@ -61,7 +61,7 @@ export async function planRun(options: RunOptions): Promise<RunPlan> {
   const test = [lengths(p.harmfulTest, options.evalSystem), lengths(p.harmlessTest, options.evalSystem)];
   const L = spec.numLayers;
   const P = folder.tokenizer.eoiTokens(options.system).ids.length;
-  const positions = Math.min(P, options.scorePositions ?? P);
+  const positions = scoredPositions(P, options.scorePositions);
   const bs = options.batchSize;
   // --system-scope directions: L_low comes from a second pair of train passes without the system message.
   const lowPasses = options.system !== undefined && selSystem === undefined;

@@ -36,6 +36,28 @@ export interface SelectionOptions {
   zeroNorm: Set<string>;
 }
 
+/** How many EOI positions are scored: the last `scorePositions` of the P (all of them when unset). */
+export function scoredPositions(P: number, scorePositions: number | null | undefined): number {
+  return Math.min(P, scorePositions ?? P);
+}
+
+/** The selection's options for a model of `numLayers` layers and P EOI positions, under these filters. */
+export function selectionOptions(
+  numLayers: number,
+  P: number,
+  scorePositions: number | null | undefined,
+  filters: { klThreshold: number; pruneLayers: number },
+  zeroNorm: Set<string>,
+): SelectionOptions {
+  return {
+    numLayers,
+    numPositions: scoredPositions(P, scorePositions),
+    klThreshold: filters.klThreshold,
+    pruneLayers: filters.pruneLayers,
+    zeroNorm,
+  };
+}
+
 export interface Selection {
   selected: CandidateScore;
   filtered: CandidateScore[];

@@ -20,7 +20,7 @@ import {
   ScoringSet,
   Tally,
 } from "../scoring.js";
-import { CandidateRow, firstPrunedLayer, key, leadingCandidate, SelectionOptions } from "../select.js";
+import { CandidateRow, firstPrunedLayer, key, leadingCandidate, scoredPositions, selectionOptions } from "../select.js";
 import type { Stage, StageContext } from "../stage.js";
 import { dot, normalize } from "../vec.js";
 import { candidateEdits, Directions } from "./directions.js";
@@ -114,7 +114,7 @@ async function scoreLayer(
   const L = engine.numLayers;
   const d = engine.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
-  const positions = Math.min(P, i.scorePositions ?? P);
+  const positions = scoredPositions(P, i.scorePositions);
   const cos: CandidateRow[] = [];
   const sub: CandidateRow[] = [];
   const live: number[] = [];
@@ -268,7 +268,7 @@ async function timed<T>(engine: Engine, acc: Tally, f: () => Promise<T>): Promis
 
 /** The candidates that run at each layer (zero directions take the clean run's scores). */
 export function liveCandidates(L: number, P: number, scorePositions: number | null, zero: Set<string>): number[] {
-  const positions = Math.min(P, scorePositions ?? P);
+  const positions = scoredPositions(P, scorePositions);
   return Array.from({ length: L }, (_, l) => {
     let n = 0;
     for (let k = P - positions; k < P; k++) if (!zero.has(key(k - P, l))) n++;
@@ -364,13 +364,7 @@ async function lazyKl(
   const d = engine.spec.hiddenSize;
   const P = dirs.r.length / (L * d);
   const kl = (partial.kl ??= {});
-  const opts: SelectionOptions = {
-    numLayers: L,
-    numPositions: Math.min(P, i.scorePositions ?? P),
-    klThreshold: i.lazy!.klThreshold,
-    pruneLayers: i.lazy!.pruneLayers,
-    zeroNorm: zero,
-  };
+  const opts = selectionOptions(L, P, i.scorePositions, i.lazy!, zero);
   // The KL scores this threshold's loops reached, and the method that reached each first.
   const reached = new Map<string, LazyMethod>();
   const fill = (rows: CandidateRow[]) =>
